@@ -1,0 +1,381 @@
+package raftstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/skiff-sh/skiff/raftstore/internal/command"
+	"github.com/skiff-sh/skiff/raftstore/internal/mvcc"
+	"github.com/skiff-sh/skiff/raftstore/internal/rpc"
+)
+
+// ReadOptions choose the consistency and revision of a read.
+type ReadOptions struct {
+	// Revision reads the state as of that revision; 0 reads the latest.
+	Revision int64
+	// Stale reads the local replica without confirming with the leader:
+	// fast, but it may miss the latest writes.
+	Stale bool
+}
+
+// ListOptions page a List.
+type ListOptions struct {
+	ReadOptions
+	// Limit caps the number of keys returned; 0 means no cap.
+	Limit int
+	// After resumes a paged list: only keys greater than After are returned.
+	// Pass the Revision of the first page too, so every page reads one state.
+	After string
+}
+
+// ListResult is one page of a List.
+type ListResult struct {
+	KVs []KeyValue
+	// Revision is the revision the list was read at.
+	Revision int64
+	// More reports whether keys beyond the last returned one match.
+	More bool
+}
+
+// Txn applies txn atomically through Raft and returns its result.
+func (s *Store) Txn(ctx context.Context, txn *Txn) (*TxnResult, error) {
+	return s.proposeTxn(ctx, txn)
+}
+
+// Create writes key only if it does not exist and returns the revision of the
+// write, or ErrKeyExists.
+func (s *Store) Create(ctx context.Context, key string, value []byte) (int64, error) {
+	res, err := s.proposeTxn(ctx, &Txn{
+		Compares: []Compare{{Key: key, Target: TargetModRevision, Result: Equal, Value: 0}},
+		Success:  []Request{{Type: RequestPut, Key: key, Value: value}},
+	})
+	if err != nil {
+		return 0, err
+	}
+	if !res.Succeeded {
+		return res.Revision, ErrKeyExists
+	}
+	return res.Revision, nil
+}
+
+// Put writes key whether or not it exists and returns the revision of the
+// write and the version it replaced (nil if none).
+func (s *Store) Put(ctx context.Context, key string, value []byte) (int64, *KeyValue, error) {
+	res, err := s.proposeTxn(ctx, &Txn{Success: []Request{{Type: RequestPut, Key: key, Value: value}}})
+	if err != nil {
+		return 0, nil, err
+	}
+	return res.Revision, res.PrevKVs[0], nil
+}
+
+// casCompare is the condition of Update and Delete: the key exists, with mod
+// revision expected unless expected is 0.
+func casCompare(key string, expected int64) Compare {
+	if expected == 0 {
+		return Compare{Key: key, Target: TargetModRevision, Result: Greater, Value: 0}
+	}
+	return Compare{Key: key, Target: TargetModRevision, Result: Equal, Value: expected}
+}
+
+func casFailure(key string, expected int64, res *TxnResult) error {
+	cur := res.Current[0]
+	if cur == nil {
+		return ErrKeyNotFound
+	}
+	return &ConflictError{Key: key, Expected: expected, Current: *cur}
+}
+
+// Update replaces the value of an existing key. With expected > 0 it succeeds
+// only if the key's mod revision is expected (compare-and-swap). It returns
+// the new version, or ErrKeyNotFound, or a *ConflictError.
+func (s *Store) Update(ctx context.Context, key string, value []byte, expected int64) (KeyValue, error) {
+	res, err := s.proposeTxn(ctx, &Txn{
+		Compares: []Compare{casCompare(key, expected)},
+		Success:  []Request{{Type: RequestPut, Key: key, Value: value}},
+	})
+	if err != nil {
+		return KeyValue{}, err
+	}
+	if !res.Succeeded {
+		return KeyValue{}, casFailure(key, expected, res)
+	}
+	prev := res.PrevKVs[0]
+	return KeyValue{Key: key, Value: value, CreateRevision: prev.CreateRevision, ModRevision: res.Revision, Version: prev.Version + 1}, nil
+}
+
+// Delete removes an existing key, with the same expected-revision rule as
+// Update, and returns the deleted version and the revision of the delete.
+func (s *Store) Delete(ctx context.Context, key string, expected int64) (KeyValue, int64, error) {
+	res, err := s.proposeTxn(ctx, &Txn{
+		Compares: []Compare{casCompare(key, expected)},
+		Success:  []Request{{Type: RequestDelete, Key: key}},
+	})
+	if err != nil {
+		return KeyValue{}, 0, err
+	}
+	if !res.Succeeded {
+		return KeyValue{}, 0, casFailure(key, expected, res)
+	}
+	return *res.PrevKVs[0], res.Revision, nil
+}
+
+// Compact drops the history at and below rev across the cluster.
+func (s *Store) Compact(ctx context.Context, rev int64) error {
+	_, err := s.propose(ctx, command.EncodeCompact(mvcc.Compact{Revision: rev}))
+	return err
+}
+
+func (s *Store) proposeTxn(ctx context.Context, txn *Txn) (*TxnResult, error) {
+	return s.propose(ctx, command.EncodeTxn(txn))
+}
+
+// propose commits one encoded entry through the leader and returns its result.
+// Errors: ErrNoLeader (not applied), ErrUnknownOutcome, or the rule the FSM
+// rejected the entry with.
+func (s *Store) propose(ctx context.Context, entry []byte) (*TxnResult, error) {
+	if err := s.wait(ctx); err != nil {
+		return nil, err
+	}
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	for backoff := 2 * time.Millisecond; ; backoff = min(2*backoff, 100*time.Millisecond) {
+		res, err := s.proposeOnce(ctx, entry)
+		var nl *notLeaderError
+		if !errors.As(err, &nl) && !errors.Is(err, rpc.ErrNotSent) && !errors.Is(err, errRetry) {
+			return res, err
+		}
+		// Nothing was applied: wait for a leader and try again.
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: %v (last: %v)", ErrNoLeader, ctx.Err(), err)
+		case <-s.stopped:
+			return nil, ErrStopped
+		case <-time.After(backoff):
+		}
+	}
+}
+
+// errRetry marks a local failure that happened before the entry was appended.
+var errRetry = errors.New("raftstore: not appended")
+
+func (s *Store) proposeOnce(ctx context.Context, entry []byte) (*TxnResult, error) {
+	if s.raft.State() == raft.Leader {
+		return s.applyLocal(ctx, entry)
+	}
+	leader, _ := s.raft.LeaderWithID()
+	if leader == "" {
+		return nil, errRetry
+	}
+	resp, err := s.peer(string(leader)).Call(ctx, methodPropose, entry)
+	if err != nil {
+		var re *rpc.RemoteError
+		switch {
+		case errors.As(err, &re):
+			return nil, decodeError(re.Payload)
+		case errors.Is(err, rpc.ErrNotSent):
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w: forwarding to %s: %v", ErrUnknownOutcome, leader, err)
+	}
+	return command.DecodeTxnResult(resp)
+}
+
+// applyLocal appends entry on this node, which believes it is the leader,
+// and waits for it to be applied.
+func (s *Store) applyLocal(ctx context.Context, entry []byte) (*TxnResult, error) {
+	f := s.raft.Apply(entry, time.Second)
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		switch {
+		case err == nil:
+		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrEnqueueTimeout):
+			leader, _ := s.raft.LeaderWithID()
+			return nil, &notLeaderError{Leader: string(leader)}
+		default: // leadership lost, shutdown, restore: the entry may commit later.
+			return nil, fmt.Errorf("%w: %v", ErrUnknownOutcome, err)
+		}
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: %v", ErrUnknownOutcome, ctx.Err())
+	}
+	r := f.Response().(applyResult)
+	return r.txn, r.err
+}
+
+// linearize returns once the local replica holds every write acknowledged
+// before the call: it gets a read index from the leader and waits until the
+// local replica has applied it.
+func (s *Store) linearize(ctx context.Context) error {
+	for backoff := 2 * time.Millisecond; ; backoff = min(2*backoff, 100*time.Millisecond) {
+		idx, err := s.readIndex(ctx)
+		if err == nil {
+			return s.fsm.waitApplied(ctx, idx)
+		}
+		var nl *notLeaderError
+		if !errors.As(err, &nl) && !errors.Is(err, rpc.ErrNotSent) && !errors.Is(err, errRetry) && !errors.Is(err, rpc.ErrConnLost) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %v (last: %v)", ErrNoLeader, ctx.Err(), err)
+		case <-s.stopped:
+			return ErrStopped
+		case <-time.After(backoff):
+		}
+	}
+}
+
+func (s *Store) readIndex(ctx context.Context) (int64, error) {
+	if s.raft.State() == raft.Leader {
+		return s.readIndexLocal(ctx)
+	}
+	leader, _ := s.raft.LeaderWithID()
+	if leader == "" {
+		return 0, errRetry
+	}
+	resp, err := s.peer(string(leader)).Call(ctx, methodReadIndex, nil)
+	if err != nil {
+		var re *rpc.RemoteError
+		if errors.As(err, &re) {
+			return 0, decodeError(re.Payload)
+		}
+		return 0, err
+	}
+	d := decoder{b: resp}
+	idx := d.varint()
+	return idx, d.err
+}
+
+// readIndexLocal is the leader's side of a read index. The index is the last
+// entry applied here, taken before leadership is confirmed: every write
+// acknowledged before the read began is applied here already (a new leader
+// first applies its predecessor's entries, see ensureBarrier), and the
+// confirmation shows no other leader can have acknowledged anything newer.
+func (s *Store) readIndexLocal(ctx context.Context) (int64, error) {
+	if err := s.ensureBarrier(ctx); err != nil {
+		return 0, err
+	}
+	idx := s.fsm.appliedRev()
+	if err := s.verifier.Verify(ctx); err != nil {
+		return 0, err
+	}
+	return idx, nil
+}
+
+// ensureBarrier makes sure this leader has applied every entry committed
+// before its term, once per term.
+func (s *Store) ensureBarrier(ctx context.Context) error {
+	term := s.raft.CurrentTerm()
+	if s.barrierTerm.Load() == term {
+		return nil
+	}
+	s.barrierMu.Lock()
+	defer s.barrierMu.Unlock()
+	if s.barrierTerm.Load() == term {
+		return nil
+	}
+	timeout := s.cfg.RequestTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = time.Until(dl)
+	}
+	if err := s.raft.Barrier(timeout).Error(); err != nil {
+		leader, _ := s.raft.LeaderWithID()
+		return &notLeaderError{Leader: string(leader)}
+	}
+	s.barrierTerm.Store(term)
+	return nil
+}
+
+func (s *Store) verifyLeader() error {
+	if err := s.raft.VerifyLeader().Error(); err != nil {
+		leader, _ := s.raft.LeaderWithID()
+		return &notLeaderError{Leader: string(leader)}
+	}
+	return nil
+}
+
+// readView returns the view to serve a read with the given options from,
+// after linearizing when the options call for it.
+func (s *Store) readView(ctx context.Context, o ReadOptions) (*mvcc.View, error) {
+	if err := s.wait(ctx); err != nil {
+		return nil, err
+	}
+	if !o.Stale && (o.Revision == 0 || o.Revision > s.fsm.appliedRev()) {
+		ctx, cancel := s.withTimeout(ctx)
+		defer cancel()
+		if err := s.linearize(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return s.fsm.view(), nil
+}
+
+// Get returns key (nil if it does not exist) and the revision it was read at.
+func (s *Store) Get(ctx context.Context, key string, o ReadOptions) (*KeyValue, int64, error) {
+	v, err := s.readView(ctx, o)
+	if err != nil {
+		return nil, 0, err
+	}
+	kv, ok, err := v.Get(key, o.Revision)
+	if err != nil || !ok {
+		return nil, readRev(v, o), err
+	}
+	return &kv, readRev(v, o), nil
+}
+
+func readRev(v *mvcc.View, o ReadOptions) int64 {
+	if o.Revision != 0 {
+		return o.Revision
+	}
+	return v.Rev()
+}
+
+// List returns the keys starting with prefix, in key order, paged by o.
+func (s *Store) List(ctx context.Context, prefix string, o ListOptions) (ListResult, error) {
+	v, err := s.readView(ctx, o.ReadOptions)
+	if err != nil {
+		return ListResult{}, err
+	}
+	return listView(v, prefix, o)
+}
+
+func listView(v *mvcc.View, prefix string, o ListOptions) (ListResult, error) {
+	start := prefix
+	if o.After != "" && o.After >= prefix {
+		start = o.After + "\x00"
+	}
+	kvs, more, err := v.Range(start, mvcc.PrefixEnd(prefix), o.Revision, o.Limit)
+	if err != nil {
+		return ListResult{}, err
+	}
+	return ListResult{KVs: kvs, Revision: readRev(v, o.ReadOptions), More: more}, nil
+}
+
+// Count returns how many keys start with prefix and the revision counted at.
+func (s *Store) Count(ctx context.Context, prefix string, o ReadOptions) (int64, int64, error) {
+	v, err := s.readView(ctx, o)
+	if err != nil {
+		return 0, 0, err
+	}
+	n, err := v.Count(prefix, mvcc.PrefixEnd(prefix), o.Revision)
+	return n, readRev(v, o), err
+}
+
+// Watch returns a watcher of the keys starting with prefix that sees every
+// event with a revision greater than from, from this node's replica; from 0
+// means from now. It fails with a *CompactedError when events after from are
+// no longer kept.
+func (s *Store) Watch(ctx context.Context, prefix string, from int64) (*Watcher, error) {
+	if err := s.wait(ctx); err != nil {
+		return nil, err
+	}
+	return s.fsm.hub.Watch(prefix, from)
+}
+
+// Revision returns the revision of the last entry applied on this node.
+func (s *Store) Revision() int64 { return s.fsm.appliedRev() }

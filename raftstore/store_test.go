@@ -1,0 +1,98 @@
+package raftstore
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+)
+
+// TestBasicOperations exercises every operation through a follower and the
+// leader of a 3-node cluster.
+func TestBasicOperations(t *testing.T) {
+	c := newCluster(t, 3, nil)
+	leader := c.leader()
+	var follower string
+	for _, id := range c.ids() {
+		if id != leader {
+			follower = id
+			break
+		}
+	}
+	for _, id := range []string{follower, leader} {
+		t.Run(map[bool]string{true: "leader", false: "follower"}[id == leader], func(t *testing.T) {
+			s := c.node(id)
+			ctx := ctxT(t, 20*time.Second)
+			p := "/" + id + "/"
+			rev, err := s.Create(ctx, p+"a", []byte("1"))
+			if err != nil {
+				t.Fatalf("Create: %v", err)
+			}
+			if _, err := s.Create(ctx, p+"a", []byte("x")); !errors.Is(err, ErrKeyExists) {
+				t.Fatalf("second Create: got %v, want ErrKeyExists", err)
+			}
+			kv, err := s.Update(ctx, p+"a", []byte("2"), rev)
+			if err != nil || kv.Version != 2 || kv.CreateRevision != rev || kv.ModRevision <= rev {
+				t.Fatalf("Update = %+v, %v; want version 2 created at %d", kv, err, rev)
+			}
+			var ce *ConflictError
+			if _, err := s.Update(ctx, p+"a", []byte("3"), rev); !errors.As(err, &ce) || ce.Current.ModRevision != kv.ModRevision {
+				t.Fatalf("stale Update: got %v, want ConflictError with current rev %d", err, kv.ModRevision)
+			}
+			if _, err := s.Update(ctx, p+"nope", []byte("3"), 0); !errors.Is(err, ErrKeyNotFound) {
+				t.Fatalf("Update of missing key: got %v, want ErrKeyNotFound", err)
+			}
+			got, _, err := s.Get(ctx, p+"a", ReadOptions{})
+			if err != nil || got == nil || string(got.Value) != "2" {
+				t.Fatalf("Get = %v, %v; want value 2", got, err)
+			}
+			old, _, err := s.Get(ctx, p+"a", ReadOptions{Revision: rev})
+			if err != nil || old == nil || string(old.Value) != "1" {
+				t.Fatalf("Get at rev %d = %v, %v; want value 1", rev, old, err)
+			}
+			for i := range 5 {
+				if _, err := s.Create(ctx, fmt.Sprintf("%sl/%d", p, i), []byte("v")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			page, err := s.List(ctx, p+"l/", ListOptions{Limit: 2})
+			if err != nil || len(page.KVs) != 2 || !page.More {
+				t.Fatalf("List page 1 = %+v, %v; want 2 keys and more", page, err)
+			}
+			// Writes after the first page do not show in later pages.
+			if _, err := s.Create(ctx, p+"l/9", []byte("late")); err != nil {
+				t.Fatal(err)
+			}
+			var keys []string
+			for _, kv := range page.KVs {
+				keys = append(keys, kv.Key)
+			}
+			for page.More {
+				page, err = s.List(ctx, p+"l/", ListOptions{Limit: 2, After: keys[len(keys)-1], ReadOptions: ReadOptions{Revision: page.Revision}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, kv := range page.KVs {
+					keys = append(keys, kv.Key)
+				}
+			}
+			if want := fmt.Sprint([]string{p + "l/0", p + "l/1", p + "l/2", p + "l/3", p + "l/4"}); fmt.Sprint(keys) != want {
+				t.Fatalf("paged keys %v, want %v", keys, want)
+			}
+			n, _, err := s.Count(ctx, p+"l/", ReadOptions{})
+			if err != nil || n != 6 {
+				t.Fatalf("Count = %d, %v; want 6", n, err)
+			}
+			prev, _, err := s.Delete(ctx, p+"a", 0)
+			if err != nil || string(prev.Value) != "2" {
+				t.Fatalf("Delete = %+v, %v; want previous value 2", prev, err)
+			}
+			if _, _, err := s.Delete(ctx, p+"a", 0); !errors.Is(err, ErrKeyNotFound) {
+				t.Fatalf("second Delete: got %v, want ErrKeyNotFound", err)
+			}
+			if _, err := s.Txn(ctx, &Txn{Success: []Request{{Type: RequestPut, Key: "k"}, {Type: RequestPut, Key: "k"}}}); !errors.Is(err, ErrDuplicateKey) {
+				t.Fatalf("duplicate-key Txn: got %v, want ErrDuplicateKey", err)
+			}
+		})
+	}
+}
