@@ -43,13 +43,41 @@ type ListResult struct {
 
 // Txn applies txn atomically through Raft and returns its result.
 func (s *Store) Txn(ctx context.Context, txn *Txn) (*TxnResult, error) {
-	return s.proposeTxn(ctx, txn)
+	return s.propose(ctx, command.EncodeTxn(txn))
 }
 
 // Create writes key only if it does not exist and returns the revision of the
 // write, or ErrKeyExists.
 func (s *Store) Create(ctx context.Context, key string, value []byte) (int64, error) {
-	res, err := s.proposeTxn(ctx, &Txn{
+	return create(ctx, s, key, value)
+}
+
+// Put writes key whether or not it exists and returns the revision of the
+// write and the version it replaced (nil if none).
+func (s *Store) Put(ctx context.Context, key string, value []byte) (int64, *KeyValue, error) {
+	return put(ctx, s, key, value)
+}
+
+// Update replaces the value of an existing key. With expected > 0 it succeeds
+// only if the key's mod revision is expected (compare-and-swap). It returns
+// the new version, or ErrKeyNotFound, or a *ConflictError.
+func (s *Store) Update(ctx context.Context, key string, value []byte, expected int64) (KeyValue, error) {
+	return update(ctx, s, key, value, expected)
+}
+
+// Delete removes an existing key, with the same expected-revision rule as
+// Update, and returns the deleted version and the revision of the delete.
+func (s *Store) Delete(ctx context.Context, key string, expected int64) (KeyValue, int64, error) {
+	return del(ctx, s, key, expected)
+}
+
+// txner is what the single-key writes are built on: a Store or a Client.
+type txner interface {
+	Txn(ctx context.Context, txn *Txn) (*TxnResult, error)
+}
+
+func create(ctx context.Context, t txner, key string, value []byte) (int64, error) {
+	res, err := t.Txn(ctx, &Txn{
 		Compares: []Compare{{Key: key, Target: TargetModRevision, Result: Equal, Value: 0}},
 		Success:  []Request{{Type: RequestPut, Key: key, Value: value}},
 	})
@@ -62,10 +90,8 @@ func (s *Store) Create(ctx context.Context, key string, value []byte) (int64, er
 	return res.Revision, nil
 }
 
-// Put writes key whether or not it exists and returns the revision of the
-// write and the version it replaced (nil if none).
-func (s *Store) Put(ctx context.Context, key string, value []byte) (int64, *KeyValue, error) {
-	res, err := s.proposeTxn(ctx, &Txn{Success: []Request{{Type: RequestPut, Key: key, Value: value}}})
+func put(ctx context.Context, t txner, key string, value []byte) (int64, *KeyValue, error) {
+	res, err := t.Txn(ctx, &Txn{Success: []Request{{Type: RequestPut, Key: key, Value: value}}})
 	if err != nil {
 		return 0, nil, err
 	}
@@ -89,11 +115,8 @@ func casFailure(key string, expected int64, res *TxnResult) error {
 	return &ConflictError{Key: key, Expected: expected, Current: *cur}
 }
 
-// Update replaces the value of an existing key. With expected > 0 it succeeds
-// only if the key's mod revision is expected (compare-and-swap). It returns
-// the new version, or ErrKeyNotFound, or a *ConflictError.
-func (s *Store) Update(ctx context.Context, key string, value []byte, expected int64) (KeyValue, error) {
-	res, err := s.proposeTxn(ctx, &Txn{
+func update(ctx context.Context, t txner, key string, value []byte, expected int64) (KeyValue, error) {
+	res, err := t.Txn(ctx, &Txn{
 		Compares: []Compare{casCompare(key, expected)},
 		Success:  []Request{{Type: RequestPut, Key: key, Value: value}},
 	})
@@ -107,10 +130,8 @@ func (s *Store) Update(ctx context.Context, key string, value []byte, expected i
 	return KeyValue{Key: key, Value: value, CreateRevision: prev.CreateRevision, ModRevision: res.Revision, Version: prev.Version + 1}, nil
 }
 
-// Delete removes an existing key, with the same expected-revision rule as
-// Update, and returns the deleted version and the revision of the delete.
-func (s *Store) Delete(ctx context.Context, key string, expected int64) (KeyValue, int64, error) {
-	res, err := s.proposeTxn(ctx, &Txn{
+func del(ctx context.Context, t txner, key string, expected int64) (KeyValue, int64, error) {
+	res, err := t.Txn(ctx, &Txn{
 		Compares: []Compare{casCompare(key, expected)},
 		Success:  []Request{{Type: RequestDelete, Key: key}},
 	})
@@ -127,10 +148,6 @@ func (s *Store) Delete(ctx context.Context, key string, expected int64) (KeyValu
 func (s *Store) Compact(ctx context.Context, rev int64) error {
 	_, err := s.propose(ctx, command.EncodeCompact(mvcc.Compact{Revision: rev}))
 	return err
-}
-
-func (s *Store) proposeTxn(ctx context.Context, txn *Txn) (*TxnResult, error) {
-	return s.propose(ctx, command.EncodeTxn(txn))
 }
 
 // propose commits one encoded entry through the leader and returns its result.

@@ -23,6 +23,7 @@ const (
 	methodRemove    byte = 4 // id -> (); forwarded to the leader
 	methodStatus    byte = 5 // -> JSON Status of the serving node
 	methodRange     byte = 6 // range request -> range response; any node
+	methodWrite     byte = 7 // entry -> TxnResult; any node, forwarded to the leader
 )
 
 // serveRPC accepts RPC connections until ctx ends and returns after every
@@ -69,6 +70,15 @@ func (h rpcHandler) Serve(ctx context.Context, method byte, p []byte) ([]byte, e
 			return nil, err
 		}
 		return command.AppendTxnResult(nil, res), nil
+	case methodWrite:
+		if _, err := command.Decode(p); err != nil {
+			return nil, err
+		}
+		res, err := s.propose(ctx, p)
+		if err != nil {
+			return nil, err
+		}
+		return command.AppendTxnResult(nil, res), nil
 	case methodReadIndex:
 		if s.raft.State() != raft.Leader {
 			leader, _ := s.raft.LeaderWithID()
@@ -111,10 +121,11 @@ func (h rpcHandler) Serve(ctx context.Context, method byte, p []byte) ([]byte, e
 	return nil, fmt.Errorf("raftstore: unknown rpc method %d", method)
 }
 
-// rangeRequest is a remote client's Get, List or Count.
+// rangeRequest is a remote client's Get (prefix is the key), List or Count.
 type rangeRequest struct {
 	prefix string
 	count  bool
+	get    bool
 	opts   ListOptions
 }
 
@@ -126,6 +137,9 @@ func (r *rangeRequest) encode() []byte {
 	if r.count {
 		flags |= 2
 	}
+	if r.get {
+		flags |= 4
+	}
 	b := binary.AppendUvarint(nil, flags)
 	b = binary.AppendVarint(b, r.opts.Revision)
 	b = binary.AppendVarint(b, int64(r.opts.Limit))
@@ -136,7 +150,7 @@ func (r *rangeRequest) encode() []byte {
 func decodeRangeRequest(p []byte) (*rangeRequest, error) {
 	d := decoder{b: p}
 	flags := d.uvarint()
-	r := &rangeRequest{count: flags&2 != 0}
+	r := &rangeRequest{count: flags&2 != 0, get: flags&4 != 0}
 	r.opts.Stale = flags&1 != 0
 	r.opts.Revision = d.varint()
 	r.opts.Limit = int(d.varint())
@@ -146,7 +160,7 @@ func decodeRangeRequest(p []byte) (*rangeRequest, error) {
 }
 
 // serveRange answers: revision, more, count, then the key-values.
-func (s *Store) serveRange(ctx context.Context, req *rangeRequest) ([]byte, error) {
+func (s *Store) serveRange(ctx context.Context, req *rangeRequest) (_ []byte, err error) {
 	if req.count {
 		n, rev, err := s.Count(ctx, req.prefix, req.opts.ReadOptions)
 		if err != nil {
@@ -154,8 +168,17 @@ func (s *Store) serveRange(ctx context.Context, req *rangeRequest) ([]byte, erro
 		}
 		return binary.AppendVarint(binary.AppendVarint(binary.AppendUvarint(nil, 0), rev), n), nil
 	}
-	res, err := s.List(ctx, req.prefix, req.opts)
-	if err != nil {
+	var res ListResult
+	if req.get {
+		kv, rev, err := s.Get(ctx, req.prefix, req.opts.ReadOptions)
+		if err != nil {
+			return nil, err
+		}
+		res.Revision = rev
+		if kv != nil {
+			res.KVs = []KeyValue{*kv}
+		}
+	} else if res, err = s.List(ctx, req.prefix, req.opts); err != nil {
 		return nil, err
 	}
 	more := uint64(0)

@@ -96,3 +96,48 @@ func TestBasicOperations(t *testing.T) {
 		})
 	}
 }
+
+// TestRemoteClient drives a cluster from a Client through every endpoint.
+func TestRemoteClient(t *testing.T) {
+	c := newCluster(t, 3, nil)
+	ctx := ctxT(t, 20*time.Second)
+	cl, err := NewClient(ClientConfig{Endpoints: c.ids(), Network: c.net.Node("client")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	for i, id := range c.ids() {
+		e := cl.Endpoint(i)
+		key := "/client/" + id
+		rev, err := e.Create(ctx, key, []byte(id))
+		if err != nil {
+			t.Fatalf("Create via %s: %v", id, err)
+		}
+		if _, err := e.Create(ctx, key, []byte(id)); !errors.Is(err, ErrKeyExists) {
+			t.Fatalf("second Create via %s: got %v, want ErrKeyExists", id, err)
+		}
+		kv, _, err := e.Get(ctx, key, ReadOptions{})
+		if err != nil || kv == nil || string(kv.Value) != id || kv.ModRevision != rev {
+			t.Fatalf("Get via %s = %+v, %v; want %s at %d", id, kv, err, id, rev)
+		}
+		st, err := e.Status(ctx)
+		if err != nil || st.ID != id || len(st.Servers) != 3 {
+			t.Fatalf("Status via %s = %+v, %v", id, st, err)
+		}
+	}
+	res, err := cl.List(ctx, "/client/", ListOptions{})
+	if err != nil || len(res.KVs) != 3 {
+		t.Fatalf("List = %+v, %v; want 3 keys", res, err)
+	}
+	n, _, err := cl.Count(ctx, "/client/", ReadOptions{})
+	if err != nil || n != 3 {
+		t.Fatalf("Count = %d, %v; want 3", n, err)
+	}
+	var ce *CompactedError
+	if err := c.node(c.leader()).Compact(ctx, res.Revision); err != nil {
+		t.Fatalf("Compact: %v", err)
+	}
+	if _, _, err := cl.Get(ctx, "/client/n1", ReadOptions{Revision: res.Revision - 1}); !errors.As(err, &ce) {
+		t.Fatalf("Get below compaction: got %v, want CompactedError", err)
+	}
+}
