@@ -299,11 +299,17 @@ func (s *Store) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("raftstore: start raft: %w", err)
 	}
 	s.raft = r
-	defer func() {
+	raftDown := false
+	shutdownRaft := func() {
+		if raftDown {
+			return
+		}
+		raftDown = true
 		if serr := r.Shutdown().Error(); serr != nil && err == nil {
 			err = fmt.Errorf("raftstore: shut down raft: %w", serr)
 		}
-	}()
+	}
+	defer shutdownRaft()
 	if !hasState && s.cfg.Bootstrap {
 		cfg := raft.Configuration{Servers: []raft.Server{{ID: rc.LocalID, Address: raft.ServerAddress(advertise)}}}
 		if err := r.BootstrapCluster(cfg).Error(); err != nil {
@@ -314,8 +320,20 @@ func (s *Store) Run(ctx context.Context) (err error) {
 	close(s.ready)
 	s.log.Info("store running", "addr", advertise, "existing_state", hasState)
 
+	// The mux outlives Raft: it stops only after Raft has shut down, so Raft
+	// never sees its listener vanish underneath it.
+	muxCtx, stopMux := context.WithCancel(context.WithoutCancel(ctx))
+	muxDone := make(chan error, 1)
+	go func() { muxDone <- s.mux.Run(muxCtx) }()
+	defer func() {
+		shutdownRaft()
+		stopMux()
+		if merr := <-muxDone; merr != nil && err == nil {
+			err = merr
+		}
+	}()
+
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return s.mux.Run(gctx) })
 	g.Go(func() error { return s.serveRPC(gctx) })
 	if !hasState && len(s.cfg.Join) > 0 {
 		g.Go(func() error { return s.joinLoop(gctx) })
@@ -398,13 +416,22 @@ func newHCLogger(l *slog.Logger, level slog.Level) hclog.Logger {
 	case level >= slog.LevelError:
 		lv = hclog.Error
 	}
-	return hclog.New(&hclog.LoggerOptions{Name: "raft", Level: lv, Output: slogWriter{l}})
+	return hclog.New(&hclog.LoggerOptions{Name: "raft", Level: lv, Output: slogWriter{l}, DisableTime: true})
 }
 
 type slogWriter struct{ l *slog.Logger }
 
+// Write logs one hclog line ("[WARN]  raft: message: k=v") at its level.
 func (w slogWriter) Write(p []byte) (int, error) {
-	w.l.Info(strings.TrimSpace(string(p)), "component", "raft")
+	line := strings.TrimSpace(string(p))
+	level := slog.LevelInfo
+	for prefix, lv := range map[string]slog.Level{"[DEBUG]": slog.LevelDebug, "[TRACE]": slog.LevelDebug, "[INFO]": slog.LevelInfo, "[WARN]": slog.LevelWarn, "[ERROR]": slog.LevelError} {
+		if rest, ok := strings.CutPrefix(line, prefix); ok {
+			line, level = strings.TrimSpace(rest), lv
+			break
+		}
+	}
+	w.l.Log(context.Background(), level, line, "component", "raft")
 	return len(p), nil
 }
 

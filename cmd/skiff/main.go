@@ -1,0 +1,52 @@
+// Command skiff is Skiff's one binary: masters (`server`), the single-node
+// cluster (`up`) and admin verbs (`members`). It parses flags into the
+// components' Config structs and wires them together; the work is done in
+// the packages it imports.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+const usage = `usage: skiff <command> [flags]
+
+commands:
+  server    run a master: the replicated store and its status endpoint
+  up        run a single-node cluster on this machine
+  members   show the cluster's members as one master sees them
+
+Run 'skiff <command> -h' for a command's flags.
+`
+
+// run executes one command and returns the process exit code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "server":
+		return runServer(ctx, args[1:], stdout, stderr, false)
+	case "up":
+		return runServer(ctx, args[1:], stdout, stderr, true)
+	case "members":
+		return runMembers(ctx, args[1:], stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "skiff: unknown command %q\n\n%s", args[0], usage)
+	return 2
+}

@@ -1,0 +1,193 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/skiff-sh/skiff/controlplane/statusapi"
+	"github.com/skiff-sh/skiff/raftstore"
+)
+
+type serverFlags struct {
+	name, dataDir, peerAddr, advertise, httpAddr, join, logLevel string
+}
+
+func (f *serverFlags) register(fs *flag.FlagSet, single bool) {
+	defDir, defPeer, defHTTP := "/var/lib/skiff", ":6444", ":6443"
+	if single {
+		defPeer, defHTTP = "127.0.0.1:6444", "127.0.0.1:6443"
+	}
+	fs.StringVar(&f.name, "name", "", "node name, kept in the data directory after the first start (default: host name plus a random suffix)")
+	fs.StringVar(&f.dataDir, "data-dir", defDir, "data directory (Raft log, snapshots, node identity)")
+	fs.StringVar(&f.peerAddr, "peer-addr", defPeer, "listen address for Raft and peer RPC")
+	fs.StringVar(&f.advertise, "advertise-addr", "", "peer address other masters reach this one at (default: --peer-addr, with this host's IP when its host is empty)")
+	fs.StringVar(&f.httpAddr, "http-addr", defHTTP, "listen address for the status endpoint (/status, /healthz, /readyz)")
+	if !single {
+		fs.StringVar(&f.join, "join", "", "comma-separated peer addresses of existing masters to join (first start only); without it a new cluster is bootstrapped")
+	}
+	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+}
+
+func runServer(ctx context.Context, args []string, stdout, stderr io.Writer, single bool) int {
+	cmd := "server"
+	if single {
+		cmd = "up"
+	}
+	fs := flag.NewFlagSet("skiff "+cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var f serverFlags
+	f.register(fs, single)
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "skiff %s: unexpected arguments %q\n", cmd, fs.Args())
+		return 2
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
+		fmt.Fprintf(stderr, "skiff %s: --log-level: %v\n", cmd, err)
+		return 2
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	cfg, err := f.storeConfig(logger)
+	if err != nil {
+		fmt.Fprintf(stderr, "skiff %s: %v\n", cmd, err)
+		return 1
+	}
+	store, err := raftstore.New(cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "skiff %s: %v\n", cmd, err)
+		return 1
+	}
+	httpLn, err := net.Listen("tcp", f.httpAddr)
+	if err != nil {
+		fmt.Fprintf(stderr, "skiff %s: status endpoint: %v\n", cmd, err)
+		return 1
+	}
+	srv := &http.Server{Handler: statusapi.Handler(store), ReadHeaderTimeout: 10 * time.Second}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return store.Run(gctx) })
+	g.Go(func() error {
+		if err := srv.Serve(httpLn); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("status endpoint: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return srv.Shutdown(sctx)
+	})
+	if single {
+		fmt.Fprintf(stdout, `Skiff single-node cluster starting (node %s, data in %s).
+
+  status:   curl http://%s/status
+  health:   curl http://%s/readyz
+
+The Kubernetes API (and kubectl) arrive with the API server milestone; today
+this runs the Raft-replicated store. Press Ctrl-C to stop.
+`, cfg.NodeID, cfg.DataDir, httpLn.Addr(), httpLn.Addr())
+	}
+	logger.Info("skiff master starting", "node", cfg.NodeID, "peer_addr", cfg.BindAddr, "advertise", cfg.AdvertiseAddr, "http_addr", httpLn.Addr().String())
+	if err := g.Wait(); err != nil && ctx.Err() == nil {
+		fmt.Fprintf(stderr, "skiff %s: %v\n", cmd, err)
+		return 1
+	}
+	return 0
+}
+
+// storeConfig turns the flags into the store's Config.
+func (f *serverFlags) storeConfig(logger *slog.Logger) (raftstore.Config, error) {
+	cfg := raftstore.DefaultConfig()
+	cfg.Logger = logger
+	cfg.DataDir = f.dataDir
+	cfg.BindAddr = f.peerAddr
+	id, err := nodeID(f.dataDir, f.name)
+	if err != nil {
+		return cfg, err
+	}
+	cfg.NodeID = id
+	cfg.AdvertiseAddr, err = advertiseAddr(f.peerAddr, f.advertise)
+	if err != nil {
+		return cfg, err
+	}
+	for _, a := range strings.Split(f.join, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			cfg.Join = append(cfg.Join, a)
+		}
+	}
+	cfg.Bootstrap = len(cfg.Join) == 0
+	return cfg, cfg.Validate()
+}
+
+// nodeID returns the node's ID: the one kept in dataDir, else name, else a
+// new one; a new ID is written to dataDir so restarts keep it.
+func nodeID(dataDir, name string) (string, error) {
+	path := filepath.Join(dataDir, "node-id")
+	b, err := os.ReadFile(path)
+	if err == nil {
+		id := strings.TrimSpace(string(b))
+		if name != "" && name != id {
+			return "", fmt.Errorf("--name %q differs from the name %q kept in %s", name, id, path)
+		}
+		return id, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return "", err
+	}
+	id := name
+	if id == "" {
+		host, _ := os.Hostname()
+		var suffix [3]byte
+		rand.Read(suffix[:])
+		id = strings.ToLower(host) + "-" + hex.EncodeToString(suffix[:])
+	}
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return "", err
+	}
+	return id, os.WriteFile(path, []byte(id+"\n"), 0o600)
+}
+
+// advertiseAddr picks the address other masters dial: the explicit one, or
+// the listen address with this host's first non-loopback IP filled in when
+// the listen host is empty or unspecified.
+func advertiseAddr(listen, explicit string) (string, error) {
+	if explicit != "" {
+		return explicit, nil
+	}
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return "", fmt.Errorf("--peer-addr %q: %w", listen, err)
+	}
+	if ip := net.ParseIP(host); host != "" && (ip == nil || !ip.IsUnspecified()) {
+		return listen, nil
+	}
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return "", err
+	}
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok && !ipn.IP.IsLoopback() && ipn.IP.To4() != nil {
+			return net.JoinHostPort(ipn.IP.String(), port), nil
+		}
+	}
+	return net.JoinHostPort("127.0.0.1", port), nil
+}

@@ -1,0 +1,52 @@
+// Package statusapi serves a master's health and Raft status over HTTP:
+// /healthz (the process is up), /readyz (this node knows a leader) and /status (the node's view of the cluster as JSON).
+// The Kubernetes API server will take over the listener; these paths stay.
+//
+//	mux.Handle("/", statusapi.Handler(store))
+package statusapi
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"github.com/skiff-sh/skiff/raftstore"
+)
+
+// Handler returns the status endpoints of store.
+func Handler(store *raftstore.Store) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		st, err := store.Status(ctx)
+		switch {
+		case err != nil:
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+		case st.LeaderID == "":
+			http.Error(w, "not ready: no leader", http.StatusServiceUnavailable)
+		default:
+			w.Write([]byte("ok\n"))
+		}
+	})
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		st, err := store.Status(ctx)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		enc.Encode(st)
+	})
+	return mux
+}
