@@ -274,27 +274,33 @@ func (s *Store) readIndex(ctx context.Context) (int64, error) {
 // first applies its predecessor's entries, see ensureBarrier), and the
 // confirmation shows no other leader can have acknowledged anything newer.
 func (s *Store) readIndexLocal(ctx context.Context) (int64, error) {
-	if err := s.ensureBarrier(ctx); err != nil {
+	term, err := s.ensureBarrier(ctx)
+	if err != nil {
 		return 0, err
 	}
 	idx := s.fsm.appliedRev()
 	if err := s.verifier.Verify(ctx); err != nil {
 		return 0, err
 	}
+	// Leadership confirmed in another term would say nothing about the
+	// entries of the terms in between: the caller retries.
+	if s.raft.CurrentTerm() != term {
+		return 0, &notLeaderError{}
+	}
 	return idx, nil
 }
 
 // ensureBarrier makes sure this leader has applied every entry committed
-// before its term, once per term.
-func (s *Store) ensureBarrier(ctx context.Context) error {
+// before its term, once per term, and returns that term.
+func (s *Store) ensureBarrier(ctx context.Context) (uint64, error) {
 	term := s.raft.CurrentTerm()
 	if s.barrierTerm.Load() == term {
-		return nil
+		return term, nil
 	}
 	s.barrierMu.Lock()
 	defer s.barrierMu.Unlock()
 	if s.barrierTerm.Load() == term {
-		return nil
+		return term, nil
 	}
 	timeout := s.cfg.RequestTimeout
 	if dl, ok := ctx.Deadline(); ok {
@@ -302,10 +308,10 @@ func (s *Store) ensureBarrier(ctx context.Context) error {
 	}
 	if err := s.raft.Barrier(timeout).Error(); err != nil {
 		leader, _ := s.raft.LeaderWithID()
-		return &notLeaderError{Leader: string(leader)}
+		return 0, &notLeaderError{Leader: string(leader)}
 	}
 	s.barrierTerm.Store(term)
-	return nil
+	return term, nil
 }
 
 func (s *Store) verifyLeader() error {

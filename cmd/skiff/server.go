@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"flag"
@@ -24,6 +26,8 @@ import (
 
 type serverFlags struct {
 	name, dataDir, peerAddr, advertise, httpAddr, join, logLevel string
+	peerCert, peerKey, peerCA, peerServerName                    string
+	httpCert, httpKey                                            string
 }
 
 func (f *serverFlags) register(fs *flag.FlagSet, single bool) {
@@ -40,6 +44,38 @@ func (f *serverFlags) register(fs *flag.FlagSet, single bool) {
 		fs.StringVar(&f.join, "join", "", "comma-separated peer addresses of existing masters to join (first start only); without it a new cluster is bootstrapped")
 	}
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.StringVar(&f.peerCert, "peer-cert-file", "", "certificate for mutual TLS between masters (with --peer-key-file and --peer-ca-file)")
+	fs.StringVar(&f.peerKey, "peer-key-file", "", "key of --peer-cert-file")
+	fs.StringVar(&f.peerCA, "peer-ca-file", "", "CA that signs every master's peer certificate")
+	fs.StringVar(&f.peerServerName, "peer-server-name", "skiff-peer", "name every peer certificate carries (a DNS SAN)")
+	fs.StringVar(&f.httpCert, "tls-cert-file", "", "certificate for the status endpoint (serves HTTPS when set, with --tls-key-file)")
+	fs.StringVar(&f.httpKey, "tls-key-file", "", "key of --tls-cert-file")
+}
+
+// peerTLS loads the mutual TLS configs of the peer listener, or nil, nil
+// when no peer certificate is configured.
+func (f *serverFlags) peerTLS() (server, client *tls.Config, err error) {
+	if f.peerCert == "" && f.peerKey == "" && f.peerCA == "" {
+		return nil, nil, nil
+	}
+	if f.peerCert == "" || f.peerKey == "" || f.peerCA == "" {
+		return nil, nil, errors.New("--peer-cert-file, --peer-key-file and --peer-ca-file go together")
+	}
+	cert, err := tls.LoadX509KeyPair(f.peerCert, f.peerKey)
+	if err != nil {
+		return nil, nil, fmt.Errorf("peer certificate: %w", err)
+	}
+	caPEM, err := os.ReadFile(f.peerCA)
+	if err != nil {
+		return nil, nil, fmt.Errorf("peer CA: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return nil, nil, fmt.Errorf("peer CA %s: no PEM certificate found", f.peerCA)
+	}
+	server = &tls.Config{Certificates: []tls.Certificate{cert}, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS12}
+	client = &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, ServerName: f.peerServerName, MinVersion: tls.VersionTLS12}
+	return server, client, nil
 }
 
 func runServer(ctx context.Context, args []string, stdout, stderr io.Writer, single bool) int {
@@ -57,6 +93,14 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer, sin
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "skiff %s: unexpected arguments %q\n", cmd, fs.Args())
 		return 2
+	}
+	if (f.httpCert == "") != (f.httpKey == "") {
+		fmt.Fprintf(stderr, "skiff %s: --tls-cert-file and --tls-key-file go together\n", cmd)
+		return 2
+	}
+	scheme := "http"
+	if f.httpCert != "" {
+		scheme = "https"
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
@@ -85,7 +129,13 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer, sin
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return store.Run(gctx) })
 	g.Go(func() error {
-		if err := srv.Serve(httpLn); !errors.Is(err, http.ErrServerClosed) {
+		var err error
+		if f.httpCert != "" {
+			err = srv.ServeTLS(httpLn, f.httpCert, f.httpKey)
+		} else {
+			err = srv.Serve(httpLn)
+		}
+		if !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("status endpoint: %w", err)
 		}
 		return nil
@@ -99,12 +149,12 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer, sin
 	if single {
 		fmt.Fprintf(stdout, `Skiff single-node cluster starting (node %s, data in %s).
 
-  status:   curl http://%s/status
-  health:   curl http://%s/readyz
+  status:   curl %s://%s/status
+  health:   curl %s://%s/readyz
 
 The Kubernetes API (and kubectl) arrive with the API server milestone; today
 this runs the Raft-replicated store. Press Ctrl-C to stop.
-`, cfg.NodeID, cfg.DataDir, httpLn.Addr(), httpLn.Addr())
+`, cfg.NodeID, cfg.DataDir, scheme, httpLn.Addr(), scheme, httpLn.Addr())
 	}
 	logger.Info("skiff master starting", "node", cfg.NodeID, "peer_addr", cfg.BindAddr, "advertise", cfg.AdvertiseAddr, "http_addr", httpLn.Addr().String())
 	if err := g.Wait(); err != nil && ctx.Err() == nil {
@@ -135,6 +185,9 @@ func (f *serverFlags) storeConfig(logger *slog.Logger) (raftstore.Config, error)
 		}
 	}
 	cfg.Bootstrap = len(cfg.Join) == 0
+	if cfg.ServerTLS, cfg.ClientTLS, err = f.peerTLS(); err != nil {
+		return cfg, err
+	}
 	return cfg, cfg.Validate()
 }
 
