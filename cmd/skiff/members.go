@@ -11,11 +11,25 @@ import (
 	"github.com/skiff-sh/skiff/raftstore"
 )
 
+// runMembers lists the members (`skiff members`) or removes one
+// (`skiff members remove ID`).
 func runMembers(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	remove := len(args) > 0 && args[0] == "remove"
+	if remove {
+		args = args[1:]
+	}
 	fs := flag.NewFlagSet("skiff members", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, "usage: skiff members [--peer ADDR]\n       skiff members remove [--peer ADDR] NODE-ID\n")
+		fs.PrintDefaults()
+	}
 	peer := fs.String("peer", "127.0.0.1:6444", "peer address of a master to ask")
 	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if remove != (fs.NArg() == 1) || fs.NArg() > 1 {
+		fs.Usage()
 		return 2
 	}
 	cl, err := raftstore.NewClient(raftstore.ClientConfig{Endpoints: []string{*peer}})
@@ -26,6 +40,14 @@ func runMembers(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
+	if remove {
+		if err := cl.Remove(ctx, fs.Arg(0)); err != nil {
+			fmt.Fprintf(stderr, "skiff members remove: %v\n", err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "removed %s\n", fs.Arg(0))
+		return 0
+	}
 	st, err := cl.Status(ctx)
 	if err != nil {
 		fmt.Fprintf(stderr, "skiff members: %s: %v\n", *peer, err)
