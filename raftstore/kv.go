@@ -234,7 +234,11 @@ func (s *Store) linearize(ctx context.Context) error {
 			return s.fsm.waitApplied(ctx, idx)
 		}
 		var nl *notLeaderError
-		if !errors.As(err, &nl) && !errors.Is(err, rpc.ErrNotSent) && !errors.Is(err, errRetry) && !errors.Is(err, rpc.ErrConnLost) {
+		// A read index that failed changed nothing: any failure that a new
+		// leader may not repeat is worth another try (a remote ErrStopped is
+		// the old leader shutting down; this node stopping ends the loop below).
+		if !errors.As(err, &nl) && !errors.Is(err, rpc.ErrNotSent) && !errors.Is(err, errRetry) &&
+			!errors.Is(err, rpc.ErrConnLost) && !errors.Is(err, ErrStopped) {
 			return err
 		}
 		select {

@@ -88,6 +88,9 @@ func (h rpcHandler) Serve(ctx context.Context, method byte, p []byte) ([]byte, e
 		defer cancel()
 		idx, err := s.readIndexLocal(ctx)
 		if err != nil {
+			if ctx.Err() != nil { // this node is shutting down: the caller asks the next leader
+				return nil, ErrStopped
+			}
 			return nil, err
 		}
 		return binary.AppendVarint(nil, idx), nil
