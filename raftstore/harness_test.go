@@ -6,7 +6,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -231,4 +233,118 @@ func ctxT(t *testing.T, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(t.Context(), d)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// stores returns the running stores of ids.
+func (c *cluster) stores(ids ...string) []*Store {
+	c.t.Helper()
+	out := make([]*Store, len(ids))
+	for i, id := range ids {
+		out[i] = c.node(id)
+	}
+	return out
+}
+
+// followers returns the running nodes other than leader, in ID order.
+func (c *cluster) followers(leader string) []string {
+	var out []string
+	for _, id := range c.ids() {
+		if id != leader {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// readRev returns a revision at or after every write acknowledged before the
+// call, from a linearizable read through node id.
+func (c *cluster) readRev(id string) int64 {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	_, rev, err := c.node(id).Get(ctx, "/no such key", ReadOptions{})
+	if err != nil {
+		c.t.Fatalf("linearizable read through %s: %v", id, err)
+	}
+	return rev
+}
+
+// agree waits until every running node has applied rev, then reads the keys
+// under prefix as of rev from each node's own replica. It fails the test
+// unless every replica holds exactly the same versions, and returns them.
+func (c *cluster) agree(prefix string, rev int64) []KeyValue {
+	c.t.Helper()
+	c.waitApplied(rev)
+	var (
+		want   []KeyValue
+		wantID string
+	)
+	for _, id := range c.ids() {
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		res, err := c.node(id).List(ctx, prefix, ListOptions{ReadOptions: ReadOptions{Revision: rev, Stale: true}})
+		cancel()
+		if err != nil {
+			c.t.Fatalf("node %s: List(%q) at revision %d: %v", id, prefix, rev, err)
+		}
+		if wantID == "" {
+			want, wantID = res.KVs, id
+			continue
+		}
+		if d := diffKVs(res.KVs, want); d != "" {
+			c.t.Fatalf("at revision %d, node %s and node %s disagree on %q: %s", rev, id, wantID, prefix, d)
+		}
+	}
+	return want
+}
+
+// kvString renders every field of a version, for comparisons and messages.
+func kvString(kv *KeyValue) string {
+	if kv == nil {
+		return "<none>"
+	}
+	return fmt.Sprintf("%s=%q create=%d mod=%d ver=%d", kv.Key, kv.Value, kv.CreateRevision, kv.ModRevision, kv.Version)
+}
+
+// diffKVs describes the first difference between got and want, "" if none.
+func diffKVs(got, want []KeyValue) string {
+	for i := 0; i < len(got) || i < len(want); i++ {
+		var g, w *KeyValue
+		if i < len(got) {
+			g = &got[i]
+		}
+		if i < len(want) {
+			w = &want[i]
+		}
+		if kvString(g) != kvString(w) {
+			return fmt.Sprintf("%d keys vs %d; key #%d: got %s, want %s", len(got), len(want), i, kvString(g), kvString(w))
+		}
+	}
+	return ""
+}
+
+// snapshotIndexes returns the log indexes of the completed snapshots in node
+// id's data directory, ascending. The node need not be running.
+func (c *cluster) snapshotIndexes(id string) []uint64 {
+	c.t.Helper()
+	entries, err := os.ReadDir(filepath.Join(c.dir, id, "snapshots"))
+	if err != nil {
+		if os.IsNotExist(err) {
+			return nil
+		}
+		c.t.Fatalf("read snapshots of %s: %v", id, err)
+	}
+	var out []uint64
+	for _, e := range entries {
+		// Completed snapshots are named term-index-millis; ".tmp" ones are in progress.
+		var term, index, ms uint64
+		if !e.IsDir() || strings.HasSuffix(e.Name(), ".tmp") {
+			continue
+		}
+		if _, err := fmt.Sscanf(e.Name(), "%d-%d-%d", &term, &index, &ms); err != nil {
+			c.t.Fatalf("snapshot directory %q of %s: %v", e.Name(), id, err)
+		}
+		out = append(out, index)
+	}
+	slices.Sort(out)
+	return out
 }
