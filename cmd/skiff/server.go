@@ -28,6 +28,7 @@ type serverFlags struct {
 	name, dataDir, peerAddr, advertise, httpAddr, join, logLevel string
 	peerCert, peerKey, peerCA, peerServerName                    string
 	httpCert, httpKey                                            string
+	profiling                                                    bool
 }
 
 func (f *serverFlags) register(fs *flag.FlagSet, single bool) {
@@ -50,6 +51,7 @@ func (f *serverFlags) register(fs *flag.FlagSet, single bool) {
 	fs.StringVar(&f.peerServerName, "peer-server-name", "skiff-peer", "name every peer certificate carries (a DNS SAN)")
 	fs.StringVar(&f.httpCert, "tls-cert-file", "", "certificate for the status endpoint (serves HTTPS when set, with --tls-key-file)")
 	fs.StringVar(&f.httpKey, "tls-key-file", "", "key of --tls-cert-file")
+	fs.BoolVar(&f.profiling, "profiling", true, "serve Go profiles under /debug/pprof/ on the status endpoint")
 }
 
 // peerTLS loads the mutual TLS configs of the peer listener, or nil, nil
@@ -124,7 +126,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer, sin
 		fmt.Fprintf(stderr, "skiff %s: status endpoint: %v\n", cmd, err)
 		return 1
 	}
-	srv := &http.Server{Handler: statusapi.Handler(store), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: statusapi.Handler(store, f.profiling), ReadHeaderTimeout: 10 * time.Second}
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return store.Run(gctx) })

@@ -9,14 +9,24 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/skiff-sh/skiff/raftstore"
 )
 
-// Handler returns the status endpoints of store.
-func Handler(store *raftstore.Store) http.Handler {
+// Handler returns the status endpoints of store, plus Go's profiling
+// endpoints under /debug/pprof/ when profiling is set (as kube-apiserver's
+// --profiling does).
+func Handler(store *raftstore.Store, profiling bool) http.Handler {
 	mux := http.NewServeMux()
+	if profiling {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Write([]byte("ok\n"))

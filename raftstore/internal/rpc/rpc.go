@@ -25,8 +25,12 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
+
+// writeTimeout bounds one flush of requests to the server.
+const writeTimeout = 10 * time.Second
 
 // MaxFrame bounds one frame's size.
 const MaxFrame = 64 << 20
@@ -81,7 +85,12 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
 		<-ctx.Done()
 		conn.Close()
 	}()
-	var wmu sync.Mutex
+	var (
+		wmu sync.Mutex
+		// writers counts responses about to be written: only the last
+		// of a burst flushes, so concurrent responses share a syscall.
+		writers atomic.Int32
+	)
 	bw := bufio.NewWriter(conn)
 	br := bufio.NewReader(conn)
 	for {
@@ -97,9 +106,14 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
 			if err != nil {
 				status, resp = statusError, s.Handler.EncodeError(err)
 			}
+			writers.Add(1)
 			wmu.Lock()
 			defer wmu.Unlock()
-			if writeFrame(bw, id, status, resp) != nil || bw.Flush() != nil {
+			err = writeFrame(bw, id, status, resp)
+			if writers.Add(-1) == 0 && err == nil {
+				err = bw.Flush()
+			}
+			if err != nil {
 				conn.Close()
 			}
 		}()
@@ -163,6 +177,9 @@ type clientConn struct {
 	conn net.Conn
 	wmu  sync.Mutex
 	bw   *bufio.Writer
+	// writers counts calls about to write: only the last of a burst
+	// flushes, so concurrent requests share a syscall.
+	writers atomic.Int32
 
 	mu      sync.Mutex
 	nextID  uint64
@@ -257,14 +274,12 @@ func (c *Client) Call(ctx context.Context, method byte, payload []byte) ([]byte,
 	cc.pending[id] = ch
 	cc.mu.Unlock()
 
+	cc.writers.Add(1)
 	cc.wmu.Lock()
-	if dl, ok := ctx.Deadline(); ok {
-		cc.conn.SetWriteDeadline(dl)
-	} else {
-		cc.conn.SetWriteDeadline(time.Time{})
-	}
+	// A peer that stops reading must not hang writers forever.
+	cc.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
 	err = writeFrame(cc.bw, id, method, payload)
-	if err == nil {
+	if cc.writers.Add(-1) == 0 && err == nil {
 		err = cc.bw.Flush()
 	}
 	cc.wmu.Unlock()
