@@ -153,10 +153,12 @@ func (s *Store) Compact(ctx context.Context, rev int64) error {
 // propose commits one encoded entry through the leader and returns its result.
 // Errors: ErrNoLeader (not applied), ErrUnknownOutcome, or the rule the FSM
 // rejected the entry with.
-func (s *Store) propose(ctx context.Context, entry []byte) (*TxnResult, error) {
+func (s *Store) propose(ctx context.Context, entry []byte) (res *TxnResult, err error) {
 	if err := s.wait(ctx); err != nil {
 		return nil, err
 	}
+	start := time.Now()
+	defer func() { s.metrics.observeWrite(time.Since(start), err) }()
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
 	for backoff := 2 * time.Millisecond; ; backoff = min(2*backoff, 100*time.Millisecond) {
@@ -187,6 +189,7 @@ func (s *Store) proposeOnce(ctx context.Context, entry []byte) (*TxnResult, erro
 	if leader == "" {
 		return nil, errRetry
 	}
+	s.metrics.forwarded.Add(1)
 	resp, err := s.peer(string(leader)).Call(ctx, methodPropose, entry)
 	if err != nil {
 		var re *rpc.RemoteError
@@ -335,7 +338,9 @@ func (s *Store) readView(ctx context.Context, o ReadOptions) (*mvcc.View, error)
 	if !o.Stale && (o.Revision == 0 || o.Revision > s.fsm.appliedRev()) {
 		ctx, cancel := s.withTimeout(ctx)
 		defer cancel()
+		s.metrics.reads.Add(1)
 		if err := s.linearize(ctx); err != nil {
+			s.metrics.readFailures.Add(1)
 			return nil, err
 		}
 	}

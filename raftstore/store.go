@@ -195,6 +195,7 @@ type Store struct {
 	peersMu sync.Mutex
 	peers   map[string]*rpc.Client
 
+	metrics     metrics
 	verifier    leaderVerifier
 	barrierMu   sync.Mutex
 	barrierTerm atomic.Uint64

@@ -1,8 +1,10 @@
 // Package statusapi serves a master's health and Raft status over HTTP:
-// /healthz (the process is up), /readyz (this node knows a leader) and /status (the node's view of the cluster as JSON).
-// The Kubernetes API server will take over the listener; these paths stay.
+// /healthz (the process is up), /readyz (this node knows a leader),
+// /status (the node's view of the cluster as JSON) and /metrics (Prometheus
+// text format). The Kubernetes API server will take over the listener;
+// these paths stay.
 //
-//	mux.Handle("/", statusapi.Handler(store))
+//	mux.Handle("/", statusapi.Handler(store, profiling))
 package statusapi
 
 import (
@@ -45,6 +47,7 @@ func Handler(store *raftstore.Store, profiling bool) http.Handler {
 			w.Write([]byte("ok\n"))
 		}
 	})
+	mux.HandleFunc("GET /metrics", metricsHandler(store))
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
