@@ -110,6 +110,9 @@ func (c *Client) call(ctx context.Context, method byte, payload []byte) ([]byte,
 
 // Txn applies txn atomically and returns its result.
 func (c *Client) Txn(ctx context.Context, txn *Txn) (*TxnResult, error) {
+	if err := validateTxn(txn); err != nil {
+		return nil, err
+	}
 	resp, err := c.call(ctx, methodWrite, command.EncodeTxn(txn))
 	if err != nil {
 		return nil, err

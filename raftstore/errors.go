@@ -25,6 +25,9 @@ var (
 	ErrStopped = errors.New("raftstore: store is not running")
 	// ErrDuplicateKey is returned for a Txn branch that writes a key twice.
 	ErrDuplicateKey = mvcc.ErrDuplicateKey
+	// ErrInvalidTxn is returned for a Txn with an unknown compare target,
+	// compare result or request type. Nothing is written.
+	ErrInvalidTxn = errors.New("raftstore: invalid txn")
 )
 
 // CompactedError is returned for reads and watches from a revision older
@@ -71,6 +74,7 @@ const (
 	codeFuture         byte = 6
 	codeDuplicateKey   byte = 7
 	codeStopped        byte = 8
+	codeInvalidTxn     byte = 9
 )
 
 // encodeError turns an error into its wire form: code, then fields.
@@ -95,6 +99,8 @@ func encodeError(err error) []byte {
 		return []byte{codeDuplicateKey}
 	case errors.Is(err, ErrStopped):
 		return []byte{codeStopped}
+	case errors.Is(err, ErrInvalidTxn):
+		return appendString([]byte{codeInvalidTxn}, err.Error())
 	}
 	return appendString([]byte{codeOther}, err.Error())
 }
@@ -121,6 +127,8 @@ func decodeError(b []byte) error {
 		err = ErrDuplicateKey
 	case codeStopped:
 		err = ErrStopped
+	case codeInvalidTxn:
+		err = fmt.Errorf("%w: remote: %s", ErrInvalidTxn, d.string())
 	default:
 		err = fmt.Errorf("raftstore: remote: %s", d.string())
 	}

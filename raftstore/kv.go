@@ -41,9 +41,36 @@ type ListResult struct {
 	More bool
 }
 
-// Txn applies txn atomically through Raft and returns its result.
+// Txn applies txn atomically through Raft and returns its result. A txn
+// with an unknown compare target, compare result or request type fails with
+// ErrInvalidTxn; one that writes a key twice in a branch with ErrDuplicateKey.
 func (s *Store) Txn(ctx context.Context, txn *Txn) (*TxnResult, error) {
+	if err := validateTxn(txn); err != nil {
+		return nil, err
+	}
 	return s.propose(ctx, command.EncodeTxn(txn))
+}
+
+// validateTxn rejects what must never reach the log.
+func validateTxn(txn *Txn) error {
+	for i, c := range txn.Compares {
+		if c.Target < TargetModRevision || c.Target > TargetVersion || c.Result < Equal || c.Result > Greater {
+			return fmt.Errorf("%w: compare %d on %q: target %d, result %d", ErrInvalidTxn, i, c.Key, c.Target, c.Result)
+		}
+	}
+	for _, branch := range [][]Request{txn.Success, txn.Failure} {
+		seen := make(map[string]bool, len(branch))
+		for i, r := range branch {
+			if r.Type != RequestPut && r.Type != RequestDelete {
+				return fmt.Errorf("%w: request %d on %q: type %d", ErrInvalidTxn, i, r.Key, r.Type)
+			}
+			if seen[r.Key] {
+				return fmt.Errorf("%w: key %q", ErrDuplicateKey, r.Key)
+			}
+			seen[r.Key] = true
+		}
+	}
+	return nil
 }
 
 // Create writes key only if it does not exist and returns the revision of the

@@ -57,7 +57,8 @@ func (h rpcHandler) Serve(ctx context.Context, method byte, p []byte) ([]byte, e
 	switch method {
 	case methodPropose:
 		if _, err := command.Decode(p); err != nil {
-			return nil, err // never propose what the FSM could not decode
+			// Never propose what the FSM could not decode.
+			return nil, fmt.Errorf("%w: %v", ErrInvalidTxn, err)
 		}
 		if s.raft.State() != raft.Leader {
 			leader, _ := s.raft.LeaderWithID()
@@ -72,7 +73,7 @@ func (h rpcHandler) Serve(ctx context.Context, method byte, p []byte) ([]byte, e
 		return command.AppendTxnResult(nil, res), nil
 	case methodWrite:
 		if _, err := command.Decode(p); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%w: %v", ErrInvalidTxn, err)
 		}
 		res, err := s.propose(ctx, p)
 		if err != nil {

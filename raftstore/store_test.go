@@ -141,3 +141,39 @@ func TestRemoteClient(t *testing.T) {
 		t.Fatalf("Get below compaction: got %v, want CompactedError", err)
 	}
 }
+
+// TestInvalidTxnRejected checks that malformed txns are refused before they
+// reach the log, locally and remotely, and that the store stays healthy.
+func TestInvalidTxnRejected(t *testing.T) {
+	c := newCluster(t, 1, nil)
+	ctx := ctxT(t, 10*time.Second)
+	s := c.node("n1")
+	cl, err := NewClient(ClientConfig{Endpoints: c.ids(), Network: c.net.Node("client")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	for _, tc := range []struct {
+		name string
+		txn  *Txn
+		want error
+	}{
+		{"unknown target", &Txn{Compares: []Compare{{Key: "k", Target: 9, Result: Equal}}}, ErrInvalidTxn},
+		{"unknown result", &Txn{Compares: []Compare{{Key: "k", Target: TargetVersion, Result: 0}}}, ErrInvalidTxn},
+		{"unknown request", &Txn{Success: []Request{{Type: 7, Key: "k"}}}, ErrInvalidTxn},
+		{"duplicate key", &Txn{Failure: []Request{{Type: RequestPut, Key: "k"}, {Type: RequestDelete, Key: "k"}}}, ErrDuplicateKey},
+	} {
+		before := s.Revision()
+		for name, txner := range map[string]txner{"store": s, "client": cl} {
+			if _, err := txner.Txn(ctx, tc.txn); !errors.Is(err, tc.want) {
+				t.Errorf("%s via %s: got %v, want %v", tc.name, name, err, tc.want)
+			}
+		}
+		if after := s.Revision(); after != before {
+			t.Errorf("%s: revision moved from %d to %d, want nothing logged", tc.name, before, after)
+		}
+	}
+	if _, err := s.Create(ctx, "/still/works", nil); err != nil {
+		t.Fatalf("Create after rejected txns: %v", err)
+	}
+}
