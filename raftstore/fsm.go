@@ -27,6 +27,8 @@ type applyResult struct {
 type fsm struct {
 	state atomic.Pointer[mvcc.State]
 	hub   *watch.Hub
+	// beforeApply, when set (by tests only), runs before each batch is applied.
+	beforeApply atomic.Pointer[func()]
 
 	mu sync.Mutex
 	// applied is the revision of the last applied entry, published to readers.
@@ -51,6 +53,9 @@ func (f *fsm) Apply(l *raft.Log) any { return f.ApplyBatch([]*raft.Log{l})[0] }
 // then publishes the new state, then the events: a reader never sees an
 // event before the state that contains it.
 func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
+	if hook := f.beforeApply.Load(); hook != nil {
+		(*hook)()
+	}
 	st := f.state.Load()
 	out := make([]any, len(logs))
 	var events []mvcc.Event
@@ -97,6 +102,13 @@ func (f *fsm) setApplied(rev int64) {
 	close(f.wake)
 	f.wake = make(chan struct{})
 	f.mu.Unlock()
+}
+
+// wakeCh returns a channel that is closed when the applied revision next moves.
+func (f *fsm) wakeCh() <-chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.wake
 }
 
 // appliedRev returns the revision of the last applied entry.

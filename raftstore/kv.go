@@ -261,7 +261,7 @@ func (s *Store) linearize(ctx context.Context) error {
 	for backoff := 2 * time.Millisecond; ; backoff = min(2*backoff, 100*time.Millisecond) {
 		idx, err := s.readIndex(ctx)
 		if err == nil {
-			return s.fsm.waitApplied(ctx, idx)
+			return s.waitLogApplied(ctx, idx)
 		}
 		var nl *notLeaderError
 		// A read index that failed changed nothing: any failure that a new
@@ -302,17 +302,22 @@ func (s *Store) readIndex(ctx context.Context) (int64, error) {
 	return idx, d.err
 }
 
-// readIndexLocal is the leader's side of a read index. The index is the last
-// entry applied here, taken before leadership is confirmed: every write
-// acknowledged before the read began is applied here already (a new leader
-// first applies its predecessor's entries, see ensureBarrier), and the
-// confirmation shows no other leader can have acknowledged anything newer.
+// readIndexLocal is the leader's side of a read index: its commit index,
+// taken before leadership is confirmed. Every write acknowledged before the
+// read began is committed at or below it (a new leader first commits a
+// barrier of its own term, see ensureBarrier, so its commit index covers its
+// predecessors' entries), and the confirmation shows that no other leader
+// can have committed anything newer.
+//
+// The leader's own applied state is no read index: a follower may apply a
+// committed entry before the leader's state machine does, and a read there
+// followed by a read here must not go back in time.
 func (s *Store) readIndexLocal(ctx context.Context) (int64, error) {
 	term, err := s.ensureBarrier(ctx)
 	if err != nil {
 		return 0, err
 	}
-	idx := s.fsm.appliedRev()
+	idx := int64(s.raft.CommitIndex())
 	if err := s.verifier.Verify(ctx); err != nil {
 		return 0, err
 	}
@@ -322,6 +327,50 @@ func (s *Store) readIndexLocal(ctx context.Context) (int64, error) {
 		return 0, &notLeaderError{}
 	}
 	return idx, nil
+}
+
+// waitLogApplied blocks until the state machine reflects every log entry up
+// to index. Raft hands only commands and configuration changes to the state
+// machine, so the state machine's own revision may never reach an index that
+// is a no-op or a barrier: first wait until Raft has dispatched every entry
+// up to index, then wait for the last of them that the state machine sees.
+func (s *Store) waitLogApplied(ctx context.Context, index int64) error {
+	for wait := 50 * time.Microsecond; ; wait = min(2*wait, 2*time.Millisecond) {
+		if s.fsm.appliedRev() >= index {
+			return nil
+		}
+		if int64(s.raft.AppliedIndex()) >= index {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-s.stopped:
+			return ErrStopped
+		case <-s.fsm.wakeCh():
+		case <-time.After(wait):
+		}
+	}
+	return s.fsm.waitApplied(ctx, s.lastFSMIndex(index))
+}
+
+// lastFSMIndex returns the index of the last entry at or below index that
+// the state machine applies (a command or a configuration change). Raft must
+// have dispatched every entry up to index already.
+func (s *Store) lastFSMIndex(index int64) int64 {
+	applied := s.fsm.appliedRev()
+	for i := index; i > applied; i-- {
+		var l raft.Log
+		if err := s.logs.GetLog(uint64(i), &l); err != nil {
+			// Compacted into a snapshot, which the state machine took
+			// after applying everything the snapshot covers.
+			return applied
+		}
+		if l.Type == raft.LogCommand || l.Type == raft.LogConfiguration {
+			return i
+		}
+	}
+	return applied
 }
 
 // ensureBarrier makes sure this leader has applied every entry committed

@@ -139,7 +139,9 @@ func DefaultConfig() Config {
 		HeartbeatTimeout:   1000 * time.Millisecond,
 		ElectionTimeout:    1000 * time.Millisecond,
 		LeaderLeaseTimeout: 500 * time.Millisecond,
-		CommitTimeout:      50 * time.Millisecond,
+		// Followers learn the commit index at least this often, which bounds
+		// how long a linearizable read on an idle follower waits.
+		CommitTimeout:      10 * time.Millisecond,
 		SnapshotInterval:   30 * time.Second,
 		SnapshotThreshold:  16384,
 		TrailingLogs:       10240,
@@ -189,6 +191,7 @@ type Store struct {
 
 	// Set by Run before ready is closed; read-only afterwards.
 	raft *raft.Raft
+	logs raft.LogStore
 	mux  *netmux.Mux
 	addr string
 
@@ -263,6 +266,7 @@ func (s *Store) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("raftstore: log cache: %w", err)
 	}
+	s.logs = logs
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(s.cfg.DataDir, s.cfg.SnapshotsRetained, hlog)
 	if err != nil {
 		return fmt.Errorf("raftstore: snapshot store: %w", err)

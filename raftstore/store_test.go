@@ -177,3 +177,90 @@ func TestInvalidTxnRejected(t *testing.T) {
 		t.Fatalf("Create after rejected txns: %v", err)
 	}
 }
+
+// TestReadIndexIsCommitIndex is the regression test of a stale read: a
+// follower may apply a committed write before the leader's state machine
+// does. A linearizable read anywhere after the write became visible must see
+// it, so the read index must be the leader's commit index, not what the
+// leader has applied.
+func TestReadIndexIsCommitIndex(t *testing.T) {
+	c := newCluster(t, 3, nil)
+	ctx := ctxT(t, 20*time.Second)
+	leader := c.leader()
+	followers := c.followers(leader)
+	ls, f1, f2 := c.node(leader), c.node(followers[0]), c.node(followers[1])
+	if _, err := ls.Create(ctx, "/r/k", []byte("old")); err != nil {
+		t.Fatal(err)
+	}
+	c.waitApplied(ls.Revision())
+	// A first linearizable read makes the leader commit its barrier of the
+	// term, which needs its state machine.
+	if _, _, err := f2.Get(ctx, "/r/k", ReadOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	// Hold the state machines of the leader and of f2: the next write
+	// commits and reaches f1's state machine while theirs lag behind.
+	type gate struct {
+		f    *fsm
+		ch   chan struct{}
+		done bool
+	}
+	hold := func(f *fsm) *gate {
+		g := &gate{f: f, ch: make(chan struct{})}
+		wait := func() { <-g.ch }
+		f.beforeApply.Store(&wait)
+		return g
+	}
+	release := func(g *gate) {
+		if !g.done {
+			g.done = true
+			g.f.beforeApply.Store(nil)
+			close(g.ch)
+		}
+	}
+	lg, f2g := hold(ls.fsm), hold(f2.fsm)
+	defer release(lg)
+	defer release(f2g)
+	write := make(chan error, 1)
+	go func() {
+		_, err := ls.Update(ctx, "/r/k", []byte("new"), 0)
+		write <- err
+	}()
+	waitFor(t, 10*time.Second, "the write to reach a follower", func() error {
+		kv, _, err := f1.Get(ctx, "/r/k", ReadOptions{Stale: true})
+		if err != nil || kv == nil || string(kv.Value) != "new" {
+			return fmt.Errorf("follower reads %v, %v", kv, err)
+		}
+		return nil
+	})
+	// The write is visible on f1. A linearizable read on f2 must see it:
+	// it has to wait for f2's state machine. A read that answers while f2
+	// is still held answered from stale state.
+	read := make(chan *KeyValue, 1)
+	go func() {
+		kv, _, _ := f2.Get(ctx, "/r/k", ReadOptions{})
+		read <- kv
+	}()
+	select {
+	case kv := <-read:
+		t.Fatalf("linearizable read on a lagging follower answered %v before catching up; want it to wait for the new value", kv)
+	case <-time.After(300 * time.Millisecond):
+	}
+	release(f2g)
+	if kv := <-read; kv == nil || string(kv.Value) != "new" {
+		t.Fatalf("linearizable read on the other follower = %v; want the new value", kv)
+	}
+	// On the leader the read waits for its own state machine.
+	go func() {
+		kv, _, _ := ls.Get(ctx, "/r/k", ReadOptions{})
+		read <- kv
+	}()
+	release(lg)
+	if kv := <-read; kv == nil || string(kv.Value) != "new" {
+		t.Fatalf("linearizable read on the leader = %v; want the new value", kv)
+	}
+	if err := <-write; err != nil {
+		t.Fatalf("write: %v", err)
+	}
+}
