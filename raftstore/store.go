@@ -141,14 +141,14 @@ func DefaultConfig() Config {
 		LeaderLeaseTimeout: 500 * time.Millisecond,
 		// Followers learn the commit index at least this often, which bounds
 		// how long a linearizable read on an idle follower waits.
-		CommitTimeout:      10 * time.Millisecond,
-		SnapshotInterval:   30 * time.Second,
-		SnapshotThreshold:  16384,
-		TrailingLogs:       10240,
-		SnapshotsRetained:  2,
-		WatchHistory:       100000,
-		CompactInterval:    5 * time.Minute,
-		RequestTimeout:     10 * time.Second,
+		CommitTimeout:     10 * time.Millisecond,
+		SnapshotInterval:  30 * time.Second,
+		SnapshotThreshold: 16384,
+		TrailingLogs:      10240,
+		SnapshotsRetained: 2,
+		WatchHistory:      100000,
+		CompactInterval:   5 * time.Minute,
+		RequestTimeout:    10 * time.Second,
 	}
 }
 
