@@ -121,7 +121,10 @@ type Config struct {
 	// SnapshotsRetained is how many snapshot files to keep.
 	SnapshotsRetained int
 
-	// WatchHistory is about how many events each node keeps for watches.
+	// WatchHistory is about how many events each node keeps for watches
+	// (besides compaction, which drops older ones). A watcher that falls
+	// further behind gets a CompactedError and starts over. Kept events pin
+	// the values they replaced, so this bounds that memory.
 	WatchHistory int
 	// CompactInterval: every interval the leader compacts history to the
 	// revision current one interval earlier. Zero disables compaction.
@@ -146,7 +149,7 @@ func DefaultConfig() Config {
 		SnapshotThreshold: 16384,
 		TrailingLogs:      10240,
 		SnapshotsRetained: 2,
-		WatchHistory:      100000,
+		WatchHistory:      20000,
 		CompactInterval:   5 * time.Minute,
 		RequestTimeout:    10 * time.Second,
 	}
