@@ -1,0 +1,124 @@
+package apiserver
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/runtime/serializer/json"
+	"k8s.io/apimachinery/pkg/runtime/serializer/protobuf"
+)
+
+// Media types of request bodies.
+const (
+	mediaJSON     = "application/json"
+	mediaYAML     = "application/yaml"
+	mediaProtobuf = "application/vnd.kubernetes.protobuf"
+)
+
+// codecs decodes request bodies. Responses are always JSON, which every
+// client accepts whatever it prefers (guide 4.0).
+type codecs struct {
+	json, jsonStrict, yaml, yamlStrict, protobuf runtime.Decoder
+}
+
+func newCodecs(scheme *runtime.Scheme) *codecs {
+	ser := func(yaml, strict bool) runtime.Decoder {
+		return json.NewSerializerWithOptions(json.DefaultMetaFactory, scheme, scheme, json.SerializerOptions{Yaml: yaml, Strict: strict})
+	}
+	return &codecs{
+		json: ser(false, false), jsonStrict: ser(false, true),
+		yaml: ser(true, false), yamlStrict: ser(true, true),
+		protobuf: protobuf.NewSerializer(scheme, scheme),
+	}
+}
+
+// decoder returns the decoder for a Content-Type, or 415.
+func (c *codecs) decoder(contentType string, strict bool) (runtime.Decoder, error) {
+	mt := mediaJSON // kube-apiserver also takes a body without a type as JSON
+	if contentType != "" {
+		var err error
+		if mt, _, err = mime.ParseMediaType(contentType); err != nil {
+			return nil, unsupportedMediaType(contentType)
+		}
+	}
+	switch {
+	case mt == mediaJSON && strict:
+		return c.jsonStrict, nil
+	case mt == mediaJSON:
+		return c.json, nil
+	case mt == mediaYAML && strict:
+		return c.yamlStrict, nil
+	case mt == mediaYAML:
+		return c.yaml, nil
+	case mt == mediaProtobuf:
+		return c.protobuf, nil
+	}
+	return nil, unsupportedMediaType(contentType)
+}
+
+func unsupportedMediaType(contentType string) error {
+	return &apierrors.StatusError{ErrStatus: metav1.Status{
+		Status: metav1.StatusFailure, Code: http.StatusUnsupportedMediaType, Reason: metav1.StatusReasonUnsupportedMediaType,
+		Message: fmt.Sprintf("the body of the request was in an unknown format - accepted media types include: %s, %s, %s (got %q)",
+			mediaJSON, mediaYAML, mediaProtobuf, contentType),
+	}}
+}
+
+// readBody reads a request body of at most max bytes; a larger one is 413.
+func readBody(w http.ResponseWriter, r *http.Request, max int64) ([]byte, error) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, max))
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		return nil, apierrors.NewRequestEntityTooLargeError("limit is " + strconv.FormatInt(max, 10))
+	case err != nil:
+		return nil, apierrors.NewBadRequest("reading the request body: " + err.Error())
+	}
+	return body, nil
+}
+
+// decodeObject decodes body into a new object of kind gvk with newObj. With
+// validation Strict, unknown and duplicate fields are 400; otherwise they are
+// returned as warnings. Any other decoding failure is 400 with
+// kube-apiserver's wording, and so is an object of another kind.
+func decodeObject(d runtime.Decoder, body []byte, gvk schema.GroupVersionKind, newObj runtime.Object, validation string) (runtime.Object, []string, error) {
+	obj, got, err := d.Decode(body, &gvk, newObj)
+	var warnings []string
+	if err != nil && runtime.IsStrictDecodingError(err) && validation != fieldValidationStrict {
+		if validation == fieldValidationWarn || validation == "" {
+			if sde, ok := runtime.AsStrictDecodingError(err); ok {
+				for _, e := range sde.Errors() {
+					warnings = append(warnings, e.Error())
+				}
+			}
+		}
+		err = nil
+	}
+	if err != nil {
+		return nil, nil, apierrors.NewBadRequest(fmt.Sprintf("%s in version %q cannot be handled as a %s: %v", gvk.Kind, gvk.Version, gvk.Kind, err))
+	}
+	switch {
+	case got.GroupVersion() != gvk.GroupVersion():
+		return nil, nil, apierrors.NewBadRequest(fmt.Sprintf("the API version in the data (%s) does not match the expected API version (%s)", got.GroupVersion(), gvk.GroupVersion()))
+	case got.Kind != gvk.Kind:
+		return nil, nil, apierrors.NewBadRequest(fmt.Sprintf("the kind in the data (%s) does not match the expected kind (%s)", got.Kind, gvk.Kind))
+	}
+	obj.GetObjectKind().SetGroupVersionKind(gvk)
+	return obj, warnings, nil
+}
+
+// setWarnings adds the Warning headers kube-apiserver sends (code 299).
+func setWarnings(w http.ResponseWriter, warnings []string) {
+	for _, msg := range warnings {
+		w.Header().Add("Warning", "299 - "+strconv.Quote(strings.ReplaceAll(msg, "\n", " ")))
+	}
+}

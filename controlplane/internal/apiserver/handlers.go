@@ -1,0 +1,373 @@
+package apiserver
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/skiff-sh/skiff/controlplane/internal/registry"
+)
+
+// The values of ?fieldValidation=.
+const (
+	fieldValidationIgnore = "Ignore"
+	fieldValidationWarn   = "Warn"
+	fieldValidationStrict = "Strict"
+)
+
+// serveCollection serves {prefix}[/namespaces/{ns}]/{resource}.
+func (s *Server) serveCollection(w http.ResponseWriter, r *http.Request, res *resource, ns string) {
+	var err error
+	switch r.Method {
+	case http.MethodGet:
+		if watch := r.URL.Query().Get("watch"); watch == "true" || watch == "1" {
+			err = s.serveWatch(w, r, res, ns)
+		} else {
+			err = s.list(w, r, res, ns)
+		}
+	case http.MethodPost:
+		if res.namespaced && ns == "" {
+			err = methodNotAllowed(r.Method)
+			break
+		}
+		err = s.create(w, r, res, ns)
+	case http.MethodDelete:
+		if !slices.Contains(res.verbs, "deletecollection") {
+			err = methodNotAllowed(r.Method)
+			break
+		}
+		err = s.deleteCollection(w, r, res, ns)
+	default:
+		err = methodNotAllowed(r.Method)
+	}
+	if err != nil {
+		writeError(w, err)
+	}
+}
+
+// serveItem serves {prefix}[/namespaces/{ns}]/{resource}/{name}.
+func (s *Server) serveItem(w http.ResponseWriter, r *http.Request, res *resource, ns, name string) {
+	var err error
+	switch r.Method {
+	case http.MethodGet:
+		err = s.get(w, r, res, ns, name)
+	case http.MethodPut:
+		err = s.update(w, r, res, ns, name)
+	case http.MethodPatch:
+		err = s.patch(w, r, res, ns, name)
+	case http.MethodDelete:
+		err = s.delete(w, r, res, ns, name)
+	default:
+		err = methodNotAllowed(r.Method)
+	}
+	if err != nil {
+		writeError(w, err)
+	}
+}
+
+func (s *Server) get(w http.ResponseWriter, r *http.Request, res *resource, ns, name string) error {
+	obj, err := s.cfg.Store.Get(r.Context(), res.reg, ns, name, registry.GetOptions{ResourceVersion: r.URL.Query().Get("resourceVersion")})
+	if err != nil {
+		return err
+	}
+	return s.writeObjects(w, r, res, http.StatusOK, obj, []runtime.Object{obj})
+}
+
+func (s *Server) list(w http.ResponseWriter, r *http.Request, res *resource, ns string) error {
+	opts, err := listOptions(r.URL.Query(), res)
+	if err != nil {
+		return err
+	}
+	list, err := s.cfg.Store.List(r.Context(), res.reg, ns, opts)
+	if err != nil {
+		return err
+	}
+	list.GetObjectKind().SetGroupVersionKind(res.gvr.GroupVersion().WithKind(res.kind + "List"))
+	items, err := meta.ExtractList(list)
+	if err != nil {
+		return apierrors.NewInternalError(err)
+	}
+	return s.writeObjects(w, r, res, http.StatusOK, list, items)
+}
+
+// writeObjects writes obj, or a Table of items when the client asks for one.
+func (s *Server) writeObjects(w http.ResponseWriter, r *http.Request, res *resource, code int, obj runtime.Object, items []runtime.Object) error {
+	if !wantsTable(r.Header.Get("Accept")) {
+		writeJSON(w, code, obj)
+		return nil
+	}
+	inc, err := parseIncludeObject(r.URL.Query().Get("includeObject"))
+	if err != nil {
+		return err
+	}
+	t, err := table(res, items, s.cfg.Now(), inc, true)
+	if err != nil {
+		return err
+	}
+	if lm, err := meta.ListAccessor(obj); err == nil {
+		t.ResourceVersion, t.Continue, t.RemainingItemCount = lm.GetResourceVersion(), lm.GetContinue(), lm.GetRemainingItemCount()
+	}
+	writeJSON(w, code, t)
+	return nil
+}
+
+func (s *Server) create(w http.ResponseWriter, r *http.Request, res *resource, ns string) error {
+	q := r.URL.Query()
+	dryRun, validation, err := writeParams(q)
+	if err != nil {
+		return err
+	}
+	obj, warnings, err := s.decodeBody(w, r, res, validation)
+	if err != nil {
+		return err
+	}
+	if res.namespaced {
+		// Creating in a missing namespace is 404 namespaces "ns" not found.
+		if _, err := s.cfg.Store.Get(r.Context(), s.byGV["v1"]["namespaces"].reg, "", ns, registry.GetOptions{}); err != nil {
+			return err
+		}
+	}
+	created, err := s.cfg.Store.Create(r.Context(), res.reg, ns, obj, registry.CreateOptions{DryRun: dryRun})
+	if err != nil {
+		return err
+	}
+	setWarnings(w, warnings)
+	return s.writeObjects(w, r, res, http.StatusCreated, created, []runtime.Object{created})
+}
+
+func (s *Server) update(w http.ResponseWriter, r *http.Request, res *resource, ns, name string) error {
+	dryRun, validation, err := writeParams(r.URL.Query())
+	if err != nil {
+		return err
+	}
+	obj, warnings, err := s.decodeBody(w, r, res, validation)
+	if err != nil {
+		return err
+	}
+	updated, err := s.cfg.Store.Update(r.Context(), res.reg, ns, name, obj, registry.UpdateOptions{DryRun: dryRun})
+	if err != nil {
+		return err
+	}
+	setWarnings(w, warnings)
+	return s.writeObjects(w, r, res, http.StatusOK, updated, []runtime.Object{updated})
+}
+
+// decodeBody reads and decodes the request body as an object of res.
+func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, res *resource, validation string) (runtime.Object, []string, error) {
+	body, err := readBody(w, r, s.cfg.MaxBodyBytes)
+	if err != nil {
+		return nil, nil, err
+	}
+	d, err := s.codecs.decoder(r.Header.Get("Content-Type"), validation == fieldValidationStrict)
+	if err != nil {
+		return nil, nil, err
+	}
+	return decodeObject(d, body, res.reg.Kind, res.reg.New(), validation)
+}
+
+func (s *Server) delete(w http.ResponseWriter, r *http.Request, res *resource, ns, name string) error {
+	opts, err := s.deleteOptions(w, r)
+	if err != nil {
+		return err
+	}
+	obj, err := s.cfg.Store.Delete(r.Context(), res.reg, ns, name, opts)
+	if err != nil {
+		return err
+	}
+	m, err := meta.Accessor(obj)
+	if err != nil {
+		return apierrors.NewInternalError(err)
+	}
+	if len(m.GetFinalizers()) > 0 {
+		// Still there, being deleted: kube-apiserver answers with the object.
+		return s.writeObjects(w, r, res, http.StatusOK, obj, []runtime.Object{obj})
+	}
+	writeJSON(w, http.StatusOK, &metav1.Status{
+		TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"},
+		Status:   metav1.StatusSuccess,
+		Details:  &metav1.StatusDetails{Name: name, Group: res.gvr.Group, Kind: res.gvr.Resource, UID: m.GetUID()},
+	})
+	return nil
+}
+
+// deleteCollection deletes every object a list with the request's
+// selectors returns, one by one, and answers with the deleted objects.
+func (s *Server) deleteCollection(w http.ResponseWriter, r *http.Request, res *resource, ns string) error {
+	opts, err := s.deleteOptions(w, r)
+	if err != nil {
+		return err
+	}
+	lopts, err := listOptions(r.URL.Query(), res)
+	if err != nil {
+		return err
+	}
+	lopts.Limit, lopts.Continue = 0, ""
+	list, err := s.cfg.Store.List(r.Context(), res.reg, ns, lopts)
+	if err != nil {
+		return err
+	}
+	items, err := meta.ExtractList(list)
+	if err != nil {
+		return apierrors.NewInternalError(err)
+	}
+	deleted := make([]runtime.Object, 0, len(items))
+	for _, item := range items {
+		m, _ := meta.Accessor(item)
+		obj, err := s.cfg.Store.Delete(r.Context(), res.reg, m.GetNamespace(), m.GetName(), opts)
+		if apierrors.IsNotFound(err) {
+			continue // deleted by someone else meanwhile
+		}
+		if err != nil {
+			return err
+		}
+		deleted = append(deleted, obj)
+	}
+	if err := meta.SetList(list, deleted); err != nil {
+		return apierrors.NewInternalError(err)
+	}
+	list.GetObjectKind().SetGroupVersionKind(res.gvr.GroupVersion().WithKind(res.kind + "List"))
+	writeJSON(w, http.StatusOK, list)
+	return nil
+}
+
+// deleteOptions reads the DeleteOptions of a delete from its body (JSON,
+// YAML or protobuf; may be empty) and its query, which wins.
+func (s *Server) deleteOptions(w http.ResponseWriter, r *http.Request) (registry.DeleteOptions, error) {
+	body, err := readBody(w, r, s.cfg.MaxBodyBytes)
+	if err != nil {
+		return registry.DeleteOptions{}, err
+	}
+	opts := &metav1.DeleteOptions{}
+	if len(body) > 0 {
+		d, err := s.codecs.decoder(r.Header.Get("Content-Type"), false)
+		if err != nil {
+			return registry.DeleteOptions{}, err
+		}
+		obj, _, err := d.Decode(body, &deleteOptionsKind, opts)
+		if err != nil {
+			return registry.DeleteOptions{}, apierrors.NewBadRequest("DeleteOptions cannot be decoded: " + err.Error())
+		}
+		var ok bool
+		if opts, ok = obj.(*metav1.DeleteOptions); !ok {
+			return registry.DeleteOptions{}, apierrors.NewBadRequest(fmt.Sprintf("the body is a %T, not DeleteOptions", obj))
+		}
+	}
+	q := r.URL.Query()
+	if v := q.Get("propagationPolicy"); v != "" {
+		p := metav1.DeletionPropagation(v)
+		opts.PropagationPolicy = &p
+	}
+	if v := q.Get("gracePeriodSeconds"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return registry.DeleteOptions{}, apierrors.NewBadRequest(fmt.Sprintf("gracePeriodSeconds: invalid value %q", v))
+		}
+		opts.GracePeriodSeconds = &n
+	}
+	if _, ok := q["dryRun"]; ok {
+		opts.DryRun = q["dryRun"]
+	}
+	if p := opts.PropagationPolicy; p != nil {
+		switch *p {
+		case metav1.DeletePropagationOrphan, metav1.DeletePropagationBackground, metav1.DeletePropagationForeground:
+		default:
+			return registry.DeleteOptions{}, apierrors.NewBadRequest(fmt.Sprintf(
+				"propagationPolicy: Unsupported value: %q: supported values: \"Foreground\", \"Background\", \"Orphan\"", *p))
+		}
+	}
+	dryRun, err := parseDryRun(opts.DryRun)
+	if err != nil {
+		return registry.DeleteOptions{}, err
+	}
+	return registry.DeleteOptions{Preconditions: opts.Preconditions, DryRun: dryRun}, nil
+}
+
+var deleteOptionsKind = metav1.SchemeGroupVersion.WithKind("DeleteOptions")
+
+// writeParams reads ?dryRun= and ?fieldValidation= of a create, update or patch.
+func writeParams(q url.Values) (dryRun bool, validation string, err error) {
+	if dryRun, err = parseDryRun(q["dryRun"]); err != nil {
+		return false, "", err
+	}
+	switch validation = q.Get("fieldValidation"); validation {
+	case "", fieldValidationIgnore, fieldValidationWarn, fieldValidationStrict:
+	default:
+		return false, "", apierrors.NewBadRequest(fmt.Sprintf("fieldValidation: Unsupported value: %q: supported values: \"Ignore\", \"Warn\", \"Strict\"", validation))
+	}
+	return dryRun, validation, nil
+}
+
+// parseDryRun accepts only "All", kube-apiserver's one dry-run mode.
+func parseDryRun(values []string) (bool, error) {
+	for _, v := range values {
+		if v != metav1.DryRunAll {
+			return false, apierrors.NewBadRequest(fmt.Sprintf("dryRun: Unsupported value: %q: supported values: \"All\"", v))
+		}
+	}
+	return len(values) > 0, nil
+}
+
+// listOptions reads the selection and paging parameters of a list or watch.
+// A field selector on a field the resource does not index is 400.
+func listOptions(q url.Values, res *resource) (registry.ListOptions, error) {
+	opts := registry.ListOptions{
+		Continue:             q.Get("continue"),
+		ResourceVersion:      q.Get("resourceVersion"),
+		ResourceVersionMatch: metav1.ResourceVersionMatch(q.Get("resourceVersionMatch")),
+	}
+	if v := q.Get("labelSelector"); v != "" {
+		sel, err := labels.Parse(v)
+		if err != nil {
+			return opts, apierrors.NewBadRequest(fmt.Sprintf("unable to parse requirement: %v", err))
+		}
+		opts.LabelSelector = sel
+	}
+	if v := q.Get("fieldSelector"); v != "" {
+		sel, err := fields.ParseSelector(v)
+		if err != nil {
+			return opts, apierrors.NewBadRequest(fmt.Sprintf("invalid field selector %q: %v", v, err))
+		}
+		for _, req := range sel.Requirements() {
+			known := req.Field == "metadata.name" || (res.namespaced && req.Field == "metadata.namespace") || slices.Contains(res.fieldLabels, req.Field)
+			if !known {
+				return opts, apierrors.NewBadRequest(fmt.Sprintf("field label not supported: %s", req.Field))
+			}
+		}
+		opts.FieldSelector = sel
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return opts, apierrors.NewBadRequest(fmt.Sprintf("limit: invalid value %q", v))
+		}
+		if n > 0 {
+			opts.Limit = n
+		}
+	}
+	return opts, nil
+}
+
+// requestContext is a request's context, ended after ?timeoutSeconds= when given.
+func requestContext(r *http.Request) (context.Context, context.CancelFunc, error) {
+	v := r.URL.Query().Get("timeoutSeconds")
+	if v == "" {
+		ctx, cancel := context.WithCancel(r.Context())
+		return ctx, cancel, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 {
+		return nil, nil, apierrors.NewBadRequest(fmt.Sprintf("timeoutSeconds: invalid value %q", v))
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), secondsDuration(n))
+	return ctx, cancel, nil
+}

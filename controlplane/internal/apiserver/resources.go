@@ -1,0 +1,314 @@
+package apiserver
+
+import (
+	"reflect"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/validation"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/skiff-sh/skiff/controlplane/internal/registry"
+)
+
+// NewScheme returns the scheme of every type the server encodes or decodes:
+// the served core/v1 and apps/v1 kinds with their lists and options, and the
+// meta.k8s.io/v1 types (Status, WatchEvent, Table, PartialObjectMetadata).
+// The registry must be built with the same scheme.
+func NewScheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	// The k8s.io/api AddToScheme functions also register the meta types
+	// (options, Status, WatchEvent) in their group versions.
+	for _, add := range []func(*runtime.Scheme) error{corev1.AddToScheme, appsv1.AddToScheme, metav1.AddMetaToScheme} {
+		if err := add(s); err != nil {
+			panic("apiserver: scheme: " + err.Error()) // static registrations cannot fail
+		}
+	}
+	metav1.AddToGroupVersion(s, metav1.SchemeGroupVersion)
+	return s
+}
+
+// resource is one served resource: its discovery entry, its registry
+// description and its table columns.
+type resource struct {
+	gvr        schema.GroupVersionResource
+	singular   string
+	kind       string
+	namespaced bool
+	shortNames []string
+	categories []string
+	verbs      []string
+	// fieldLabels are the field selector labels beyond metadata.name and
+	// metadata.namespace; reg.Fields returns their values.
+	fieldLabels []string
+	reg         *registry.Resource
+	// columns of the server-side Table; nil means Name and Age.
+	columns []column
+}
+
+// allVerbs are the verbs of every served resource.
+var allVerbs = []string{"create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"}
+
+// resources returns the resource table. The order is the order of discovery.
+func resources() []*resource {
+	core := schema.GroupVersion{Version: "v1"}
+	apps := appsv1.SchemeGroupVersion
+	return []*resource{
+		{
+			gvr: core.WithResource("namespaces"), singular: "namespace", kind: "Namespace", shortNames: []string{"ns"},
+			verbs:       []string{"create", "delete", "get", "list", "patch", "update", "watch"},
+			fieldLabels: []string{"status.phase"},
+			reg: &registry.Resource{
+				New: func() runtime.Object { return &corev1.Namespace{} }, NewList: func() runtime.Object { return &corev1.NamespaceList{} },
+				ValidateName: validation.NameIsDNSLabel,
+				Default: func(obj runtime.Object) {
+					ns := obj.(*corev1.Namespace)
+					if len(ns.Spec.Finalizers) == 0 {
+						ns.Spec.Finalizers = []corev1.FinalizerName{corev1.FinalizerKubernetes}
+					}
+				},
+				PrepareForCreate: func(obj runtime.Object) {
+					obj.(*corev1.Namespace).Status = corev1.NamespaceStatus{Phase: corev1.NamespaceActive}
+				},
+				PrepareForUpdate: keepStatus,
+				Fields: func(obj runtime.Object) fields.Set {
+					return fields.Set{"status.phase": string(obj.(*corev1.Namespace).Status.Phase)}
+				},
+			},
+			columns: []column{nameColumn, {def: stringCol("Status", "The status of the namespace"), cell: func(obj runtime.Object) any {
+				return string(obj.(*corev1.Namespace).Status.Phase)
+			}}, ageColumn},
+		},
+		{
+			gvr: core.WithResource("nodes"), singular: "node", kind: "Node", shortNames: []string{"no"},
+			fieldLabels: []string{"spec.unschedulable"},
+			reg: &registry.Resource{
+				New: func() runtime.Object { return &corev1.Node{} }, NewList: func() runtime.Object { return &corev1.NodeList{} },
+				Fields: func(obj runtime.Object) fields.Set {
+					return fields.Set{"spec.unschedulable": boolString(obj.(*corev1.Node).Spec.Unschedulable)}
+				},
+			},
+		},
+		{
+			gvr: core.WithResource("pods"), singular: "pod", kind: "Pod", namespaced: true,
+			shortNames: []string{"po"}, categories: []string{"all"},
+			fieldLabels: []string{"spec.nodeName", "spec.restartPolicy", "spec.schedulerName", "spec.serviceAccountName", "spec.hostNetwork", "status.phase", "status.podIP", "status.nominatedNodeName"},
+			reg: &registry.Resource{
+				New: func() runtime.Object { return &corev1.Pod{} }, NewList: func() runtime.Object { return &corev1.PodList{} },
+				Default: defaultPod,
+				PrepareForCreate: func(obj runtime.Object) {
+					obj.(*corev1.Pod).Status = corev1.PodStatus{Phase: corev1.PodPending}
+				},
+				PrepareForUpdate: keepStatus,
+				Fields: func(obj runtime.Object) fields.Set {
+					p := obj.(*corev1.Pod)
+					return fields.Set{
+						"spec.nodeName": p.Spec.NodeName, "spec.restartPolicy": string(p.Spec.RestartPolicy),
+						"spec.schedulerName": p.Spec.SchedulerName, "spec.serviceAccountName": p.Spec.ServiceAccountName,
+						"spec.hostNetwork": boolString(p.Spec.HostNetwork), "status.phase": string(p.Status.Phase),
+						"status.podIP": p.Status.PodIP, "status.nominatedNodeName": p.Status.NominatedNodeName,
+					}
+				},
+			},
+			columns: podColumns,
+		},
+		{
+			gvr: core.WithResource("services"), singular: "service", kind: "Service", namespaced: true,
+			shortNames: []string{"svc"}, categories: []string{"all"},
+			reg: &registry.Resource{
+				New: func() runtime.Object { return &corev1.Service{} }, NewList: func() runtime.Object { return &corev1.ServiceList{} },
+				ValidateName:     validation.NameIsDNS1035Label,
+				Default:          defaultService,
+				PrepareForCreate: func(obj runtime.Object) { obj.(*corev1.Service).Status = corev1.ServiceStatus{} },
+				PrepareForUpdate: keepStatus,
+			},
+		},
+		{
+			gvr: core.WithResource("endpoints"), singular: "endpoints", kind: "Endpoints", namespaced: true, shortNames: []string{"ep"},
+			//lint:ignore SA1019 Kubernetes still serves core/v1 Endpoints and kubectl reads them
+			reg: &registry.Resource{New: func() runtime.Object { return &corev1.Endpoints{} }, NewList: func() runtime.Object { return &corev1.EndpointsList{} }},
+		},
+		{
+			gvr: core.WithResource("configmaps"), singular: "configmap", kind: "ConfigMap", namespaced: true, shortNames: []string{"cm"},
+			reg: &registry.Resource{New: func() runtime.Object { return &corev1.ConfigMap{} }, NewList: func() runtime.Object { return &corev1.ConfigMapList{} }},
+			columns: []column{nameColumn, {def: intCol("Data", "Number of data entries"), cell: func(obj runtime.Object) any {
+				cm := obj.(*corev1.ConfigMap)
+				return int64(len(cm.Data) + len(cm.BinaryData))
+			}}, ageColumn},
+		},
+		{
+			gvr: core.WithResource("secrets"), singular: "secret", kind: "Secret", namespaced: true,
+			fieldLabels: []string{"type"},
+			reg: &registry.Resource{
+				New: func() runtime.Object { return &corev1.Secret{} }, NewList: func() runtime.Object { return &corev1.SecretList{} },
+				Default: func(obj runtime.Object) {
+					if s := obj.(*corev1.Secret); s.Type == "" {
+						s.Type = corev1.SecretTypeOpaque
+					}
+				},
+				Fields: func(obj runtime.Object) fields.Set { return fields.Set{"type": string(obj.(*corev1.Secret).Type)} },
+			},
+			columns: []column{nameColumn, {def: stringCol("Type", "The type of the secret"), cell: func(obj runtime.Object) any {
+				return string(obj.(*corev1.Secret).Type)
+			}}, {def: intCol("Data", "Number of data entries"), cell: func(obj runtime.Object) any {
+				return int64(len(obj.(*corev1.Secret).Data))
+			}}, ageColumn},
+		},
+		{
+			gvr: core.WithResource("serviceaccounts"), singular: "serviceaccount", kind: "ServiceAccount", namespaced: true, shortNames: []string{"sa"},
+			reg: &registry.Resource{New: func() runtime.Object { return &corev1.ServiceAccount{} }, NewList: func() runtime.Object { return &corev1.ServiceAccountList{} }},
+		},
+		{
+			gvr: core.WithResource("events"), singular: "event", kind: "Event", namespaced: true, shortNames: []string{"ev"},
+			fieldLabels: []string{"involvedObject.kind", "involvedObject.namespace", "involvedObject.name", "involvedObject.uid", "involvedObject.apiVersion", "involvedObject.resourceVersion", "involvedObject.fieldPath", "reason", "reportingComponent", "source", "type"},
+			reg: &registry.Resource{
+				New: func() runtime.Object { return &corev1.Event{} }, NewList: func() runtime.Object { return &corev1.EventList{} },
+				Fields: func(obj runtime.Object) fields.Set {
+					e := obj.(*corev1.Event)
+					return fields.Set{
+						"involvedObject.kind": e.InvolvedObject.Kind, "involvedObject.namespace": e.InvolvedObject.Namespace,
+						"involvedObject.name": e.InvolvedObject.Name, "involvedObject.uid": string(e.InvolvedObject.UID),
+						"involvedObject.apiVersion": e.InvolvedObject.APIVersion, "involvedObject.resourceVersion": e.InvolvedObject.ResourceVersion,
+						"involvedObject.fieldPath": e.InvolvedObject.FieldPath, "reason": e.Reason,
+						"reportingComponent": e.ReportingController, "source": e.Source.Component, "type": e.Type,
+					}
+				},
+			},
+		},
+		workload(apps.WithResource("deployments"), "deployment", "Deployment", "deploy",
+			func() runtime.Object { return &appsv1.Deployment{} }, func() runtime.Object { return &appsv1.DeploymentList{} }, deploymentColumns),
+		workload(apps.WithResource("replicasets"), "replicaset", "ReplicaSet", "rs",
+			func() runtime.Object { return &appsv1.ReplicaSet{} }, func() runtime.Object { return &appsv1.ReplicaSetList{} }, nil),
+		workload(apps.WithResource("statefulsets"), "statefulset", "StatefulSet", "sts",
+			func() runtime.Object { return &appsv1.StatefulSet{} }, func() runtime.Object { return &appsv1.StatefulSetList{} }, nil),
+		workload(apps.WithResource("daemonsets"), "daemonset", "DaemonSet", "ds",
+			func() runtime.Object { return &appsv1.DaemonSet{} }, func() runtime.Object { return &appsv1.DaemonSetList{} }, nil),
+	}
+}
+
+// workload describes an apps/v1 workload: status is owned by controllers
+// (a later /status subresource), and generation counts spec changes.
+func workload(gvr schema.GroupVersionResource, singular, kind, short string, newObj, newList func() runtime.Object, cols []column) *resource {
+	return &resource{
+		gvr: gvr, singular: singular, kind: kind, namespaced: true,
+		shortNames: []string{short}, categories: []string{"all"},
+		reg: &registry.Resource{
+			New: newObj, NewList: newList,
+			Default:          defaultReplicas,
+			PrepareForCreate: func(obj runtime.Object) { clearField(obj, "Status") },
+			PrepareForUpdate: func(obj, old runtime.Object) {
+				keepStatus(obj, old)
+				if !apiequality.Semantic.DeepEqual(structField(obj, "Spec"), structField(old, "Spec")) {
+					m, o := obj.(metav1.Object), old.(metav1.Object)
+					m.SetGeneration(o.GetGeneration() + 1)
+				}
+			},
+		},
+		columns: cols,
+	}
+}
+
+// complete fills in what the table leaves implicit: the verbs and the
+// registry's names of each resource.
+func complete(rs []*resource) []*resource {
+	for _, r := range rs {
+		if r.verbs == nil {
+			r.verbs = allVerbs
+		}
+		r.reg.GroupResource = r.gvr.GroupResource()
+		r.reg.Kind = r.gvr.GroupVersion().WithKind(r.kind)
+		r.reg.Namespaced = r.namespaced
+	}
+	return rs
+}
+
+// keepStatus is the PrepareForUpdate of resources whose status is not
+// written through the main resource: the stored status is kept.
+func keepStatus(obj, old runtime.Object) {
+	reflect.ValueOf(obj).Elem().FieldByName("Status").Set(reflect.ValueOf(old).Elem().FieldByName("Status"))
+}
+
+// structField returns the named struct field of a pointer-to-struct object.
+func structField(obj runtime.Object, name string) any {
+	return reflect.ValueOf(obj).Elem().FieldByName(name).Interface()
+}
+
+// clearField sets the named struct field of obj to its zero value.
+func clearField(obj runtime.Object, name string) {
+	f := reflect.ValueOf(obj).Elem().FieldByName(name)
+	f.Set(reflect.Zero(f.Type()))
+}
+
+func boolString(b bool) string {
+	if b {
+		return "true"
+	}
+	return "false"
+}
+
+// defaultReplicas sets spec.replicas to 1 when unset, as the apps/v1
+// defaulters do (daemonsets have no replicas).
+func defaultReplicas(obj runtime.Object) {
+	f := reflect.ValueOf(obj).Elem().FieldByName("Spec").FieldByName("Replicas")
+	if f.IsValid() && f.IsNil() {
+		one := int32(1)
+		f.Set(reflect.ValueOf(&one))
+	}
+}
+
+// defaultPod sets the pod defaults kubectl output and patches rely on
+// (a subset of pkg/apis/core/v1/defaults.go).
+func defaultPod(obj runtime.Object) {
+	spec := &obj.(*corev1.Pod).Spec
+	if spec.RestartPolicy == "" {
+		spec.RestartPolicy = corev1.RestartPolicyAlways
+	}
+	if spec.DNSPolicy == "" {
+		spec.DNSPolicy = corev1.DNSClusterFirst
+	}
+	if spec.SchedulerName == "" {
+		spec.SchedulerName = corev1.DefaultSchedulerName
+	}
+	if spec.TerminationGracePeriodSeconds == nil {
+		g := int64(corev1.DefaultTerminationGracePeriodSeconds)
+		spec.TerminationGracePeriodSeconds = &g
+	}
+	for i := range spec.Containers {
+		c := &spec.Containers[i]
+		if c.TerminationMessagePath == "" {
+			c.TerminationMessagePath = corev1.TerminationMessagePathDefault
+		}
+		if c.TerminationMessagePolicy == "" {
+			c.TerminationMessagePolicy = corev1.TerminationMessageReadFile
+		}
+		for j := range c.Ports {
+			if c.Ports[j].Protocol == "" {
+				c.Ports[j].Protocol = corev1.ProtocolTCP
+			}
+		}
+	}
+}
+
+// defaultService sets the service defaults that need no allocation.
+func defaultService(obj runtime.Object) {
+	spec := &obj.(*corev1.Service).Spec
+	if spec.Type == "" {
+		spec.Type = corev1.ServiceTypeClusterIP
+	}
+	if spec.SessionAffinity == "" {
+		spec.SessionAffinity = corev1.ServiceAffinityNone
+	}
+	for i := range spec.Ports {
+		p := &spec.Ports[i]
+		if p.Protocol == "" {
+			p.Protocol = corev1.ProtocolTCP
+		}
+		if p.TargetPort.IntVal == 0 && p.TargetPort.StrVal == "" {
+			p.TargetPort.IntVal = p.Port
+		}
+	}
+}

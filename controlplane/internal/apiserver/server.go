@@ -1,0 +1,228 @@
+package apiserver
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/version"
+
+	"github.com/skiff-sh/skiff/controlplane/internal/registry"
+)
+
+// DefaultMaxBodyBytes is the largest request body accepted, as in
+// kube-apiserver (3 MiB); larger bodies get 413.
+const DefaultMaxBodyBytes = 3 << 20
+
+// Config configures a Server.
+type Config struct {
+	// Store holds the objects; it must be built with Scheme.
+	Store *registry.Store
+	// Scheme is NewScheme(); it encodes and decodes every served type.
+	Scheme *runtime.Scheme
+	// Logger receives request errors the client cannot be told about
+	// (a broken watch stream).
+	Logger *slog.Logger
+	// Now is the clock for the AGE column of tables.
+	Now func() time.Time
+	// MaxBodyBytes caps request bodies.
+	MaxBodyBytes int64
+	// Version is what /version reports. Its minor must be one the kubectl
+	// dispatcher has a binary for: it runs kubectl.1.<minor>.
+	Version version.Info
+	// Address is the host:port /api tells clients to use
+	// (serverAddressByClientCIDRs); empty means the request's Host.
+	Address string
+}
+
+// DefaultConfig returns a Config without Store and Scheme, reporting
+// Kubernetes v1.32.4.
+func DefaultConfig() Config {
+	return Config{
+		Logger:       slog.New(slog.DiscardHandler),
+		Now:          time.Now,
+		MaxBodyBytes: DefaultMaxBodyBytes,
+		Version: version.Info{
+			Major: "1", Minor: "32", GitVersion: "v1.32.4-skiff", GitCommit: "skiff", GitTreeState: "clean",
+			BuildDate: "2025-01-01T00:00:00Z", GoVersion: "go1.26", Compiler: "gc", Platform: "linux/amd64",
+		},
+	}
+}
+
+// Validate reports the first problem with c.
+func (c Config) Validate() error {
+	switch {
+	case c.Store == nil:
+		return errors.New("apiserver: config: Store is required")
+	case c.Scheme == nil:
+		return errors.New("apiserver: config: Scheme is required")
+	case c.Logger == nil || c.Now == nil:
+		return errors.New("apiserver: config: Logger and Now are required")
+	case c.MaxBodyBytes <= 0:
+		return fmt.Errorf("apiserver: config: MaxBodyBytes %d must be positive", c.MaxBodyBytes)
+	case c.Version.Major == "" || c.Version.Minor == "":
+		return errors.New("apiserver: config: Version needs a major and a minor")
+	}
+	return nil
+}
+
+// Server serves the Kubernetes REST API over a registry.Store. It is safe
+// for concurrent use.
+type Server struct {
+	cfg    Config
+	codecs *codecs
+	// byGV maps "group/version" ("v1" for core) to its resources by plural.
+	byGV map[string]map[string]*resource
+	// groups lists the served group versions in discovery order; core first.
+	groups []schema.GroupVersion
+	all    []*resource
+}
+
+// New returns a Server for cfg.
+func New(cfg Config) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, codecs: newCodecs(cfg.Scheme), byGV: map[string]map[string]*resource{}}
+	s.all = complete(resources())
+	for _, r := range s.all {
+		for _, gvk := range []schema.GroupVersionKind{r.reg.Kind, r.reg.Kind.GroupVersion().WithKind(r.kind + "List")} {
+			if !cfg.Scheme.Recognizes(gvk) {
+				return nil, fmt.Errorf("apiserver: scheme does not know %s", gvk)
+			}
+		}
+		gv := r.gvr.GroupVersion()
+		if s.byGV[gv.String()] == nil {
+			s.byGV[gv.String()] = map[string]*resource{}
+			s.groups = append(s.groups, gv)
+		}
+		s.byGV[gv.String()][r.gvr.Resource] = r
+	}
+	return s, nil
+}
+
+// Handler returns the HTTP handler of the API. It does no authentication.
+func (s *Server) Handler() http.Handler { return http.HandlerFunc(s.serveHTTP) }
+
+// serveHTTP routes a request by its path:
+//
+//	/version, /api, /apis, /apis/{group}          discovery
+//	/api/v1, /apis/{group}/{version}               resource lists
+//	{prefix}/{resource}[/{name}]                   cluster-scoped, or all namespaces
+//	{prefix}/namespaces/{ns}/{resource}[/{name}]   namespaced
+func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	segs := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
+	var gv schema.GroupVersion
+	switch {
+	case r.URL.Path == "/version" || r.URL.Path == "/version/":
+		s.getOnly(w, r, func() { writeJSON(w, http.StatusOK, s.cfg.Version) })
+		return
+	case segs[0] == "api" && len(segs) == 1:
+		s.getOnly(w, r, func() { s.serveAPIVersions(w, r) })
+		return
+	case segs[0] == "apis" && len(segs) == 1:
+		s.getOnly(w, r, func() { s.serveAPIGroupList(w) })
+		return
+	case segs[0] == "apis" && len(segs) == 2:
+		s.getOnly(w, r, func() { s.serveAPIGroup(w, r, segs[1]) })
+		return
+	case segs[0] == "api" && len(segs) >= 2:
+		gv, segs = schema.GroupVersion{Version: segs[1]}, segs[2:]
+	case segs[0] == "apis" && len(segs) >= 3:
+		gv, segs = schema.GroupVersion{Group: segs[1], Version: segs[2]}, segs[3:]
+	default:
+		writeError(w, notFound())
+		return
+	}
+	byName := s.byGV[gv.String()]
+	if byName == nil {
+		writeError(w, notFound())
+		return
+	}
+	if len(segs) == 0 {
+		s.getOnly(w, r, func() { s.serveResourceList(w, gv) })
+		return
+	}
+	var ns string
+	if len(segs) >= 3 && segs[0] == "namespaces" {
+		if res := byName[segs[2]]; res != nil && res.namespaced {
+			ns, segs = segs[1], segs[2:]
+		}
+	}
+	res := byName[segs[0]]
+	if res == nil || (res.namespaced && ns == "" && len(segs) > 1) || len(segs) > 2 || segs[len(segs)-1] == "" {
+		writeError(w, notFound())
+		return
+	}
+	if len(segs) == 1 {
+		s.serveCollection(w, r, res, ns)
+		return
+	}
+	s.serveItem(w, r, res, ns, segs[1])
+}
+
+// getOnly runs serve for GET and answers 405 otherwise.
+func (s *Server) getOnly(w http.ResponseWriter, r *http.Request, serve func()) {
+	if r.Method != http.MethodGet {
+		writeError(w, methodNotAllowed(r.Method))
+		return
+	}
+	serve()
+}
+
+// notFound is kube-apiserver's 404 for a path it does not serve.
+func notFound() error {
+	return &apierrors.StatusError{ErrStatus: metav1.Status{
+		Status: metav1.StatusFailure, Code: http.StatusNotFound, Reason: metav1.StatusReasonNotFound,
+		Message: "the server could not find the requested resource", Details: &metav1.StatusDetails{},
+	}}
+}
+
+func methodNotAllowed(method string) error {
+	return &apierrors.StatusError{ErrStatus: metav1.Status{
+		Status: metav1.StatusFailure, Code: http.StatusMethodNotAllowed, Reason: metav1.StatusReasonMethodNotAllowed,
+		Message: fmt.Sprintf("the server does not allow this method on the requested resource (%s)", method),
+	}}
+}
+
+// writeError writes err as a metav1.Status with the status's code; errors
+// that are not API errors are 500.
+func writeError(w http.ResponseWriter, err error) {
+	var status apierrors.APIStatus
+	if !errors.As(err, &status) {
+		status = apierrors.NewInternalError(err)
+	}
+	st := status.Status()
+	st.TypeMeta = metav1.TypeMeta{Kind: "Status", APIVersion: "v1"}
+	if st.Status == "" {
+		st.Status = metav1.StatusFailure
+	}
+	if st.Code == 0 {
+		st.Code = http.StatusInternalServerError
+	}
+	writeJSON(w, int(st.Code), &st)
+}
+
+// writeJSON writes v as the JSON body of a response with the given code.
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		code = http.StatusInternalServerError
+		body, _ = json.Marshal(&metav1.Status{
+			TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"}, Status: metav1.StatusFailure,
+			Code: http.StatusInternalServerError, Reason: metav1.StatusReasonInternalError,
+			Message: "encoding the response: " + err.Error(),
+		})
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_, _ = w.Write(append(body, '\n')) // a client that went away is not an error of ours
+}

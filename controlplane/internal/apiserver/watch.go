@@ -1,0 +1,104 @@
+package apiserver
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	"k8s.io/apimachinery/pkg/watch"
+)
+
+func secondsDuration(n int64) time.Duration { return time.Duration(n) * time.Second }
+
+// serveWatch streams the changes of res in ns as newline-separated JSON
+// WatchEvents, each flushed as it happens. Errors found before the stream
+// starts are returned (and written as a Status by the caller); afterwards
+// the stream ends with an ERROR event, at ?timeoutSeconds=, or when the
+// client goes away. With a Table Accept header every event's object is a
+// one-row Table, the first with column definitions.
+func (s *Server) serveWatch(w http.ResponseWriter, r *http.Request, res *resource, ns string) error {
+	q := r.URL.Query()
+	if v := q.Get("sendInitialEvents"); v == "true" {
+		return apierrors.NewInvalid(schema.GroupKind{Group: "meta.k8s.io", Kind: "ListOptions"}, "", field.ErrorList{
+			field.Forbidden(field.NewPath("sendInitialEvents"), "sendInitialEvents is not supported by this server: list, then watch from the list's resourceVersion"),
+		})
+	}
+	opts, err := listOptions(q, res)
+	if err != nil {
+		return err
+	}
+	opts.Limit, opts.Continue = 0, ""
+	asTable := wantsTable(r.Header.Get("Accept"))
+	inc, err := parseIncludeObject(q.Get("includeObject"))
+	if err != nil {
+		return err
+	}
+	flusher, ok := w.(http.Flusher)
+	if !ok {
+		return apierrors.NewInternalError(fmt.Errorf("watch: the response writer cannot flush"))
+	}
+	ctx, cancel, err := requestContext(r)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	wi, err := s.cfg.Store.Watch(ctx, res.reg, ns, opts)
+	if err != nil {
+		return err
+	}
+	defer wi.Stop()
+
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Transfer-Encoding", "chunked")
+	w.WriteHeader(http.StatusOK)
+	flusher.Flush()
+
+	enc := json.NewEncoder(w) // Encode ends each event with a newline
+	first := true
+	for {
+		var ev watch.Event
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev, ok = <-wi.ResultChan():
+			if !ok {
+				return nil
+			}
+		}
+		obj, err := s.eventObject(res, ev, asTable, inc, first)
+		if err != nil {
+			s.cfg.Logger.Error("apiserver: watch: encoding an event", "resource", res.gvr.String(), "err", err)
+			return nil // the stream has begun: the client sees it end and re-watches
+		}
+		if ev.Type != watch.Error {
+			first = false
+		}
+		if err := enc.Encode(&metav1.WatchEvent{Type: string(ev.Type), Object: runtime.RawExtension{Raw: obj}}); err != nil {
+			return nil // the client went away
+		}
+		flusher.Flush()
+	}
+}
+
+// eventObject returns the JSON of an event's object: a Status for ERROR
+// events, a Table row when asTable, else the object itself.
+func (s *Server) eventObject(res *resource, ev watch.Event, asTable bool, inc includeObject, withHeaders bool) ([]byte, error) {
+	if st, ok := ev.Object.(*metav1.Status); ok {
+		st.TypeMeta = metav1.TypeMeta{Kind: "Status", APIVersion: "v1"}
+		return json.Marshal(st)
+	}
+	if !asTable {
+		return json.Marshal(ev.Object)
+	}
+	t, err := table(res, []runtime.Object{ev.Object}, s.cfg.Now(), inc, withHeaders)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(t)
+}
