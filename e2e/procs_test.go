@@ -286,7 +286,9 @@ func (ms *masters) restartAll(t *testing.T) {
 }
 
 func (m *master) args() []string {
-	return []string{"server", "--name", m.name, "--data-dir", m.dataDir, "--peer-addr", m.peerAddr, "--http-addr", m.httpAddr}
+	// The API port is ephemeral: tests reach the API through the admin
+	// kubeconfig the master writes, which names the port it got.
+	return []string{"server", "--name", m.name, "--data-dir", m.dataDir, "--peer-addr", m.peerAddr, "--http-addr", m.httpAddr, "--api-addr", "127.0.0.1:0"}
 }
 
 // errAddrInUse marks a start that failed because a port was taken.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -44,6 +45,8 @@ func TestRunRejectsBadUsage(t *testing.T) {
 		{[]string{"server", "extra-arg"}, 2},
 		{[]string{"up", "--log-level", "loud"}, 2},
 		{[]string{"members", "remove"}, 2},
+		{[]string{"kubeconfig", "--data-dir", t.TempDir()}, 1}, // no CA there
+		{[]string{"kubeconfig", "extra"}, 2},
 		{[]string{"help"}, 0},
 	} {
 		var out, errOut bytes.Buffer
@@ -75,9 +78,10 @@ func TestUpServesStatus(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	var out, errOut syncBuffer
+	dataDir := t.TempDir()
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, []string{"up", "--data-dir", t.TempDir(), "--name", "solo", "--peer-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"}, &out, &errOut)
+		done <- run(ctx, []string{"up", "--data-dir", dataDir, "--name", "solo", "--peer-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0"}, &out, &errOut)
 	}()
 	addrRe := regexp.MustCompile(`curl http://([0-9.:]+)/status`)
 	var addr string
@@ -109,6 +113,33 @@ func TestUpServesStatus(t *testing.T) {
 	}
 	if st.ID != "solo" || st.LeaderID != "solo" {
 		t.Fatalf("status = %+v, want node solo leading itself", st)
+	}
+	// `up` prints how to use kubectl once the API serves; follow it.
+	kcRe := regexp.MustCompile(`export KUBECONFIG=(\S+)`)
+	var kubeconfig string
+	for kubeconfig == "" {
+		if m := kcRe.FindStringSubmatch(out.String()); m != nil {
+			kubeconfig = m[1]
+		} else if time.Now().After(deadline) {
+			t.Fatalf("no KUBECONFIG line printed; stdout %q stderr %q", out.String(), errOut.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := exec.LookPath("kubectl"); err == nil {
+		home := t.TempDir()
+		cmd := exec.Command("kubectl", "--kubeconfig", kubeconfig, "--cache-dir", filepath.Join(home, "cache"), "get", "namespace", "default", "-o", "name")
+		cmd.Env = append(os.Environ(), "HOME="+home, "KUBECONFIG=")
+		if got, err := cmd.CombinedOutput(); err != nil || string(got) != "namespace/default\n" {
+			t.Fatalf("kubectl get namespace default = %q, %v; want namespace/default", got, err)
+		}
+	}
+	// `skiff kubeconfig` issues another user's kubeconfig from the same CA.
+	var kc, kcErr bytes.Buffer
+	if code := run(t.Context(), []string{"kubeconfig", "--data-dir", dataDir, "--user", "jane", "--groups", "dev"}, &kc, &kcErr); code != 0 {
+		t.Fatalf("skiff kubeconfig exited %d: %s", code, kcErr.String())
+	}
+	if !strings.Contains(kc.String(), "client-certificate-data:") || !strings.Contains(kc.String(), "name: jane") {
+		t.Fatalf("skiff kubeconfig printed %q, want a kubeconfig for jane", kc.String())
 	}
 	cancel()
 	select {

@@ -20,27 +20,29 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/skiff-sh/skiff/controlplane/master"
 	"github.com/skiff-sh/skiff/controlplane/statusapi"
 	"github.com/skiff-sh/skiff/raftstore"
 )
 
 type serverFlags struct {
-	name, dataDir, peerAddr, advertise, httpAddr, join, logLevel string
-	peerCert, peerKey, peerCA, peerServerName                    string
-	httpCert, httpKey                                            string
-	profiling                                                    bool
+	name, dataDir, peerAddr, advertise, httpAddr, apiAddr, join, logLevel string
+	peerCert, peerKey, peerCA, peerServerName                             string
+	httpCert, httpKey                                                     string
+	profiling                                                             bool
 }
 
 func (f *serverFlags) register(fs *flag.FlagSet, single bool) {
-	defDir, defPeer, defHTTP := "/var/lib/skiff", ":6444", ":6443"
+	defDir, defPeer, defAPI, defHTTP := "/var/lib/skiff", ":6444", ":6443", "127.0.0.1:6445"
 	if single {
-		defPeer, defHTTP = "127.0.0.1:6444", "127.0.0.1:6443"
+		defPeer, defAPI = "127.0.0.1:6444", "127.0.0.1:6443"
 	}
 	fs.StringVar(&f.name, "name", "", "node name, kept in the data directory after the first start (default: host name plus a random suffix)")
 	fs.StringVar(&f.dataDir, "data-dir", defDir, "data directory (Raft log, snapshots, node identity)")
 	fs.StringVar(&f.peerAddr, "peer-addr", defPeer, "listen address for Raft and peer RPC")
 	fs.StringVar(&f.advertise, "advertise-addr", "", "peer address other masters reach this one at (default: --peer-addr, with this host's IP when its host is empty)")
-	fs.StringVar(&f.httpAddr, "http-addr", defHTTP, "listen address for the status endpoint (/status, /healthz, /readyz)")
+	fs.StringVar(&f.apiAddr, "api-addr", defAPI, "listen address of the Kubernetes API (HTTPS, client certificates of the cluster CA)")
+	fs.StringVar(&f.httpAddr, "http-addr", defHTTP, "listen address for the plain status endpoint (/status, /healthz, /readyz, /metrics)")
 	if !single {
 		fs.StringVar(&f.join, "join", "", "comma-separated peer addresses of existing masters to join (first start only); without it a new cluster is bootstrapped")
 	}
@@ -128,8 +130,25 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer, sin
 	}
 	srv := &http.Server{Handler: statusapi.Handler(store, f.profiling), ReadHeaderTimeout: 10 * time.Second}
 
+	mcfg := master.DefaultConfig()
+	mcfg.Store, mcfg.DataDir, mcfg.APIAddr, mcfg.Logger, mcfg.Profiling = store, cfg.DataDir, f.apiAddr, logger, f.profiling
+	if host, _, err := net.SplitHostPort(cfg.AdvertiseAddr); err == nil && host != "" {
+		mcfg.AdvertiseHost = host
+	}
+	mcfg.OnReady = func(url, kubeconfig string) {
+		if single {
+			fmt.Fprintf(stdout, "\nThe Kubernetes API is up at %s. Use it with:\n\n  export KUBECONFIG=%s\n  kubectl get namespaces\n\n", url, kubeconfig)
+		}
+	}
+	api, err := master.New(mcfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "skiff %s: %v\n", cmd, err)
+		return 1
+	}
+
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return store.Run(gctx) })
+	g.Go(func() error { return api.Run(gctx) })
 	g.Go(func() error {
 		var err error
 		if f.httpCert != "" {
@@ -154,8 +173,8 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer, sin
   status:   curl %s://%s/status
   health:   curl %s://%s/readyz
 
-The Kubernetes API (and kubectl) arrive with the API server milestone; today
-this runs the Raft-replicated store. Press Ctrl-C to stop.
+Workers (the agent) arrive in a later milestone: Pods are stored but not run
+yet. Press Ctrl-C to stop.
 `, cfg.NodeID, cfg.DataDir, scheme, httpLn.Addr(), scheme, httpLn.Addr())
 	}
 	logger.Info("skiff master starting", "node", cfg.NodeID, "peer_addr", cfg.BindAddr, "advertise", cfg.AdvertiseAddr, "http_addr", httpLn.Addr().String())

@@ -641,7 +641,7 @@ func startSkiff(ctx context.Context, b *testing.B, s settings) (cluster, error) 
 		for i := range 3 {
 			name := fmt.Sprintf("m%d", i+1)
 			args := []string{"server", "--name", name, "--data-dir", filepath.Join(base, name),
-				"--peer-addr", peers[i], "--http-addr", https[i]}
+				"--peer-addr", peers[i], "--http-addr", https[i], "--api-addr", "127.0.0.1:0"}
 			if i > 0 {
 				args = append(args, "--join", peers[0])
 			}

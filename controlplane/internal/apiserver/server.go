@@ -109,6 +109,18 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
+// Resource returns the registry description of a served resource (group ""
+// for core), or nil: for callers that write objects directly, such as the
+// master creating the default namespaces.
+func (s *Server) Resource(group, plural string) *registry.Resource {
+	for _, r := range s.all {
+		if r.gvr.Group == group && r.gvr.Resource == plural {
+			return r.reg
+		}
+	}
+	return nil
+}
+
 // Handler returns the HTTP handler of the API. It does no authentication.
 func (s *Server) Handler() http.Handler { return http.HandlerFunc(s.serveHTTP) }
 

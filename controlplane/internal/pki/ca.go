@@ -112,9 +112,28 @@ func LoadOrCreateCA(dir string) (*CA, error) {
 // first, so a crash in between leaves a key without certificate, which
 // LoadOrCreateCA refuses instead of silently minting a second CA.
 func createCA(dir, certPath, keyPath string) (*CA, error) {
+	certPEM, keyPEM, err := GenerateCA()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("pki: create CA directory: %w", err)
+	}
+	if err := writeExclusive(keyPath, keyPEM); err != nil {
+		return nil, err
+	}
+	if err := writeExclusive(certPath, certPEM); err != nil {
+		return nil, err
+	}
+	return LoadCA(certPEM, keyPEM)
+}
+
+// GenerateCA returns a new ECDSA P-256 CA named CAName, valid for
+// CAValidity: its certificate and private key in PEM. Nothing is written.
+func GenerateCA() (certPEM, keyPEM []byte, err error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, fmt.Errorf("pki: generate CA key: %w", err)
+		return nil, nil, fmt.Errorf("pki: generate CA key: %w", err)
 	}
 	now := time.Now()
 	tmpl := &x509.Certificate{
@@ -129,23 +148,12 @@ func createCA(dir, certPath, keyPath string) (*CA, error) {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
-		return nil, fmt.Errorf("pki: create CA certificate: %w", err)
+		return nil, nil, fmt.Errorf("pki: create CA certificate: %w", err)
 	}
-	keyPEM, err := encodeKey(key)
-	if err != nil {
-		return nil, err
+	if keyPEM, err = encodeKey(key); err != nil {
+		return nil, nil, err
 	}
-	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("pki: create CA directory: %w", err)
-	}
-	if err := writeExclusive(keyPath, keyPEM); err != nil {
-		return nil, err
-	}
-	if err := writeExclusive(certPath, certPEM); err != nil {
-		return nil, err
-	}
-	return LoadCA(certPEM, keyPEM)
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), keyPEM, nil
 }
 
 // LoadCA returns the CA made of a PEM certificate and its PEM private key
@@ -178,6 +186,16 @@ func (ca *CA) Certificate() *x509.Certificate { return ca.cert }
 
 // CertPEM returns a copy of the CA certificate in PEM, as loaded or created.
 func (ca *CA) CertPEM() []byte { return bytes.Clone(ca.certPEM) }
+
+// KeyPEM returns the CA's private key in PEM (PKCS#8), for keeping the CA
+// where it was loaded from. Handle with care.
+func (ca *CA) KeyPEM() []byte {
+	b, err := encodeKey(ca.key)
+	if err != nil {
+		panic(fmt.Sprintf("pki: encode a key that was decoded: %v", err)) // broken invariant
+	}
+	return b
+}
 
 // Pool returns a new pool holding only the CA certificate.
 func (ca *CA) Pool() *x509.CertPool { return ca.pool.Clone() }

@@ -1,0 +1,49 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/skiff-sh/skiff/controlplane/master"
+)
+
+// runKubeconfig prints a kubeconfig with a new client certificate of the
+// cluster CA kept in a master's data directory.
+func runKubeconfig(_ context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("skiff kubeconfig", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dataDir := fs.String("data-dir", "/var/lib/skiff", "data directory of a master of the cluster")
+	server := fs.String("server", "https://127.0.0.1:6443", "URL of the Kubernetes API to put in the kubeconfig")
+	user := fs.String("user", master.AdminUser, "user name (the certificate's common name)")
+	groups := fs.String("groups", master.AdminGroup, "comma-separated groups (the certificate's organizations)")
+	validity := fs.Duration("validity", 365*24*time.Hour, "how long the certificate is valid")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "skiff kubeconfig: unexpected arguments %q\n", fs.Args())
+		return 2
+	}
+	ca, err := master.LoadCA(*dataDir)
+	if err != nil {
+		fmt.Fprintf(stderr, "skiff kubeconfig: %v\n", err)
+		return 1
+	}
+	var gs []string
+	for _, g := range strings.Split(*groups, ",") {
+		if g = strings.TrimSpace(g); g != "" {
+			gs = append(gs, g)
+		}
+	}
+	kc, err := master.Kubeconfig(ca, *server, *user, gs, *validity)
+	if err != nil {
+		fmt.Fprintf(stderr, "skiff kubeconfig: %v\n", err)
+		return 1
+	}
+	stdout.Write(kc)
+	return 0
+}

@@ -1,0 +1,360 @@
+// Package master serves the Kubernetes API of one master over its store:
+// the cluster CA (created once, kept in the replicated store so every master
+// shares it), the API server's TLS certificate, the admin kubeconfig, the
+// namespaces every cluster has, and the HTTPS listener with client
+// certificate authentication in front of the API and status handlers.
+//
+//	m, err := master.New(cfg) // cfg from DefaultConfig, with the store set
+//	err = m.Run(ctx)          // the store must be running (or starting)
+//
+// Anonymous requests get 401, except for /healthz, /livez, /readyz and
+// /version, which Kubernetes also serves to anyone.
+package master
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/skiff-sh/skiff/controlplane/internal/apiserver"
+	"github.com/skiff-sh/skiff/controlplane/internal/pki"
+	"github.com/skiff-sh/skiff/controlplane/internal/registry"
+	"github.com/skiff-sh/skiff/controlplane/statusapi"
+	"github.com/skiff-sh/skiff/raftstore"
+)
+
+// caKey is where the cluster CA lives in the store.
+const caKey = "/skiff/pki/ca"
+
+// AdminUser and AdminGroup are the identity of the admin kubeconfig.
+const (
+	AdminUser  = "skiff-admin"
+	AdminGroup = "system:masters"
+)
+
+// Config configures a Master.
+type Config struct {
+	Store   *raftstore.Store
+	DataDir string
+	// APIAddr is the HTTPS listener of the Kubernetes API.
+	APIAddr string
+	// AdvertiseHost is the host or IP that clients use; it goes into the
+	// serving certificate and the admin kubeconfig.
+	AdvertiseHost string
+	// ExtraSANs are more names or IPs for the serving certificate.
+	ExtraSANs []string
+	Profiling bool
+	Logger    *slog.Logger
+	// OnReady, if set, is called once the API serves, with its URL and the
+	// path of the admin kubeconfig.
+	OnReady func(url, kubeconfig string)
+}
+
+// DefaultConfig returns a Config without Store and DataDir.
+func DefaultConfig() Config {
+	return Config{APIAddr: ":6443", AdvertiseHost: "127.0.0.1", Logger: slog.Default()}
+}
+
+// Validate reports the first problem with the configuration.
+func (c *Config) Validate() error {
+	switch {
+	case c.Store == nil:
+		return errors.New("master: config: Store is required")
+	case c.DataDir == "":
+		return errors.New("master: config: DataDir is required")
+	case c.APIAddr == "":
+		return errors.New("master: config: APIAddr is required")
+	case c.AdvertiseHost == "":
+		return errors.New("master: config: AdvertiseHost is required")
+	}
+	return nil
+}
+
+// Master is the API side of one master.
+type Master struct {
+	cfg Config
+	log *slog.Logger
+}
+
+// New validates cfg.
+func New(cfg Config) (*Master, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Master{cfg: cfg, log: cfg.Logger}, nil
+}
+
+// KubeconfigPath returns where the admin kubeconfig of a data directory is.
+func KubeconfigPath(dataDir string) string { return filepath.Join(dataDir, "admin.kubeconfig") }
+
+// PKIDir returns where a master keeps its copy of the cluster CA.
+func PKIDir(dataDir string) string { return filepath.Join(dataDir, "pki") }
+
+// Run gets the cluster CA (creating it if this is the first master), writes
+// the admin kubeconfig, makes sure the default namespaces exist and serves
+// the API until ctx ends; then it shuts the listener down gracefully.
+func (m *Master) Run(ctx context.Context) error {
+	ln, err := net.Listen("tcp", m.cfg.APIAddr)
+	if err != nil {
+		return fmt.Errorf("master: API listener: %w", err)
+	}
+	defer ln.Close()
+	ca, err := m.clusterCA(ctx)
+	if err != nil {
+		return err
+	}
+	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	server := "https://" + net.JoinHostPort(m.cfg.AdvertiseHost, port)
+	certPEM, keyPEM, err := ca.IssueServing(m.sans())
+	if err != nil {
+		return err
+	}
+	tlsCfg, err := pki.ServerTLSConfig(certPEM, keyPEM, ca)
+	if err != nil {
+		return err
+	}
+	if err := writeAdminKubeconfig(m.cfg.DataDir, server, ca); err != nil {
+		return err
+	}
+
+	scheme := apiserver.NewScheme()
+	reg, err := registry.New(registry.Config{KV: m.cfg.Store, Scheme: scheme})
+	if err != nil {
+		return err
+	}
+	acfg := apiserver.DefaultConfig()
+	acfg.Store, acfg.Scheme, acfg.Logger = reg, scheme, m.log
+	api, err := apiserver.New(acfg)
+	if err != nil {
+		return err
+	}
+	if err := ensureNamespaces(ctx, reg, api); err != nil {
+		return err
+	}
+	srv := &http.Server{
+		Handler:           authenticate(statusapi.Handler(m.cfg.Store, m.cfg.Profiling), api.Handler()),
+		TLSConfig:         tlsCfg,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(m.log.Handler(), slog.LevelDebug),
+	}
+	m.log.Info("Kubernetes API serving", "addr", ln.Addr().String(), "kubeconfig", KubeconfigPath(m.cfg.DataDir))
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(tls.NewListener(ln, tlsCfg)) }()
+	if m.cfg.OnReady != nil {
+		m.cfg.OnReady(server, KubeconfigPath(m.cfg.DataDir))
+	}
+	select {
+	case err := <-done:
+		return fmt.Errorf("master: API server: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	// Watches never end by themselves: close what is still open after the grace period.
+	if err := srv.Shutdown(sctx); err != nil {
+		srv.Close()
+	}
+	<-done
+	return nil
+}
+
+// sans returns the names and IPs of the serving certificate.
+func (m *Master) sans() ([]string, []net.IP, time.Duration) {
+	var names []string
+	var ips []net.IP
+	for _, s := range append([]string{m.cfg.AdvertiseHost}, m.cfg.ExtraSANs...) {
+		if ip := net.ParseIP(s); ip != nil {
+			ips = append(ips, ip)
+		} else {
+			names = append(names, s)
+		}
+	}
+	if host, err := os.Hostname(); err == nil {
+		names = append(names, host)
+	}
+	if addrs, err := net.InterfaceAddrs(); err == nil {
+		for _, a := range addrs {
+			if ipn, ok := a.(*net.IPNet); ok {
+				ips = append(ips, ipn.IP)
+			}
+		}
+	}
+	return names, ips, 365 * 24 * time.Hour
+}
+
+// storedCA is the store's record of the cluster CA.
+type storedCA struct {
+	Cert []byte `json:"cert"`
+	Key  []byte `json:"key"`
+}
+
+// clusterCA returns the CA every master shares: read from the store, or
+// created by whichever master gets there first. It waits for the store to
+// have a leader. The CA is also written under PKIDir for `skiff kubeconfig`.
+func (m *Master) clusterCA(ctx context.Context) (*pki.CA, error) {
+	for backoff := 50 * time.Millisecond; ; backoff = min(2*backoff, time.Second) {
+		ca, err := m.loadOrCreateCA(ctx)
+		if err == nil {
+			return ca, m.keepCA(ca)
+		}
+		if !errors.Is(err, raftstore.ErrNoLeader) && !errors.Is(err, raftstore.ErrUnknownOutcome) && !errors.Is(err, raftstore.ErrKeyExists) {
+			return nil, err
+		}
+		m.log.Debug("waiting for the store to share the cluster CA", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("master: cluster CA: %w", ctx.Err())
+		case <-time.After(backoff):
+		}
+	}
+}
+
+func (m *Master) loadOrCreateCA(ctx context.Context) (*pki.CA, error) {
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	kv, _, err := m.cfg.Store.Get(rctx, caKey, raftstore.ReadOptions{})
+	if err != nil {
+		return nil, err
+	}
+	if kv == nil {
+		certPEM, keyPEM, err := pki.GenerateCA()
+		if err != nil {
+			return nil, err
+		}
+		b, _ := json.Marshal(storedCA{Cert: certPEM, Key: keyPEM})
+		if _, err := m.cfg.Store.Create(rctx, caKey, b); err != nil {
+			return nil, err // ErrKeyExists: another master won; read theirs
+		}
+		m.log.Info("created the cluster CA")
+		return pki.LoadCA(certPEM, keyPEM)
+	}
+	var s storedCA
+	if err := json.Unmarshal(kv.Value, &s); err != nil {
+		return nil, fmt.Errorf("master: cluster CA record: %w", err)
+	}
+	return pki.LoadCA(s.Cert, s.Key)
+}
+
+// keepCA writes the CA under PKIDir, replacing an older copy.
+func (m *Master) keepCA(ca *pki.CA) error {
+	dir := PKIDir(m.cfg.DataDir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, pki.CACertFile), ca.CertPEM(), 0o600); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, pki.CAKeyFile), ca.KeyPEM(), 0o600)
+}
+
+// LoadCA reads the copy of the cluster CA a master keeps in dataDir.
+func LoadCA(dataDir string) (*pki.CA, error) {
+	dir := PKIDir(dataDir)
+	certPEM, err := os.ReadFile(filepath.Join(dir, pki.CACertFile))
+	if err != nil {
+		return nil, fmt.Errorf("master: no cluster CA in %s (has this master run?): %w", dir, err)
+	}
+	keyPEM, err := os.ReadFile(filepath.Join(dir, pki.CAKeyFile))
+	if err != nil {
+		return nil, err
+	}
+	return pki.LoadCA(certPEM, keyPEM)
+}
+
+// Kubeconfig returns a kubeconfig for server with a new client certificate
+// for user in groups, valid for validity.
+func Kubeconfig(ca *pki.CA, server, user string, groups []string, validity time.Duration) ([]byte, error) {
+	certPEM, keyPEM, err := ca.IssueClient(user, groups, validity)
+	if err != nil {
+		return nil, err
+	}
+	return pki.Kubeconfig(server, ca.CertPEM(), certPEM, keyPEM, "skiff", user, "skiff")
+}
+
+func writeAdminKubeconfig(dataDir, server string, ca *pki.CA) error {
+	certPEM, keyPEM, err := ca.IssueClient(AdminUser, []string{AdminGroup}, 365*24*time.Hour)
+	if err != nil {
+		return err
+	}
+	return pki.WriteKubeconfig(KubeconfigPath(dataDir), server, ca.CertPEM(), certPEM, keyPEM, "skiff", AdminUser, "skiff")
+}
+
+// ensureNamespaces creates the namespaces every Kubernetes cluster has.
+func ensureNamespaces(ctx context.Context, reg *registry.Store, api *apiserver.Server) error {
+	res := api.Resource("", "namespaces")
+	if res == nil {
+		return errors.New("master: the API serves no namespaces")
+	}
+	for _, name := range []string{metav1.NamespaceDefault, metav1.NamespaceSystem, metav1.NamespacePublic, corev1.NamespaceNodeLease} {
+		for backoff := 50 * time.Millisecond; ; backoff = min(2*backoff, time.Second) {
+			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			_, err := reg.Create(cctx, res, "", &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, registry.CreateOptions{})
+			cancel()
+			if err == nil || apierrors.IsAlreadyExists(err) {
+				break
+			}
+			if ctx.Err() != nil {
+				return fmt.Errorf("master: create namespace %s: %w", name, err)
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(backoff):
+			}
+		}
+	}
+	return nil
+}
+
+// authenticate lets through requests with a verified client certificate;
+// others get 401, except the paths Kubernetes serves to anyone. Every
+// authenticated user may do everything for now (authorization comes later).
+func authenticate(status, api http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/healthz", "/livez", "/readyz":
+			if r.URL.Path == "/livez" {
+				r.URL.Path = "/healthz"
+			}
+			status.ServeHTTP(w, r)
+			return
+		case "/version":
+			api.ServeHTTP(w, r)
+			return
+		}
+		if _, _, ok := pki.Authenticate(r.TLS); !ok {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnauthorized)
+			json.NewEncoder(w).Encode(metav1.Status{
+				TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"},
+				Status:   metav1.StatusFailure, Message: "Unauthorized", Reason: metav1.StatusReasonUnauthorized, Code: http.StatusUnauthorized,
+			})
+			return
+		}
+		switch r.URL.Path {
+		case "/status", "/metrics":
+			status.ServeHTTP(w, r)
+			return
+		}
+		if len(r.URL.Path) >= len("/debug/pprof/") && r.URL.Path[:len("/debug/pprof/")] == "/debug/pprof/" {
+			status.ServeHTTP(w, r)
+			return
+		}
+		api.ServeHTTP(w, r)
+	})
+}
