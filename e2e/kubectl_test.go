@@ -97,8 +97,7 @@ func TestKubectlAgainstEveryMaster(t *testing.T) {
 	if err := os.WriteFile(staleFile, []byte(stale), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	// --validate=false until the API serves OpenAPI documents.
-	out, err := kubectl(t, kcs[2], "replace", "--validate=false", "-f", staleFile)
+	out, err := kubectl(t, kcs[2], "replace", "-f", staleFile)
 	if err == nil || !strings.Contains(out, "the object has been modified; please apply your changes to the latest version and try again") {
 		t.Fatalf("kubectl replace of a stale object = %v:\n%s\nwant a 409 conflict", err, out)
 	}

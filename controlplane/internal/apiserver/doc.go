@@ -2,8 +2,8 @@
 // kubectl and client-go talk to. It routes /api/v1/... and
 // /apis/{group}/{version}/... to the resources of its resource table, decodes
 // request bodies (JSON, YAML, protobuf), applies patches (JSON patch, merge
-// patch, strategic merge patch), streams watches, serves discovery and
-// /version, and renders server-side Tables for kubectl get. Storage and
+// patch, strategic merge patch), streams watches, serves discovery, /version
+// and the OpenAPI v3 documents (package openapi), and renders server-side Tables for kubectl get. Storage and
 // Kubernetes object semantics (metadata, concurrency, finalizers, selectors,
 // paging) are the registry's; this package only speaks the protocol.
 //

@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/version"
 
+	"github.com/skiff-sh/skiff/controlplane/internal/openapi"
 	"github.com/skiff-sh/skiff/controlplane/internal/registry"
 )
 
@@ -84,6 +85,8 @@ type Server struct {
 	// groups lists the served group versions in discovery order; core first.
 	groups []schema.GroupVersion
 	all    []*resource
+	// openapi holds the /openapi/v3 documents, built once by New.
+	openapi *openapi.Documents
 }
 
 // New returns a Server for cfg.
@@ -106,6 +109,10 @@ func New(cfg Config) (*Server, error) {
 		}
 		s.byGV[gv.String()][r.gvr.Resource] = r
 	}
+	var err error
+	if s.openapi, err = newOpenAPI(s.all); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -127,6 +134,7 @@ func (s *Server) Handler() http.Handler { return http.HandlerFunc(s.serveHTTP) }
 // serveHTTP routes a request by its path:
 //
 //	/version, /api, /apis, /apis/{group}          discovery
+//	/openapi/v3[/{prefix}]                         OpenAPI v3 index and documents
 //	/api/v1, /apis/{group}/{version}               resource lists
 //	{prefix}/{resource}[/{name}]                   cluster-scoped, or all namespaces
 //	{prefix}/namespaces/{ns}/{resource}[/{name}]   namespaced
@@ -136,6 +144,9 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case r.URL.Path == "/version" || r.URL.Path == "/version/":
 		s.getOnly(w, r, func() { writeJSON(w, http.StatusOK, s.cfg.Version) })
+		return
+	case segs[0] == "openapi" && len(segs) >= 2 && segs[1] == "v3":
+		s.getOnly(w, r, func() { s.serveOpenAPI(w, r) })
 		return
 	case segs[0] == "api" && len(segs) == 1:
 		s.getOnly(w, r, func() { s.serveAPIVersions(w, r) })
