@@ -79,9 +79,7 @@ func resources() []*resource {
 					return fields.Set{"status.phase": string(obj.(*corev1.Namespace).Status.Phase)}
 				},
 			},
-			columns: []column{nameColumn, {def: stringCol("Status", "The status of the namespace"), cell: func(obj runtime.Object) any {
-				return string(obj.(*corev1.Namespace).Status.Phase)
-			}}, ageColumn},
+			columns: namespaceColumns,
 		},
 		{
 			gvr: core.WithResource("nodes"), singular: "node", kind: "Node", shortNames: []string{"no"},
@@ -92,6 +90,7 @@ func resources() []*resource {
 					return fields.Set{"spec.unschedulable": boolString(obj.(*corev1.Node).Spec.Unschedulable)}
 				},
 			},
+			columns: nodeColumns,
 		},
 		{
 			gvr: core.WithResource("pods"), singular: "pod", kind: "Pod", namespaced: true,
@@ -126,19 +125,18 @@ func resources() []*resource {
 				PrepareForCreate: func(obj runtime.Object) { obj.(*corev1.Service).Status = corev1.ServiceStatus{} },
 				PrepareForUpdate: keepStatus,
 			},
+			columns: serviceColumns,
 		},
 		{
 			gvr: core.WithResource("endpoints"), singular: "endpoints", kind: "Endpoints", namespaced: true, shortNames: []string{"ep"},
 			//lint:ignore SA1019 Kubernetes still serves core/v1 Endpoints and kubectl reads them
-			reg: &registry.Resource{New: func() runtime.Object { return &corev1.Endpoints{} }, NewList: func() runtime.Object { return &corev1.EndpointsList{} }},
+			reg:     &registry.Resource{New: func() runtime.Object { return &corev1.Endpoints{} }, NewList: func() runtime.Object { return &corev1.EndpointsList{} }},
+			columns: endpointsColumns,
 		},
 		{
 			gvr: core.WithResource("configmaps"), singular: "configmap", kind: "ConfigMap", namespaced: true, shortNames: []string{"cm"},
-			reg: &registry.Resource{New: func() runtime.Object { return &corev1.ConfigMap{} }, NewList: func() runtime.Object { return &corev1.ConfigMapList{} }},
-			columns: []column{nameColumn, {def: intCol("Data", "Number of data entries"), cell: func(obj runtime.Object) any {
-				cm := obj.(*corev1.ConfigMap)
-				return int64(len(cm.Data) + len(cm.BinaryData))
-			}}, ageColumn},
+			reg:     &registry.Resource{New: func() runtime.Object { return &corev1.ConfigMap{} }, NewList: func() runtime.Object { return &corev1.ConfigMapList{} }},
+			columns: configMapColumns,
 		},
 		{
 			gvr: core.WithResource("secrets"), singular: "secret", kind: "Secret", namespaced: true,
@@ -152,15 +150,12 @@ func resources() []*resource {
 				},
 				Fields: func(obj runtime.Object) fields.Set { return fields.Set{"type": string(obj.(*corev1.Secret).Type)} },
 			},
-			columns: []column{nameColumn, {def: stringCol("Type", "The type of the secret"), cell: func(obj runtime.Object) any {
-				return string(obj.(*corev1.Secret).Type)
-			}}, {def: intCol("Data", "Number of data entries"), cell: func(obj runtime.Object) any {
-				return int64(len(obj.(*corev1.Secret).Data))
-			}}, ageColumn},
+			columns: secretColumns,
 		},
 		{
 			gvr: core.WithResource("serviceaccounts"), singular: "serviceaccount", kind: "ServiceAccount", namespaced: true, shortNames: []string{"sa"},
-			reg: &registry.Resource{New: func() runtime.Object { return &corev1.ServiceAccount{} }, NewList: func() runtime.Object { return &corev1.ServiceAccountList{} }},
+			reg:     &registry.Resource{New: func() runtime.Object { return &corev1.ServiceAccount{} }, NewList: func() runtime.Object { return &corev1.ServiceAccountList{} }},
+			columns: serviceAccountColumns,
 		},
 		{
 			gvr: core.WithResource("events"), singular: "event", kind: "Event", namespaced: true, shortNames: []string{"ev"},
@@ -178,15 +173,16 @@ func resources() []*resource {
 					}
 				},
 			},
+			columns: eventColumns,
 		},
 		workload(apps.WithResource("deployments"), "deployment", "Deployment", "deploy",
 			func() runtime.Object { return &appsv1.Deployment{} }, func() runtime.Object { return &appsv1.DeploymentList{} }, deploymentColumns),
 		workload(apps.WithResource("replicasets"), "replicaset", "ReplicaSet", "rs",
-			func() runtime.Object { return &appsv1.ReplicaSet{} }, func() runtime.Object { return &appsv1.ReplicaSetList{} }, nil),
+			func() runtime.Object { return &appsv1.ReplicaSet{} }, func() runtime.Object { return &appsv1.ReplicaSetList{} }, replicaSetColumns),
 		workload(apps.WithResource("statefulsets"), "statefulset", "StatefulSet", "sts",
-			func() runtime.Object { return &appsv1.StatefulSet{} }, func() runtime.Object { return &appsv1.StatefulSetList{} }, nil),
+			func() runtime.Object { return &appsv1.StatefulSet{} }, func() runtime.Object { return &appsv1.StatefulSetList{} }, statefulSetColumns),
 		workload(apps.WithResource("daemonsets"), "daemonset", "DaemonSet", "ds",
-			func() runtime.Object { return &appsv1.DaemonSet{} }, func() runtime.Object { return &appsv1.DaemonSetList{} }, nil),
+			func() runtime.Object { return &appsv1.DaemonSet{} }, func() runtime.Object { return &appsv1.DaemonSetList{} }, daemonSetColumns),
 	}
 }
 

@@ -4,11 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"mime"
-	"strconv"
 	"strings"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -18,10 +16,12 @@ import (
 )
 
 // column is one column of a server-side Table: its definition and how to
-// compute its cell (a string or an int64, matching def.Type).
+// compute its cell (a string or an int64, matching def.Type). now is the
+// time relative cells (AGE, LAST SEEN, RESTARTS' "(5m ago)") are measured
+// from. cell must not modify obj.
 type column struct {
 	def  metav1.TableColumnDefinition
-	cell func(obj runtime.Object) any
+	cell func(obj runtime.Object, now time.Time) any
 }
 
 func stringCol(name, desc string) metav1.TableColumnDefinition {
@@ -32,81 +32,35 @@ func intCol(name, desc string) metav1.TableColumnDefinition {
 	return metav1.TableColumnDefinition{Name: name, Type: "integer", Description: desc}
 }
 
+// wide marks a column as priority 1: sent always, shown by kubectl only
+// with -o wide.
 func wide(def metav1.TableColumnDefinition) metav1.TableColumnDefinition {
 	def.Priority = 1
 	return def
 }
 
+var objectMetaDoc = metav1.ObjectMeta{}.SwaggerDoc()
+
 var nameColumn = column{
-	def: metav1.TableColumnDefinition{Name: "Name", Type: "string", Format: "name", Description: metav1.ObjectMeta{}.SwaggerDoc()["name"]},
-	cell: func(obj runtime.Object) any {
+	def: metav1.TableColumnDefinition{Name: "Name", Type: "string", Format: "name", Description: objectMetaDoc["name"]},
+	cell: func(obj runtime.Object, _ time.Time) any {
 		m, _ := meta.Accessor(obj)
 		return m.GetName()
 	},
 }
 
-// ageColumn's cell is filled by the table builder, which knows the time.
-var ageColumn = column{def: stringCol("Age", metav1.ObjectMeta{}.SwaggerDoc()["creationTimestamp"])}
+var ageColumn = column{
+	def: stringCol("Age", objectMetaDoc["creationTimestamp"]),
+	cell: func(obj runtime.Object, now time.Time) any {
+		m, _ := meta.Accessor(obj)
+		return since(m.GetCreationTimestamp(), now)
+	},
+}
 
+// genericColumns are the columns of resources without their own.
 var genericColumns = []column{nameColumn, ageColumn}
 
-var podColumns = []column{
-	nameColumn,
-	{def: stringCol("Ready", "The aggregate readiness state of this pod for accepting traffic."), cell: func(obj runtime.Object) any {
-		p := obj.(*corev1.Pod)
-		ready := 0
-		for _, s := range p.Status.ContainerStatuses {
-			if s.Ready {
-				ready++
-			}
-		}
-		return fmt.Sprintf("%d/%d", ready, len(p.Spec.Containers))
-	}},
-	{def: stringCol("Status", "The aggregate status of the containers in this pod."), cell: func(obj runtime.Object) any {
-		p := obj.(*corev1.Pod)
-		switch {
-		case p.DeletionTimestamp != nil:
-			return "Terminating"
-		case p.Status.Reason != "":
-			return p.Status.Reason
-		}
-		return string(p.Status.Phase)
-	}},
-	{def: stringCol("Restarts", "The number of times the containers in this pod have been restarted."), cell: func(obj runtime.Object) any {
-		var n int32
-		for _, s := range obj.(*corev1.Pod).Status.ContainerStatuses {
-			n += s.RestartCount
-		}
-		return strconv.Itoa(int(n))
-	}},
-	ageColumn,
-	{def: wide(stringCol("IP", "IP address allocated to the pod.")), cell: func(obj runtime.Object) any {
-		return orNone(obj.(*corev1.Pod).Status.PodIP)
-	}},
-	{def: wide(stringCol("Node", "Name of the node the pod is assigned to.")), cell: func(obj runtime.Object) any {
-		return orNone(obj.(*corev1.Pod).Spec.NodeName)
-	}},
-}
-
-var deploymentColumns = []column{
-	nameColumn,
-	{def: stringCol("Ready", "Number of the pod with ready state"), cell: func(obj runtime.Object) any {
-		d := obj.(*appsv1.Deployment)
-		var want int32
-		if d.Spec.Replicas != nil {
-			want = *d.Spec.Replicas
-		}
-		return fmt.Sprintf("%d/%d", d.Status.ReadyReplicas, want)
-	}},
-	{def: intCol("Up-to-date", "Total number of non-terminated pods targeted by this deployment that have the desired template spec."), cell: func(obj runtime.Object) any {
-		return int64(obj.(*appsv1.Deployment).Status.UpdatedReplicas)
-	}},
-	{def: intCol("Available", "Total number of available pods (ready for at least minReadySeconds) targeted by this deployment."), cell: func(obj runtime.Object) any {
-		return int64(obj.(*appsv1.Deployment).Status.AvailableReplicas)
-	}},
-	ageColumn,
-}
-
+// orNone is kubectl's rendering of an empty value.
 func orNone(s string) string {
 	if s == "" {
 		return "<none>"
@@ -153,9 +107,11 @@ func wantsTable(accept string) bool {
 	return false
 }
 
-// table renders objs as a Table with res's columns. now is the time the
-// Age cells are relative to; withHeaders false leaves the column
-// definitions out (every watch event after the first).
+// table renders objs as a Table with res's columns, every column
+// (including the priority-1 wide ones) as kube-apiserver sends them. now is
+// the time relative cells (AGE, LAST SEEN) are measured from; withHeaders
+// false leaves the column definitions out (every watch event after the
+// first).
 func table(res *resource, objs []runtime.Object, now time.Time, inc includeObject, withHeaders bool) (*metav1.Table, error) {
 	cols := res.columns
 	if cols == nil {
@@ -168,17 +124,15 @@ func table(res *resource, objs []runtime.Object, now time.Time, inc includeObjec
 		}
 	}
 	for _, obj := range objs {
-		m, err := meta.Accessor(obj)
-		if err != nil {
+		if _, err := meta.Accessor(obj); err != nil {
 			return nil, apierrors.NewInternalError(err)
 		}
 		row := metav1.TableRow{Cells: make([]any, len(cols))}
 		for i, c := range cols {
-			if c.cell == nil {
-				row.Cells[i] = age(m.GetCreationTimestamp(), now)
-				continue
-			}
-			row.Cells[i] = c.cell(obj)
+			row.Cells[i] = c.cell(obj, now)
+		}
+		if p, ok := obj.(*corev1.Pod); ok {
+			row.Conditions = podRowConditions(p)
 		}
 		var embedded any
 		switch inc {
@@ -202,10 +156,11 @@ func table(res *resource, objs []runtime.Object, now time.Time, inc includeObjec
 	return t, nil
 }
 
-// age is kubectl's AGE cell: a human duration since creation.
-func age(created metav1.Time, now time.Time) string {
-	if created.IsZero() {
+// since is upstream's translateTimestampSince: the human duration from t
+// to now ("5m", "3d4h"), or "<unknown>" for the zero time.
+func since(t metav1.Time, now time.Time) string {
+	if t.IsZero() {
 		return "<unknown>"
 	}
-	return duration.HumanDuration(now.Sub(created.Time))
+	return duration.HumanDuration(now.Sub(t.Time))
 }
