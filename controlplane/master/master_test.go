@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/skiff-sh/skiff/raftstore"
+	"github.com/skiff-sh/skiff/raftstore/storetest"
 )
 
 // startMaster runs a single-node store and a master on ephemeral ports and
@@ -20,14 +20,7 @@ import (
 func startMaster(t *testing.T) (dataDir, url string) {
 	t.Helper()
 	dataDir = t.TempDir()
-	scfg := raftstore.DefaultConfig()
-	scfg.NodeID, scfg.DataDir, scfg.BindAddr, scfg.Bootstrap = "solo", dataDir, "127.0.0.1:0", true
-	scfg.Logger = slog.New(slog.DiscardHandler)
-	scfg.HeartbeatTimeout, scfg.ElectionTimeout, scfg.LeaderLeaseTimeout = 200*time.Millisecond, 200*time.Millisecond, 100*time.Millisecond
-	store, err := raftstore.New(scfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	store := storetest.Start(t, dataDir)
 	ready := make(chan string, 1)
 	cfg := DefaultConfig()
 	cfg.Store, cfg.DataDir, cfg.APIAddr = store, dataDir, "127.0.0.1:0"
@@ -38,16 +31,12 @@ func startMaster(t *testing.T) (dataDir, url string) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	storeDone, masterDone := make(chan error, 1), make(chan error, 1)
-	go func() { storeDone <- store.Run(ctx) }()
+	masterDone := make(chan error, 1)
 	go func() { masterDone <- m.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-masterDone; err != nil {
 			t.Errorf("master Run: %v", err)
-		}
-		if err := <-storeDone; err != nil {
-			t.Errorf("store Run: %v", err)
 		}
 	})
 	select {

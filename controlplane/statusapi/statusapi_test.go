@@ -11,29 +11,8 @@ import (
 	"time"
 
 	"github.com/skiff-sh/skiff/raftstore"
+	"github.com/skiff-sh/skiff/raftstore/storetest"
 )
-
-// startStore runs a bootstrapped single-node store until the test ends.
-func startStore(t *testing.T) *raftstore.Store {
-	t.Helper()
-	cfg := raftstore.DefaultConfig()
-	cfg.NodeID, cfg.DataDir, cfg.BindAddr, cfg.Bootstrap = "solo", t.TempDir(), "127.0.0.1:0", true
-	cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = 200*time.Millisecond, 200*time.Millisecond, 100*time.Millisecond
-	s, err := raftstore.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("store Run: %v", err)
-		}
-	})
-	return s
-}
 
 func get(t *testing.T, url string) (int, string) {
 	t.Helper()
@@ -47,7 +26,7 @@ func get(t *testing.T, url string) (int, string) {
 }
 
 func TestEndpoints(t *testing.T) {
-	s := startStore(t)
+	s := storetest.Start(t, "")
 	srv := httptest.NewServer(Handler(s, false))
 	defer srv.Close()
 

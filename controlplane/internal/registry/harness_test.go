@@ -1,8 +1,6 @@
 package registry
 
 import (
-	"context"
-	"log/slog"
 	"testing"
 	"time"
 
@@ -16,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 
 	"github.com/skiff-sh/skiff/raftstore"
+	"github.com/skiff-sh/skiff/raftstore/storetest"
 )
 
 // testNow is the registry clock in tests: fixed, with a sub-second part
@@ -54,27 +53,7 @@ var (
 // test ends.
 func startRaft(t testing.TB) *raftstore.Store {
 	t.Helper()
-	cfg := raftstore.DefaultConfig()
-	cfg.NodeID, cfg.DataDir, cfg.BindAddr, cfg.Bootstrap = "solo", t.TempDir(), "127.0.0.1:0", true
-	cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = 300*time.Millisecond, 300*time.Millisecond, 150*time.Millisecond
-	cfg.CommitTimeout = 5 * time.Millisecond
-	cfg.RequestTimeout = 5 * time.Second
-	cfg.CompactInterval = 0
-	cfg.Logger = slog.New(slog.DiscardHandler)
-	s, err := raftstore.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("raftstore Run: %v", err)
-		}
-	})
-	return s
+	return storetest.Start(t, "")
 }
 
 func testScheme(t testing.TB) *runtime.Scheme {
