@@ -78,6 +78,7 @@ func (s *Server) serveResourceList(w http.ResponseWriter, gv schema.GroupVersion
 			Name: r.gvr.Resource, SingularName: r.singular, Namespaced: r.namespaced, Kind: r.kind,
 			Verbs: r.verbs, ShortNames: r.shortNames, Categories: r.categories,
 		})
+		list.APIResources = append(list.APIResources, subresourceDiscovery(r)...)
 	}
 	writeJSON(w, http.StatusOK, list)
 }

@@ -25,31 +25,9 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request, res *resource, ns
 	if err != nil {
 		return err
 	}
-	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if err != nil {
-		mt = r.Header.Get("Content-Type")
-	}
-	pt := types.PatchType(mt)
-	switch pt {
-	case types.JSONPatchType, types.MergePatchType, types.StrategicMergePatchType:
-	default:
-		return &apierrors.StatusError{ErrStatus: metav1.Status{
-			Status: metav1.StatusFailure, Code: http.StatusUnsupportedMediaType, Reason: metav1.StatusReasonUnsupportedMediaType,
-			Message: fmt.Sprintf("the body of the request was in an unknown format - accepted media types include: %s, %s, %s",
-				types.JSONPatchType, types.MergePatchType, types.StrategicMergePatchType),
-		}}
-	}
-	body, err := readBody(w, r, s.cfg.MaxBodyBytes)
+	p, err := s.readPatch(w, r)
 	if err != nil {
 		return err
-	}
-	var jp jsonpatch.Patch
-	if pt == types.JSONPatchType {
-		if jp, err = jsonpatch.DecodePatch(body); err != nil {
-			return apierrors.NewBadRequest(err.Error())
-		}
-	} else if !json.Valid(body) {
-		return apierrors.NewBadRequest(fmt.Sprintf("error decoding patch: the patch is not valid JSON: %s", truncate(body)))
 	}
 	d, _ := s.codecs.decoder(mediaJSON, validation == fieldValidationStrict)
 	var warnings []string
@@ -58,15 +36,7 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request, res *resource, ns
 		if err != nil {
 			return nil, apierrors.NewInternalError(err)
 		}
-		var out []byte
-		switch pt {
-		case types.JSONPatchType:
-			out, err = jp.Apply(orig)
-		case types.MergePatchType:
-			out, err = jsonpatch.MergePatch(orig, body)
-		case types.StrategicMergePatchType:
-			out, err = strategicpatch.StrategicMergePatch(orig, body, res.reg.New())
-		}
+		out, err := p.apply(orig, res.reg.New())
 		if err != nil {
 			return nil, apierrors.NewGenericServerResponse(http.StatusUnprocessableEntity, "", res.reg.GroupResource, name, err.Error(), 0, false)
 		}
@@ -79,6 +49,57 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request, res *resource, ns
 	}
 	setWarnings(w, warnings)
 	return s.writeObjects(w, r, res, http.StatusOK, patched, []runtime.Object{patched})
+}
+
+// patchRequest is the body of a PATCH request, checked: its type and, for a
+// JSON patch, its decoded operations.
+type patchRequest struct {
+	typ  types.PatchType
+	body []byte
+	ops  jsonpatch.Patch
+}
+
+// readPatch reads the patch of a PATCH request: 415 for a patch type that
+// is not JSON, merge or strategic merge, 400 for a malformed patch.
+func (s *Server) readPatch(w http.ResponseWriter, r *http.Request) (patchRequest, error) {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil {
+		mt = r.Header.Get("Content-Type")
+	}
+	p := patchRequest{typ: types.PatchType(mt)}
+	switch p.typ {
+	case types.JSONPatchType, types.MergePatchType, types.StrategicMergePatchType:
+	default:
+		return p, &apierrors.StatusError{ErrStatus: metav1.Status{
+			Status: metav1.StatusFailure, Code: http.StatusUnsupportedMediaType, Reason: metav1.StatusReasonUnsupportedMediaType,
+			Message: fmt.Sprintf("the body of the request was in an unknown format - accepted media types include: %s, %s, %s",
+				types.JSONPatchType, types.MergePatchType, types.StrategicMergePatchType),
+		}}
+	}
+	if p.body, err = readBody(w, r, s.cfg.MaxBodyBytes); err != nil {
+		return p, err
+	}
+	if p.typ == types.JSONPatchType {
+		if p.ops, err = jsonpatch.DecodePatch(p.body); err != nil {
+			return p, apierrors.NewBadRequest(err.Error())
+		}
+	} else if !json.Valid(p.body) {
+		return p, apierrors.NewBadRequest(fmt.Sprintf("error decoding patch: the patch is not valid JSON: %s", truncate(p.body)))
+	}
+	return p, nil
+}
+
+// apply applies the patch to the JSON document orig. schema is an empty
+// object of orig's type: a strategic merge patch takes its merge keys from it.
+func (p patchRequest) apply(orig []byte, schema runtime.Object) ([]byte, error) {
+	switch p.typ {
+	case types.JSONPatchType:
+		return p.ops.Apply(orig)
+	case types.MergePatchType:
+		return jsonpatch.MergePatch(orig, p.body)
+	default:
+		return strategicpatch.StrategicMergePatch(orig, p.body, schema)
+	}
 }
 
 // truncate shortens a body quoted in an error message.

@@ -4,6 +4,7 @@ import (
 	"reflect"
 
 	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/validation"
@@ -16,14 +17,15 @@ import (
 )
 
 // NewScheme returns the scheme of every type the server encodes or decodes:
-// the served core/v1 and apps/v1 kinds with their lists and options, and the
+// the served core/v1 and apps/v1 kinds with their lists and options,
+// autoscaling/v1 (Scale, the scale subresource's kind), and the
 // meta.k8s.io/v1 types (Status, WatchEvent, Table, PartialObjectMetadata).
 // The registry must be built with the same scheme.
 func NewScheme() *runtime.Scheme {
 	s := runtime.NewScheme()
 	// The k8s.io/api AddToScheme functions also register the meta types
 	// (options, Status, WatchEvent) in their group versions.
-	for _, add := range []func(*runtime.Scheme) error{corev1.AddToScheme, appsv1.AddToScheme, metav1.AddMetaToScheme} {
+	for _, add := range []func(*runtime.Scheme) error{corev1.AddToScheme, appsv1.AddToScheme, autoscalingv1.AddToScheme, metav1.AddMetaToScheme} {
 		if err := add(s); err != nil {
 			panic("apiserver: scheme: " + err.Error()) // static registrations cannot fail
 		}
@@ -86,6 +88,7 @@ func resources() []*resource {
 			fieldLabels: []string{"spec.unschedulable"},
 			reg: &registry.Resource{
 				New: func() runtime.Object { return &corev1.Node{} }, NewList: func() runtime.Object { return &corev1.NodeList{} },
+				PrepareForUpdate: keepStatus,
 				Fields: func(obj runtime.Object) fields.Set {
 					return fields.Set{"spec.unschedulable": boolString(obj.(*corev1.Node).Spec.Unschedulable)}
 				},
@@ -186,8 +189,9 @@ func resources() []*resource {
 	}
 }
 
-// workload describes an apps/v1 workload: status is owned by controllers
-// (a later /status subresource), and generation counts spec changes.
+// workload describes an apps/v1 workload: status is owned by controllers,
+// which write it through the status subresource, and generation counts spec
+// changes.
 func workload(gvr schema.GroupVersionResource, singular, kind, short string, newObj, newList func() runtime.Object, cols []column) *resource {
 	return &resource{
 		gvr: gvr, singular: singular, kind: kind, namespaced: true,
@@ -223,7 +227,8 @@ func complete(rs []*resource) []*resource {
 }
 
 // keepStatus is the PrepareForUpdate of resources whose status is not
-// written through the main resource: the stored status is kept.
+// written through the main resource but through the status subresource
+// (subresources.go): the stored status is kept.
 func keepStatus(obj, old runtime.Object) {
 	reflect.ValueOf(obj).Elem().FieldByName("Status").Set(reflect.ValueOf(old).Elem().FieldByName("Status"))
 }
