@@ -12,6 +12,7 @@
 package master
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -148,7 +149,7 @@ func (m *Master) Run(ctx context.Context) error {
 		return err
 	}
 	srv := &http.Server{
-		Handler:           authenticate(statusapi.Handler(m.cfg.Store, m.cfg.Profiling), api.Handler()),
+		Handler:           authenticate(withMetrics(statusapi.Handler(m.cfg.Store, m.cfg.Profiling), m.cfg.Store, api), api.Handler()),
 		TLSConfig:         tlsCfg,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(m.log.Handler(), slog.LevelDebug),
@@ -319,6 +320,28 @@ func ensureNamespaces(ctx context.Context, reg *registry.Store, api *apiserver.S
 		}
 	}
 	return nil
+}
+
+// withMetrics serves GET /metrics from the store's metrics followed by the
+// API server's request metrics; every other request goes to status.
+func withMetrics(status http.Handler, store *raftstore.Store, api *apiserver.Server) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/metrics" || r.Method != http.MethodGet {
+			status.ServeHTTP(w, r)
+			return
+		}
+		var buf bytes.Buffer
+		if err := statusapi.WriteMetrics(r.Context(), &buf, store); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		if err := api.WriteMetrics(&buf); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", statusapi.MetricsContentType)
+		_, _ = w.Write(buf.Bytes()) // a client that went away is not an error of ours
+	})
 }
 
 // authenticate lets through requests with a verified client certificate;

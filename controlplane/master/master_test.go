@@ -81,6 +81,17 @@ func TestAdminKubeconfigWithKubectl(t *testing.T) {
 		t.Fatalf("kubectl get configmap = %q, %v; want v", out, err)
 	}
 
+	// /metrics on the API listener has the store's and the API's metrics.
+	metrics, err := kubectl(t, kc, "get", "--raw", "/metrics")
+	if err != nil {
+		t.Fatalf("kubectl get --raw /metrics: %v\n%s", err, metrics)
+	}
+	for _, want := range []string{"skiff_raft_is_leader 1\n", `apiserver_request_total{verb="create",group="",version="v1",resource="configmaps"`} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %q:\n%s", want, metrics)
+		}
+	}
+
 	// Another user's kubeconfig from the same CA is authenticated too.
 	ca, err := LoadCA(dataDir)
 	if err != nil {

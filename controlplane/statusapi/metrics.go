@@ -1,6 +1,8 @@
 package statusapi
 
 import (
+	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -58,14 +60,30 @@ func writeMetrics(w io.Writer, st raftstore.Status, m raftstore.Metrics) {
 	fmt.Fprintf(w, "skiff_store_write_duration_seconds_count %d\n", m.WriteLatencyCount)
 }
 
+// MetricsContentType is the Content-Type of a /metrics response.
+const MetricsContentType = "text/plain; version=0.0.4; charset=utf-8"
+
+// WriteMetrics writes the Raft and store metrics of store to w in the
+// Prometheus text format, as /metrics serves them, so that a caller can
+// append metrics of its own. It returns the error of reading the store's
+// status, before anything is written.
+func WriteMetrics(ctx context.Context, w io.Writer, store *raftstore.Store) error {
+	st, err := store.Status(ctx)
+	if err != nil {
+		return err
+	}
+	writeMetrics(w, st, store.Metrics())
+	return nil
+}
+
 func metricsHandler(store *raftstore.Store) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		st, err := store.Status(r.Context())
-		if err != nil {
+		var buf bytes.Buffer
+		if err := WriteMetrics(r.Context(), &buf, store); err != nil {
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
 		}
-		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-		writeMetrics(w, st, store.Metrics())
+		w.Header().Set("Content-Type", MetricsContentType)
+		w.Write(buf.Bytes())
 	}
 }

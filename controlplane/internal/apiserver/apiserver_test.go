@@ -29,6 +29,13 @@ import (
 // the store has a leader.
 func startServer(t *testing.T) *httptest.Server {
 	t.Helper()
+	_, ts := startAPIServer(t)
+	return ts
+}
+
+// startAPIServer is startServer that also returns the Server.
+func startAPIServer(t *testing.T) (*Server, *httptest.Server) {
+	t.Helper()
 	cfg := raftstore.DefaultConfig()
 	cfg.NodeID, cfg.DataDir, cfg.BindAddr, cfg.Bootstrap = "solo", t.TempDir(), "127.0.0.1:0", true
 	cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = 200*time.Millisecond, 200*time.Millisecond, 100*time.Millisecond
@@ -73,7 +80,7 @@ func startServer(t *testing.T) *httptest.Server {
 	}
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)
-	return ts
+	return srv, ts
 }
 
 // kubectl runs the real kubectl against a server, with its home, kubeconfig

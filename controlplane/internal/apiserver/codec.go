@@ -73,7 +73,23 @@ func unsupportedMediaType(contentType string) error {
 	}}
 }
 
+// MaxJSONDepth is the deepest nesting of arrays and objects accepted in a
+// JSON request body (objects, DeleteOptions, every kind of patch). A deeper
+// body is 400 before any decoder sees it. encoding/json alone stops at
+// 10,000 levels; no Kubernetes object needs more than a few dozen, and a
+// tighter bound keeps the recursive decoders and patchers cheap.
+//
+// YAML bodies are guarded by go-yaml v2 itself: its parser stops at 10,000
+// levels and its decoder refuses a document whose alias expansion outweighs
+// its own nodes ("document contains excessive aliasing"), so a "billion
+// laughs" document fails after a few thousand nodes. The JSON it converts
+// to then meets encoding/json's depth limit. Protobuf bodies are bounded by
+// the body size.
+const MaxJSONDepth = 1000
+
 // readBody reads a request body of at most max bytes; a larger one is 413.
+// A JSON body (by Content-Type; no type is JSON) nested deeper than
+// MaxJSONDepth is 400.
 func readBody(w http.ResponseWriter, r *http.Request, max int64) ([]byte, error) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, max))
 	var tooLarge *http.MaxBytesError
@@ -83,7 +99,49 @@ func readBody(w http.ResponseWriter, r *http.Request, max int64) ([]byte, error)
 	case err != nil:
 		return nil, apierrors.NewBadRequest("reading the request body: " + err.Error())
 	}
+	if isJSON(r.Header.Get("Content-Type")) {
+		if err := checkJSONDepth(body, MaxJSONDepth); err != nil {
+			return nil, err
+		}
+	}
 	return body, nil
+}
+
+// isJSON reports whether a Content-Type is JSON or one of the JSON patch
+// types ("application/merge-patch+json", ...); an absent type is JSON.
+func isJSON(contentType string) bool {
+	if contentType == "" {
+		return true
+	}
+	mt, _, err := mime.ParseMediaType(contentType)
+	return err == nil && (mt == mediaJSON || strings.HasSuffix(mt, "+json"))
+}
+
+// checkJSONDepth returns a 400 if body nests arrays and objects more than
+// max levels deep. It only counts brackets outside strings, in one pass and
+// without allocating; whether body is valid JSON is the decoder's business.
+func checkJSONDepth(body []byte, max int) error {
+	depth, inString, escaped := 0, false, false
+	for _, c := range body {
+		switch {
+		case inString && escaped:
+			escaped = false
+		case inString && c == '\\':
+			escaped = true
+		case inString && c == '"':
+			inString = false
+		case inString:
+		case c == '"':
+			inString = true
+		case c == '[' || c == '{':
+			if depth++; depth > max {
+				return apierrors.NewBadRequest(fmt.Sprintf("the JSON document is nested more than %d levels deep", max))
+			}
+		case c == ']' || c == '}':
+			depth--
+		}
+	}
+	return nil
 }
 
 // decodeObject decodes body into a new object of kind gvk with newObj. With

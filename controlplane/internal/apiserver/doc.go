@@ -17,6 +17,9 @@
 //	srv, err := apiserver.New(cfg)
 //	http.Serve(ln, srv.Handler())
 //
+// Handler counts every request; Server.WriteMetrics renders the counts in
+// the Prometheus text format, for the master to append to its /metrics.
+//
 // Authentication and TLS are the listener's concern, not this package's.
 // The Server has no goroutines of its own: every request, including a watch,
 // runs on the goroutine net/http gives it and ends when the client goes away.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -87,6 +88,7 @@ type Server struct {
 	all    []*resource
 	// openapi holds the /openapi/v3 documents, built once by New.
 	openapi *openapi.Documents
+	metrics requestMetrics // see metrics.go
 }
 
 // New returns a Server for cfg.
@@ -128,8 +130,9 @@ func (s *Server) Resource(group, plural string) *registry.Resource {
 	return nil
 }
 
-// Handler returns the HTTP handler of the API. It does no authentication.
-func (s *Server) Handler() http.Handler { return http.HandlerFunc(s.serveHTTP) }
+// Handler returns the HTTP handler of the API, counted by WriteMetrics. It
+// does no authentication.
+func (s *Server) Handler() http.Handler { return s.instrument(http.HandlerFunc(s.serveHTTP)) }
 
 // serveHTTP routes a request by its path:
 //
@@ -138,6 +141,7 @@ func (s *Server) Handler() http.Handler { return http.HandlerFunc(s.serveHTTP) }
 //	/api/v1, /apis/{group}/{version}               resource lists
 //	{prefix}/{resource}[/{name}]                   cluster-scoped, or all namespaces
 //	{prefix}/namespaces/{ns}/{resource}[/{name}]   namespaced
+//	.../{resource}/{name}/{subresource}             subresources (subresources.go)
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	segs := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
 	var gv schema.GroupVersion
@@ -181,12 +185,16 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	res := byName[segs[0]]
-	if res == nil || (res.namespaced && ns == "" && len(segs) > 1) || len(segs) > 2 || segs[len(segs)-1] == "" {
+	if res == nil || (res.namespaced && ns == "" && len(segs) > 1) || len(segs) > 3 || slices.Contains(segs, "") {
 		writeError(w, notFound())
 		return
 	}
-	if len(segs) == 1 {
+	switch len(segs) {
+	case 1:
 		s.serveCollection(w, r, res, ns)
+		return
+	case 3:
+		s.serveSubresource(w, r, res, ns, segs[1], segs[2])
 		return
 	}
 	s.serveItem(w, r, res, ns, segs[1])
