@@ -35,6 +35,20 @@ func (ms *masters) adminKubeconfig(t *testing.T, i int) string {
 	return path
 }
 
+// waitAPI waits until master i's API answers through its admin kubeconfig
+// (which a restart rewrites: the tests give the API an ephemeral port).
+func (ms *masters) waitAPI(t *testing.T, i int) string {
+	t.Helper()
+	path := ms.adminKubeconfig(t, i)
+	waitUntil(t, 30*time.Second, fmt.Sprintf("%s's API", ms.nodes[i].name), func(context.Context) error {
+		if out, err := kubectl(t, path, "get", "--raw", "/readyz"); err != nil || out != "ok\n" {
+			return fmt.Errorf("readyz: %q, %v", out, err)
+		}
+		return nil
+	})
+	return path
+}
+
 // TestKubectlAgainstEveryMaster drives three real masters with the real
 // kubectl: every master serves the API with certificates of one shared
 // cluster CA, a write through a follower is visible to the next read on every
@@ -117,4 +131,48 @@ func readKubeconfigServer(t *testing.T, path string) string {
 	}
 	t.Fatalf("no server in %s", path)
 	return ""
+}
+
+// TestKubectlThroughLeaderKill points kubectl at a follower and keeps using
+// it while the leader master is killed with SIGKILL and restarted: every
+// command succeeds without a manual step (the follower forwards writes to
+// whichever master leads, waiting for the election), and the restarted
+// master serves the API again with everything written meanwhile.
+func TestKubectlThroughLeaderKill(t *testing.T) {
+	if _, err := exec.LookPath("kubectl"); err != nil {
+		t.Skip("kubectl is not on PATH")
+	}
+	ms := startMasters(t, 3)
+	defer func() {
+		if t.Failed() {
+			ms.dumpLogs(t, 40)
+		}
+	}()
+	for round := 1; round <= 2; round++ {
+		leader := ms.waitLeader(t)
+		follower := (leader + 1) % len(ms.nodes)
+		kc := ms.adminKubeconfig(t, follower)
+		ns := fmt.Sprintf("kill-%d", round)
+		if out, err := kubectl(t, kc, "create", "namespace", ns); err != nil {
+			t.Fatalf("round %d: kubectl create namespace: %v\n%s", round, err, out)
+		}
+
+		ms.kill(t, leader)
+		// Straight after the kill, before a new leader exists.
+		for i := range 3 {
+			if out, err := kubectl(t, kc, "-n", ns, "create", "configmap", fmt.Sprintf("c%d", i), "--from-literal=i="+fmt.Sprint(i)); err != nil {
+				t.Fatalf("round %d: kubectl create configmap through %s after killing %s: %v\n%s", round, ms.nodes[follower].name, ms.nodes[leader].name, err, out)
+			}
+		}
+		if out, err := kubectl(t, kc, "-n", ns, "get", "configmaps", "-o", "name"); err != nil || out != "configmap/c0\nconfigmap/c1\nconfigmap/c2\n" {
+			t.Fatalf("round %d: kubectl get configmaps = %q, %v; want c0, c1, c2", round, out, err)
+		}
+
+		ms.restart(t, leader)
+		ms.waitCaughtUp(t, leader)
+		restarted := ms.waitAPI(t, leader)
+		if out, err := kubectl(t, restarted, "-n", ns, "get", "configmap", "c2", "-o", "jsonpath={.data.i}"); err != nil || out != "2" {
+			t.Fatalf("round %d: restarted %s serves c2 = %q, %v; want 2", round, ms.nodes[leader].name, out, err)
+		}
+	}
 }
