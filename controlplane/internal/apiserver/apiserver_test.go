@@ -122,6 +122,34 @@ current-context: test
 	return k
 }
 
+// kubectlStep is one kubectl command of a scripted test and what it must print.
+type kubectlStep struct {
+	args     []string
+	wantCode int
+	wantOut  []string // regular expressions stdout must match
+	wantErr  string   // a substring of stderr
+}
+
+// runSteps runs the steps in order; a wrong exit code ends the test.
+func (k *kubectl) runSteps(t *testing.T, steps []kubectlStep) {
+	t.Helper()
+	for _, s := range steps {
+		out, errOut, code := k.run(t, s.args...)
+		cmd := "kubectl " + strings.Join(s.args, " ")
+		if code != s.wantCode {
+			t.Fatalf("%s: got exit code %d, want %d\nstdout: %s\nstderr: %s", cmd, code, s.wantCode, out, errOut)
+		}
+		for _, re := range s.wantOut {
+			if !regexp.MustCompile(re).MatchString(out) {
+				t.Errorf("%s: got stdout %q, want it to match %q (stderr %q)", cmd, out, re, errOut)
+			}
+		}
+		if !strings.Contains(errOut, s.wantErr) {
+			t.Errorf("%s: got stderr %q, want it to contain %q", cmd, errOut, s.wantErr)
+		}
+	}
+}
+
 func (k *kubectl) run(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
@@ -151,12 +179,7 @@ func TestKubectl(t *testing.T) {
 	if err := os.WriteFile(manifest, []byte("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c2\n  namespace: t1\ndata:\n  k: v\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	steps := []struct {
-		args     []string
-		wantCode int
-		wantOut  []string // regular expressions stdout must match
-		wantErr  string   // a substring of stderr
-	}{
+	steps := []kubectlStep{
 		{args: []string{"version"}, wantOut: []string{`Server Version: v1\.32\.4`}},
 		{args: []string{"create", "namespace", "t1"}, wantOut: []string{`namespace/t1 created`}},
 		{args: []string{"get", "ns", "t1", "-o", "jsonpath={.status.phase}"}, wantOut: []string{`^Active$`}},
@@ -192,21 +215,7 @@ func TestKubectl(t *testing.T) {
 		{args: []string{"api-resources"}, wantOut: []string{`\nconfigmaps\s+cm\s+v1\s+true\s+ConfigMap\n`, `\ndeployments\s+deploy\s+apps/v1\s+true\s+Deployment\n`, `\nnamespaces\s+ns\s+v1\s+false\s+Namespace\n`}},
 		{args: []string{"api-versions"}, wantOut: []string{`^apps/v1\nv1\n$`}},
 	}
-	for _, s := range steps {
-		out, errOut, code := k.run(t, s.args...)
-		cmd := "kubectl " + strings.Join(s.args, " ")
-		if code != s.wantCode {
-			t.Fatalf("%s: got exit code %d, want %d\nstdout: %s\nstderr: %s", cmd, code, s.wantCode, out, errOut)
-		}
-		for _, re := range s.wantOut {
-			if !regexp.MustCompile(re).MatchString(out) {
-				t.Errorf("%s: got stdout %q, want it to match %q (stderr %q)", cmd, out, re, errOut)
-			}
-		}
-		if !strings.Contains(errOut, s.wantErr) {
-			t.Errorf("%s: got stderr %q, want it to contain %q", cmd, errOut, s.wantErr)
-		}
-	}
+	k.runSteps(t, steps)
 }
 
 // do sends one request and returns the status code and body.

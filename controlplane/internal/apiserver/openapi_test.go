@@ -3,7 +3,6 @@ package apiserver
 import (
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 )
@@ -70,12 +69,7 @@ func TestKubectlOpenAPI(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	steps := []struct {
-		args     []string
-		wantCode int
-		wantOut  []string // regular expressions stdout must match
-		wantErr  string   // a substring of stderr
-	}{
+	steps := []kubectlStep{
 		{args: []string{"apply", "-f", good}, wantOut: []string{`namespace/shop created`, `configmap/settings created`, `deployment.apps/web created`, `service/web created`}},
 		{args: []string{"apply", "-f", good}, wantOut: []string{`namespace/shop unchanged`, `configmap/settings unchanged`, `deployment.apps/web unchanged`, `service/web unchanged`}},
 		{args: []string{"apply", "-f", bad}, wantCode: 1, wantErr: `strict decoding error: unknown field "spec.foo"`},
@@ -85,19 +79,5 @@ func TestKubectlOpenAPI(t *testing.T) {
 		{args: []string{"explain", "pod.spec.containers"}, wantOut: []string{`(?s)FIELD: containers <\[\]Container>.*List of containers belonging to the pod`, `\n  image\s+<string>\n`, `\n  ports\s+<\[\]ContainerPort>\n`}},
 		{args: []string{"explain", "deployment.spec.replicas"}, wantOut: []string{`GROUP:\s+apps`, `FIELD: replicas <integer>`, `Number of desired pods`}},
 	}
-	for _, s := range steps {
-		out, errOut, code := k.run(t, s.args...)
-		cmd := "kubectl " + strings.Join(s.args, " ")
-		if code != s.wantCode {
-			t.Fatalf("%s: got exit code %d, want %d\nstdout: %s\nstderr: %s", cmd, code, s.wantCode, out, errOut)
-		}
-		for _, re := range s.wantOut {
-			if !regexp.MustCompile(re).MatchString(out) {
-				t.Errorf("%s: got stdout %q, want it to match %q (stderr %q)", cmd, out, re, errOut)
-			}
-		}
-		if !strings.Contains(errOut, s.wantErr) {
-			t.Errorf("%s: got stderr %q, want it to contain %q", cmd, errOut, s.wantErr)
-		}
-	}
+	k.runSteps(t, steps)
 }

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"regexp"
 	"strings"
 	"testing"
 
@@ -23,27 +22,14 @@ const webDeployment = `{"metadata":{"name":"web","labels":{"app":"web"}},"spec":
 func TestKubectlScale(t *testing.T) {
 	ts := startServer(t)
 	k := newKubectl(t, ts.URL)
-	steps := []struct {
-		args    []string
-		wantOut string // a regular expression
-	}{
-		{[]string{"create", "deployment", "web", "--image=nginx:1.26"}, `deployment.apps/web created`},
-		{[]string{"scale", "deployment", "web", "--replicas=5"}, `deployment.apps/web scaled`},
-		{[]string{"get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"}, `^5$`},
-		{[]string{"scale", "deployment", "web", "--current-replicas=5", "--replicas=4"}, `deployment.apps/web scaled`},
-		{[]string{"get", "deploy", "web", "-o", "jsonpath={.spec.replicas} {.metadata.generation}"}, `^4 3$`},
-		{[]string{"get", "deploy", "web", "--subresource=status", "-o", "jsonpath={.kind}"}, `^Deployment$`},
-	}
-	for _, s := range steps {
-		out, errOut, code := k.run(t, s.args...)
-		cmd := "kubectl " + strings.Join(s.args, " ")
-		if code != 0 {
-			t.Fatalf("%s: got exit code %d, want 0\nstdout: %s\nstderr: %s", cmd, code, out, errOut)
-		}
-		if !regexp.MustCompile(s.wantOut).MatchString(out) {
-			t.Errorf("%s: got stdout %q, want it to match %q (stderr %q)", cmd, out, s.wantOut, errOut)
-		}
-	}
+	k.runSteps(t, []kubectlStep{
+		{args: []string{"create", "deployment", "web", "--image=nginx:1.26"}, wantOut: []string{`deployment.apps/web created`}},
+		{args: []string{"scale", "deployment", "web", "--replicas=5"}, wantOut: []string{`deployment.apps/web scaled`}},
+		{args: []string{"get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"}, wantOut: []string{`^5$`}},
+		{args: []string{"scale", "deployment", "web", "--current-replicas=5", "--replicas=4"}, wantOut: []string{`deployment.apps/web scaled`}},
+		{args: []string{"get", "deploy", "web", "-o", "jsonpath={.spec.replicas} {.metadata.generation}"}, wantOut: []string{`^4 3$`}},
+		{args: []string{"get", "deploy", "web", "--subresource=status", "-o", "jsonpath={.kind}"}, wantOut: []string{`^Deployment$`}},
+	})
 	// The client checks --current-replicas against the Scale it read.
 	_, errOut, code := k.run(t, "scale", "deployment", "web", "--current-replicas=5", "--replicas=1")
 	if code != 1 || !strings.Contains(errOut, "Expected replicas to be 5, was 4") {
