@@ -9,8 +9,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/apimachinery/pkg/watch"
 )
 
@@ -24,16 +22,19 @@ func secondsDuration(n int64) time.Duration { return time.Duration(n) * time.Sec
 // one-row Table, the first with column definitions.
 func (s *Server) serveWatch(w http.ResponseWriter, r *http.Request, res *resource, ns string) error {
 	q := r.URL.Query()
-	if v := q.Get("sendInitialEvents"); v == "true" {
-		return apierrors.NewInvalid(schema.GroupKind{Group: "meta.k8s.io", Kind: "ListOptions"}, "", field.ErrorList{
-			field.Forbidden(field.NewPath("sendInitialEvents"), "sendInitialEvents is not supported by this server: list, then watch from the list's resourceVersion"),
-		})
+	if err := checkListQuery(q, true); err != nil {
+		return err
 	}
 	opts, err := listOptions(q, res)
 	if err != nil {
 		return err
 	}
 	opts.Limit, opts.Continue = 0, ""
+	opts.AllowBookmarks = queryBool(q, "allowWatchBookmarks")
+	if v := q.Get("sendInitialEvents"); v != "" {
+		b := queryBool(q, "sendInitialEvents")
+		opts.SendInitialEvents = &b
+	}
 	asTable := wantsTable(r.Header.Get("Accept"))
 	inc, err := parseIncludeObject(q.Get("includeObject"))
 	if err != nil {
@@ -76,7 +77,7 @@ func (s *Server) serveWatch(w http.ResponseWriter, r *http.Request, res *resourc
 			s.cfg.Logger.Error("apiserver: watch: encoding an event", "resource", res.gvr.String(), "err", err)
 			return nil // the stream has begun: the client sees it end and re-watches
 		}
-		if ev.Type != watch.Error {
+		if ev.Type != watch.Error && ev.Type != watch.Bookmark {
 			first = false
 		}
 		if err := enc.Encode(&metav1.WatchEvent{Type: string(ev.Type), Object: runtime.RawExtension{Raw: obj}}); err != nil {
@@ -95,6 +96,16 @@ func (s *Server) eventObject(res *resource, ev watch.Event, asTable bool, inc in
 	}
 	if !asTable {
 		return json.Marshal(ev.Object)
+	}
+	if ev.Type == watch.Bookmark {
+		// As kube-apiserver: a table watch's bookmark is a Table without
+		// rows that carries the revision.
+		rv := ev.Object.(metav1.Object).GetResourceVersion()
+		return json.Marshal(&metav1.Table{
+			TypeMeta: metav1.TypeMeta{Kind: "Table", APIVersion: "meta.k8s.io/v1"},
+			ListMeta: metav1.ListMeta{ResourceVersion: rv},
+			Rows:     []metav1.TableRow{},
+		})
 	}
 	t, err := table(res, []runtime.Object{ev.Object}, s.cfg.Now(), inc, withHeaders)
 	if err != nil {

@@ -40,6 +40,10 @@ type ListOptions struct {
 	// the revision after which events are sent; see Watch.
 	ResourceVersion      string
 	ResourceVersionMatch metav1.ResourceVersionMatch
+
+	// AllowBookmarks and SendInitialEvents are watch options; see Watch.
+	AllowBookmarks    bool
+	SendInitialEvents *bool
 }
 
 // Get returns the object ns/name, or 404 NotFound.

@@ -93,13 +93,21 @@ type Config struct {
 	Scheme *runtime.Scheme
 	// Now is the clock for creationTimestamp and deletionTimestamp; time.Now if nil.
 	Now func() time.Time
+	// BookmarkInterval is how often a quiet watch that allows bookmarks gets
+	// a BOOKMARK event with the revision it has seen up to; 0 means
+	// DefaultBookmarkInterval.
+	BookmarkInterval time.Duration
 }
+
+// DefaultBookmarkInterval is the bookmark period of kube-apiserver's watch cache.
+const DefaultBookmarkInterval = time.Minute
 
 // Store stores Kubernetes objects in a KV. See the package comment.
 type Store struct {
-	kv    KV
-	codec *codec
-	now   func() time.Time
+	kv               KV
+	codec            *codec
+	now              func() time.Time
+	bookmarkInterval time.Duration
 }
 
 // New returns a Store over cfg.KV.
@@ -110,5 +118,8 @@ func New(cfg Config) (*Store, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Store{kv: cfg.KV, codec: newCodec(cfg.Scheme), now: cfg.Now}, nil
+	if cfg.BookmarkInterval <= 0 {
+		cfg.BookmarkInterval = DefaultBookmarkInterval
+	}
+	return &Store{kv: cfg.KV, codec: newCodec(cfg.Scheme), now: cfg.Now, bookmarkInterval: cfg.BookmarkInterval}, nil
 }

@@ -3,8 +3,11 @@ package registry
 import (
 	"context"
 	"errors"
+	"strconv"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
 
@@ -22,17 +25,30 @@ const watchBuffer = 100
 //     object (a linearizable list for "", the local replica for "0"), then
 //     every change after the revision of that list, as kube-apiserver does.
 //   - a revision N: every change after N, no initial events.
+//   - SendInitialEvents true (the watch-list protocol): ADDED events for
+//     every matching object of a state not older than ResourceVersion (""
+//     and N: linearizable; "0": the local replica), then a BOOKMARK at that
+//     state's revision annotated k8s.io/initial-events-end=true, then every
+//     later change. The API server checks the protocol's other options.
+//   - SendInitialEvents false: no initial events; "" and "0" start at the
+//     latest (linearizable) or local revision.
 //
 // An object that starts matching is ADDED, one that stops matching DELETED
 // (with its last matching state); DELETED events of deletes carry the last
 // state. Every event's object has the resourceVersion of its change, and
 // TypeMeta set. Watches are served from the local replica.
 //
+// With AllowBookmarks, a watch that has sent nothing for the store's
+// BookmarkInterval while the store moved on sends a BOOKMARK: an empty
+// object of the resource's kind carrying only the revision the watch has
+// seen everything up to, so that a client resumes from there and not from
+// an old revision that may be compacted by then.
+//
 // When N is older than the kept history, or the watch falls behind it, the
 // stream sends one ERROR event whose object is a *metav1.Status 410 Expired
 // "too old resource version: N (oldest)", and closes: the client re-lists.
-// There are no BOOKMARK events. The stream closes when ctx ends or Stop is
-// called; Stop returns after the watch's goroutine has exited.
+// The stream closes when ctx ends or Stop is called; Stop returns after the
+// watch's goroutine has exited.
 func (s *Store) Watch(ctx context.Context, res *Resource, ns string, opts ListOptions) (watch.Interface, error) {
 	if !res.Namespaced {
 		ns = ""
@@ -40,19 +56,36 @@ func (s *Store) Watch(ctx context.Context, res *Resource, ns string, opts ListOp
 	p := prefix(res, ns)
 	f := newFilter(opts)
 	var (
-		from    int64
-		initial []runtime.Object
+		from       int64
+		initial    []runtime.Object
+		initialEnd bool
 	)
-	switch opts.ResourceVersion {
-	case "", "0":
-		ro := raftstore.ReadOptions{Stale: opts.ResourceVersion == "0"}
+	rv := opts.ResourceVersion
+	sendInitial := rv == "" || rv == "0"
+	if opts.SendInitialEvents != nil {
+		sendInitial, initialEnd = *opts.SendInitialEvents, *opts.SendInitialEvents
+	}
+	switch {
+	case sendInitial:
+		ro := raftstore.ReadOptions{Stale: rv == "0"}
+		if rv != "" && rv != "0" {
+			if _, err := parseRV(rv); err != nil {
+				return nil, err
+			}
+		}
 		items, rev, _, _, err := s.list(ctx, res, p, ro, "", f, 0, expiredList)
 		if err != nil {
 			return nil, err
 		}
 		initial, from = items, rev
+	case rv == "" || rv == "0":
+		_, rev, err := s.kv.Get(ctx, p, raftstore.ReadOptions{Stale: rv == "0"})
+		if err != nil {
+			return nil, storeError(res, "", expiredList, err)
+		}
+		from = rev
 	default:
-		n, err := parseRV(opts.ResourceVersion)
+		n, err := parseRV(rv)
 		if err != nil {
 			return nil, err
 		}
@@ -70,8 +103,26 @@ func (s *Store) Watch(ctx context.Context, res *Resource, ns string, opts ListOp
 		cancel()
 		return nil, storeError(res, "", expiredList, err)
 	}
-	go w.run(ctx, s, res, f, kw, initial)
+	var bookmarks time.Duration
+	if opts.AllowBookmarks {
+		bookmarks = s.bookmarkInterval
+	}
+	go w.run(ctx, s, res, f, kw, initial, initialEnd, from, bookmarks)
 	return w, nil
+}
+
+// bookmark returns a BOOKMARK event at rev: an empty object of res's kind
+// with only TypeMeta and the resourceVersion (and the annotation that ends
+// the initial events, when initialEnd).
+func (s *Store) bookmark(res *Resource, rev int64, initialEnd bool) watch.Event {
+	obj := res.New()
+	obj.GetObjectKind().SetGroupVersionKind(res.Kind)
+	m := obj.(metav1.Object)
+	m.SetResourceVersion(strconv.FormatInt(rev, 10))
+	if initialEnd {
+		m.SetAnnotations(map[string]string{metav1.InitialEventsAnnotationKey: "true"})
+	}
+	return watch.Event{Type: watch.Bookmark, Object: obj}
 }
 
 // watcher is the watch.Interface of Watch.
@@ -114,7 +165,7 @@ func errorEvent(err *apierrors.StatusError) watch.Event {
 	return watch.Event{Type: watch.Error, Object: &status}
 }
 
-func (w *watcher) run(ctx context.Context, s *Store, res *Resource, f filter, kw *raftstore.Watcher, initial []runtime.Object) {
+func (w *watcher) run(ctx context.Context, s *Store, res *Resource, f filter, kw *raftstore.Watcher, initial []runtime.Object, initialEnd bool, from int64, bookmarks time.Duration) {
 	defer close(w.done)
 	defer close(w.ch)
 	for _, obj := range initial {
@@ -122,12 +173,26 @@ func (w *watcher) run(ctx context.Context, s *Store, res *Resource, f filter, kw
 			return
 		}
 	}
+	if initialEnd && !w.send(ctx, s.bookmark(res, from, true)) {
+		return
+	}
+	sent := from // the revision the client knows it has seen up to
+	var due time.Time
+	if bookmarks > 0 {
+		due = time.Now().Add(bookmarks)
+	}
 	for {
-		events, _, err := kw.Next(ctx)
+		next, cancel := ctx, context.CancelFunc(func() {})
+		if bookmarks > 0 {
+			next, cancel = context.WithDeadline(ctx, due)
+		}
+		events, rev, err := kw.Next(next)
+		cancel()
 		var ce *raftstore.CompactedError
 		switch {
 		case ctx.Err() != nil:
 			return
+		case errors.Is(err, context.DeadlineExceeded):
 		case errors.As(err, &ce):
 			w.send(ctx, errorEvent(tooOldWatch(ce.Requested, ce.Compacted)))
 			return
@@ -141,9 +206,22 @@ func (w *watcher) run(ctx context.Context, s *Store, res *Resource, f filter, kw
 				w.send(ctx, errorEvent(apierrors.NewInternalError(err)))
 				return
 			}
-			if ok && !w.send(ctx, out) {
-				return
+			if ok {
+				if !w.send(ctx, out) {
+					return
+				}
+				sent, due = ev.KV.ModRevision, time.Now().Add(bookmarks)
 			}
+		}
+		// A watch whose events are all filtered out still gets bookmarks.
+		if bookmarks > 0 && !time.Now().Before(due) {
+			if rev > sent {
+				if !w.send(ctx, s.bookmark(res, rev, false)) {
+					return
+				}
+				sent = rev
+			}
+			due = time.Now().Add(bookmarks)
 		}
 	}
 }

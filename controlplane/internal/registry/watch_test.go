@@ -3,6 +3,7 @@ package registry
 import (
 	"strconv"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -214,5 +215,95 @@ func TestWatchInvalidResourceVersion(t *testing.T) {
 	st, _ := newTestStore(t)
 	if _, err := st.Watch(t.Context(), configMaps, "", ListOptions{ResourceVersion: "x1"}); apiCode(err) != 400 {
 		t.Fatalf("got %v, want 400", err)
+	}
+}
+
+func TestWatchSendInitialEvents(t *testing.T) {
+	st, rs := newTestStore(t)
+	ctx := t.Context()
+	yes, no := true, false
+	for i, rv := range []string{"", "0", "1"} {
+		t.Run("rv="+rv, func(t *testing.T) {
+			ns := "ns" + strconv.Itoa(i)
+			a := mustCreate(t, st, configMaps, ns, configMap(ns, "a", nil, nil))
+			b := mustCreate(t, st, configMaps, ns, configMap(ns, "b", nil, nil))
+			mustCreate(t, st, configMaps, "other", configMap("other", "elsewhere"+rv, nil, nil))
+			listRev := strconv.FormatInt(rs.Revision(), 10)
+			w, err := st.Watch(ctx, configMaps, ns, ListOptions{ResourceVersion: rv, ResourceVersionMatch: metav1.ResourceVersionMatchNotOlderThan, SendInitialEvents: &yes, AllowBookmarks: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Stop()
+			wantEvent(t, nextEvent(t, w), watch.Added, "a", rvOf(t, a))
+			wantEvent(t, nextEvent(t, w), watch.Added, "b", rvOf(t, b))
+			ev := nextEvent(t, w)
+			m := objMeta(t, ev.Object)
+			if ev.Type != watch.Bookmark || m.GetResourceVersion() != listRev || m.GetAnnotations()[metav1.InitialEventsAnnotationKey] != "true" || m.GetName() != "" {
+				t.Fatalf("got %s %q rv %s annotations %v, want the initial-events-end BOOKMARK at %s", ev.Type, m.GetName(), m.GetResourceVersion(), m.GetAnnotations(), listRev)
+			}
+			if gvk := ev.Object.GetObjectKind().GroupVersionKind(); gvk.Kind != "ConfigMap" || gvk.Version != "v1" {
+				t.Errorf("bookmark kind %v, want v1 ConfigMap", gvk)
+			}
+			c := mustCreate(t, st, configMaps, ns, configMap(ns, "c", nil, nil))
+			wantEvent(t, nextEvent(t, w), watch.Added, "c", rvOf(t, c))
+		})
+	}
+
+	// sendInitialEvents=false: no initial events, only later changes.
+	w, err := st.Watch(ctx, configMaps, "ns0", ListOptions{ResourceVersionMatch: metav1.ResourceVersionMatchNotOlderThan, SendInitialEvents: &no, AllowBookmarks: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	d := mustCreate(t, st, configMaps, "ns0", configMap("ns0", "d", nil, nil))
+	wantEvent(t, nextEvent(t, w), watch.Added, "d", rvOf(t, d))
+}
+
+func TestWatchBookmarks(t *testing.T) {
+	rs := startRaft(t)
+	st, err := New(Config{KV: rs, Scheme: testScheme(t), BookmarkInterval: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	mustCreate(t, st, configMaps, "setup", configMap("setup", "first", nil, nil))
+	from := strconv.FormatInt(rs.Revision(), 10)
+	quiet, err := st.Watch(ctx, configMaps, "default", ListOptions{ResourceVersion: from}) // no bookmarks asked for
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer quiet.Stop()
+	sel := labels.SelectorFromSet(labels.Set{"watched": "yes"})
+	w, err := st.Watch(ctx, configMaps, "default", ListOptions{ResourceVersion: from, AllowBookmarks: true, LabelSelector: sel})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+
+	// Changes the watch does not select (another namespace, other labels)
+	// move the store on; the watch reports how far with a bookmark.
+	mustCreate(t, st, configMaps, "other", configMap("other", "x", nil, nil))
+	last := mustCreate(t, st, configMaps, "default", configMap("default", "unselected", nil, nil))
+	want, _ := strconv.ParseInt(rvOf(t, last), 10, 64)
+	for got := int64(0); got < want; {
+		ev := nextEvent(t, w) // a bookmark may come between the two creates
+		m := objMeta(t, ev.Object)
+		n, _ := strconv.ParseInt(m.GetResourceVersion(), 10, 64)
+		if ev.Type != watch.Bookmark || n <= got || len(m.GetAnnotations()) != 0 {
+			t.Fatalf("got %s at %d after %d, want a later BOOKMARK, up to %d", ev.Type, n, got, want)
+		}
+		got = n
+	}
+	// A selected change comes through as usual, after the bookmark.
+	sel1 := mustCreate(t, st, configMaps, "default", configMap("default", "selected", map[string]string{"watched": "yes"}, nil))
+	wantEvent(t, nextEvent(t, w), watch.Added, "selected", rvOf(t, sel1))
+
+	// The watch without AllowBookmarks saw only its events.
+	wantEvent(t, nextEvent(t, quiet), watch.Added, "unselected", rvOf(t, last))
+	wantEvent(t, nextEvent(t, quiet), watch.Added, "selected", rvOf(t, sel1))
+	select {
+	case ev := <-quiet.ResultChan():
+		t.Fatalf("got %s on a watch without bookmarks, want nothing", ev.Type)
+	case <-time.After(200 * time.Millisecond): // four bookmark intervals
 	}
 }
