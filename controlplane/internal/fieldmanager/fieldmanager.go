@@ -1,0 +1,295 @@
+// Package fieldmanager owns server-side apply and the bookkeeping of
+// metadata.managedFields: which field manager set which fields of an object,
+// by Apply or by Update, through the main resource or a subresource. It is a
+// thin layer over k8s.io/apimachinery/pkg/util/managedfields with the
+// structured-merge-diff schemas of every built-in type that client-go
+// embeds (applyconfigurations.NewTypeConverter), so merges, list keys and
+// conflicts are exactly kube-apiserver's.
+//
+// The API server builds one Set over its scheme and, per request, takes the
+// Manager of the resource's kind and subresource:
+//
+//	fields := fieldmanager.New(scheme)
+//	m, err := fields.For(appsv1.SchemeGroupVersion.WithKind("Deployment"), "")
+//	// create, update and every non-apply patch, before the write:
+//	obj, err = m.Update(live /* nil on create */, obj, "kubectl-create")
+//	// server-side apply (PATCH application/apply-patch+yaml):
+//	obj, err = m.Apply(live /* nil when absent */, body, "kubectl", force)
+//
+// Both run before the write is proposed, inside the registry's
+// GuaranteedUpdate, so a retried write recomputes them from the object it
+// read; the timestamps of managedFields entries come from the wall clock,
+// decided before proposing, as uids are.
+//
+// Conflicts are 409 Conflict with kube-apiserver's wording and causes
+// ("Apply failed with 1 conflict: conflict with \"kubectl\" using apps/v1:
+// .spec.replicas"). Set, Manager and their methods are safe for concurrent
+// use; they never modify the objects they are given.
+package fieldmanager
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"unicode"
+	"unicode/utf8"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	metavalidation "k8s.io/apimachinery/pkg/apis/meta/v1/validation"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/managedfields"
+	"k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/applyconfigurations"
+	"sigs.k8s.io/structured-merge-diff/v6/fieldpath"
+)
+
+// ErrNoSchema is returned by Set.For for a kind the embedded
+// structured-merge-diff schemas do not describe (a kind that is not a
+// built-in Kubernetes type). Such a kind cannot be applied; its writes
+// cannot be tracked.
+var ErrNoSchema = errors.New("fieldmanager: no structured-merge-diff schema for the kind")
+
+// Set builds and keeps one Manager per kind and subresource. See the package
+// comment.
+type Set struct {
+	scheme *runtime.Scheme
+	types  managedfields.TypeConverter
+
+	mu       sync.Mutex
+	managers map[managerKey]*Manager
+}
+
+type managerKey struct {
+	gvk         schema.GroupVersionKind
+	subresource string
+}
+
+// New returns a Set for the kinds of scheme, which must have every served
+// kind registered with its Go type from k8s.io/api. Managers are built on
+// first use by For.
+func New(scheme *runtime.Scheme) *Set {
+	return &Set{
+		scheme:   scheme,
+		types:    applyconfigurations.NewTypeConverter(scheme),
+		managers: map[managerKey]*Manager{},
+	}
+}
+
+// For returns the Manager of kind gvk written through subresource ("" for
+// the main resource, "status", "scale"). The first call for a kind checks
+// that the scheme knows it and that a schema describes it: an error wraps
+// ErrNoSchema when none does. Later calls return the same Manager.
+func (s *Set) For(gvk schema.GroupVersionKind, subresource string) (*Manager, error) {
+	k := managerKey{gvk, subresource}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if m := s.managers[k]; m != nil {
+		return m, nil
+	}
+	probe, err := s.scheme.New(gvk)
+	if err != nil {
+		return nil, fmt.Errorf("fieldmanager: %s: %w", gvk, err)
+	}
+	probe.GetObjectKind().SetGroupVersionKind(gvk)
+	if _, err := s.types.ObjectToTyped(probe); err != nil {
+		return nil, fmt.Errorf("%w %s: %v", ErrNoSchema, gvk, err)
+	}
+	fm, err := managedfields.NewDefaultFieldManager(s.types, s.scheme, noDefaults{}, s.scheme,
+		gvk, gvk.GroupVersion(), subresource, resetFields(gvk.GroupVersion(), subresource))
+	if err != nil {
+		return nil, fmt.Errorf("fieldmanager: %s: %w", gvk, err)
+	}
+	m := &Manager{gvk: gvk, subresource: subresource, scheme: s.scheme, types: s.types, fields: fm}
+	s.managers[k] = m
+	return m, nil
+}
+
+// resetFields are the fields a write through subresource cannot set, whose
+// changes are owned by no one, as kube-apiserver's strategies declare them
+// (GetResetFields): the main resource and /scale do not write status, and
+// /status writes nothing but status and metadata. A path the kind does not
+// have filters nothing.
+func resetFields(gv schema.GroupVersion, subresource string) map[fieldpath.APIVersion]fieldpath.Filter {
+	reset := "status"
+	if subresource == "status" {
+		reset = "spec"
+	}
+	return map[fieldpath.APIVersion]fieldpath.Filter{
+		fieldpath.APIVersion(gv.String()): fieldpath.NewExcludeSetFilter(fieldpath.NewSet(fieldpath.MakePathOrDie(reset))),
+	}
+}
+
+// noDefaults is the defaulter of the merged result of an apply. Skiff
+// defaults in the registry, on every write, after the field manager.
+type noDefaults struct{}
+
+func (noDefaults) Default(runtime.Object) {}
+
+// Manager records the field managers of one kind written through one
+// subresource. Build it with Set.For.
+type Manager struct {
+	gvk         schema.GroupVersionKind
+	subresource string
+	scheme      *runtime.Scheme
+	types       managedfields.TypeConverter
+	fields      *managedfields.FieldManager
+}
+
+// Kind is the kind the Manager was built for.
+func (m *Manager) Kind() schema.GroupVersionKind { return m.gvk }
+
+// Apply merges patch, a server-side apply configuration in YAML or JSON
+// (the body of an application/apply-patch+yaml PATCH), into live as
+// manager, and returns the merged object (of live's Go type) with
+// managedFields updated: manager owns exactly the fields patch sets, and
+// fields it owned alone before that patch no longer sets are removed. live
+// is the stored object, or nil when there is none (apply creates); it is not
+// modified.
+//
+// Errors: 400 BadRequest when patch does not decode, names another kind or
+// version ("invalid object type: ..."), sets managedFields, or has fields the
+// schema does not declare; 409 Conflict when patch changes fields other
+// managers own and force is false (force takes them over instead).
+func (m *Manager) Apply(live runtime.Object, patch []byte, manager string, force bool) (runtime.Object, error) {
+	applied := &unstructured.Unstructured{Object: map[string]any{}}
+	if err := yaml.Unmarshal(patch, &applied.Object); err != nil {
+		return nil, apierrors.NewBadRequest(fmt.Sprintf("error decoding YAML: %v", err))
+	}
+	if applied.Object == nil { // an empty document or "null"
+		applied.Object = map[string]any{}
+	}
+	if applied.GroupVersionKind() == m.gvk {
+		// The field manager reports a patch its schema rejects (an unknown
+		// field, a list element without its key) as a plain error, which
+		// kube-apiserver turns into a 500 (kubernetes#122480). It is the
+		// client's mistake: say so with a 400 and the same words.
+		if _, err := m.types.ObjectToTyped(applied); err != nil {
+			return nil, apierrors.NewBadRequest(fmt.Sprintf("failed to create typed patch object (%s): %v", describe(applied), err))
+		}
+	}
+	live, err := m.liveOrNew(live)
+	if err != nil {
+		return nil, err
+	}
+	out, err := m.fields.Apply(live, applied, manager, force)
+	if err != nil {
+		var status apierrors.APIStatus
+		if errors.As(err, &status) {
+			return nil, err
+		}
+		return nil, apierrors.NewInternalError(fmt.Errorf("server-side apply of %s: %w", describe(applied), err))
+	}
+	return m.typed(out)
+}
+
+// Update records that manager wrote obj over live (nil on create) by an
+// ordinary create, update or patch, and returns obj with managedFields
+// updated: manager now owns the fields it changed, taken from whoever owned
+// them. obj's own managedFields are kept when they are valid and not empty
+// (a client may set them; a list with one empty entry resets them);
+// otherwise live's are the starting point. Through a subresource, live's are
+// always the starting point. Call it after defaulting obj, so that defaulted
+// fields belong to the manager that caused them, as in kube-apiserver.
+//
+// Neither live nor obj is modified. If the fields cannot be computed, Update
+// returns obj with live's managedFields and the error: kube-apiserver writes
+// such an object anyway rather than fail the request, and a caller may too.
+func (m *Manager) Update(live, obj runtime.Object, manager string) (runtime.Object, error) {
+	live, err := m.liveOrNew(live)
+	if err != nil {
+		return nil, err
+	}
+	obj = obj.DeepCopyObject()
+	obj.GetObjectKind().SetGroupVersionKind(m.gvk)
+	out, err := m.fields.Update(live, obj, manager)
+	if err == nil {
+		out, err = m.typed(out)
+	}
+	if err != nil {
+		if om, lm := objectMeta(obj), objectMeta(live); om != nil && lm != nil {
+			om.SetManagedFields(lm.GetManagedFields())
+		}
+		return obj, fmt.Errorf("fieldmanager: managedFields of %s not updated: %w", describe(obj), err)
+	}
+	return out, nil
+}
+
+// liveOrNew returns a copy of live with its kind set, or a new empty object
+// of the kind when live is nil.
+func (m *Manager) liveOrNew(live runtime.Object) (runtime.Object, error) {
+	if live == nil {
+		obj, err := m.scheme.New(m.gvk)
+		if err != nil {
+			return nil, apierrors.NewInternalError(err)
+		}
+		live = obj
+	} else {
+		live = live.DeepCopyObject()
+	}
+	live.GetObjectKind().SetGroupVersionKind(m.gvk)
+	return live, nil
+}
+
+// typed converts what the field manager returns (unstructured after an
+// apply) to the kind's Go type, with its kind set.
+func (m *Manager) typed(obj runtime.Object) (runtime.Object, error) {
+	if _, ok := obj.(runtime.Unstructured); !ok {
+		obj.GetObjectKind().SetGroupVersionKind(m.gvk)
+		return obj, nil
+	}
+	out, err := m.scheme.ConvertToVersion(obj, m.gvk.GroupVersion())
+	if err != nil {
+		return nil, apierrors.NewInternalError(fmt.Errorf("fieldmanager: converting %s: %w", describe(obj), err))
+	}
+	out.GetObjectKind().SetGroupVersionKind(m.gvk)
+	return out, nil
+}
+
+func objectMeta(obj runtime.Object) metav1.Object {
+	m, err := meta.Accessor(obj)
+	if err != nil {
+		return nil
+	}
+	return m
+}
+
+// describe names an object in errors: "namespace/name; group/version, Kind=K".
+func describe(obj runtime.Object) string {
+	name := "<unknown>"
+	if m := objectMeta(obj); m != nil {
+		name = m.GetNamespace() + "/" + m.GetName()
+	}
+	return fmt.Sprintf("%s; %s", name, obj.GetObjectKind().GroupVersionKind())
+}
+
+// ValidateManager checks a ?fieldManager= value as kube-apiserver does: at
+// most 128 characters, all printable. The errors are those of
+// metav1/validation; the caller reports them as 422 Invalid on its options
+// kind (CreateOptions, UpdateOptions, PatchOptions).
+var ValidateManager = metavalidation.ValidateFieldManager
+
+// ManagerFromUserAgent is the manager name of a write that names none: the
+// User-Agent up to its first "/", without unprintable characters and cut to
+// 128 bytes, as kube-apiserver derives it ("kubectl/v1.32.4 (linux/amd64)
+// kubernetes/abc" → "kubectl"; client-go's default agent starts with the
+// program name).
+func ManagerFromUserAgent(userAgent string) string {
+	prefix, _, _ := strings.Cut(userAgent, "/")
+	var b bytes.Buffer
+	for _, r := range prefix {
+		if !unicode.IsPrint(r) {
+			continue
+		}
+		if b.Len()+utf8.RuneLen(r) > metavalidation.FieldManagerMaxLength {
+			break
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
