@@ -36,6 +36,12 @@ func startServer(t *testing.T) *httptest.Server {
 // startAPIServer is startServer that also returns the Server.
 func startAPIServer(t *testing.T) (*Server, *httptest.Server) {
 	t.Helper()
+	return startAPIServerWith(t, nil)
+}
+
+// startAPIServerWith is startAPIServer with a Config changed by configure.
+func startAPIServerWith(t *testing.T, configure func(*Config)) (*Server, *httptest.Server) {
+	t.Helper()
 	cfg := raftstore.DefaultConfig()
 	cfg.NodeID, cfg.DataDir, cfg.BindAddr, cfg.Bootstrap = "solo", t.TempDir(), "127.0.0.1:0", true
 	cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = 200*time.Millisecond, 200*time.Millisecond, 100*time.Millisecond
@@ -60,6 +66,9 @@ func startAPIServer(t *testing.T) (*Server, *httptest.Server) {
 	}
 	scfg := DefaultConfig()
 	scfg.Store, scfg.Scheme = st, scheme
+	if configure != nil {
+		configure(&scfg)
+	}
 	srv, err := New(scfg)
 	if err != nil {
 		t.Fatal(err)
@@ -213,7 +222,7 @@ func TestKubectl(t *testing.T) {
 		{args: []string{"-n", "t1", "delete", "deploy", "web", "--cascade=orphan"}, wantOut: []string{`deployment.apps "web" deleted`}},
 		{args: []string{"get", "foo"}, wantCode: 1, wantErr: `the server doesn't have a resource type "foo"`},
 		{args: []string{"api-resources"}, wantOut: []string{`\nconfigmaps\s+cm\s+v1\s+true\s+ConfigMap\n`, `\ndeployments\s+deploy\s+apps/v1\s+true\s+Deployment\n`, `\nnamespaces\s+ns\s+v1\s+false\s+Namespace\n`}},
-		{args: []string{"api-versions"}, wantOut: []string{`^apps/v1\nv1\n$`}},
+		{args: []string{"api-versions"}, wantOut: []string{`^apps/v1\ncoordination.k8s.io/v1\ndiscovery.k8s.io/v1\nv1\n$`}},
 	}
 	k.runSteps(t, steps)
 }
@@ -459,8 +468,12 @@ func TestDiscovery(t *testing.T) {
 	}
 	var groups metav1.APIGroupList
 	mustDo(t, 200, "GET", ts.URL+"/apis", "", "", &groups)
-	if len(groups.Groups) != 1 || groups.Groups[0].Name != "apps" || groups.Groups[0].PreferredVersion.GroupVersion != "apps/v1" {
-		t.Errorf("got /apis %+v, want the apps group", groups)
+	var gvs []string
+	for _, g := range groups.Groups {
+		gvs = append(gvs, g.Name+"="+g.PreferredVersion.GroupVersion)
+	}
+	if got, want := strings.Join(gvs, " "), "apps=apps/v1 discovery.k8s.io=discovery.k8s.io/v1 coordination.k8s.io=coordination.k8s.io/v1"; got != want {
+		t.Errorf("got /apis groups %s, want %s", got, want)
 	}
 	tests := []struct {
 		path, resource, kind, short string
@@ -471,6 +484,9 @@ func TestDiscovery(t *testing.T) {
 		{"/api/v1", "nodes", "Node", "no", false},
 		{"/apis/apps/v1", "deployments", "Deployment", "deploy", true},
 		{"/apis/apps/v1", "daemonsets", "DaemonSet", "ds", true},
+		{"/apis/apps/v1", "controllerrevisions", "ControllerRevision", "", true},
+		{"/apis/discovery.k8s.io/v1", "endpointslices", "EndpointSlice", "", true},
+		{"/apis/coordination.k8s.io/v1", "leases", "Lease", "", true},
 	}
 	for _, tt := range tests {
 		var list metav1.APIResourceList
@@ -485,7 +501,7 @@ func TestDiscovery(t *testing.T) {
 			t.Errorf("%s: no %s in %+v", tt.path, tt.resource, list)
 			continue
 		}
-		if found.Kind != tt.kind || found.Namespaced != tt.namespaced || len(found.ShortNames) != 1 || found.ShortNames[0] != tt.short ||
+		if found.Kind != tt.kind || found.Namespaced != tt.namespaced || strings.Join(found.ShortNames, ",") != tt.short ||
 			!strings.Contains(strings.Join(found.Verbs, ","), "list") || !strings.Contains(strings.Join(found.Verbs, ","), "watch") {
 			t.Errorf("%s: got %+v, want kind %s namespaced %v short %s with list and watch", tt.path, found, tt.kind, tt.namespaced, tt.short)
 		}

@@ -188,8 +188,9 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request, res *resource, n
 	if err != nil {
 		return apierrors.NewInternalError(err)
 	}
-	if len(m.GetFinalizers()) > 0 {
-		// Still there, being deleted: kube-apiserver answers with the object.
+	if m.GetDeletionTimestamp() != nil {
+		// Held by finalizers or a grace period (or a held pod now gone):
+		// kube-apiserver answers with the object.
 		return s.writeObjects(w, r, res, http.StatusOK, obj, []runtime.Object{obj})
 	}
 	writeJSON(w, http.StatusOK, &metav1.Status{
@@ -277,19 +278,7 @@ func (s *Server) deleteOptions(w http.ResponseWriter, r *http.Request) (registry
 	if _, ok := q["dryRun"]; ok {
 		opts.DryRun = q["dryRun"]
 	}
-	if p := opts.PropagationPolicy; p != nil {
-		switch *p {
-		case metav1.DeletePropagationOrphan, metav1.DeletePropagationBackground, metav1.DeletePropagationForeground:
-		default:
-			return registry.DeleteOptions{}, apierrors.NewBadRequest(fmt.Sprintf(
-				"propagationPolicy: Unsupported value: %q: supported values: \"Foreground\", \"Background\", \"Orphan\"", *p))
-		}
-	}
-	dryRun, err := parseDryRun(opts.DryRun)
-	if err != nil {
-		return registry.DeleteOptions{}, err
-	}
-	return registry.DeleteOptions{Preconditions: opts.Preconditions, DryRun: dryRun}, nil
+	return registryDeleteOptions(opts)
 }
 
 var deleteOptionsKind = metav1.SchemeGroupVersion.WithKind("DeleteOptions")

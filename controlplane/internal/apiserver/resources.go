@@ -5,6 +5,9 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/validation"
@@ -17,15 +20,19 @@ import (
 )
 
 // NewScheme returns the scheme of every type the server encodes or decodes:
-// the served core/v1 and apps/v1 kinds with their lists and options,
-// autoscaling/v1 (Scale, the scale subresource's kind), and the
+// the served core/v1, apps/v1, discovery.k8s.io/v1 and coordination.k8s.io/v1
+// kinds with their lists and options, autoscaling/v1 (Scale, the scale
+// subresource's kind), policy/v1 (Eviction, pods/eviction's kind), and the
 // meta.k8s.io/v1 types (Status, WatchEvent, Table, PartialObjectMetadata).
 // The registry must be built with the same scheme.
 func NewScheme() *runtime.Scheme {
 	s := runtime.NewScheme()
 	// The k8s.io/api AddToScheme functions also register the meta types
 	// (options, Status, WatchEvent) in their group versions.
-	for _, add := range []func(*runtime.Scheme) error{corev1.AddToScheme, appsv1.AddToScheme, autoscalingv1.AddToScheme, metav1.AddMetaToScheme} {
+	for _, add := range []func(*runtime.Scheme) error{
+		corev1.AddToScheme, appsv1.AddToScheme, autoscalingv1.AddToScheme, policyv1.AddToScheme,
+		discoveryv1.AddToScheme, coordinationv1.AddToScheme, metav1.AddMetaToScheme,
+	} {
 		if err := add(s); err != nil {
 			panic("apiserver: scheme: " + err.Error()) // static registrations cannot fail
 		}
@@ -106,6 +113,7 @@ func resources() []*resource {
 					obj.(*corev1.Pod).Status = corev1.PodStatus{Phase: corev1.PodPending}
 				},
 				PrepareForUpdate: keepStatus,
+				GracePeriod:      podGracePeriod,
 				Fields: func(obj runtime.Object) fields.Set {
 					p := obj.(*corev1.Pod)
 					return fields.Set{
@@ -186,6 +194,27 @@ func resources() []*resource {
 			func() runtime.Object { return &appsv1.StatefulSet{} }, func() runtime.Object { return &appsv1.StatefulSetList{} }, statefulSetColumns),
 		workload(apps.WithResource("daemonsets"), "daemonset", "DaemonSet", "ds",
 			func() runtime.Object { return &appsv1.DaemonSet{} }, func() runtime.Object { return &appsv1.DaemonSetList{} }, daemonSetColumns),
+		{
+			gvr: apps.WithResource("controllerrevisions"), singular: "controllerrevision", kind: "ControllerRevision", namespaced: true,
+			reg: &registry.Resource{
+				New: func() runtime.Object { return &appsv1.ControllerRevision{} }, NewList: func() runtime.Object { return &appsv1.ControllerRevisionList{} },
+			},
+			columns: controllerRevisionColumns,
+		},
+		{
+			gvr: discoveryv1.SchemeGroupVersion.WithResource("endpointslices"), singular: "endpointslice", kind: "EndpointSlice", namespaced: true,
+			reg: &registry.Resource{
+				New: func() runtime.Object { return &discoveryv1.EndpointSlice{} }, NewList: func() runtime.Object { return &discoveryv1.EndpointSliceList{} },
+			},
+			columns: endpointSliceColumns,
+		},
+		{
+			gvr: coordinationv1.SchemeGroupVersion.WithResource("leases"), singular: "lease", kind: "Lease", namespaced: true,
+			reg: &registry.Resource{
+				New: func() runtime.Object { return &coordinationv1.Lease{} }, NewList: func() runtime.Object { return &coordinationv1.LeaseList{} },
+			},
+			columns: leaseColumns,
+		},
 	}
 }
 
@@ -292,6 +321,24 @@ func defaultPod(obj runtime.Object) {
 			}
 		}
 	}
+}
+
+// podGracePeriod is the grace period of a pod's deletion, as
+// kube-apiserver's pod strategy decides it: the one asked for, else the
+// pod's terminationGracePeriodSeconds; 0 for a pod no node runs (not
+// scheduled, or finished), which goes at once.
+func podGracePeriod(obj runtime.Object, requested *int64) int64 {
+	pod := obj.(*corev1.Pod)
+	if pod.Spec.NodeName == "" || pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
+		return 0
+	}
+	if requested != nil {
+		return *requested
+	}
+	if g := pod.Spec.TerminationGracePeriodSeconds; g != nil && *g >= 0 {
+		return *g
+	}
+	return corev1.DefaultTerminationGracePeriodSeconds
 }
 
 // defaultService sets the service defaults that need no allocation.

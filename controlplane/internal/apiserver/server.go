@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -40,6 +41,10 @@ type Config struct {
 	// Version is what /version reports. Its minor must be one the kubectl
 	// dispatcher has a binary for: it runs kubectl.1.<minor>.
 	Version version.Info
+	// AgentTransport reaches the agents of nodes for pods' log, exec,
+	// attach and portforward (pods.go): TLS with the API server's client
+	// certificate. Nil: those requests answer 503.
+	AgentTransport http.RoundTripper
 	// Address is the host:port /api tells clients to use
 	// (serverAddressByClientCIDRs); empty means the request's Host.
 	Address string
@@ -86,6 +91,7 @@ type Server struct {
 	// groups lists the served group versions in discovery order; core first.
 	groups []schema.GroupVersion
 	all    []*resource
+	nodes  *resource
 	// openapi holds the /openapi/v3 documents, built once by New.
 	openapi *openapi.Documents
 	metrics requestMetrics // see metrics.go
@@ -110,6 +116,9 @@ func New(cfg Config) (*Server, error) {
 			s.groups = append(s.groups, gv)
 		}
 		s.byGV[gv.String()][r.gvr.Resource] = r
+		if r.gvr == corev1.SchemeGroupVersion.WithResource("nodes") {
+			s.nodes = r
+		}
 	}
 	var err error
 	if s.openapi, err = newOpenAPI(s.all); err != nil {

@@ -49,7 +49,7 @@ func subresources(res *resource) []subresource {
 	case schema.GroupResource{Resource: "namespaces"}:
 		return []subresource{{name: subFinalize, verbs: []string{"update"}}, status}
 	case schema.GroupResource{Resource: "pods"}:
-		return []subresource{{name: subBinding, kind: bindingKind, verbs: []string{"create"}}, status}
+		return podSubresources()
 	case schema.GroupResource{Resource: "nodes"}, schema.GroupResource{Resource: "services"},
 		schema.GroupResource{Group: "apps", Resource: "daemonsets"}:
 		return []subresource{status}
@@ -96,6 +96,10 @@ func (s *Server) serveSubresource(w http.ResponseWriter, r *http.Request, res *r
 		err = s.bind(w, r, res, ns, name)
 	case sub == subFinalize && r.Method == http.MethodPut:
 		err = s.finalize(w, r, res, name)
+	case sub == subEviction && r.Method == http.MethodPost:
+		err = s.evict(w, r, res, ns, name)
+	case sub == subLog || sub == subExec || sub == subAttach || sub == subPortForward:
+		err = s.proxyToAgent(w, r, res, ns, name, sub)
 	default:
 		err = methodNotAllowed(r.Method)
 	}

@@ -10,7 +10,9 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 )
@@ -20,19 +22,22 @@ import (
 // (priority 1) columns marked by a trailing "*".
 func TestTableColumns(t *testing.T) {
 	want := map[string]string{
-		"namespaces":      "Name Status Age",
-		"nodes":           "Name Status Roles Age Version Internal-IP* External-IP* OS-Image* Kernel-Version* Container-Runtime*",
-		"pods":            "Name Ready Status Restarts Age IP* Node* Nominated_Node* Readiness_Gates*",
-		"services":        "Name Type Cluster-IP External-IP Port(s) Age Selector*",
-		"endpoints":       "Name Endpoints Age",
-		"configmaps":      "Name Data Age",
-		"secrets":         "Name Type Data Age",
-		"serviceaccounts": "Name Secrets Age",
-		"events":          "Last_Seen Type Reason Object Subobject* Source* Message First_Seen* Count* Name*",
-		"deployments":     "Name Ready Up-to-date Available Age Containers* Images* Selector*",
-		"replicasets":     "Name Desired Current Ready Age Containers* Images* Selector*",
-		"statefulsets":    "Name Ready Age Containers* Images*",
-		"daemonsets":      "Name Desired Current Ready Up-to-date Available Node_Selector Age Containers* Images* Selector*",
+		"namespaces":          "Name Status Age",
+		"nodes":               "Name Status Roles Age Version Internal-IP* External-IP* OS-Image* Kernel-Version* Container-Runtime*",
+		"pods":                "Name Ready Status Restarts Age IP* Node* Nominated_Node* Readiness_Gates*",
+		"services":            "Name Type Cluster-IP External-IP Port(s) Age Selector*",
+		"endpoints":           "Name Endpoints Age",
+		"configmaps":          "Name Data Age",
+		"secrets":             "Name Type Data Age",
+		"serviceaccounts":     "Name Secrets Age",
+		"events":              "Last_Seen Type Reason Object Subobject* Source* Message First_Seen* Count* Name*",
+		"deployments":         "Name Ready Up-to-date Available Age Containers* Images* Selector*",
+		"replicasets":         "Name Desired Current Ready Age Containers* Images* Selector*",
+		"statefulsets":        "Name Ready Age Containers* Images*",
+		"daemonsets":          "Name Desired Current Ready Up-to-date Available Node_Selector Age Containers* Images* Selector*",
+		"controllerrevisions": "Name Controller Revision Age",
+		"endpointslices":      "Name AddressType Ports Endpoints Age",
+		"leases":              "Name Holder Age",
 	}
 	rs := resources()
 	if len(rs) != len(want) {
@@ -250,6 +255,22 @@ func TestTableRows(t *testing.T) {
 			want: []any{"tls", "kubernetes.io/tls", int64(2), "60s"}},
 		{name: "serviceaccount", cols: serviceAccountColumns, obj: &corev1.ServiceAccount{ObjectMeta: meta("default", time.Minute), Secrets: []corev1.ObjectReference{{Name: "t"}}},
 			want: []any{"default", int64(1), "60s"}},
+		{name: "controllerrevision", cols: controllerRevisionColumns, obj: &appsv1.ControllerRevision{
+			ObjectMeta: metav1.ObjectMeta{Name: "ds-1", CreationTimestamp: ago(time.Minute), OwnerReferences: []metav1.OwnerReference{
+				{APIVersion: "apps/v1", Kind: "DaemonSet", Name: "ds", Controller: ptr(true)}}},
+			Revision: 3,
+		}, want: []any{"ds-1", "daemonset.apps/ds", int64(3), "60s"}},
+		{name: "controllerrevision without controller", cols: controllerRevisionColumns, obj: &appsv1.ControllerRevision{ObjectMeta: meta("r", time.Minute)},
+			want: []any{"r", "<none>", int64(0), "60s"}},
+		{name: "endpointslice", cols: endpointSliceColumns, obj: &discoveryv1.EndpointSlice{
+			ObjectMeta: meta("web-abc", time.Minute), AddressType: discoveryv1.AddressTypeIPv4,
+			Ports:     []discoveryv1.EndpointPort{{Port: ptr(int32(80))}, {Name: ptr("metrics")}},
+			Endpoints: []discoveryv1.Endpoint{{Addresses: []string{"10.0.0.1"}}, {Addresses: []string{"10.0.0.2", "10.0.0.3"}}, {Addresses: []string{"10.0.0.4"}}},
+		}, want: []any{"web-abc", "IPv4", "80,metrics", "10.0.0.1,10.0.0.2,10.0.0.3 + 1 more...", "60s"}},
+		{name: "empty endpointslice", cols: endpointSliceColumns, obj: &discoveryv1.EndpointSlice{ObjectMeta: meta("e", time.Minute), AddressType: discoveryv1.AddressTypeIPv4},
+			want: []any{"e", "IPv4", "<unset>", "<unset>", "60s"}},
+		{name: "lease", cols: leaseColumns, obj: &coordinationv1.Lease{ObjectMeta: meta("node-1", time.Minute), Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr("node-1")}},
+			want: []any{"node-1", "node-1", "60s"}},
 		{name: "zero creation time", cols: configMapColumns, obj: &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "c0"}},
 			want: []any{"c0", int64(0), "<unknown>"}},
 	}
@@ -383,3 +404,5 @@ func TestTablePodRowConditions(t *testing.T) {
 		}
 	}
 }
+
+func ptr[T any](v T) *T { return &v }

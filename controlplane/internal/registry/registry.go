@@ -81,6 +81,13 @@ type Resource struct {
 	// registry's metadata checks. Any error fails the write with 422 Invalid.
 	Validate       func(obj runtime.Object) field.ErrorList
 	ValidateUpdate func(obj, old runtime.Object) field.ErrorList
+	// GracePeriod returns the grace period in seconds of a delete of obj
+	// whose client asked for requested (nil: did not say). A positive one
+	// keeps the object, with deletionTimestamp and
+	// deletionGracePeriodSeconds set, until a delete with grace period 0
+	// (for pods: the node's agent, once the containers stopped) removes it.
+	// Nil means every delete is immediate (finalizers aside).
+	GracePeriod func(obj runtime.Object, requested *int64) int64
 	// Fields returns the selectable fields beyond metadata.name and
 	// metadata.namespace, e.g. spec.nodeName for pods.
 	Fields func(obj runtime.Object) fields.Set

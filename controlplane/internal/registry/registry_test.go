@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -743,4 +744,87 @@ func decodeB64(t testing.TB, s string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+func TestGracefulDelete(t *testing.T) {
+	st, _ := newTestStore(t)
+	ctx := t.Context()
+	// The pod strategy of the API server, in short: the asked-for grace
+	// period, else 30 s; 0 for a pod on no node.
+	graceful := *pods
+	graceful.GracePeriod = func(obj runtime.Object, requested *int64) int64 {
+		switch {
+		case obj.(*corev1.Pod).Spec.NodeName == "":
+			return 0
+		case requested != nil:
+			return *requested
+		}
+		return 30
+	}
+	res := &graceful
+	secs := func(n int64) *int64 { return &n }
+
+	mustCreate(t, st, res, "default", pod("default", "unscheduled", "", nil))
+	if _, err := st.Delete(ctx, res, "default", "unscheduled", DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Get(ctx, res, "default", "unscheduled", GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("a pod on no node: got %v after delete, want NotFound", err)
+	}
+
+	mustCreate(t, st, res, "default", pod("default", "running", "node-1", nil))
+	got, err := st.Delete(ctx, res, "default", "running", DeleteOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := got.(*corev1.Pod)
+	if p.DeletionTimestamp == nil || !p.DeletionTimestamp.Time.Equal(testNow.Truncate(time.Second).Add(30*time.Second)) || p.DeletionGracePeriodSeconds == nil || *p.DeletionGracePeriodSeconds != 30 {
+		t.Fatalf("graceful delete: got deletionTimestamp %v grace %v, want now+30s and 30", p.DeletionTimestamp, p.DeletionGracePeriodSeconds)
+	}
+	// A longer grace period changes nothing; a shorter one shortens it.
+	if again, err := st.Delete(ctx, res, "default", "running", DeleteOptions{GracePeriodSeconds: secs(60)}); err != nil || rvOf(t, again) != p.ResourceVersion {
+		t.Fatalf("delete with a longer grace period: got %v, %v, want the object unchanged", again, err)
+	}
+	got, err = st.Delete(ctx, res, "default", "running", DeleteOptions{GracePeriodSeconds: secs(5)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := got.(*corev1.Pod); *p.DeletionGracePeriodSeconds != 5 || !p.DeletionTimestamp.Time.Equal(testNow.Truncate(time.Second).Add(5*time.Second)) {
+		t.Fatalf("shortened: got deletionTimestamp %v grace %d, want now+5s and 5", p.DeletionTimestamp, *p.DeletionGracePeriodSeconds)
+	}
+	// The pod is still there until a delete with grace period 0 (the agent's, or --force).
+	if _, err := st.Get(ctx, res, "default", "running", GetOptions{}); err != nil {
+		t.Fatalf("Get during the grace period: %v", err)
+	}
+	if _, err := st.Delete(ctx, res, "default", "running", DeleteOptions{GracePeriodSeconds: secs(0)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Get(ctx, res, "default", "running", GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("after the grace-0 delete: got %v, want NotFound", err)
+	}
+
+	// A graceful pod with a finalizer: removing the finalizer during the
+	// grace period does not remove the pod; the grace-0 delete then does
+	// not either while a finalizer is left.
+	fin := pod("default", "fin", "node-1", nil)
+	fin.Finalizers = []string{"example.com/f"}
+	mustCreate(t, st, res, "default", fin)
+	got, err = st.Delete(ctx, res, "default", "fin", DeleteOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	upd := got.(*corev1.Pod).DeepCopy()
+	upd.Finalizers = nil
+	if _, err := st.Update(ctx, res, "default", "fin", upd, UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Get(ctx, res, "default", "fin", GetOptions{}); err != nil {
+		t.Fatalf("finalizer removed during the grace period: got %v, want the pod still there", err)
+	}
+	if _, err := st.Delete(ctx, res, "default", "fin", DeleteOptions{GracePeriodSeconds: secs(0)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Get(ctx, res, "default", "fin", GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("grace-0 delete without finalizers: got %v, want NotFound", err)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -43,6 +44,9 @@ type DeleteOptions struct {
 	// Preconditions, when set, must match the stored uid and resourceVersion.
 	Preconditions *metav1.Preconditions
 	DryRun        bool
+	// GracePeriodSeconds is the grace period the client asked for; only
+	// resources with a GracePeriod hook (pods) use it.
+	GracePeriodSeconds *int64
 }
 
 // Create stores a new object in namespace ns (ignored for cluster-scoped
@@ -200,7 +204,7 @@ func (s *Store) GuaranteedUpdate(ctx context.Context, res *Resource, ns, name st
 			return nil, err
 		}
 		m, _ := meta.Accessor(obj)
-		if m.GetDeletionTimestamp() != nil && len(m.GetFinalizers()) == 0 {
+		if m.GetDeletionTimestamp() != nil && len(m.GetFinalizers()) == 0 && zeroGrace(m) {
 			// The last finalizer is gone: the object goes for good.
 			if opts.DryRun {
 				return obj, nil
@@ -318,47 +322,88 @@ func (s *Store) Delete(ctx context.Context, res *Resource, ns, name string, opts
 		if err := checkPreconditions(res, name, opts.Preconditions, m); err != nil {
 			return nil, err
 		}
-		if len(m.GetFinalizers()) > 0 {
-			if m.GetDeletionTimestamp() != nil {
-				return cur, nil
-			}
-			now := metav1.NewTime(s.now()).Rfc3339Copy()
-			var zero int64
-			m.SetDeletionTimestamp(&now)
-			m.SetDeletionGracePeriodSeconds(&zero)
-			if g := m.GetGeneration(); g > 0 {
-				m.SetGeneration(g + 1)
-			}
+		var grace int64
+		if res.GracePeriod != nil {
+			grace = res.GracePeriod(cur, opts.GracePeriodSeconds)
+		}
+		held, changed := s.holdForDeletion(m, grace)
+		if !held {
 			if opts.DryRun {
 				return cur, nil
 			}
-			m.SetResourceVersion("")
-			data, err := s.codec.encode(cur)
-			if err != nil {
-				return nil, apierrors.NewInternalError(err)
-			}
-			written, err := s.kv.Update(ctx, k, data, kv.ModRevision)
+			_, _, err = s.kv.Delete(ctx, k, kv.ModRevision)
 			if errors.Is(err, raftstore.ErrConflict) || errors.Is(err, raftstore.ErrKeyNotFound) {
 				continue
 			}
 			if err != nil {
 				return nil, storeError(res, name, expiredList, err)
 			}
-			m.SetResourceVersion(formatRV(written.ModRevision))
 			return cur, nil
 		}
-		if opts.DryRun {
+		if !changed || opts.DryRun {
 			return cur, nil
 		}
-		_, _, err = s.kv.Delete(ctx, k, kv.ModRevision)
+		m.SetResourceVersion("")
+		data, err := s.codec.encode(cur)
+		if err != nil {
+			return nil, apierrors.NewInternalError(err)
+		}
+		written, err := s.kv.Update(ctx, k, data, kv.ModRevision)
 		if errors.Is(err, raftstore.ErrConflict) || errors.Is(err, raftstore.ErrKeyNotFound) {
 			continue
 		}
 		if err != nil {
 			return nil, storeError(res, name, expiredList, err)
 		}
+		m.SetResourceVersion(formatRV(written.ModRevision))
 		return cur, nil
 	}
+}
+
+// holdForDeletion decides what a delete with grace period grace does to
+// the stored object m, as kube-apiserver does: an object with finalizers or
+// a grace period stays, marked with deletionTimestamp (now plus the grace
+// period) and deletionGracePeriodSeconds, and generation bumped; a delete
+// of an object already marked may only shorten its grace period. held
+// false means the object goes now; changed says m was modified.
+func (s *Store) holdForDeletion(m metav1.Object, grace int64) (held, changed bool) {
+	finalizers := len(m.GetFinalizers()) > 0
+	if ts := m.GetDeletionTimestamp(); ts != nil {
+		cur := int64(0)
+		if g := m.GetDeletionGracePeriodSeconds(); g != nil {
+			cur = *g
+		}
+		switch {
+		case grace >= cur:
+			return true, false // a longer or equal grace period changes nothing
+		case grace == 0 && !finalizers:
+			return false, false
+		}
+		// Shorten the grace period.
+		deadline := metav1.NewTime(s.now().Add(time.Duration(grace) * time.Second)).Rfc3339Copy()
+		if deadline.Before(ts) {
+			m.SetDeletionTimestamp(&deadline)
+		}
+		m.SetDeletionGracePeriodSeconds(&grace)
+		return true, true
+	}
+	if !finalizers && grace == 0 {
+		return false, false
+	}
+	deadline := metav1.NewTime(s.now().Add(time.Duration(grace) * time.Second)).Rfc3339Copy()
+	m.SetDeletionTimestamp(&deadline)
+	m.SetDeletionGracePeriodSeconds(&grace)
+	if g := m.GetGeneration(); g > 0 {
+		m.SetGeneration(g + 1)
+	}
+	return true, true
+}
+
+// zeroGrace reports whether an object being deleted has no grace period
+// left to wait for.
+func zeroGrace(m metav1.Object) bool {
+	g := m.GetDeletionGracePeriodSeconds()
+	return g == nil || *g == 0
 }
 
 // uidPreconditionFailed is the 409 for an object whose uid is not the one required.
