@@ -325,7 +325,7 @@ func TestErrors(t *testing.T) {
 		{name: "uid precondition", method: "DELETE", path: "/api/v1/namespaces/default/configmaps/e1", contentType: "application/json",
 			body:     `{"preconditions":{"uid":"not-the-uid"}}`,
 			wantCode: 409, wantReason: metav1.StatusReasonConflict, wantMessage: `Precondition failed: UID in precondition: not-the-uid`},
-		{name: "server-side apply", method: "PATCH", path: "/api/v1/namespaces/default/configmaps/e1", contentType: "application/apply-patch+yaml", body: `{}`,
+		{name: "server-side apply in CBOR", method: "PATCH", path: "/api/v1/namespaces/default/configmaps/e1?fieldManager=m", contentType: "application/apply-patch+cbor", body: `{}`,
 			wantCode: 415, wantReason: metav1.StatusReasonUnsupportedMediaType, wantMessage: "accepted media types include"},
 		{name: "invalid JSON patch", method: "PATCH", path: "/api/v1/namespaces/default/configmaps/e1", contentType: "application/json-patch+json", body: `{`,
 			wantCode: 400, wantReason: metav1.StatusReasonBadRequest},

@@ -121,9 +121,15 @@ func (s *Server) writeObjects(w http.ResponseWriter, r *http.Request, res *resou
 	return nil
 }
 
+// create serves a POST. The writer (?fieldManager=, or the User-Agent)
+// owns every field of the new object in its managedFields.
 func (s *Server) create(w http.ResponseWriter, r *http.Request, res *resource, ns string) error {
 	q := r.URL.Query()
 	dryRun, validation, err := writeParams(q)
+	if err != nil {
+		return err
+	}
+	manager, err := managerParam(q, r.UserAgent(), createOptionsKind)
 	if err != nil {
 		return err
 	}
@@ -137,6 +143,7 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, res *resource, n
 			return err
 		}
 	}
+	obj = s.trackUpdate(r.Context(), res, "", nil, obj, manager)
 	created, err := s.cfg.Store.Create(r.Context(), res.reg, ns, obj, registry.CreateOptions{DryRun: dryRun})
 	if err != nil {
 		return err
@@ -145,8 +152,16 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, res *resource, n
 	return s.writeObjects(w, r, res, http.StatusCreated, created, []runtime.Object{created})
 }
 
+// update serves a PUT of the main resource or of its status, under the
+// registry's Update rules. The writer (?fieldManager=, or the User-Agent)
+// takes over the fields it changes in managedFields.
 func (s *Server) update(w http.ResponseWriter, r *http.Request, res *resource, ns, name string) error {
-	dryRun, validation, err := writeParams(r.URL.Query())
+	q := r.URL.Query()
+	dryRun, validation, err := writeParams(q)
+	if err != nil {
+		return err
+	}
+	manager, err := managerParam(q, r.UserAgent(), updateOptionsKind)
 	if err != nil {
 		return err
 	}
@@ -154,7 +169,12 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request, res *resource, n
 	if err != nil {
 		return err
 	}
-	updated, err := s.cfg.Store.Update(r.Context(), res.reg, ns, name, obj, registry.UpdateOptions{DryRun: dryRun})
+	sub := subresourceOf(r, res, name)
+	// Store.Update is this GuaranteedUpdate; the field manager needs the
+	// object it replaces.
+	updated, err := s.cfg.Store.GuaranteedUpdate(r.Context(), res.reg, ns, name, func(cur runtime.Object) (runtime.Object, error) {
+		return s.trackUpdate(r.Context(), res, sub, cur, obj.DeepCopyObject(), manager), nil
+	}, registry.UpdateOptions{DryRun: dryRun})
 	if err != nil {
 		return err
 	}

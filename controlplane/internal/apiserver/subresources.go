@@ -145,10 +145,10 @@ func (s *Server) serveStatus(w http.ResponseWriter, r *http.Request, res *resour
 }
 
 // onlyStatus is the PrepareForUpdate of status writes: obj becomes the
-// stored object old with obj's status, labels and annotations.
+// stored object old with obj's status, labels, annotations and managedFields.
 func onlyStatus(obj, old runtime.Object) {
 	m := obj.(metav1.Object)
-	labels, annotations := m.GetLabels(), m.GetAnnotations()
+	labels, annotations, managed := m.GetLabels(), m.GetAnnotations(), m.GetManagedFields()
 	status := reflect.ValueOf(obj).Elem().FieldByName("Status")
 	keep := reflect.New(status.Type()).Elem()
 	keep.Set(status)
@@ -156,6 +156,7 @@ func onlyStatus(obj, old runtime.Object) {
 	reflect.ValueOf(obj).Elem().FieldByName("Status").Set(keep)
 	m.SetLabels(labels)
 	m.SetAnnotations(annotations)
+	m.SetManagedFields(managed) // the write's, computed by the field manager
 }
 
 // serveScale serves the autoscaling/v1 Scale of a workload: GET builds it
