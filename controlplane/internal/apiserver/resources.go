@@ -134,7 +134,10 @@ func resources() []*resource {
 				ValidateName:     validation.NameIsDNS1035Label,
 				Default:          defaultService,
 				PrepareForCreate: func(obj runtime.Object) { obj.(*corev1.Service).Status = corev1.ServiceStatus{} },
-				PrepareForUpdate: keepStatus,
+				PrepareForUpdate: func(obj, old runtime.Object) {
+					keepStatus(obj, old)
+					keepAllocated(obj, old)
+				},
 			},
 			columns: serviceColumns,
 		},

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -45,6 +46,10 @@ type Config struct {
 	// attach and portforward (pods.go): TLS with the API server's client
 	// certificate. Nil: those requests answer 503.
 	AgentTransport http.RoundTripper
+	// ServiceCIDR is where services' cluster IPs come from; NodePorts the
+	// range of their node ports.
+	ServiceCIDR netip.Prefix
+	NodePorts   PortRange
 	// Address is the host:port /api tells clients to use
 	// (serverAddressByClientCIDRs); empty means the request's Host.
 	Address string
@@ -57,6 +62,8 @@ func DefaultConfig() Config {
 		Logger:       slog.New(slog.DiscardHandler),
 		Now:          time.Now,
 		MaxBodyBytes: DefaultMaxBodyBytes,
+		ServiceCIDR:  DefaultServiceCIDR,
+		NodePorts:    DefaultNodePortRange,
 		Version: version.Info{
 			Major: "1", Minor: "32", GitVersion: "v1.32.4-skiff", GitCommit: "skiff", GitTreeState: "clean",
 			BuildDate: "2025-01-01T00:00:00Z", GoVersion: "go1.26", Compiler: "gc", Platform: "linux/amd64",
@@ -75,6 +82,10 @@ func (c Config) Validate() error {
 		return errors.New("apiserver: config: Logger and Now are required")
 	case c.MaxBodyBytes <= 0:
 		return fmt.Errorf("apiserver: config: MaxBodyBytes %d must be positive", c.MaxBodyBytes)
+	case !c.ServiceCIDR.IsValid() || !c.ServiceCIDR.Addr().Is4() || c.ServiceCIDR.Bits() > 30:
+		return fmt.Errorf("apiserver: config: ServiceCIDR %s must be an IPv4 prefix of at least 4 addresses", c.ServiceCIDR)
+	case c.NodePorts.Base < 1 || c.NodePorts.Size < 1 || c.NodePorts.Base+c.NodePorts.Size > 65536:
+		return fmt.Errorf("apiserver: config: NodePorts %s is not a port range", c.NodePorts)
 	case c.Version.Major == "" || c.Version.Minor == "":
 		return errors.New("apiserver: config: Version needs a major and a minor")
 	}
@@ -116,8 +127,12 @@ func New(cfg Config) (*Server, error) {
 			s.groups = append(s.groups, gv)
 		}
 		s.byGV[gv.String()][r.gvr.Resource] = r
-		if r.gvr == corev1.SchemeGroupVersion.WithResource("nodes") {
+		switch r.gvr {
+		case corev1.SchemeGroupVersion.WithResource("nodes"):
 			s.nodes = r
+		case corev1.SchemeGroupVersion.WithResource("services"):
+			alloc := &serviceAllocator{cidr: cfg.ServiceCIDR.Masked(), ports: cfg.NodePorts}
+			r.reg.Reservations = alloc.reservations()
 		}
 	}
 	var err error

@@ -46,6 +46,7 @@ type KV interface {
 	Get(ctx context.Context, key string, o raftstore.ReadOptions) (*raftstore.KeyValue, int64, error)
 	List(ctx context.Context, prefix string, o raftstore.ListOptions) (raftstore.ListResult, error)
 	Watch(ctx context.Context, prefix string, from int64) (*raftstore.Watcher, error)
+	Txn(ctx context.Context, txn *raftstore.Txn) (*raftstore.TxnResult, error)
 	// Revision is the last revision applied on the local replica.
 	Revision() int64
 }
@@ -81,6 +82,9 @@ type Resource struct {
 	// registry's metadata checks. Any error fails the write with 422 Invalid.
 	Validate       func(obj runtime.Object) field.ErrorList
 	ValidateUpdate func(obj, old runtime.Object) field.ErrorList
+	// Reservations, when set, are what the objects hold beyond their key
+	// (see Reservations).
+	Reservations *Reservations
 	// GracePeriod returns the grace period in seconds of a delete of obj
 	// whose client asked for requested (nil: did not say). A positive one
 	// keeps the object, with deletionTimestamp and

@@ -79,9 +79,17 @@ func (s *Store) Create(ctx context.Context, res *Resource, ns string, obj runtim
 	m.SetUID(uuid.NewUUID())
 	m.SetCreationTimestamp(metav1.NewTime(s.now()).Rfc3339Copy())
 	generate := m.GetName() == "" && m.GetGenerateName() != ""
+	base := obj
 	for attempt := 1; ; attempt++ {
+		obj = base.DeepCopyObject() // what Assign chose last time is chosen again
+		m, _ = meta.Accessor(obj)
 		if generate {
 			m.SetName(generateName(m.GetGenerateName()))
+		}
+		if res.Reservations != nil {
+			if err := s.assign(ctx, res, obj, nil); err != nil {
+				return nil, err
+			}
 		}
 		if errs := s.validateCreate(res, obj, m); len(errs) > 0 {
 			return nil, apierrors.NewInvalid(res.groupKind(), m.GetName(), errs)
@@ -101,9 +109,20 @@ func (s *Store) Create(ctx context.Context, res *Resource, ns string, obj runtim
 		if err != nil {
 			return nil, apierrors.NewInternalError(err)
 		}
-		rev, err := s.kv.Create(ctx, k, data)
+		var rev int64
+		if res.Reservations != nil {
+			rev, err = s.writeReserving(ctx, res, k, data, 0, obj, nil)
+		} else {
+			rev, err = s.kv.Create(ctx, k, data)
+		}
 		if errors.Is(err, raftstore.ErrKeyExists) && generate && attempt < generateNameAttempts {
 			continue
+		}
+		if errors.Is(err, errReservationTaken) {
+			if attempt < reserveAttempts {
+				continue
+			}
+			return nil, tooManyReservationRetries(res, m.GetName())
 		}
 		if err != nil {
 			return nil, storeError(res, m.GetName(), expiredList, err)
@@ -209,7 +228,7 @@ func (s *Store) GuaranteedUpdate(ctx context.Context, res *Resource, ns, name st
 			if opts.DryRun {
 				return obj, nil
 			}
-			_, rev, err := s.kv.Delete(ctx, k, kv.ModRevision)
+			rev, err := s.deleteKey(ctx, res, k, kv.ModRevision, cur)
 			if errors.Is(err, raftstore.ErrConflict) || errors.Is(err, raftstore.ErrKeyNotFound) {
 				continue
 			}
@@ -218,6 +237,11 @@ func (s *Store) GuaranteedUpdate(ctx context.Context, res *Resource, ns, name st
 			}
 			m.SetResourceVersion(formatRV(rev))
 			return obj, nil
+		}
+		if res.Reservations != nil {
+			if err := s.assign(ctx, res, obj, cur); err != nil {
+				return nil, err
+			}
 		}
 		m.SetResourceVersion("")
 		data, err := s.codec.encode(obj)
@@ -231,14 +255,21 @@ func (s *Store) GuaranteedUpdate(ctx context.Context, res *Resource, ns, name st
 			m.SetResourceVersion(formatRV(kv.ModRevision))
 			return obj, nil
 		}
-		written, err := s.kv.Update(ctx, k, data, kv.ModRevision)
-		if errors.Is(err, raftstore.ErrConflict) || errors.Is(err, raftstore.ErrKeyNotFound) {
+		var rev int64
+		if res.Reservations != nil {
+			rev, err = s.writeReserving(ctx, res, k, data, kv.ModRevision, obj, cur)
+		} else {
+			var written raftstore.KeyValue
+			written, err = s.kv.Update(ctx, k, data, kv.ModRevision)
+			rev = written.ModRevision
+		}
+		if errors.Is(err, raftstore.ErrConflict) || errors.Is(err, raftstore.ErrKeyNotFound) || errors.Is(err, errReservationTaken) {
 			continue // read again: the next round reports NotFound or Conflict, or succeeds
 		}
 		if err != nil {
 			return nil, storeError(res, name, expiredList, err)
 		}
-		m.SetResourceVersion(formatRV(written.ModRevision))
+		m.SetResourceVersion(formatRV(rev))
 		return obj, nil
 	}
 }
@@ -331,7 +362,7 @@ func (s *Store) Delete(ctx context.Context, res *Resource, ns, name string, opts
 			if opts.DryRun {
 				return cur, nil
 			}
-			_, _, err = s.kv.Delete(ctx, k, kv.ModRevision)
+			_, err = s.deleteKey(ctx, res, k, kv.ModRevision, cur)
 			if errors.Is(err, raftstore.ErrConflict) || errors.Is(err, raftstore.ErrKeyNotFound) {
 				continue
 			}
@@ -358,6 +389,16 @@ func (s *Store) Delete(ctx context.Context, res *Resource, ns, name string, opts
 		m.SetResourceVersion(formatRV(written.ModRevision))
 		return cur, nil
 	}
+}
+
+// deleteKey deletes the object cur stored at k with mod revision expected,
+// and the keys it holds, and returns the revision of the delete.
+func (s *Store) deleteKey(ctx context.Context, res *Resource, k string, expected int64, cur runtime.Object) (int64, error) {
+	if res.Reservations != nil {
+		return s.writeReserving(ctx, res, k, nil, expected, nil, cur)
+	}
+	_, rev, err := s.kv.Delete(ctx, k, expected)
+	return rev, err
 }
 
 // holdForDeletion decides what a delete with grace period grace does to

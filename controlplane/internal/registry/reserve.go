@@ -1,0 +1,146 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/skiff-sh/skiff/raftstore"
+)
+
+// Reservations describe what the objects of a resource hold beyond their
+// own key: for services, their cluster IP and node ports. Each held thing is
+// a key, written in the same Raft entry as the object that holds it, on the
+// condition that no other object holds it, and deleted in the same entry as
+// the object. So two objects never hold the same thing, whichever masters
+// their writes arrive at, and nothing leaks when a write fails.
+type Reservations struct {
+	// Prefixes are where the keys lie; the registry reads them (a
+	// linearizable read) to tell Assign what is held.
+	Prefixes []string
+	// Assign fills in what obj leaves to the server (an unset cluster IP
+	// or node port), choosing keys held reports free, and checks what obj
+	// asks for: 422 Invalid when it is out of range or held by another
+	// object. old is the stored object on update, nil on create; the keys
+	// old holds count as free. Assign may modify obj.
+	Assign func(obj, old runtime.Object, held func(key string) bool) error
+	// Keys returns the keys obj holds, under Prefixes.
+	Keys func(obj runtime.Object) []string
+}
+
+// reserveAttempts bounds the retries of a write whose chosen keys another
+// write took first. Each lost round means another write won, so the bound
+// is only reached under unbounded contention for an almost full range.
+const reserveAttempts = 200
+
+// heldKeys reads the keys held now under the prefixes of r, except those
+// of own (the stored object's, on update).
+func (s *Store) heldKeys(ctx context.Context, res *Resource, own runtime.Object) (func(string) bool, error) {
+	held := map[string]bool{}
+	for _, p := range res.Reservations.Prefixes {
+		after := ""
+		for {
+			lr, err := s.kv.List(ctx, p, raftstore.ListOptions{Limit: 10000, After: after})
+			if err != nil {
+				return nil, storeError(res, "", expiredList, err)
+			}
+			for _, kv := range lr.KVs {
+				held[kv.Key] = true
+				after = kv.Key
+			}
+			if !lr.More {
+				break
+			}
+		}
+	}
+	if own != nil {
+		for _, k := range res.Reservations.Keys(own) {
+			delete(held, k)
+		}
+	}
+	return func(k string) bool { return held[k] }, nil
+}
+
+// assign runs the resource's Assign on obj with what is held now.
+func (s *Store) assign(ctx context.Context, res *Resource, obj, old runtime.Object) error {
+	held, err := s.heldKeys(ctx, res, old)
+	if err != nil {
+		return err
+	}
+	return res.Reservations.Assign(obj, old, held)
+}
+
+// errReservationTaken says another write took a chosen key first: assign again.
+var errReservationTaken = errors.New("registry: a reserved key was taken meanwhile")
+
+// writeReserving writes data at k with expected mod revision (0: k must
+// not exist), creating the keys obj holds that old (nil on create) did not,
+// and deleting those old held that obj does not. It returns the revision of
+// the write; raftstore.ErrKeyExists when k exists on create,
+// raftstore.ErrConflict when k changed, errReservationTaken when a new key
+// is held by someone else.
+func (s *Store) writeReserving(ctx context.Context, res *Resource, k string, data []byte, expected int64, obj, old runtime.Object) (int64, error) {
+	var newKeys, oldKeys []string
+	if obj != nil {
+		newKeys = res.Reservations.Keys(obj)
+	}
+	if old != nil {
+		oldKeys = res.Reservations.Keys(old)
+	}
+	txn := &raftstore.Txn{}
+	if expected == 0 {
+		txn.Compares = append(txn.Compares, raftstore.Compare{Key: k, Target: raftstore.TargetModRevision, Result: raftstore.Equal, Value: 0})
+	} else {
+		txn.Compares = append(txn.Compares, raftstore.Compare{Key: k, Target: raftstore.TargetModRevision, Result: raftstore.Equal, Value: expected})
+	}
+	if data == nil {
+		txn.Success = append(txn.Success, raftstore.Request{Type: raftstore.RequestDelete, Key: k})
+	} else {
+		txn.Success = append(txn.Success, raftstore.Request{Type: raftstore.RequestPut, Key: k, Value: data})
+	}
+	for _, rk := range newKeys {
+		if slices.Contains(oldKeys, rk) || !underAny(rk, res.Reservations.Prefixes) {
+			continue
+		}
+		txn.Compares = append(txn.Compares, raftstore.Compare{Key: rk, Target: raftstore.TargetModRevision, Result: raftstore.Equal, Value: 0})
+		txn.Success = append(txn.Success, raftstore.Request{Type: raftstore.RequestPut, Key: rk, Value: []byte(k)})
+	}
+	for _, rk := range oldKeys {
+		if !slices.Contains(newKeys, rk) && underAny(rk, res.Reservations.Prefixes) {
+			txn.Success = append(txn.Success, raftstore.Request{Type: raftstore.RequestDelete, Key: rk})
+		}
+	}
+	out, err := s.kv.Txn(ctx, txn)
+	if err != nil {
+		return 0, err
+	}
+	if out.Succeeded {
+		return out.Revision, nil
+	}
+	switch cur := out.Current[0]; {
+	case expected == 0 && cur != nil:
+		return 0, raftstore.ErrKeyExists
+	case expected != 0 && (cur == nil || cur.ModRevision != expected):
+		return 0, raftstore.ErrConflict
+	}
+	return 0, errReservationTaken
+}
+
+func underAny(k string, prefixes []string) bool {
+	for _, p := range prefixes {
+		if strings.HasPrefix(k, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// tooManyReservationRetries is the error of a write that lost its chosen
+// keys reserveAttempts times in a row.
+func tooManyReservationRetries(res *Resource, name string) error {
+	return apierrors.NewConflict(res.GroupResource, name, errors.New("the allocation was taken by concurrent writes too many times; please retry"))
+}
