@@ -82,10 +82,11 @@ func TestBodyGuards(t *testing.T) {
 		}
 	}
 
-	// An ordinary object of 2 MiB is still fine, and so is a patch of it.
-	big := `{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"big"},"data":{"k":"` + strings.Repeat("x", 2<<20) + `"}}`
+	// An ordinary 2 MiB body is still fine (a ConfigMap of 1 MB, the most
+	// a ConfigMap may hold, and whitespace), and so is a patch of it.
+	big := `{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"big"},"data":{"k":"` + strings.Repeat("x", 1_000_000) + `"}` + strings.Repeat(" ", 1<<20) + `}`
 	if code, _, body := do(t, "POST", cms, mediaJSON, big); code != 201 {
-		t.Fatalf("2 MiB ConfigMap: got %d %.300s, want 201", code, body)
+		t.Fatalf("2 MiB body: got %d %.300s, want 201", code, body)
 	}
 	if code, _, body := do(t, "PATCH", cms+"/big", "application/merge-patch+json", `{"data":{"j":"y"}}`); code != 200 {
 		t.Errorf("merge patch: got %d %.300s, want 200", code, body)

@@ -209,12 +209,8 @@ func (s *Server) trackUpdate(ctx context.Context, res *resource, sub string, liv
 }
 
 // fieldManager returns the field manager of res written through sub.
-//
-// The Set is built per request: the Server has no field for one, and a
-// Set costs about 20µs and 8 KB to build (client-go parses the schemas
-// once per process), against a write's Raft round trip.
 func (s *Server) fieldManager(res *resource, sub string) (*fieldmanager.Manager, error) {
-	return fieldmanager.New(s.cfg.Scheme).For(res.reg.Kind, sub)
+	return s.fields.For(res.reg.Kind, sub)
 }
 
 // subresourceOf returns the subresource r writes ("status"), or "" for the

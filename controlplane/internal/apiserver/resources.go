@@ -6,9 +6,9 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	policyv1 "k8s.io/api/policy/v1"
-	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/validation"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/skiff-sh/skiff/controlplane/internal/registry"
+	"github.com/skiff-sh/skiff/controlplane/internal/strategy"
 )
 
 // NewScheme returns the scheme of every type the server encodes or decodes:
@@ -74,12 +75,6 @@ func resources() []*resource {
 			reg: &registry.Resource{
 				New: func() runtime.Object { return &corev1.Namespace{} }, NewList: func() runtime.Object { return &corev1.NamespaceList{} },
 				ValidateName: validation.NameIsDNSLabel,
-				Default: func(obj runtime.Object) {
-					ns := obj.(*corev1.Namespace)
-					if len(ns.Spec.Finalizers) == 0 {
-						ns.Spec.Finalizers = []corev1.FinalizerName{corev1.FinalizerKubernetes}
-					}
-				},
 				PrepareForCreate: func(obj runtime.Object) {
 					obj.(*corev1.Namespace).Status = corev1.NamespaceStatus{Phase: corev1.NamespaceActive}
 				},
@@ -108,7 +103,6 @@ func resources() []*resource {
 			fieldLabels: []string{"spec.nodeName", "spec.restartPolicy", "spec.schedulerName", "spec.serviceAccountName", "spec.hostNetwork", "status.phase", "status.podIP", "status.nominatedNodeName"},
 			reg: &registry.Resource{
 				New: func() runtime.Object { return &corev1.Pod{} }, NewList: func() runtime.Object { return &corev1.PodList{} },
-				Default: defaultPod,
 				PrepareForCreate: func(obj runtime.Object) {
 					obj.(*corev1.Pod).Status = corev1.PodStatus{Phase: corev1.PodPending}
 				},
@@ -132,7 +126,6 @@ func resources() []*resource {
 			reg: &registry.Resource{
 				New: func() runtime.Object { return &corev1.Service{} }, NewList: func() runtime.Object { return &corev1.ServiceList{} },
 				ValidateName:     validation.NameIsDNS1035Label,
-				Default:          defaultService,
 				PrepareForCreate: func(obj runtime.Object) { obj.(*corev1.Service).Status = corev1.ServiceStatus{} },
 				PrepareForUpdate: func(obj, old runtime.Object) {
 					keepStatus(obj, old)
@@ -157,11 +150,6 @@ func resources() []*resource {
 			fieldLabels: []string{"type"},
 			reg: &registry.Resource{
 				New: func() runtime.Object { return &corev1.Secret{} }, NewList: func() runtime.Object { return &corev1.SecretList{} },
-				Default: func(obj runtime.Object) {
-					if s := obj.(*corev1.Secret); s.Type == "" {
-						s.Type = corev1.SecretTypeOpaque
-					}
-				},
 				Fields: func(obj runtime.Object) fields.Set { return fields.Set{"type": string(obj.(*corev1.Secret).Type)} },
 			},
 			columns: secretColumns,
@@ -230,7 +218,6 @@ func workload(gvr schema.GroupVersionResource, singular, kind, short string, new
 		shortNames: []string{short}, categories: []string{"all"},
 		reg: &registry.Resource{
 			New: newObj, NewList: newList,
-			Default:          defaultReplicas,
 			PrepareForCreate: func(obj runtime.Object) { clearField(obj, "Status") },
 			PrepareForUpdate: func(obj, old runtime.Object) {
 				keepStatus(obj, old)
@@ -244,13 +231,15 @@ func workload(gvr schema.GroupVersionResource, singular, kind, short string, new
 	}
 }
 
-// complete fills in what the table leaves implicit: the verbs and the
-// registry's names of each resource.
+// complete fills in what the table leaves implicit: the verbs, the
+// registry's names of each resource, and the defaulting and validation of
+// its kind (package strategy).
 func complete(rs []*resource) []*resource {
 	for _, r := range rs {
 		if r.verbs == nil {
 			r.verbs = allVerbs
 		}
+		r.reg.Default, r.reg.Validate, r.reg.ValidateUpdate = strategy.Default, strategy.Validate, strategy.ValidateUpdate
 		r.reg.GroupResource = r.gvr.GroupResource()
 		r.reg.Kind = r.gvr.GroupVersion().WithKind(r.kind)
 		r.reg.Namespaced = r.namespaced
@@ -283,49 +272,6 @@ func boolString(b bool) string {
 	return "false"
 }
 
-// defaultReplicas sets spec.replicas to 1 when unset, as the apps/v1
-// defaulters do (daemonsets have no replicas).
-func defaultReplicas(obj runtime.Object) {
-	f := reflect.ValueOf(obj).Elem().FieldByName("Spec").FieldByName("Replicas")
-	if f.IsValid() && f.IsNil() {
-		one := int32(1)
-		f.Set(reflect.ValueOf(&one))
-	}
-}
-
-// defaultPod sets the pod defaults kubectl output and patches rely on
-// (a subset of pkg/apis/core/v1/defaults.go).
-func defaultPod(obj runtime.Object) {
-	spec := &obj.(*corev1.Pod).Spec
-	if spec.RestartPolicy == "" {
-		spec.RestartPolicy = corev1.RestartPolicyAlways
-	}
-	if spec.DNSPolicy == "" {
-		spec.DNSPolicy = corev1.DNSClusterFirst
-	}
-	if spec.SchedulerName == "" {
-		spec.SchedulerName = corev1.DefaultSchedulerName
-	}
-	if spec.TerminationGracePeriodSeconds == nil {
-		g := int64(corev1.DefaultTerminationGracePeriodSeconds)
-		spec.TerminationGracePeriodSeconds = &g
-	}
-	for i := range spec.Containers {
-		c := &spec.Containers[i]
-		if c.TerminationMessagePath == "" {
-			c.TerminationMessagePath = corev1.TerminationMessagePathDefault
-		}
-		if c.TerminationMessagePolicy == "" {
-			c.TerminationMessagePolicy = corev1.TerminationMessageReadFile
-		}
-		for j := range c.Ports {
-			if c.Ports[j].Protocol == "" {
-				c.Ports[j].Protocol = corev1.ProtocolTCP
-			}
-		}
-	}
-}
-
 // podGracePeriod is the grace period of a pod's deletion, as
 // kube-apiserver's pod strategy decides it: the one asked for, else the
 // pod's terminationGracePeriodSeconds; 0 for a pod no node runs (not
@@ -342,24 +288,4 @@ func podGracePeriod(obj runtime.Object, requested *int64) int64 {
 		return *g
 	}
 	return corev1.DefaultTerminationGracePeriodSeconds
-}
-
-// defaultService sets the service defaults that need no allocation.
-func defaultService(obj runtime.Object) {
-	spec := &obj.(*corev1.Service).Spec
-	if spec.Type == "" {
-		spec.Type = corev1.ServiceTypeClusterIP
-	}
-	if spec.SessionAffinity == "" {
-		spec.SessionAffinity = corev1.ServiceAffinityNone
-	}
-	for i := range spec.Ports {
-		p := &spec.Ports[i]
-		if p.Protocol == "" {
-			p.Protocol = corev1.ProtocolTCP
-		}
-		if p.TargetPort.IntVal == 0 && p.TargetPort.StrVal == "" {
-			p.TargetPort.IntVal = p.Port
-		}
-	}
 }

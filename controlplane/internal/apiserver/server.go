@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/version"
 
+	"github.com/skiff-sh/skiff/controlplane/internal/fieldmanager"
 	"github.com/skiff-sh/skiff/controlplane/internal/openapi"
 	"github.com/skiff-sh/skiff/controlplane/internal/registry"
 )
@@ -103,6 +104,8 @@ type Server struct {
 	groups []schema.GroupVersion
 	all    []*resource
 	nodes  *resource
+	// fields tracks managedFields and serves server-side apply.
+	fields *fieldmanager.Set
 	// openapi holds the /openapi/v3 documents, built once by New.
 	openapi *openapi.Documents
 	metrics requestMetrics // see metrics.go
@@ -113,7 +116,7 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, codecs: newCodecs(cfg.Scheme), byGV: map[string]map[string]*resource{}}
+	s := &Server{cfg: cfg, codecs: newCodecs(cfg.Scheme), byGV: map[string]map[string]*resource{}, fields: fieldmanager.New(cfg.Scheme)}
 	s.all = complete(resources())
 	for _, r := range s.all {
 		for _, gvk := range []schema.GroupVersionKind{r.reg.Kind, r.reg.Kind.GroupVersion().WithKind(r.kind + "List")} {

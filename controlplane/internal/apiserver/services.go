@@ -223,4 +223,33 @@ func keepAllocated(obj, old runtime.Object) {
 			}
 		}
 	}
+	dropTypeDependent(svc, prev)
+}
+
+// dropTypeDependent clears, when a service stops being externally
+// accessible (NodePort or LoadBalancer to ClusterIP), the node ports and
+// traffic policy it kept from before, as kube-apiserver does; those the
+// update sets anew stay, for validation to refuse.
+func dropTypeDependent(svc, prev *corev1.Service) {
+	if !externallyAccessible(prev) || externallyAccessible(svc) {
+		return
+	}
+	for i := range svc.Spec.Ports {
+		p := &svc.Spec.Ports[i]
+		for _, q := range prev.Spec.Ports {
+			if p.NodePort != 0 && p.NodePort == q.NodePort {
+				p.NodePort = 0
+			}
+		}
+	}
+	if svc.Spec.ExternalTrafficPolicy == prev.Spec.ExternalTrafficPolicy {
+		svc.Spec.ExternalTrafficPolicy = ""
+	}
+	if svc.Spec.HealthCheckNodePort == prev.Spec.HealthCheckNodePort {
+		svc.Spec.HealthCheckNodePort = 0
+	}
+}
+
+func externallyAccessible(svc *corev1.Service) bool {
+	return svc.Spec.Type == corev1.ServiceTypeNodePort || svc.Spec.Type == corev1.ServiceTypeLoadBalancer
 }

@@ -118,12 +118,13 @@ func hasSubresource(res *resource, name string) bool {
 }
 
 // withUpdate returns a copy of res whose registry description updates with
-// prepare instead of the main resource's PrepareForUpdate, and defaults
-// nothing: a subresource write starts from the stored, defaulted object.
+// prepare and validate instead of the main resource's PrepareForUpdate and
+// ValidateUpdate, and defaults nothing: a subresource write starts from the
+// stored, defaulted object.
 // Keys and errors stay those of res.
-func withUpdate(res *resource, prepare func(obj, old runtime.Object)) *resource {
+func withUpdate(res *resource, prepare func(obj, old runtime.Object), validate func(obj, old runtime.Object) field.ErrorList) *resource {
 	c, reg := *res, *res.reg
-	reg.Default, reg.PrepareForUpdate = nil, prepare
+	reg.Default, reg.PrepareForUpdate, reg.ValidateUpdate = nil, prepare, validate
 	c.reg = &reg
 	return &c
 }
@@ -137,9 +138,9 @@ func (s *Server) serveStatus(w http.ResponseWriter, r *http.Request, res *resour
 	case http.MethodGet:
 		return s.get(w, r, res, ns, name)
 	case http.MethodPut:
-		return s.update(w, r, withUpdate(res, onlyStatus), ns, name)
+		return s.update(w, r, withUpdate(res, onlyStatus, res.reg.ValidateUpdate), ns, name)
 	case http.MethodPatch:
-		return s.patch(w, r, withUpdate(res, onlyStatus), ns, name)
+		return s.patch(w, r, withUpdate(res, onlyStatus, res.reg.ValidateUpdate), ns, name)
 	}
 	return methodNotAllowed(r.Method)
 }
@@ -179,6 +180,10 @@ func (s *Server) serveScale(w http.ResponseWriter, r *http.Request, res *resourc
 	if err != nil {
 		return err
 	}
+	manager, err := managerParam(r.URL.Query(), r.UserAgent(), updateOptionsKind)
+	if err != nil {
+		return err
+	}
 	var (
 		put      runtime.Object // the Scale of a PUT
 		p        patchRequest   // the patch of a PATCH
@@ -211,7 +216,11 @@ func (s *Server) serveScale(w http.ResponseWriter, r *http.Request, res *resourc
 				return nil, err
 			}
 		}
-		return applyScale(res, name, cur, want.(*autoscalingv1.Scale))
+		obj, err := applyScale(res, name, cur.DeepCopyObject(), want.(*autoscalingv1.Scale))
+		if err != nil {
+			return nil, err
+		}
+		return s.trackUpdate(r.Context(), res, subScale, cur, obj, manager), nil
 	}, registry.UpdateOptions{DryRun: dryRun})
 	if err != nil {
 		return err
@@ -321,7 +330,9 @@ func (s *Server) bind(w http.ResponseWriter, r *http.Request, res *resource, ns,
 	}
 	// The pod's own update rules would keep its status: a binding writes
 	// spec and status together.
-	binding := withUpdate(res, nil)
+	// A binding changes spec.nodeName, which a pod update may not: the
+	// binding itself was checked above.
+	binding := withUpdate(res, nil, nil)
 	_, err = s.cfg.Store.GuaranteedUpdate(r.Context(), binding.reg, ns, name, func(cur runtime.Object) (runtime.Object, error) {
 		pod := cur.(*corev1.Pod)
 		if pod.DeletionTimestamp != nil {
@@ -372,5 +383,5 @@ func (s *Server) finalize(w http.ResponseWriter, r *http.Request, res *resource,
 		finalizers := obj.(*corev1.Namespace).Spec.Finalizers
 		old.(*corev1.Namespace).DeepCopyInto(obj.(*corev1.Namespace))
 		obj.(*corev1.Namespace).Spec.Finalizers = finalizers
-	}), "", name)
+	}, res.reg.ValidateUpdate), "", name)
 }

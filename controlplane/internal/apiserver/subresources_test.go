@@ -261,3 +261,18 @@ func mustJSON(t *testing.T, v any) string {
 	}
 	return string(b)
 }
+
+// TestScaleOwnsReplicas: a write through /scale takes ownership of
+// spec.replicas, so a later server-side apply of another replica count by
+// another manager conflicts instead of silently undoing the scale.
+func TestScaleOwnsReplicas(t *testing.T) {
+	ts := startServer(t)
+	deploys := ts.URL + "/apis/apps/v1/namespaces/default/deployments"
+	const manifest = `{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"web"},"spec":{"replicas":1,"selector":{"matchLabels":{"app":"web"}},"template":{"metadata":{"labels":{"app":"web"}},"spec":{"containers":[{"name":"c","image":"nginx"}]}}}}`
+	mustDo(t, 201, "PATCH", deploys+"/web?fieldManager=applier", "application/apply-patch+yaml", manifest, nil)
+	mustDo(t, 200, "PATCH", deploys+"/web/scale?fieldManager=scaler", "application/merge-patch+json", `{"spec":{"replicas":3}}`, nil)
+	code, _, body := do(t, "PATCH", deploys+"/web?fieldManager=applier", "application/apply-patch+yaml", manifest)
+	if code != 409 || !strings.Contains(string(body), `conflict with \"scaler\"`) || !strings.Contains(string(body), ".spec.replicas") {
+		t.Fatalf("apply after scale: got %d %s, want 409 naming scaler and .spec.replicas", code, body)
+	}
+}

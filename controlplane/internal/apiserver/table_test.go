@@ -308,7 +308,7 @@ func TestKubectlTables(t *testing.T) {
 	mustDo(t, http.StatusOK, "DELETE", api+"/namespaces/default/pods/p2", "", "", nil)
 	mustDo(t, http.StatusCreated, "POST", api+"/namespaces/default/services", "application/json",
 		`{"metadata":{"name":"np"},"spec":{"type":"NodePort","clusterIP":"10.96.0.10","clusterIPs":["10.96.0.10"],"selector":{"app":"web"},
-		"ports":[{"port":80,"nodePort":30080},{"name":"https","port":443,"nodePort":30443}]}}`, nil)
+		"ports":[{"name":"http","port":80,"nodePort":30080},{"name":"https","port":443,"nodePort":30443}]}}`, nil)
 	mustDo(t, http.StatusCreated, "POST", api+"/namespaces/default/services", "application/json",
 		`{"metadata":{"name":"hl"},"spec":{"clusterIP":"None","clusterIPs":["None"],"ports":[{"port":53,"protocol":"UDP"}]}}`, nil)
 	mustDo(t, http.StatusCreated, "POST", api+"/namespaces/default/endpoints", "application/json",

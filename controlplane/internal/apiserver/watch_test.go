@@ -37,7 +37,7 @@ func TestWatchList(t *testing.T) {
 			t.Fatalf("watch ended: %v", lines.Err())
 		}
 		var ev struct {
-			Type   string                        `json:"type"`
+			Type   string                       `json:"type"`
 			Object metav1.PartialObjectMetadata `json:"object"`
 		}
 		if err := json.Unmarshal(lines.Bytes(), &ev); err != nil {
