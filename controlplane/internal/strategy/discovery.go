@@ -128,7 +128,7 @@ func validateLease(l *coordinationv1.Lease) field.ErrorList {
 		errs = append(errs, field.Invalid(specPath.Child("leaseTransitions"), t, isNegativeErrorMsg))
 	}
 	if s := spec.Strategy; s != nil {
-		p := specPath.Child("strategy")
+		p := specPath.Child("strategy") // kube-apiserver reports spec.strategy.strategy
 		if !strings.Contains(string(*s), "/") {
 			// Unqualified strategies are Kubernetes'.
 			if !slices.Contains(validLeaseStrategies, *s) {

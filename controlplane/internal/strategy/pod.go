@@ -323,6 +323,20 @@ var volumeSourceNames = func() []string {
 	return names
 }()
 
+// volumeSourceOrder is the order in which sources are counted: emptyDir
+// first, as kube-apiserver does, so that the second source is the one
+// reported.
+var volumeSourceOrder = func() []int {
+	emptyDir := slices.Index(volumeSourceNames, "emptyDir")
+	order := []int{emptyDir}
+	for i := range volumeSourceNames {
+		if i != emptyDir {
+			order = append(order, i)
+		}
+	}
+	return order
+}()
+
 // validateVolumes checks the pod's volumes and returns the valid ones by
 // name, for the volume mounts to refer to.
 func validateVolumes(volumes []corev1.Volume, fldPath *field.Path) (map[string]corev1.VolumeSource, field.ErrorList) {
@@ -352,7 +366,7 @@ func validateVolumeSource(s *corev1.VolumeSource, fldPath *field.Path) field.Err
 	var errs field.ErrorList
 	v := reflect.ValueOf(s).Elem()
 	n := 0
-	for i := range v.NumField() {
+	for _, i := range volumeSourceOrder {
 		if v.Field(i).IsNil() {
 			continue
 		}

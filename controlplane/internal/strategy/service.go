@@ -47,9 +47,9 @@ func validateService(svc *corev1.Service) field.ErrorList {
 				fmt.Sprintf("may not be set to 'None' for %s services", spec.Type)))
 		}
 	case corev1.ServiceTypeExternalName:
-		if spec.ClusterIP != "" {
-			errs = append(errs, field.Forbidden(specPath.Child("clusterIP"), "may not be set for ExternalName services"))
-		} else if len(spec.ClusterIPs) > 0 {
+		// A clusterIP left over from another type is dropped with
+		// clusterIPs by the allocator, so only clusterIPs is checked.
+		if len(spec.ClusterIPs) > 0 {
 			errs = append(errs, field.Forbidden(specPath.Child("clusterIPs"), "may not be set for ExternalName services"))
 		}
 		if len(spec.IPFamilies) > 0 {
@@ -170,7 +170,8 @@ func validateService(svc *corev1.Service) field.ErrorList {
 	}
 	switch itp := spec.InternalTrafficPolicy; {
 	case itp == nil:
-		if spec.Type != corev1.ServiceTypeExternalName {
+		switch spec.Type {
+		case corev1.ServiceTypeClusterIP, corev1.ServiceTypeNodePort, corev1.ServiceTypeLoadBalancer:
 			errs = append(errs, field.Required(specPath.Child("internalTrafficPolicy"), ""))
 		}
 	case !supportedInternalTrafficPolicies.Has(*itp):

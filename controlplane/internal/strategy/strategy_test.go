@@ -95,10 +95,15 @@ func newServiceAccount() *corev1.ServiceAccount {
 	return &corev1.ServiceAccount{ObjectMeta: objectMeta("default")}
 }
 
-//lint:ignore SA1019 Kubernetes still serves core/v1 Endpoints
-func newEndpoints() *corev1.Endpoints {
-	//lint:ignore SA1019 Kubernetes still serves core/v1 Endpoints
-	return &corev1.Endpoints{ObjectMeta: objectMeta("web"), Subsets: []corev1.EndpointSubset{{
+// endpoints is core/v1 Endpoints, deprecated upstream in favour of
+// EndpointSlice but still served.
+//
+//lint:ignore SA1019 Kubernetes still serves core/v1 Endpoints and kubectl reads them
+type endpoints = corev1.Endpoints
+
+func newEndpoints() *endpoints {
+	//lint:ignore SA1019 as above
+	return &endpoints{ObjectMeta: objectMeta("web"), Subsets: []corev1.EndpointSubset{{
 		Addresses: []corev1.EndpointAddress{{IP: "10.244.1.5"}},
 		Ports:     []corev1.EndpointPort{{Name: "http", Port: 80}},
 	}}}
@@ -244,3 +249,5 @@ func TestKindsAreDistinct(t *testing.T) {
 		t.Errorf("got %d distinct kinds, want 16", len(seen))
 	}
 }
+
+func fieldPath(name string, more ...string) *field.Path { return field.NewPath(name, more...) }
