@@ -179,6 +179,9 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	case segs[0] == "openapi" && len(segs) >= 2 && segs[1] == "v3":
 		s.getOnly(w, r, func() { s.serveOpenAPI(w, r) })
 		return
+	case (segs[0] == "api" || segs[0] == "apis") && len(segs) == 1 && wantsAggregated(r.Header.Get("Accept")):
+		s.getOnly(w, r, func() { s.serveAggregated(w, segs[0] == "api") })
+		return
 	case segs[0] == "api" && len(segs) == 1:
 		s.getOnly(w, r, func() { s.serveAPIVersions(w, r) })
 		return
@@ -271,6 +274,12 @@ func writeError(w http.ResponseWriter, err error) {
 
 // writeJSON writes v as the JSON body of a response with the given code.
 func writeJSON(w http.ResponseWriter, code int, v any) {
+	writeJSONAs(w, code, "application/json", v)
+}
+
+// writeJSONAs is writeJSON with another JSON media type (a successful
+// answer's; errors are application/json).
+func writeJSONAs(w http.ResponseWriter, code int, contentType string, v any) {
 	body, err := json.Marshal(v)
 	if err != nil {
 		code = http.StatusInternalServerError
@@ -279,8 +288,9 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 			Code: http.StatusInternalServerError, Reason: metav1.StatusReasonInternalError,
 			Message: "encoding the response: " + err.Error(),
 		})
+		contentType = "application/json"
 	}
-	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Type", contentType)
 	w.WriteHeader(code)
 	_, _ = w.Write(append(body, '\n')) // a client that went away is not an error of ours
 }
