@@ -14,7 +14,10 @@
 // A write then runs Default, the registry's PrepareForCreate or
 // PrepareForUpdate, and Validate or ValidateUpdate, whose errors the registry
 // turns into a 422 Invalid. Kinds this package does not know are left alone:
-// Default does nothing and the validators return no errors.
+// Default does nothing and the validators return no errors. The services'
+// PrepareForUpdate should start with PrepareServiceUpdate, which drops what
+// a type change leaves stale. Controllers that build pods from templates can
+// use DefaultPodTemplate, ValidatePodTemplate and ValidatePodSpec.
 //
 // What is not here: object metadata (names, labels, annotations, finalizers,
 // owner references) is validated by the registry itself; cluster IPs, IP

@@ -2,6 +2,7 @@ package strategy
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -347,8 +348,8 @@ func validateServiceUpdate(svc, old *corev1.Service) field.ErrorList {
 		}
 	}
 	if svc.Spec.Type == corev1.ServiceTypeLoadBalancer && old.Spec.Type == corev1.ServiceTypeLoadBalancer {
-		if a, b := svc.Spec.LoadBalancerClass, old.Spec.LoadBalancerClass; (a == nil) != (b == nil) || (a != nil && *a != *b) {
-			errs = append(errs, field.Invalid(specPath.Child("loadBalancerClass"), a, "may not change once set"))
+		if !equalPtr(svc.Spec.LoadBalancerClass, old.Spec.LoadBalancerClass) {
+			errs = append(errs, field.Invalid(specPath.Child("loadBalancerClass"), svc.Spec.LoadBalancerClass, "may not change once set"))
 		}
 		if needsHealthCheck(svc) && needsHealthCheck(old) && svc.Spec.HealthCheckNodePort != old.Spec.HealthCheckNodePort {
 			errs = append(errs, field.Forbidden(specPath.Child("healthCheckNodePort"), fieldImmutableErrorMsg))
@@ -359,4 +360,79 @@ func validateServiceUpdate(svc, old *corev1.Service) field.ErrorList {
 
 func needsHealthCheck(svc *corev1.Service) bool {
 	return svc.Spec.Type == corev1.ServiceTypeLoadBalancer && svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal
+}
+
+// PrepareServiceUpdate clears the fields of svc that only its old type
+// needed and that the client did not change: cluster IPs and IP families
+// when it becomes ExternalName, node ports when it stops being NodePort or
+// LoadBalancer, and so on (dropTypeDependentFields upstream). Without it,
+// `kubectl apply` of a type change fails validation on values the server
+// filled in for the old type. Call it from the services' PrepareForUpdate,
+// before keeping allocated values; old is the stored service.
+func PrepareServiceUpdate(svc, old *corev1.Service) {
+	s, o := &svc.Spec, &old.Spec
+	if o.Type != corev1.ServiceTypeExternalName && s.Type == corev1.ServiceTypeExternalName {
+		if s.ClusterIP == o.ClusterIP && slices.Equal(s.ClusterIPs, o.ClusterIPs) {
+			s.ClusterIP, s.ClusterIPs = "", nil
+		}
+		if slices.Equal(s.IPFamilies, o.IPFamilies) {
+			s.IPFamilies = nil
+		}
+		if equalPtr(s.IPFamilyPolicy, o.IPFamilyPolicy) {
+			s.IPFamilyPolicy = nil
+		}
+	}
+	if usesNodePorts(old) && !usesNodePorts(svc) && sameNodePorts(s.Ports, o.Ports) {
+		for i := range s.Ports {
+			s.Ports[i].NodePort = 0
+		}
+	}
+	if needsHealthCheck(old) && !needsHealthCheck(svc) && s.HealthCheckNodePort == o.HealthCheckNodePort {
+		s.HealthCheckNodePort = 0
+	}
+	if o.Type == corev1.ServiceTypeLoadBalancer && s.Type != corev1.ServiceTypeLoadBalancer {
+		if s.AllocateLoadBalancerNodePorts != nil && equalPtr(s.AllocateLoadBalancerNodePorts, o.AllocateLoadBalancerNodePorts) {
+			s.AllocateLoadBalancerNodePorts = nil
+		}
+		if equalPtr(s.LoadBalancerClass, o.LoadBalancerClass) {
+			s.LoadBalancerClass = nil
+		}
+	}
+	if externallyAccessible(old) && !externallyAccessible(svc) && s.ExternalTrafficPolicy == o.ExternalTrafficPolicy {
+		s.ExternalTrafficPolicy = ""
+	}
+	if s.Type != corev1.ServiceTypeLoadBalancer {
+		svc.Status.LoadBalancer = corev1.LoadBalancerStatus{}
+	}
+}
+
+// usesNodePorts reports whether the service's type gets node ports.
+func usesNodePorts(svc *corev1.Service) bool {
+	switch svc.Spec.Type {
+	case corev1.ServiceTypeNodePort:
+		return true
+	case corev1.ServiceTypeLoadBalancer:
+		return svc.Spec.AllocateLoadBalancerNodePorts == nil || *svc.Spec.AllocateLoadBalancerNodePorts
+	}
+	return false
+}
+
+// sameNodePorts reports whether the client kept every node port it sent:
+// each port of ports either has no node port or the one the same port had.
+func sameNodePorts(ports, old []corev1.ServicePort) bool {
+	for _, p := range ports {
+		if p.NodePort == 0 {
+			continue
+		}
+		if !slices.ContainsFunc(old, func(o corev1.ServicePort) bool {
+			return o.Port == p.Port && o.Protocol == p.Protocol && o.NodePort == p.NodePort
+		}) {
+			return false
+		}
+	}
+	return true
+}
+
+func equalPtr[T comparable](a, b *T) bool {
+	return (a == nil) == (b == nil) && (a == nil || *a == *b)
 }

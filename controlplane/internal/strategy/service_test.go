@@ -1,6 +1,7 @@
 package strategy
 
 import (
+	"reflect"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -165,5 +166,47 @@ func TestValidateServiceUpdate(t *testing.T) {
 			tc.mutate(svc)
 			checkErrs(t, ValidateUpdate(svc, old), tc.want...)
 		})
+	}
+}
+
+// TestPrepareServiceUpdate replays `kubectl apply` of a type change: the
+// patched object still carries what the server filled in for the old type.
+func TestPrepareServiceUpdate(t *testing.T) {
+	old := newService()
+	old.Spec.Type = corev1.ServiceTypeNodePort
+	old = allocated(old)
+
+	toClusterIP := old.DeepCopy()
+	toClusterIP.Spec.Type = "" // removed from the manifest
+	Default(toClusterIP)
+	if errs := ValidateUpdate(toClusterIP, old); len(errs) == 0 {
+		t.Errorf("without PrepareServiceUpdate: got no errors, want the stale node ports and traffic policy refused")
+	}
+	PrepareServiceUpdate(toClusterIP, old)
+	checkErrs(t, ValidateUpdate(toClusterIP, old))
+	check(t, "nodePort dropped", toClusterIP.Spec.Ports[0].NodePort, 0)
+	check(t, "externalTrafficPolicy dropped", toClusterIP.Spec.ExternalTrafficPolicy, "")
+	check(t, "clusterIP kept", toClusterIP.Spec.ClusterIP, old.Spec.ClusterIP)
+
+	toExternal := old.DeepCopy()
+	toExternal.Spec.Type, toExternal.Spec.ExternalName = corev1.ServiceTypeExternalName, "db.example.com"
+	Default(toExternal)
+	PrepareServiceUpdate(toExternal, old)
+	checkErrs(t, ValidateUpdate(toExternal, old))
+	check(t, "clusterIP dropped", toExternal.Spec.ClusterIP, "")
+	check(t, "ipFamilies dropped", len(toExternal.Spec.IPFamilies), 0)
+
+	// A node port the client changed is its own: it stays, and is refused.
+	changed := old.DeepCopy()
+	changed.Spec.Type = corev1.ServiceTypeClusterIP
+	changed.Spec.Ports[0].NodePort = 31999
+	PrepareServiceUpdate(changed, old)
+	check(t, "changed nodePort kept", changed.Spec.Ports[0].NodePort, 31999)
+	checkErrs(t, ValidateUpdate(changed, old), "spec.ports[0].nodePort: Forbidden")
+
+	same := old.DeepCopy()
+	PrepareServiceUpdate(same, old)
+	if !reflect.DeepEqual(same, old) {
+		t.Errorf("PrepareServiceUpdate changed an unchanged service: got %+v, want %+v", same, old)
 	}
 }
