@@ -100,10 +100,19 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, res *resource, ns 
 	return s.writeObjects(w, r, res, http.StatusOK, list, items)
 }
 
-// writeObjects writes obj, or a Table of items when the client asks for one.
+// writeObjects writes obj, or a Table of items, or obj's metadata only, as
+// the client asks.
 func (s *Server) writeObjects(w http.ResponseWriter, r *http.Request, res *resource, code int, obj runtime.Object, items []runtime.Object) error {
-	if !wantsTable(r.Header.Get("Accept")) {
+	switch acceptedAs(r.Header.Get("Accept")) {
+	case asPlainObjects:
 		writeJSON(w, code, obj)
+		return nil
+	case asMeta, asMetaList:
+		out, err := metadataOnly(r.Header.Get("Accept"), obj)
+		if err != nil {
+			return err
+		}
+		writeJSON(w, code, out)
 		return nil
 	}
 	inc, err := parseIncludeObject(r.URL.Query().Get("includeObject"))

@@ -78,7 +78,11 @@ func resources() []*resource {
 				PrepareForCreate: func(obj runtime.Object) {
 					obj.(*corev1.Namespace).Status = corev1.NamespaceStatus{Phase: corev1.NamespaceActive}
 				},
-				PrepareForUpdate: keepStatus,
+				PrepareForUpdate: func(obj, old runtime.Object) {
+					// spec.finalizers is written through namespaces/finalize only.
+					keepStatus(obj, old)
+					obj.(*corev1.Namespace).Spec.Finalizers = old.(*corev1.Namespace).Spec.Finalizers
+				},
 				Fields: func(obj runtime.Object) fields.Set {
 					return fields.Set{"status.phase": string(obj.(*corev1.Namespace).Status.Phase)}
 				},
@@ -104,7 +108,8 @@ func resources() []*resource {
 			reg: &registry.Resource{
 				New: func() runtime.Object { return &corev1.Pod{} }, NewList: func() runtime.Object { return &corev1.PodList{} },
 				PrepareForCreate: func(obj runtime.Object) {
-					obj.(*corev1.Pod).Status = corev1.PodStatus{Phase: corev1.PodPending}
+					pod := obj.(*corev1.Pod)
+					pod.Status = corev1.PodStatus{Phase: corev1.PodPending, QOSClass: strategy.PodQOSClass(&pod.Spec)}
 				},
 				PrepareForUpdate: keepStatus,
 				GracePeriod:      podGracePeriod,
@@ -129,6 +134,7 @@ func resources() []*resource {
 				PrepareForCreate: func(obj runtime.Object) { obj.(*corev1.Service).Status = corev1.ServiceStatus{} },
 				PrepareForUpdate: func(obj, old runtime.Object) {
 					keepStatus(obj, old)
+					strategy.PrepareServiceUpdate(obj.(*corev1.Service), old.(*corev1.Service))
 					keepAllocated(obj, old)
 				},
 			},

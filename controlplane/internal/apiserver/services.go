@@ -195,9 +195,11 @@ func (a *serviceAllocator) freePort(held func(string) bool, mine map[int]bool) (
 	return 0, false
 }
 
-// keepAllocated is part of the services' PrepareForUpdate: an update that
-// leaves the cluster IP or a node port unset keeps the stored one, as
-// kube-apiserver does (kubectl apply and replace send services without them).
+// keepAllocated is part of the services' PrepareForUpdate, after
+// strategy.PrepareServiceUpdate dropped what only the old type needed: an
+// update that leaves the cluster IP or a node port unset keeps the stored
+// one, as kube-apiserver does (kubectl apply and replace send services
+// without them).
 func keepAllocated(obj, old runtime.Object) {
 	svc, prev := obj.(*corev1.Service), old.(*corev1.Service)
 	if svc.Spec.ClusterIP == "" && svc.Spec.Type != corev1.ServiceTypeExternalName && prev.Spec.Type != corev1.ServiceTypeExternalName {
@@ -212,6 +214,9 @@ func keepAllocated(obj, old runtime.Object) {
 	if len(svc.Spec.ClusterIPs) == 0 && svc.Spec.ClusterIP != "" {
 		svc.Spec.ClusterIPs = []string{svc.Spec.ClusterIP}
 	}
+	if !externallyAccessible(svc) {
+		return
+	}
 	for i := range svc.Spec.Ports {
 		p := &svc.Spec.Ports[i]
 		if p.NodePort != 0 {
@@ -222,31 +227,6 @@ func keepAllocated(obj, old runtime.Object) {
 				p.NodePort = q.NodePort
 			}
 		}
-	}
-	dropTypeDependent(svc, prev)
-}
-
-// dropTypeDependent clears, when a service stops being externally
-// accessible (NodePort or LoadBalancer to ClusterIP), the node ports and
-// traffic policy it kept from before, as kube-apiserver does; those the
-// update sets anew stay, for validation to refuse.
-func dropTypeDependent(svc, prev *corev1.Service) {
-	if !externallyAccessible(prev) || externallyAccessible(svc) {
-		return
-	}
-	for i := range svc.Spec.Ports {
-		p := &svc.Spec.Ports[i]
-		for _, q := range prev.Spec.Ports {
-			if p.NodePort != 0 && p.NodePort == q.NodePort {
-				p.NodePort = 0
-			}
-		}
-	}
-	if svc.Spec.ExternalTrafficPolicy == prev.Spec.ExternalTrafficPolicy {
-		svc.Spec.ExternalTrafficPolicy = ""
-	}
-	if svc.Spec.HealthCheckNodePort == prev.Spec.HealthCheckNodePort {
-		svc.Spec.HealthCheckNodePort = 0
 	}
 }
 

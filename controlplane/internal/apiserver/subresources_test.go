@@ -276,3 +276,25 @@ func TestScaleOwnsReplicas(t *testing.T) {
 		t.Fatalf("apply after scale: got %d %s, want 409 naming scaler and .spec.replicas", code, body)
 	}
 }
+
+// TestNamespaceFinalizersKept: an ordinary update of a namespace neither
+// drops nor re-adds spec.finalizers; only namespaces/finalize writes them.
+func TestNamespaceFinalizersKept(t *testing.T) {
+	ts := startServer(t)
+	nss := ts.URL + "/api/v1/namespaces"
+	var ns corev1.Namespace
+	mustDo(t, 201, "POST", nss, "application/json", `{"metadata":{"name":"keep"}}`, &ns)
+	if len(ns.Spec.Finalizers) != 1 || ns.Spec.Finalizers[0] != corev1.FinalizerKubernetes {
+		t.Fatalf("created with finalizers %v, want [kubernetes]", ns.Spec.Finalizers)
+	}
+	mustDo(t, 200, "PUT", nss+"/keep", "application/json", `{"metadata":{"name":"keep","labels":{"a":"b"}},"spec":{"finalizers":[]}}`, &ns)
+	if len(ns.Spec.Finalizers) != 1 {
+		t.Errorf("after an update without finalizers: got %v, want [kubernetes] kept", ns.Spec.Finalizers)
+	}
+	mustDo(t, 200, "PUT", nss+"/keep/finalize", "application/json", `{"metadata":{"name":"keep"},"spec":{"finalizers":[]}}`, &ns)
+	var after corev1.Namespace // a fresh one: decoding keeps fields the JSON lacks
+	mustDo(t, 200, "PUT", nss+"/keep", "application/json", `{"metadata":{"name":"keep","labels":{"a":"c"}}}`, &after)
+	if len(after.Spec.Finalizers) != 0 {
+		t.Errorf("after finalize and an update: got %v, want none (not re-added)", after.Spec.Finalizers)
+	}
+}

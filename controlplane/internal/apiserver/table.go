@@ -87,24 +87,33 @@ func parseIncludeObject(v string) (includeObject, error) {
 	return "", apierrors.NewBadRequest(fmt.Sprintf("includeObject: Unsupported value: %q: supported values: \"Metadata\", \"None\", \"Object\"", v))
 }
 
-// wantsTable reports whether the Accept header prefers a meta.k8s.io/v1
-// Table to the plain object: the first acceptable media type decides.
-// Protobuf and other types are answered with JSON, which clients accept.
-func wantsTable(accept string) bool {
+// The meta.k8s.io/v1 renderings a client may ask for with
+// Accept: application/json;as=...;g=meta.k8s.io;v=v1.
+const (
+	asTable        = "Table"
+	asMeta         = "PartialObjectMetadata"
+	asMetaList     = "PartialObjectMetadataList"
+	asPlainObjects = ""
+)
+
+// acceptedAs returns the rendering the Accept header prefers: the first
+// acceptable media type decides. Protobuf and other types are answered
+// with JSON, which clients accept; renderings in other versions or
+// encodings fall through to the next choice.
+func acceptedAs(accept string) string {
 	for _, part := range strings.Split(accept, ",") {
 		mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
 		if err != nil {
 			continue
 		}
-		if params["as"] == "Table" {
-			if mt == "application/json" && params["g"] == "meta.k8s.io" && params["v"] == "v1" {
-				return true
-			}
-			continue // v1beta1 Tables, or Tables in other encodings: fall through to the next choice
+		switch as := params["as"]; {
+		case as == "":
+			return asPlainObjects
+		case (as == asTable || as == asMeta || as == asMetaList) && mt == "application/json" && params["g"] == "meta.k8s.io" && params["v"] == "v1":
+			return as
 		}
-		return false
 	}
-	return false
+	return asPlainObjects
 }
 
 // table renders objs as a Table with res's columns, every column

@@ -35,7 +35,7 @@ func (s *Server) serveWatch(w http.ResponseWriter, r *http.Request, res *resourc
 		b := queryBool(q, "sendInitialEvents")
 		opts.SendInitialEvents = &b
 	}
-	asTable := wantsTable(r.Header.Get("Accept"))
+	as := acceptedAs(r.Header.Get("Accept"))
 	inc, err := parseIncludeObject(q.Get("includeObject"))
 	if err != nil {
 		return err
@@ -72,7 +72,7 @@ func (s *Server) serveWatch(w http.ResponseWriter, r *http.Request, res *resourc
 				return nil
 			}
 		}
-		obj, err := s.eventObject(res, ev, asTable, inc, first)
+		obj, err := s.eventObject(res, ev, as, inc, first)
 		if err != nil {
 			s.cfg.Logger.Error("apiserver: watch: encoding an event", "resource", res.gvr.String(), "err", err)
 			return nil // the stream has begun: the client sees it end and re-watches
@@ -88,14 +88,19 @@ func (s *Server) serveWatch(w http.ResponseWriter, r *http.Request, res *resourc
 }
 
 // eventObject returns the JSON of an event's object: a Status for ERROR
-// events, a Table row when asTable, else the object itself.
-func (s *Server) eventObject(res *resource, ev watch.Event, asTable bool, inc includeObject, withHeaders bool) ([]byte, error) {
+// events, a Table row or the object's metadata when the client asked for
+// them (as), else the object itself.
+func (s *Server) eventObject(res *resource, ev watch.Event, as string, inc includeObject, withHeaders bool) ([]byte, error) {
 	if st, ok := ev.Object.(*metav1.Status); ok {
 		st.TypeMeta = metav1.TypeMeta{Kind: "Status", APIVersion: "v1"}
 		return json.Marshal(st)
 	}
-	if !asTable {
+	switch as {
+	case asPlainObjects:
 		return json.Marshal(ev.Object)
+	case asMeta, asMetaList:
+		// A watch of metadata streams PartialObjectMetadata, whichever was asked.
+		return json.Marshal(partialMetadata(ev.Object))
 	}
 	if ev.Type == watch.Bookmark {
 		// As kube-apiserver: a table watch's bookmark is a Table without
