@@ -122,6 +122,8 @@ type master struct {
 	peerAddr string
 	httpAddr string
 	logPath  string
+	// extra are more `skiff server` flags, passed on every start.
+	extra []string
 
 	// Set by each start; proc is nil while the master is not running.
 	proc   *exec.Cmd
@@ -157,6 +159,13 @@ type masters struct {
 // is ready and every one sees n voters.
 func startMasters(t *testing.T, n int) *masters {
 	t.Helper()
+	return startMastersWith(t, n)
+}
+
+// startMastersWith is startMasters with more `skiff server` flags for every
+// master, on every start (such as "--compact-interval", "1s").
+func startMastersWith(t *testing.T, n int, extra ...string) *masters {
+	t.Helper()
 	ms := &masters{
 		bin:  skiffBinary(t),
 		dir:  t.TempDir(),
@@ -174,6 +183,7 @@ func startMasters(t *testing.T, n int) *masters {
 			name:    fmt.Sprintf("m%d", i+1),
 			dataDir: filepath.Join(ms.dir, fmt.Sprintf("m%d", i+1), "data"),
 			logPath: filepath.Join(ms.dir, fmt.Sprintf("m%d.log", i+1)),
+			extra:   extra,
 		}
 		ms.nodes = append(ms.nodes, m)
 		var join string
@@ -288,7 +298,8 @@ func (ms *masters) restartAll(t *testing.T) {
 func (m *master) args() []string {
 	// The API port is ephemeral: tests reach the API through the admin
 	// kubeconfig the master writes, which names the port it got.
-	return []string{"server", "--name", m.name, "--data-dir", m.dataDir, "--peer-addr", m.peerAddr, "--http-addr", m.httpAddr, "--api-addr", "127.0.0.1:0"}
+	args := []string{"server", "--name", m.name, "--data-dir", m.dataDir, "--peer-addr", m.peerAddr, "--http-addr", m.httpAddr, "--api-addr", "127.0.0.1:0"}
+	return append(args, m.extra...)
 }
 
 // errAddrInUse marks a start that failed because a port was taken.

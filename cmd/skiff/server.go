@@ -30,6 +30,10 @@ type serverFlags struct {
 	peerCert, peerKey, peerCA, peerServerName                             string
 	httpCert, httpKey                                                     string
 	profiling                                                             bool
+	// watchHistory and compactInterval bound the store's history; see
+	// raftstore.Config.WatchHistory and CompactInterval.
+	watchHistory    int
+	compactInterval time.Duration
 }
 
 func (f *serverFlags) register(fs *flag.FlagSet, single bool) {
@@ -54,6 +58,9 @@ func (f *serverFlags) register(fs *flag.FlagSet, single bool) {
 	fs.StringVar(&f.httpCert, "tls-cert-file", "", "certificate for the status endpoint (serves HTTPS when set, with --tls-key-file)")
 	fs.StringVar(&f.httpKey, "tls-key-file", "", "key of --tls-cert-file")
 	fs.BoolVar(&f.profiling, "profiling", true, "serve Go profiles under /debug/pprof/ on the status endpoint")
+	def := raftstore.DefaultConfig()
+	fs.IntVar(&f.watchHistory, "watch-history", def.WatchHistory, "how many recent changes each master keeps for watches that resume from a resourceVersion; a watch further behind gets 410 Expired and its client re-lists")
+	fs.DurationVar(&f.compactInterval, "compact-interval", def.CompactInterval, "how often the leader compacts the store's history to the revision current one interval earlier; watches and paged lists from an older resourceVersion get 410 Expired (0 disables compaction)")
 }
 
 // peerTLS loads the mutual TLS configs of the peer listener, or nil, nil
@@ -206,6 +213,10 @@ func (f *serverFlags) storeConfig(logger *slog.Logger) (raftstore.Config, error)
 		}
 	}
 	cfg.Bootstrap = len(cfg.Join) == 0
+	if f.compactInterval < 0 {
+		return cfg, fmt.Errorf("--compact-interval %v: must not be negative", f.compactInterval)
+	}
+	cfg.WatchHistory, cfg.CompactInterval = f.watchHistory, f.compactInterval
 	if cfg.ServerTLS, cfg.ClientTLS, err = f.peerTLS(); err != nil {
 		return cfg, err
 	}
