@@ -1026,9 +1026,13 @@ func TestCheckExactlyOnce(t *testing.T) {
 		"configmaps/a": {{"create", 10, 0}, {"update", 12, 1}, {"update", 15, 2}, {"delete", 0, 0}},
 	}
 	add := func(rv uint64, v int) informerEvent { return informerEvent{typ: "add", rv: rv, v: v} }
-	upd := func(old, rv uint64, v int) informerEvent { return informerEvent{typ: "update", oldRV: old, rv: rv, v: v} }
+	upd := func(old, rv uint64, v int) informerEvent {
+		return informerEvent{typ: "update", oldRV: old, rv: rv, v: v}
+	}
 	del := func(rv uint64, v int) informerEvent { return informerEvent{typ: "delete", rv: rv, v: v} }
-	tomb := func(rv uint64, v int) informerEvent { return informerEvent{typ: "delete", rv: rv, v: v, tombstone: true} }
+	tomb := func(rv uint64, v int) informerEvent {
+		return informerEvent{typ: "delete", rv: rv, v: v, tombstone: true}
+	}
 	resync := func(rv uint64, v int) informerEvent { return informerEvent{typ: "resync", oldRV: rv, rv: rv, v: v} }
 	for _, c := range []struct {
 		name   string
