@@ -223,7 +223,7 @@ func workload(gvr schema.GroupVersionResource, singular, kind, short string, new
 		gvr: gvr, singular: singular, kind: kind, namespaced: true,
 		shortNames: []string{short}, categories: []string{"all"},
 		reg: &registry.Resource{
-			New: newObj, NewList: newList,
+			New: newObj, NewList: newList, Generation: true,
 			PrepareForCreate: func(obj runtime.Object) { clearField(obj, "Status") },
 			PrepareForUpdate: func(obj, old runtime.Object) {
 				keepStatus(obj, old)

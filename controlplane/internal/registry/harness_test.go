@@ -22,10 +22,13 @@ import (
 var testNow = time.Date(2026, 3, 4, 5, 6, 7, 890_000_000, time.UTC)
 
 var (
+	// configMaps stands for any resource, with generation counted (as for
+	// workloads) so that its tests cover it.
 	configMaps = &Resource{
 		GroupResource: corev1.Resource("configmaps"),
 		Kind:          corev1.SchemeGroupVersion.WithKind("ConfigMap"),
 		Namespaced:    true,
+		Generation:    true,
 		New:           func() runtime.Object { return &corev1.ConfigMap{} },
 		NewList:       func() runtime.Object { return &corev1.ConfigMapList{} },
 	}

@@ -63,6 +63,10 @@ type Resource struct {
 	// Objects are stored and returned in this version, with TypeMeta set.
 	Kind       schema.GroupVersionKind
 	Namespaced bool
+	// Generation says the objects count their spec changes in
+	// metadata.generation, starting at 1 (workloads, as in kube-apiserver;
+	// PrepareForUpdate bumps it). Other objects have none.
+	Generation bool
 	// New and NewList return empty objects of the Kind and its list type.
 	New     func() runtime.Object
 	NewList func() runtime.Object

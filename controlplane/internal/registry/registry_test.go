@@ -43,6 +43,11 @@ func TestCreateGet(t *testing.T) {
 	if out.Generation != 1 {
 		t.Errorf("generation: got %d, want 1", out.Generation)
 	}
+	p := pod("default", "no-generation", "", nil)
+	p.Generation = 3
+	if got := mustCreate(t, st, pods, "default", p).(*corev1.Pod); got.Generation != 0 {
+		t.Errorf("generation of a resource without: got %d, want 0", got.Generation)
+	}
 	if rv, err := strconv.ParseInt(out.ResourceVersion, 10, 64); err != nil || rv <= 0 {
 		t.Errorf("resourceVersion: got %q, want a positive revision", out.ResourceVersion)
 	}

@@ -69,7 +69,10 @@ func (s *Store) Create(ctx context.Context, res *Resource, ns string, obj runtim
 	m.SetResourceVersion("")
 	m.SetDeletionTimestamp(nil)
 	m.SetDeletionGracePeriodSeconds(nil)
-	m.SetGeneration(1)
+	m.SetGeneration(0)
+	if res.Generation {
+		m.SetGeneration(1)
+	}
 	if res.Default != nil {
 		res.Default(obj)
 	}
