@@ -1,14 +1,17 @@
 // Package master serves the Kubernetes API of one master over its store:
 // the cluster CA (created once, kept in the replicated store so every master
 // shares it), the API server's TLS certificate, the admin kubeconfig, the
-// namespaces every cluster has, and the HTTPS listener with client
-// certificate authentication in front of the API and status handlers.
+// namespaces every cluster has, and the HTTPS listener that authenticates
+// client certificates of the cluster CA and bearer tokens kept in the store
+// in front of the API and status handlers.
 //
 //	m, err := master.New(cfg) // cfg from DefaultConfig, with the store set
 //	err = m.Run(ctx)          // the store must be running (or starting)
 //
-// Anonymous requests get 401, except for /healthz, /livez, /readyz and
-// /version, which Kubernetes also serves to anyone.
+// Anonymous requests, and requests with a bad bearer token, get 401, except
+// for /healthz, /livez, /readyz and /version, which Kubernetes also serves to
+// anyone. The admin verbs manage the bearer tokens with CreateToken,
+// ListTokens and DeleteToken over the store or a remote client of it.
 package master
 
 import (
@@ -24,6 +27,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -31,6 +35,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/skiff-sh/skiff/controlplane/internal/apiserver"
+	"github.com/skiff-sh/skiff/controlplane/internal/authn"
 	"github.com/skiff-sh/skiff/controlplane/internal/pki"
 	"github.com/skiff-sh/skiff/controlplane/internal/registry"
 	"github.com/skiff-sh/skiff/controlplane/statusapi"
@@ -145,11 +150,21 @@ func (m *Master) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	tokens, err := m.runTokens(ctx)
+	if err != nil {
+		return err
+	}
+	defer tokens.stop()
 	if err := ensureNamespaces(ctx, reg, api); err != nil {
 		return err
 	}
+	select {
+	case <-tokens.Synced():
+	case <-ctx.Done():
+		return fmt.Errorf("master: loading bearer tokens: %w", ctx.Err())
+	}
 	srv := &http.Server{
-		Handler:           authenticate(withMetrics(statusapi.Handler(m.cfg.Store, m.cfg.Profiling), m.cfg.Store, api), api.Handler()),
+		Handler:           authenticate(tokens.Authenticator, m.log, withMetrics(statusapi.Handler(m.cfg.Store, m.cfg.Profiling), m.cfg.Store, api), api.Handler()),
 		TLSConfig:         tlsCfg,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(m.log.Handler(), slog.LevelDebug),
@@ -173,6 +188,31 @@ func (m *Master) Run(ctx context.Context) error {
 	}
 	<-done
 	return nil
+}
+
+// tokenAuthenticator is a running authn.Authenticator; stop ends it and
+// waits for it.
+type tokenAuthenticator struct {
+	*authn.Authenticator
+	stop func()
+}
+
+// runTokens starts the authenticator of bearer tokens over the store. It
+// loads the tokens in the background: wait for Synced before serving.
+func (m *Master) runTokens(ctx context.Context) (tokenAuthenticator, error) {
+	cfg := authn.DefaultConfig()
+	cfg.Store, cfg.Logger = m.cfg.Store, m.log
+	a, err := authn.New(cfg)
+	if err != nil {
+		return tokenAuthenticator{}, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		a.Run(ctx) // returns nil, once ctx ends
+	}()
+	return tokenAuthenticator{Authenticator: a, stop: func() { cancel(); <-done }}, nil
 }
 
 // sans returns the names and IPs of the serving certificate.
@@ -344,10 +384,12 @@ func withMetrics(status http.Handler, store *raftstore.Store, api *apiserver.Ser
 	})
 }
 
-// authenticate lets through requests with a verified client certificate;
-// others get 401, except the paths Kubernetes serves to anyone. Every
-// authenticated user may do everything for now (authorization comes later).
-func authenticate(status, api http.Handler) http.Handler {
+// authenticate lets through requests that authn authenticates (a verified
+// client certificate or a valid bearer token), with the user in their
+// context; others get 401, except the paths Kubernetes serves to anyone.
+// Every authenticated user may do everything for now (authorization comes
+// later).
+func authenticate(authr *authn.Authenticator, log *slog.Logger, status, api http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/healthz", "/livez", "/readyz":
@@ -360,7 +402,12 @@ func authenticate(status, api http.Handler) http.Handler {
 			api.ServeHTTP(w, r)
 			return
 		}
-		if _, _, ok := pki.Authenticate(r.TLS); !ok {
+		user, err := authr.AuthenticateRequest(r)
+		if err != nil {
+			if !errors.Is(err, authn.ErrNoCredentials) {
+				// The error names a token's ID at most, never the token.
+				log.Debug("authentication failed", "remote", r.RemoteAddr, "path", r.URL.Path, "err", err)
+			}
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusUnauthorized)
 			json.NewEncoder(w).Encode(metav1.Status{
@@ -369,12 +416,13 @@ func authenticate(status, api http.Handler) http.Handler {
 			})
 			return
 		}
+		r = r.WithContext(authn.WithUser(r.Context(), user))
 		switch r.URL.Path {
 		case "/status", "/metrics":
 			status.ServeHTTP(w, r)
 			return
 		}
-		if len(r.URL.Path) >= len("/debug/pprof/") && r.URL.Path[:len("/debug/pprof/")] == "/debug/pprof/" {
+		if strings.HasPrefix(r.URL.Path, "/debug/pprof/") {
 			status.ServeHTTP(w, r)
 			return
 		}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/skiff-sh/skiff/raftstore"
 	"github.com/skiff-sh/skiff/raftstore/storetest"
 )
 
@@ -19,8 +20,15 @@ import (
 // returns the master's data directory and API URL once it serves.
 func startMaster(t *testing.T) (dataDir, url string) {
 	t.Helper()
+	dataDir, url, _ = startMasterStore(t)
+	return dataDir, url
+}
+
+// startMasterStore is startMaster that also returns the master's store.
+func startMasterStore(t *testing.T) (dataDir, url string, store *raftstore.Store) {
+	t.Helper()
 	dataDir = t.TempDir()
-	store := storetest.Start(t, dataDir)
+	store = storetest.Start(t, dataDir)
 	ready := make(chan string, 1)
 	cfg := DefaultConfig()
 	cfg.Store, cfg.DataDir, cfg.APIAddr = store, dataDir, "127.0.0.1:0"
@@ -46,7 +54,7 @@ func startMaster(t *testing.T) (dataDir, url string) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("master did not serve within 20s")
 	}
-	return dataDir, url
+	return dataDir, url, store
 }
 
 // kubectl runs the real kubectl with kubeconfig, its cache and HOME in temp dirs.

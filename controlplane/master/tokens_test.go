@@ -1,0 +1,258 @@
+package master
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/skiff-sh/skiff/controlplane/internal/authn"
+	"github.com/skiff-sh/skiff/controlplane/internal/pki"
+	"github.com/skiff-sh/skiff/raftstore/storetest"
+)
+
+// tokenClient returns an HTTP client that trusts the master's CA and presents
+// no certificate.
+func tokenClient(t *testing.T, dataDir string) *http.Client {
+	t.Helper()
+	ca, err := LoadCA(dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(ca.CertPEM())
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+}
+
+// getWithToken sends GET url with the bearer token (none when empty) and
+// returns the status code and body.
+func getWithToken(t *testing.T, c *http.Client, url, token string) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, body
+}
+
+// TestBearerTokenRequests: a stored token authenticates against the API and
+// the status paths; an unknown one gets kube-apiserver's 401 Status; a
+// deleted one stops working promptly.
+func TestBearerTokenRequests(t *testing.T) {
+	dataDir, url, store := startMasterStore(t)
+	ctx := t.Context()
+	secret, tok, err := CreateToken(ctx, store, TokenSpec{User: "jane", Groups: []string{"dev"}, TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := tokenClient(t, dataDir)
+
+	for _, path := range []string{"/api/v1/namespaces", "/status", "/metrics"} {
+		// The master waited for its tokens before serving, and this single
+		// node has applied the write: no wait is needed.
+		if code, body := getWithToken(t, c, url+path, secret); code != http.StatusOK {
+			t.Errorf("GET %s with the token = %d %s, want 200", path, code, body)
+		}
+	}
+
+	want := metav1.Status{
+		TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"},
+		Status:   metav1.StatusFailure, Message: "Unauthorized", Reason: metav1.StatusReasonUnauthorized, Code: http.StatusUnauthorized,
+	}
+	for name, token := range map[string]string{"unknown": pki.NewToken(), "not ours": "abc", "the stored hash": tok.Hash, "none": ""} {
+		code, body := getWithToken(t, c, url+"/api/v1/namespaces", token)
+		var got metav1.Status
+		if err := json.Unmarshal(body, &got); err != nil || code != http.StatusUnauthorized || got != want {
+			t.Errorf("GET with %s token = %d %s (%v), want 401 %+v", name, code, body, err, want)
+		}
+	}
+
+	if err := DeleteToken(ctx, store, tok.ID); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		code, _ := getWithToken(t, c, url+"/api/v1/namespaces", secret)
+		if code == http.StatusUnauthorized {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET with a deleted token = %d for 2s, want 401", code)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestAuthenticatedUserInContext: the handlers behind authentication see the
+// user in the request's context, from a token or a certificate.
+func TestAuthenticatedUserInContext(t *testing.T) {
+	store := storetest.Start(t, "")
+	secret, _, err := CreateToken(t.Context(), store, TokenSpec{User: "jane", Groups: []string{"dev"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := authn.DefaultConfig()
+	cfg.Store = store
+	a, err := authn.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Authenticator.Run: %v", err)
+		}
+	}()
+	select {
+	case <-a.Synced():
+	case <-time.After(20 * time.Second):
+		t.Fatal("tokens not loaded within 20s")
+	}
+	echo := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, ok := authn.UserFrom(r.Context())
+		if !ok {
+			http.Error(w, "no user in the context", http.StatusInternalServerError)
+			return
+		}
+		w.Write([]byte(u.Name + " " + strings.Join(u.Groups, ",")))
+	})
+	h := authenticate(a, slog.New(slog.DiscardHandler), echo, echo)
+
+	r := httptest.NewRequest(http.MethodGet, "/api/v1/pods", nil)
+	r.Header.Set("Authorization", "Bearer "+secret)
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	if got, want := w.Body.String(), "jane dev,system:authenticated"; w.Code != http.StatusOK || got != want {
+		t.Errorf("token request: got %d %q, want 200 %q", w.Code, got, want)
+	}
+
+	certPEM, keyPEM, err := pki.GenerateCA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := pki.LoadCA(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leafPEM, _, err := ca.IssueClient("cert-user", []string{"ops"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r = httptest.NewRequest(http.MethodGet, "/status", nil)
+	block, _ := pem.Decode(leafPEM)
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.TLS = &tls.ConnectionState{VerifiedChains: [][]*x509.Certificate{{cert, ca.Certificate()}}}
+	w = httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	if got, want := w.Body.String(), "cert-user ops,system:authenticated"; w.Code != http.StatusOK || got != want {
+		t.Errorf("certificate request: got %d %q, want 200 %q", w.Code, got, want)
+	}
+}
+
+// TestKubectlWithBearerToken: kubectl with a token kubeconfig is served; with
+// a bogus token it prints its usual message and exits 1.
+func TestKubectlWithBearerToken(t *testing.T) {
+	if _, err := exec.LookPath("kubectl"); err != nil {
+		t.Skip("kubectl is not on PATH")
+	}
+	dataDir, url, store := startMasterStore(t)
+	secret, _, err := CreateToken(t.Context(), store, TokenSpec{User: "jane"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := LoadCA(dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kc, err := TokenKubeconfig(url, ca.CertPEM(), "jane", secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "jane.kubeconfig")
+	if err := os.WriteFile(path, kc, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cache := t.TempDir()
+	if out, err := kubectlCached(t, cache, path, "get", "namespace", "default", "-o", "name"); err != nil || out != "namespace/default\n" {
+		t.Fatalf("kubectl with the token kubeconfig = %q, %v; want namespace/default", out, err)
+	}
+	bogus := pki.NewToken()
+	// With discovery cached (a token that worked before), the request itself
+	// is refused and kubectl prints the Status message.
+	out, err := kubectlCached(t, cache, path, "--token", bogus, "get", "namespaces")
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 || out != "error: You must be logged in to the server (Unauthorized)\n" {
+		t.Fatalf("kubectl with a bogus token = %v:\n%s\nwant exit 1 and \"error: You must be logged in to the server (Unauthorized)\"", err, out)
+	}
+	// With a cold cache, discovery is refused first; client-go then words the
+	// 401 itself (as it does against kube-apiserver).
+	out, err = kubectlCached(t, t.TempDir(), path, "--token", bogus, "get", "namespaces")
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.HasSuffix(out, "\nerror: You must be logged in to the server (the server has asked for the client to provide credentials)\n") {
+		t.Fatalf("kubectl with a bogus token and no discovery cache = %v:\n%s\nwant exit 1 and \"error: You must be logged in to the server\"", err, out)
+	}
+}
+
+// kubectlCached runs the real kubectl with kubeconfig, HOME in a temp dir and
+// the discovery cache in cacheDir.
+func kubectlCached(t *testing.T, cacheDir, kubeconfig string, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command("kubectl", append([]string{"--kubeconfig", kubeconfig, "--cache-dir", cacheDir}, args...)...)
+	cmd.Env = append(os.Environ(), "HOME="+t.TempDir(), "KUBECONFIG=")
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func TestTokenKubeconfigRefuses(t *testing.T) {
+	certPEM, _, err := pki.GenerateCA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		server string
+		ca     []byte
+		user   string
+		token  string
+	}{
+		{"http://127.0.0.1:6443", certPEM, "u", "t"},
+		{"127.0.0.1:6443", certPEM, "u", "t"},
+		{"https://127.0.0.1:6443", []byte("no pem"), "u", "t"},
+		{"https://127.0.0.1:6443", certPEM, "", "t"},
+		{"https://127.0.0.1:6443", certPEM, "u", ""},
+	} {
+		if _, err := TokenKubeconfig(tc.server, tc.ca, tc.user, tc.token); err == nil {
+			t.Errorf("TokenKubeconfig(%q, %.10q, %q, %q) succeeded, want an error", tc.server, tc.ca, tc.user, tc.token)
+		}
+	}
+}
