@@ -1,6 +1,7 @@
 package apiserver
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -162,13 +163,20 @@ func decodeObject(d runtime.Decoder, body []byte, gvk schema.GroupVersionKind, n
 		err = nil
 	}
 	if err != nil {
-		return nil, nil, apierrors.NewBadRequest(fmt.Sprintf("%s in version %q cannot be handled as a %s: %v", gvk.Kind, gvk.Version, gvk.Kind, err))
+		// kube-apiserver's transformDecodeError: the kind of the data when
+		// it could be read, else a summary of the data.
+		if got != nil && got.Kind != "" {
+			return nil, nil, apierrors.NewBadRequest(fmt.Sprintf("%s in version %q cannot be handled as a %s: %v", got.Kind, got.Version, gvk.Kind, err))
+		}
+		return nil, nil, apierrors.NewBadRequest(fmt.Sprintf("the object provided is unrecognized (must be of type %s): %v (%s)", gvk.Kind, err, summarizeData(body, 30)))
 	}
 	switch {
 	case got.GroupVersion() != gvk.GroupVersion():
 		return nil, nil, apierrors.NewBadRequest(fmt.Sprintf("the API version in the data (%s) does not match the expected API version (%s)", got.GroupVersion(), gvk.GroupVersion()))
 	case got.Kind != gvk.Kind:
-		return nil, nil, apierrors.NewBadRequest(fmt.Sprintf("the kind in the data (%s) does not match the expected kind (%s)", got.Kind, gvk.Kind))
+		// Worded as kube-apiserver, which fails converting one to the other.
+		return nil, nil, apierrors.NewBadRequest(fmt.Sprintf("%s in version %q cannot be handled as a %s: converting (%s.%s) to (%s.%s): unknown conversion",
+			got.Kind, got.Version, gvk.Kind, got.Version, got.Kind, internalGroup(gvk.Group), gvk.Kind))
 	}
 	obj.GetObjectKind().SetGroupVersionKind(gvk)
 	return obj, warnings, nil
@@ -179,4 +187,29 @@ func setWarnings(w http.ResponseWriter, warnings []string) {
 	for _, msg := range warnings {
 		w.Header().Add("Warning", "299 - "+strconv.Quote(strings.ReplaceAll(msg, "\n", " ")))
 	}
+}
+
+// summarizeData is how kube-apiserver quotes a body it could not read: the
+// first max bytes, as text when it looks like JSON, else in hex.
+func summarizeData(data []byte, max int) string {
+	more := ""
+	if len(data) > max {
+		data, more = data[:max], " ..."
+	}
+	switch {
+	case len(data) == 0:
+		return "<empty>"
+	case data[0] == '{':
+		return string(data) + more
+	}
+	return hex.EncodeToString(data) + more
+}
+
+// internalGroup is the name kube-apiserver's internal types have for group:
+// "core" for the core group.
+func internalGroup(group string) string {
+	if group == "" {
+		return "core"
+	}
+	return group
 }

@@ -1,6 +1,7 @@
 package apiserver
 
 import (
+	"fmt"
 	"runtime"
 	"strings"
 	"testing"
@@ -94,5 +95,31 @@ func TestBodyGuards(t *testing.T) {
 	deepPatch := `{"data":` + strings.Repeat(`{"a":`, 2000) + "1" + strings.Repeat("}", 2000) + `}`
 	if code, _, body := do(t, "PATCH", cms+"/big", "application/merge-patch+json", deepPatch); code != 400 || !strings.Contains(string(body), "nested more than") {
 		t.Errorf("deep merge patch: got %d %.300s, want 400 nested more than", code, body)
+	}
+}
+
+// TestUnknownFieldsWarnByDefault: without ?fieldValidation (and with Warn)
+// unknown fields are accepted with a Warning header, as kube-apiserver
+// does; Ignore says nothing; Strict refuses them.
+func TestUnknownFieldsWarnByDefault(t *testing.T) {
+	ts := startServer(t)
+	cms := ts.URL + "/api/v1/namespaces/default/configmaps"
+	for i, q := range []string{"", "?fieldValidation=Warn", "?fieldValidation=Ignore", "?fieldValidation=Strict"} {
+		code, header, body := do(t, "POST", cms+q, mediaJSON, fmt.Sprintf(`{"metadata":{"name":"w%d"},"bogusField":1}`, i))
+		warning := header.Get("Warning")
+		switch q {
+		case "", "?fieldValidation=Warn":
+			if code != 201 || warning != `299 - "unknown field \"bogusField\""` {
+				t.Errorf("%q: got %d, Warning %q, want 201 with the unknown-field warning", q, code, warning)
+			}
+		case "?fieldValidation=Ignore":
+			if code != 201 || warning != "" {
+				t.Errorf("%q: got %d, Warning %q, want 201 without warning", q, code, warning)
+			}
+		default:
+			if code != 400 || !strings.Contains(string(body), `strict decoding error: unknown field \"bogusField\"`) {
+				t.Errorf("%q: got %d %s, want 400 strict decoding error", q, code, body)
+			}
+		}
 	}
 }

@@ -11,9 +11,12 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	metav1validation "k8s.io/apimachinery/pkg/apis/meta/v1/validation"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/skiff-sh/skiff/controlplane/internal/registry"
 )
@@ -84,6 +87,9 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request, res *resource, ns, 
 }
 
 func (s *Server) list(w http.ResponseWriter, r *http.Request, res *resource, ns string) error {
+	if err := checkListQuery(r.URL.Query(), false); err != nil {
+		return err
+	}
 	opts, err := listOptions(r.URL.Query(), res)
 	if err != nil {
 		return err
@@ -134,7 +140,7 @@ func (s *Server) writeObjects(w http.ResponseWriter, r *http.Request, res *resou
 // owns every field of the new object in its managedFields.
 func (s *Server) create(w http.ResponseWriter, r *http.Request, res *resource, ns string) error {
 	q := r.URL.Query()
-	dryRun, validation, err := writeParams(q)
+	dryRun, validation, err := writeParams(q, createOptionsKind)
 	if err != nil {
 		return err
 	}
@@ -166,7 +172,7 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, res *resource, n
 // takes over the fields it changes in managedFields.
 func (s *Server) update(w http.ResponseWriter, r *http.Request, res *resource, ns, name string) error {
 	q := r.URL.Query()
-	dryRun, validation, err := writeParams(q)
+	dryRun, validation, err := writeParams(q, updateOptionsKind)
 	if err != nil {
 		return err
 	}
@@ -197,7 +203,7 @@ func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, res *resourc
 	if err != nil {
 		return nil, nil, err
 	}
-	d, err := s.codecs.decoder(r.Header.Get("Content-Type"), validation == fieldValidationStrict)
+	d, err := s.codecs.decoder(r.Header.Get("Content-Type"), strictDecoding(validation))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -312,28 +318,27 @@ func (s *Server) deleteOptions(w http.ResponseWriter, r *http.Request) (registry
 
 var deleteOptionsKind = metav1.SchemeGroupVersion.WithKind("DeleteOptions")
 
-// writeParams reads ?dryRun= and ?fieldValidation= of a create, update or patch.
-func writeParams(q url.Values) (dryRun bool, validation string, err error) {
-	if dryRun, err = parseDryRun(q["dryRun"]); err != nil {
-		return false, "", err
+// writeParams reads ?dryRun= and ?fieldValidation= of a create, update or
+// patch (options names CreateOptions, UpdateOptions or PatchOptions in
+// errors): values kube-apiserver refuses are 422 Invalid, with its
+// wording. An unset fieldValidation is Warn, kube-apiserver's default.
+func writeParams(q url.Values, options schema.GroupKind) (dryRun bool, validation string, err error) {
+	validation = q.Get("fieldValidation")
+	errs := metav1validation.ValidateDryRun(field.NewPath("dryRun"), q["dryRun"])
+	errs = append(errs, metav1validation.ValidateFieldValidation(field.NewPath("fieldValidation"), validation)...)
+	if len(errs) > 0 {
+		return false, "", apierrors.NewInvalid(options, "", errs)
 	}
-	switch validation = q.Get("fieldValidation"); validation {
-	case "", fieldValidationIgnore, fieldValidationWarn, fieldValidationStrict:
-	default:
-		return false, "", apierrors.NewBadRequest(fmt.Sprintf("fieldValidation: Unsupported value: %q: supported values: \"Ignore\", \"Warn\", \"Strict\"", validation))
+	if validation == "" {
+		validation = fieldValidationWarn
 	}
-	return dryRun, validation, nil
+	return len(q["dryRun"]) > 0, validation, nil
 }
 
-// parseDryRun accepts only "All", kube-apiserver's one dry-run mode.
-func parseDryRun(values []string) (bool, error) {
-	for _, v := range values {
-		if v != metav1.DryRunAll {
-			return false, apierrors.NewBadRequest(fmt.Sprintf("dryRun: Unsupported value: %q: supported values: \"All\"", v))
-		}
-	}
-	return len(values) > 0, nil
-}
+// strictDecoding says whether a body is decoded strictly (unknown and
+// duplicate fields found): for Strict, which refuses them, and for Warn,
+// which reports them in Warning headers.
+func strictDecoding(validation string) bool { return validation != fieldValidationIgnore }
 
 // listOptions reads the selection and paging parameters of a list or watch.
 // A field selector on a field the resource does not index is 400.
@@ -346,18 +351,27 @@ func listOptions(q url.Values, res *resource) (registry.ListOptions, error) {
 	if v := q.Get("labelSelector"); v != "" {
 		sel, err := labels.Parse(v)
 		if err != nil {
-			return opts, apierrors.NewBadRequest(fmt.Sprintf("unable to parse requirement: %v", err))
+			return opts, apierrors.NewBadRequest(err.Error())
 		}
 		opts.LabelSelector = sel
 	}
 	if v := q.Get("fieldSelector"); v != "" {
 		sel, err := fields.ParseSelector(v)
 		if err != nil {
-			return opts, apierrors.NewBadRequest(fmt.Sprintf("invalid field selector %q: %v", v, err))
+			return opts, apierrors.NewBadRequest(err.Error())
 		}
 		for _, req := range sel.Requirements() {
 			known := req.Field == "metadata.name" || (res.namespaced && req.Field == "metadata.namespace") || slices.Contains(res.fieldLabels, req.Field)
-			if !known {
+			switch {
+			case known:
+			case len(res.fieldLabels) == 0:
+				// kube-apiserver's wording for kinds with only the generic fields
+				only := `"metadata.name"`
+				if res.namespaced {
+					only += `, "metadata.namespace"`
+				}
+				return opts, apierrors.NewBadRequest(fmt.Sprintf("%q is not a known field selector: only %s", req.Field, only))
+			default:
 				return opts, apierrors.NewBadRequest(fmt.Sprintf("field label not supported: %s", req.Field))
 			}
 		}
@@ -366,7 +380,7 @@ func listOptions(q url.Values, res *resource) (registry.ListOptions, error) {
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {
-			return opts, apierrors.NewBadRequest(fmt.Sprintf("limit: invalid value %q", v))
+			return opts, apierrors.NewBadRequest(err.Error())
 		}
 		if n > 0 {
 			opts.Limit = n

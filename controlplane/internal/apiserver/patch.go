@@ -44,7 +44,7 @@ const applyCreateAttempts = 5
 // apply.
 func (s *Server) patch(w http.ResponseWriter, r *http.Request, res *resource, ns, name string) error {
 	q := r.URL.Query()
-	dryRun, validation, err := writeParams(q)
+	dryRun, validation, err := writeParams(q, patchOptionsKind)
 	if err != nil {
 		return err
 	}
@@ -60,7 +60,7 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request, res *resource, ns
 	if p.typ == types.ApplyYAMLPatchType {
 		return s.apply(w, r, res, ns, name, sub, p.body, applyOptions{manager: manager, force: force, dryRun: dryRun, validation: validation})
 	}
-	d, _ := s.codecs.decoder(mediaJSON, validation == fieldValidationStrict)
+	d, _ := s.codecs.decoder(mediaJSON, strictDecoding(validation))
 	var warnings []string
 	patched, err := s.cfg.Store.GuaranteedUpdate(r.Context(), res.reg, ns, name, func(cur runtime.Object) (runtime.Object, error) {
 		orig, err := json.Marshal(cur)

@@ -17,6 +17,8 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	metav1validation "k8s.io/apimachinery/pkg/apis/meta/v1/validation"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/skiff-sh/skiff/controlplane/internal/registry"
 )
@@ -54,7 +56,7 @@ func podSubresources() []subresource {
 // eviction's delete options and answers 201 with a Success Status. Skiff
 // serves no PodDisruptionBudgets, so no budget ever refuses an eviction.
 func (s *Server) evict(w http.ResponseWriter, r *http.Request, res *resource, ns, name string) error {
-	dryRun, validation, err := writeParams(r.URL.Query())
+	dryRun, validation, err := writeParams(r.URL.Query(), createOptionsKind)
 	if err != nil {
 		return err
 	}
@@ -62,7 +64,7 @@ func (s *Server) evict(w http.ResponseWriter, r *http.Request, res *resource, ns
 	if err != nil {
 		return err
 	}
-	d, err := s.codecs.decoder(r.Header.Get("Content-Type"), validation == fieldValidationStrict)
+	d, err := s.codecs.decoder(r.Header.Get("Content-Type"), strictDecoding(validation))
 	if err != nil {
 		return err
 	}
@@ -89,27 +91,17 @@ func (s *Server) evict(w http.ResponseWriter, r *http.Request, res *resource, ns
 	return nil
 }
 
-// registryDeleteOptions checks the options of a delete and converts them.
+// registryDeleteOptions checks the options of a delete as kube-apiserver
+// does (422 Invalid DeleteOptions, with its wording) and converts them.
 func registryDeleteOptions(o *metav1.DeleteOptions) (registry.DeleteOptions, error) {
-	if p := o.PropagationPolicy; p != nil {
-		switch *p {
-		case metav1.DeletePropagationOrphan, metav1.DeletePropagationBackground, metav1.DeletePropagationForeground:
-		default:
-			return registry.DeleteOptions{}, apierrors.NewBadRequest(fmt.Sprintf(
-				"propagationPolicy: Unsupported value: %q: supported values: \"Foreground\", \"Background\", \"Orphan\"", *p))
-		}
-	}
+	errs := metav1validation.ValidateDeleteOptions(o)
 	if g := o.GracePeriodSeconds; g != nil && *g < 0 {
-		return registry.DeleteOptions{}, apierrors.NewBadRequest(fmt.Sprintf("gracePeriodSeconds: Invalid value: %d: must be greater than or equal to 0", *g))
+		errs = append(errs, field.Invalid(field.NewPath("gracePeriodSeconds"), *g, "must be greater than or equal to 0"))
 	}
-	dryRun, err := parseDryRun(o.DryRun)
-	if err != nil {
-		return registry.DeleteOptions{}, err
+	if len(errs) > 0 {
+		return registry.DeleteOptions{}, apierrors.NewInvalid(deleteOptionsKind.GroupKind(), "", errs)
 	}
-	return registry.DeleteOptions{
-		Preconditions: o.Preconditions, DryRun: dryRun,
-		GracePeriodSeconds: o.GracePeriodSeconds,
-	}, nil
+	return registry.DeleteOptions{Preconditions: o.Preconditions, DryRun: len(o.DryRun) > 0, GracePeriodSeconds: o.GracePeriodSeconds}, nil
 }
 
 // proxyToAgent serves pods/{name}/{log,exec,attach,portforward}: it finds

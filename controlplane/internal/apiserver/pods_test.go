@@ -47,8 +47,8 @@ func TestPodGracefulDelete(t *testing.T) {
 	}
 	mustDo(t, 200, "GET", pods+"/p1", "", "", nil)
 	code, _, body := do(t, "DELETE", pods+"/p1", "application/json", `{"gracePeriodSeconds":-1}`)
-	if code != 400 {
-		t.Errorf("negative grace period: got %d %s, want 400", code, body)
+	if code != 422 || !strings.Contains(string(body), "gracePeriodSeconds: Invalid value: -1: must be greater than or equal to 0") {
+		t.Errorf("negative grace period: got %d %s, want 422", code, body)
 	}
 	// kubectl delete --force --grace-period=0
 	mustDo(t, 200, "DELETE", pods+"/p1", "application/json", `{"gracePeriodSeconds":0,"propagationPolicy":"Background"}`, nil)

@@ -176,7 +176,7 @@ func (s *Server) serveScale(w http.ResponseWriter, r *http.Request, res *resourc
 	default:
 		return methodNotAllowed(r.Method)
 	}
-	dryRun, validation, err := writeParams(r.URL.Query())
+	dryRun, validation, err := writeParams(r.URL.Query(), updateOptionsKind)
 	if err != nil {
 		return err
 	}
@@ -189,7 +189,7 @@ func (s *Server) serveScale(w http.ResponseWriter, r *http.Request, res *resourc
 		p        patchRequest   // the patch of a PATCH
 		warnings []string
 	)
-	d, _ := s.codecs.decoder(mediaJSON, validation == fieldValidationStrict) // for patched JSON
+	d, _ := s.codecs.decoder(mediaJSON, strictDecoding(validation)) // for patched JSON
 	if r.Method == http.MethodPut {
 		if put, warnings, err = s.decodeScale(w, r, validation); err != nil {
 			return err
@@ -235,7 +235,7 @@ func (s *Server) decodeScale(w http.ResponseWriter, r *http.Request, validation 
 	if err != nil {
 		return nil, nil, err
 	}
-	d, err := s.codecs.decoder(r.Header.Get("Content-Type"), validation == fieldValidationStrict)
+	d, err := s.codecs.decoder(r.Header.Get("Content-Type"), strictDecoding(validation))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -302,7 +302,7 @@ func applyScale(res *resource, name string, cur runtime.Object, scale *autoscali
 // sets the pod's spec.nodeName and its PodScheduled condition, and adds
 // the binding's annotations. A pod already bound, or being deleted, is 409.
 func (s *Server) bind(w http.ResponseWriter, r *http.Request, res *resource, ns, name string) error {
-	dryRun, validation, err := writeParams(r.URL.Query())
+	dryRun, validation, err := writeParams(r.URL.Query(), createOptionsKind)
 	if err != nil {
 		return err
 	}
@@ -310,7 +310,7 @@ func (s *Server) bind(w http.ResponseWriter, r *http.Request, res *resource, ns,
 	if err != nil {
 		return err
 	}
-	d, err := s.codecs.decoder(r.Header.Get("Content-Type"), validation == fieldValidationStrict)
+	d, err := s.codecs.decoder(r.Header.Get("Content-Type"), strictDecoding(validation))
 	if err != nil {
 		return err
 	}
