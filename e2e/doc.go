@@ -1,9 +1,12 @@
-// Package e2e will own the tests that run Skiff as a user would: real skiff
-// processes on loopback driven by kubectl and client-go, and the lab, where
-// network namespaces on one machine act as hosts with their own containerd,
-// iptables and CNI and faults are injected by killing processes and cutting
-// links. Today it holds the layout test, which enforces the import rules of
+// Package e2e owns the tests that run Skiff as a user would: real skiff
+// processes on loopback driven by the real kubectl and client-go (kill -9
+// of the leader and of every master, kubectl against followers and through
+// a leader restart, informers through a leader kill and a compaction that
+// forces a re-list, conflicts and read-your-writes across masters, bad
+// requests), and the layout test, which enforces the import rules of
 // DESIGN.md and the package doc comments of STYLE.md for the whole module.
+// The lab, where network namespaces on one machine act as hosts with their
+// own containerd, iptables and CNI, comes with the agent.
 //
 // Import rules: e2e may import any public package of the module (raftstore,
 // controlplane, agent, netproxy) and third-party packages; no package outside
