@@ -12,7 +12,8 @@ import (
 )
 
 // runKubeconfig prints a kubeconfig with a new client certificate of the
-// cluster CA kept in a master's data directory.
+// cluster CA kept in a master's data directory, or, with --token, one that
+// authenticates with that bearer token.
 func runKubeconfig(_ context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("skiff kubeconfig", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -21,6 +22,7 @@ func runKubeconfig(_ context.Context, args []string, stdout, stderr io.Writer) i
 	user := fs.String("user", master.AdminUser, "user name (the certificate's common name)")
 	groups := fs.String("groups", master.AdminGroup, "comma-separated groups (the certificate's organizations)")
 	validity := fs.Duration("validity", 365*24*time.Hour, "how long the certificate is valid")
+	token := fs.String("token", "", "a bearer token from 'skiff token create' to authenticate with instead of a certificate (--user then only names the kubeconfig's user entry)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -28,10 +30,31 @@ func runKubeconfig(_ context.Context, args []string, stdout, stderr io.Writer) i
 		fmt.Fprintf(stderr, "skiff kubeconfig: unexpected arguments %q\n", fs.Args())
 		return 2
 	}
+	if *token != "" {
+		var bad []string
+		fs.Visit(func(f *flag.Flag) {
+			if f.Name == "groups" || f.Name == "validity" {
+				bad = append(bad, "--"+f.Name)
+			}
+		})
+		if len(bad) > 0 {
+			fmt.Fprintf(stderr, "skiff kubeconfig: %s do not go with --token: the token's record holds its groups and expiry\n", strings.Join(bad, " and "))
+			return 2
+		}
+	}
 	ca, err := master.LoadCA(*dataDir)
 	if err != nil {
 		fmt.Fprintf(stderr, "skiff kubeconfig: %v\n", err)
 		return 1
+	}
+	if *token != "" {
+		kc, err := master.TokenKubeconfig(*server, ca.CertPEM(), *user, *token)
+		if err != nil {
+			fmt.Fprintf(stderr, "skiff kubeconfig: %v\n", err)
+			return 1
+		}
+		stdout.Write(kc)
+		return 0
 	}
 	var gs []string
 	for _, g := range strings.Split(*groups, ",") {

@@ -1,5 +1,5 @@
 // Command skiff is Skiff's one binary: masters (`server`), the single-node
-// cluster (`up`) and admin verbs (`members`, `kubeconfig`). It parses flags into the
+// cluster (`up`) and admin verbs (`members`, `token`, `kubeconfig`). It parses flags into the
 // components' Config structs and wires them together; the work is done in
 // the packages it imports.
 package main
@@ -26,7 +26,8 @@ commands:
   server      run a master: the replicated store, the Kubernetes API and a status endpoint
   up          run a single-node cluster on this machine
   members     show the cluster's members as one master sees them (or remove one)
-  kubeconfig  print a kubeconfig with a new client certificate of the cluster CA
+  token       create, list and delete bearer tokens for the Kubernetes API
+  kubeconfig  print a kubeconfig with a new client certificate of the cluster CA (or a bearer token)
 
 Run 'skiff <command> -h' for a command's flags.
 `
@@ -44,6 +45,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runServer(ctx, args[1:], stdout, stderr, true)
 	case "members":
 		return runMembers(ctx, args[1:], stdout, stderr)
+	case "token":
+		return runToken(ctx, args[1:], stdout, stderr)
 	case "kubeconfig":
 		return runKubeconfig(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":

@@ -7,8 +7,6 @@ import (
 	"io"
 	"text/tabwriter"
 	"time"
-
-	"github.com/skiff-sh/skiff/raftstore"
 )
 
 // runMembers lists the members (`skiff members`) or removes one
@@ -24,7 +22,8 @@ func runMembers(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprint(stderr, "usage: skiff members [--peer ADDR]\n       skiff members remove [--peer ADDR] NODE-ID\n")
 		fs.PrintDefaults()
 	}
-	peer := fs.String("peer", "127.0.0.1:6444", "peer address of a master to ask")
+	var pf peerClientFlags
+	pf.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -32,7 +31,7 @@ func runMembers(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fs.Usage()
 		return 2
 	}
-	cl, err := raftstore.NewClient(raftstore.ClientConfig{Endpoints: []string{*peer}})
+	cl, err := pf.client()
 	if err != nil {
 		fmt.Fprintf(stderr, "skiff members: %v\n", err)
 		return 1
@@ -50,7 +49,7 @@ func runMembers(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	}
 	st, err := cl.Status(ctx)
 	if err != nil {
-		fmt.Fprintf(stderr, "skiff members: %s: %v\n", *peer, err)
+		fmt.Fprintf(stderr, "skiff members: %s: %v\n", pf.peers, err)
 		return 1
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"flag"
@@ -66,27 +65,7 @@ func (f *serverFlags) register(fs *flag.FlagSet, single bool) {
 // peerTLS loads the mutual TLS configs of the peer listener, or nil, nil
 // when no peer certificate is configured.
 func (f *serverFlags) peerTLS() (server, client *tls.Config, err error) {
-	if f.peerCert == "" && f.peerKey == "" && f.peerCA == "" {
-		return nil, nil, nil
-	}
-	if f.peerCert == "" || f.peerKey == "" || f.peerCA == "" {
-		return nil, nil, errors.New("--peer-cert-file, --peer-key-file and --peer-ca-file go together")
-	}
-	cert, err := tls.LoadX509KeyPair(f.peerCert, f.peerKey)
-	if err != nil {
-		return nil, nil, fmt.Errorf("peer certificate: %w", err)
-	}
-	caPEM, err := os.ReadFile(f.peerCA)
-	if err != nil {
-		return nil, nil, fmt.Errorf("peer CA: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(caPEM) {
-		return nil, nil, fmt.Errorf("peer CA %s: no PEM certificate found", f.peerCA)
-	}
-	server = &tls.Config{Certificates: []tls.Certificate{cert}, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS12}
-	client = &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, ServerName: f.peerServerName, MinVersion: tls.VersionTLS12}
-	return server, client, nil
+	return loadPeerTLS(f.peerCert, f.peerKey, f.peerCA, f.peerServerName)
 }
 
 func runServer(ctx context.Context, args []string, stdout, stderr io.Writer, single bool) int {

@@ -1,0 +1,118 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// runSkiff runs one skiff command in-process.
+func runSkiff(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code = run(t.Context(), args, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+// TestTokenCommands creates, lists and deletes a bearer token of a running
+// `skiff up` through its peer address, and uses it with kubectl through
+// `skiff kubeconfig --token`.
+func TestTokenCommands(t *testing.T) {
+	up := startUp(t)
+	code, out, errOut := runSkiff(t, "token", "create", "--peer", up.peerAddr, "--user", "jane", "--groups", "dev, ops", "--ttl", "1h", "--description", "cmd test")
+	if code != 0 {
+		t.Fatalf("skiff token create exited %d: %s", code, errOut)
+	}
+	token := strings.TrimSuffix(out, "\n")
+	if !regexp.MustCompile(`^skf_[A-Za-z0-9_-]{43}$`).MatchString(token) {
+		t.Fatalf("skiff token create printed %q, want one token line", out)
+	}
+	m := regexp.MustCompile(`Created token ([0-9a-f]{12}) for user "jane" in groups \[dev,ops\]; expires: \S+Z\.`).FindStringSubmatch(errOut)
+	if m == nil {
+		t.Fatalf("skiff token create said %q, want the ID, user, groups and expiry", errOut)
+	}
+	id := m[1]
+
+	code, out, errOut = runSkiff(t, "token", "list", "--peer", up.peerAddr)
+	if code != 0 {
+		t.Fatalf("skiff token list exited %d: %s", code, errOut)
+	}
+	if !regexp.MustCompile(`(?m)^` + id + `\s+jane\s+dev,ops\s+\S+\s+\S+\s+cmd test$`).MatchString(out) || strings.Contains(out, token) {
+		t.Fatalf("skiff token list printed:\n%s\nwant a row for %s (jane, dev,ops, cmd test) and no token", out, id)
+	}
+
+	server := kubeconfigServer(t, up.kubeconfig)
+	code, kc, errOut := runSkiff(t, "kubeconfig", "--data-dir", up.dataDir, "--server", server, "--token", token, "--user", "jane")
+	if code != 0 || !strings.Contains(kc, "token: "+token+"\n") || !strings.Contains(kc, "certificate-authority-data: ") {
+		t.Fatalf("skiff kubeconfig --token = %d %q (stderr %q), want a kubeconfig with the token", code, kc, errOut)
+	}
+	kcPath := filepath.Join(t.TempDir(), "jane.kubeconfig")
+	if err := os.WriteFile(kcPath, []byte(kc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, haveKubectl := exec.LookPath("kubectl")
+	if haveKubectl == nil {
+		waitKubectl(t, "the new token to work", func() error {
+			if out, err := kubectl(t, kcPath, "get", "namespace", "default", "-o", "name"); err != nil || out != "namespace/default\n" {
+				return fmt.Errorf("kubectl get namespace default = %q, %v", out, err)
+			}
+			return nil
+		})
+	}
+
+	code, out, errOut = runSkiff(t, "token", "delete", "--peer", up.peerAddr, id)
+	if code != 0 || out != "deleted token "+id+"\n" {
+		t.Fatalf("skiff token delete = %d %q (stderr %q), want 0 and \"deleted token %s\"", code, out, errOut, id)
+	}
+	if code, out, _ := runSkiff(t, "token", "list", "--peer", up.peerAddr); code != 0 || strings.Contains(out, id) {
+		t.Fatalf("skiff token list after delete = %d:\n%s\nwant no %s", code, out, id)
+	}
+	if code, _, errOut := runSkiff(t, "token", "delete", "--peer", up.peerAddr, id); code != 1 || !strings.Contains(errOut, "no such token") {
+		t.Fatalf("skiff token delete of a deleted token = %d %q, want 1 and \"no such token\"", code, errOut)
+	}
+	if haveKubectl == nil {
+		waitKubectl(t, "the deleted token to stop working", func() error {
+			out, err := kubectl(t, kcPath, "get", "namespace", "default", "-o", "name")
+			if err == nil || !strings.Contains(out, "error: You must be logged in to the server") {
+				return fmt.Errorf("kubectl get namespace default = %q, %v", out, err)
+			}
+			return nil
+		})
+	}
+}
+
+// waitKubectl polls cond (which runs kubectl) until it returns nil, for at most 10s.
+func waitKubectl(t *testing.T, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s: %v", what, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// kubeconfigServer returns the server URL of a kubeconfig.
+func kubeconfigServer(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^\s*server: (\S+)$`).FindSubmatch(b)
+	if m == nil {
+		t.Fatalf("no server in %s", path)
+	}
+	return string(m[1])
+}
