@@ -345,5 +345,3 @@ func (c badRequest) matches(got apiResponse) bool {
 		(c.skiffWording != "" && got.message == c.skiffWording)
 	return got.code == want.code && got.reason == want.reason && msgOK && got.details == want.details && got.warning == want.warning
 }
-
-func ptr[T any](v T) *T { return &v }
