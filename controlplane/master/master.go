@@ -45,6 +45,10 @@ import (
 // caKey is where the cluster CA lives in the store.
 const caKey = "/skiff/pki/ca"
 
+// APIServerUser is the identity the API server presents to node agents
+// when it proxies pods' log, exec, attach and port-forward to them.
+const APIServerUser = "system:skiff-apiserver"
+
 // AdminUser and AdminGroup are the identity of the admin kubeconfig.
 const (
 	AdminUser  = "skiff-admin"
@@ -144,8 +148,12 @@ func (m *Master) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	agents, err := agentTransport(ca)
+	if err != nil {
+		return err
+	}
 	acfg := apiserver.DefaultConfig()
-	acfg.Store, acfg.Scheme, acfg.Logger = reg, scheme, m.log
+	acfg.Store, acfg.Scheme, acfg.Logger, acfg.AgentTransport = reg, scheme, m.log, agents
 	api, err := apiserver.New(acfg)
 	if err != nil {
 		return err
@@ -428,4 +436,24 @@ func authenticate(authr *authn.Authenticator, log *slog.Logger, status, api http
 		}
 		api.ServeHTTP(w, r)
 	})
+}
+
+// agentTransport is how the API server reaches node agents: HTTP/1.1 over
+// TLS (exec and port-forward upgrade the connection), the agent verified
+// against the cluster CA, with a client certificate of APIServerUser.
+func agentTransport(ca *pki.CA) (*http.Transport, error) {
+	certPEM, keyPEM, err := ca.IssueClient(APIServerUser, nil, 365*24*time.Hour)
+	if err != nil {
+		return nil, err
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return nil, err
+	}
+	return &http.Transport{
+		TLSClientConfig:     &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: ca.Pool(), MinVersion: tls.VersionTLS12},
+		DialContext:         (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSHandshakeTimeout: 10 * time.Second,
+		IdleConnTimeout:     90 * time.Second,
+	}, nil
 }
