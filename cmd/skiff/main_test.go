@@ -44,6 +44,9 @@ func TestRunRejectsBadUsage(t *testing.T) {
 		{[]string{"server", "--no-such-flag"}, 2},
 		{[]string{"server", "extra-arg"}, 2},
 		{[]string{"up", "--log-level", "loud"}, 2},
+		{[]string{"server", "--data-dir", t.TempDir(), "--compact-interval", "-1s"}, 1},
+		{[]string{"server", "--data-dir", t.TempDir(), "--compact-interval", "soon"}, 2},
+		{[]string{"server", "--data-dir", t.TempDir(), "--watch-history", "-5"}, 1},
 		{[]string{"members", "remove"}, 2},
 		{[]string{"kubeconfig", "--data-dir", t.TempDir()}, 1}, // no CA there
 		{[]string{"kubeconfig", "extra"}, 2},
