@@ -282,6 +282,7 @@ func TestErrors(t *testing.T) {
 		wantCode                              int
 		wantReason                            metav1.StatusReason
 		wantMessage                           string // a substring
+		wantRetryAfter                        string // the Retry-After header
 	}{
 		{name: "stale resourceVersion", method: "PUT", path: "/api/v1/namespaces/default/configmaps/e1", contentType: "application/json",
 			body:     fmt.Sprintf(`{"metadata":{"name":"e1","resourceVersion":%q},"data":{"a":"3"}}`, cm.ResourceVersion),
@@ -333,6 +334,9 @@ func TestErrors(t *testing.T) {
 			wantCode: 415, wantReason: metav1.StatusReasonUnsupportedMediaType, wantMessage: "accepted media types include"},
 		{name: "invalid JSON patch", method: "PATCH", path: "/api/v1/namespaces/default/configmaps/e1", contentType: "application/json-patch+json", body: `{`,
 			wantCode: 400, wantReason: metav1.StatusReasonBadRequest},
+		// client-go waits and retries only when the header is there.
+		{name: "resourceVersion from the future", method: "GET", path: "/api/v1/namespaces/default/configmaps/e1?resourceVersion=999999999",
+			wantCode: 504, wantReason: metav1.StatusReasonTimeout, wantMessage: "Too large resource version: 999999999", wantRetryAfter: "1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -349,6 +353,9 @@ func TestErrors(t *testing.T) {
 			}
 			if ct := header.Get("Content-Type"); ct != "application/json" {
 				t.Errorf("got Content-Type %q, want application/json", ct)
+			}
+			if ra := header.Get("Retry-After"); ra != tt.wantRetryAfter {
+				t.Errorf("got Retry-After %q, want %q", ra, tt.wantRetryAfter)
 			}
 		})
 	}

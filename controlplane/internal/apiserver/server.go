@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -255,7 +256,10 @@ func methodNotAllowed(method string) error {
 }
 
 // writeError writes err as a metav1.Status with the status's code; errors
-// that are not API errors are 500.
+// that are not API errors are 500. A status that asks the client to retry
+// (details.retryAfterSeconds) also gets the Retry-After header, as
+// kube-apiserver sends it: client-go retries a 429 or 5xx only when the
+// header is there, the body alone does not make it wait and try again.
 func writeError(w http.ResponseWriter, err error) {
 	var status apierrors.APIStatus
 	if !errors.As(err, &status) {
@@ -268,6 +272,9 @@ func writeError(w http.ResponseWriter, err error) {
 	}
 	if st.Code == 0 {
 		st.Code = http.StatusInternalServerError
+	}
+	if st.Details != nil && st.Details.RetryAfterSeconds > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int(st.Details.RetryAfterSeconds)))
 	}
 	writeJSON(w, int(st.Code), &st)
 }
