@@ -262,7 +262,11 @@ func (m *Master) clusterCA(ctx context.Context) (*pki.CA, error) {
 		if err == nil {
 			return ca, m.keepCA(ca)
 		}
-		if !errors.Is(err, raftstore.ErrNoLeader) && !errors.Is(err, raftstore.ErrUnknownOutcome) && !errors.Is(err, raftstore.ErrKeyExists) {
+		// A read that timed out is retried too: a master back from a long
+		// outage may wait seconds for the leader to send it the log.
+		retry := errors.Is(err, raftstore.ErrNoLeader) || errors.Is(err, raftstore.ErrUnknownOutcome) ||
+			errors.Is(err, raftstore.ErrKeyExists) || (errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil)
+		if !retry {
 			return nil, err
 		}
 		m.log.Debug("waiting for the store to share the cluster CA", "err", err)
