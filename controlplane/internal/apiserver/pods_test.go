@@ -156,3 +156,21 @@ func TestPodStreamsWithoutAgentCredentials(t *testing.T) {
 		t.Errorf("got %d %s, want 503", code, body)
 	}
 }
+
+// TestPodAdmissionDefaults: what kube-apiserver's default admission sets on
+// a new pod (service account, priority) and its QoS class.
+func TestPodAdmissionDefaults(t *testing.T) {
+	ts := startServer(t)
+	pods := ts.URL + "/api/v1/namespaces/default/pods"
+	var p corev1.Pod
+	mustDo(t, 201, "POST", pods, "application/json", `{"metadata":{"name":"p1"},"spec":{"containers":[{"name":"c","image":"busybox","resources":{"limits":{"cpu":"1","memory":"1Gi"}}}]}}`, &p)
+	if p.Spec.ServiceAccountName != "default" || p.Spec.DeprecatedServiceAccount != "default" || p.Spec.Priority == nil || *p.Spec.Priority != 0 ||
+		p.Spec.PreemptionPolicy == nil || *p.Spec.PreemptionPolicy != corev1.PreemptLowerPriority || p.Status.QOSClass != corev1.PodQOSGuaranteed {
+		t.Errorf("got serviceAccountName %q serviceAccount %q priority %v preemption %v qos %q, want default, default, 0, PreemptLowerPriority, Guaranteed",
+			p.Spec.ServiceAccountName, p.Spec.DeprecatedServiceAccount, p.Spec.Priority, p.Spec.PreemptionPolicy, p.Status.QOSClass)
+	}
+	mustDo(t, 201, "POST", pods, "application/json", `{"metadata":{"name":"p2"},"spec":{"serviceAccountName":"builder","containers":[{"name":"c","image":"busybox"}]}}`, &p)
+	if p.Spec.ServiceAccountName != "builder" || p.Spec.DeprecatedServiceAccount != "builder" || p.Status.QOSClass != corev1.PodQOSBestEffort {
+		t.Errorf("got serviceAccountName %q serviceAccount %q qos %q, want builder, builder, BestEffort", p.Spec.ServiceAccountName, p.Spec.DeprecatedServiceAccount, p.Status.QOSClass)
+	}
+}

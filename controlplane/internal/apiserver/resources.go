@@ -109,6 +109,7 @@ func resources() []*resource {
 				New: func() runtime.Object { return &corev1.Pod{} }, NewList: func() runtime.Object { return &corev1.PodList{} },
 				PrepareForCreate: func(obj runtime.Object) {
 					pod := obj.(*corev1.Pod)
+					admitPod(pod)
 					pod.Status = corev1.PodStatus{Phase: corev1.PodPending, QOSClass: strategy.PodQOSClass(&pod.Spec)}
 				},
 				PrepareForUpdate: keepStatus,
@@ -276,6 +277,29 @@ func boolString(b bool) string {
 		return "true"
 	}
 	return "false"
+}
+
+// admitPod sets what kube-apiserver's default admission plugins set on a
+// new pod: the namespace's default service account (ServiceAccount) and
+// priority 0 with the PreemptLowerPriority policy when the pod names no
+// priority class (Priority).
+func admitPod(pod *corev1.Pod) {
+	spec := &pod.Spec
+	if spec.ServiceAccountName == "" {
+		spec.ServiceAccountName = spec.DeprecatedServiceAccount
+	}
+	if spec.ServiceAccountName == "" {
+		spec.ServiceAccountName = "default"
+	}
+	spec.DeprecatedServiceAccount = spec.ServiceAccountName
+	if spec.PriorityClassName == "" && spec.Priority == nil {
+		zero := int32(0)
+		spec.Priority = &zero
+	}
+	if spec.PreemptionPolicy == nil {
+		p := corev1.PreemptLowerPriority
+		spec.PreemptionPolicy = &p
+	}
 }
 
 // podGracePeriod is the grace period of a pod's deletion, as
