@@ -13,7 +13,8 @@
 //	rev, err := s.Create(ctx, "/registry/pods/default/web", data)
 //
 // Methods may be called as soon as New returns; until Run has opened the
-// store they wait for it (or for their context).
+// store they wait for it (or for their context). Leader-only work follows
+// Leadership, which reports this node's terms as leader, each after a barrier.
 package raftstore
 
 import (
@@ -205,6 +206,7 @@ type Store struct {
 	verifier    leaderVerifier
 	barrierMu   sync.Mutex
 	barrierTerm atomic.Uint64
+	leader      *leadership
 }
 
 // New validates cfg and returns a store that Run will open.
@@ -228,6 +230,7 @@ func New(cfg Config) (*Store, error) {
 		ready:   make(chan struct{}),
 		stopped: make(chan struct{}),
 		peers:   map[string]*rpc.Client{},
+		leader:  newLeadership(),
 	}
 	s.verifier.verify = s.verifyLeader
 	return s, nil
@@ -349,6 +352,7 @@ func (s *Store) Run(ctx context.Context) (err error) {
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return s.serveRPC(gctx) })
+	g.Go(func() error { return s.leadershipLoop(gctx) })
 	if !hasState && len(s.cfg.Join) > 0 {
 		g.Go(func() error { return s.joinLoop(gctx) })
 	}
