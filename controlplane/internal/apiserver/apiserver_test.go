@@ -219,7 +219,7 @@ func TestKubectl(t *testing.T) {
 		{args: []string{"-n", "t1", "get", "sa"}, wantErr: `No resources found in t1 namespace.`},
 		{args: []string{"-n", "t1", "delete", "cm", "c1"}, wantOut: []string{`configmap "c1" deleted`}},
 		{args: []string{"-n", "t1", "get", "cm", "c1"}, wantCode: 1, wantErr: `Error from server (NotFound): configmaps "c1" not found`},
-		{args: []string{"-n", "t1", "delete", "deploy", "web", "--cascade=orphan"}, wantOut: []string{`deployment.apps "web" deleted`}},
+		{args: []string{"-n", "t1", "delete", "deploy", "web", "--cascade=orphan", "--wait=false"}, wantOut: []string{`deployment.apps "web" deleted`}},
 		{args: []string{"get", "foo"}, wantCode: 1, wantErr: `the server doesn't have a resource type "foo"`},
 		{args: []string{"api-resources"}, wantOut: []string{`\nconfigmaps\s+cm\s+v1\s+true\s+ConfigMap\n`, `\ndeployments\s+deploy\s+apps/v1\s+true\s+Deployment\n`, `\nnamespaces\s+ns\s+v1\s+false\s+Namespace\n`}},
 		{args: []string{"api-versions"}, wantOut: []string{`^apps/v1\ncoordination.k8s.io/v1\ndiscovery.k8s.io/v1\nv1\n$`}},

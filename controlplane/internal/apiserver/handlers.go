@@ -225,8 +225,13 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request, res *resource, n
 	}
 	if m.GetDeletionTimestamp() != nil {
 		// Held by finalizers or a grace period (or a held pod now gone):
-		// kube-apiserver answers with the object.
-		return s.writeObjects(w, r, res, http.StatusOK, obj, []runtime.Object{obj})
+		// kube-apiserver answers with the object, 202 when the client asked
+		// for its dependents to go first with the deprecated orphanDependents.
+		code := http.StatusOK
+		if o := opts.OrphanDependents; o != nil && !*o {
+			code = http.StatusAccepted
+		}
+		return s.writeObjects(w, r, res, code, obj, []runtime.Object{obj})
 	}
 	writeJSON(w, http.StatusOK, &metav1.Status{
 		TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"},

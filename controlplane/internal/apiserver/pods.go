@@ -101,7 +101,10 @@ func registryDeleteOptions(o *metav1.DeleteOptions) (registry.DeleteOptions, err
 	if len(errs) > 0 {
 		return registry.DeleteOptions{}, apierrors.NewInvalid(deleteOptionsKind.GroupKind(), "", errs)
 	}
-	return registry.DeleteOptions{Preconditions: o.Preconditions, DryRun: len(o.DryRun) > 0, GracePeriodSeconds: o.GracePeriodSeconds}, nil
+	opts := registry.DeleteOptions{Preconditions: o.Preconditions, DryRun: len(o.DryRun) > 0, GracePeriodSeconds: o.GracePeriodSeconds, PropagationPolicy: o.PropagationPolicy}
+	//lint:ignore SA1019 the deprecated field still works, as on kube-apiserver
+	opts.OrphanDependents = o.OrphanDependents
+	return opts, nil
 }
 
 // proxyToAgent serves pods/{name}/{log,exec,attach,portforward}: it finds

@@ -47,6 +47,13 @@ type DeleteOptions struct {
 	// GracePeriodSeconds is the grace period the client asked for; only
 	// resources with a GracePeriod hook (pods) use it.
 	GracePeriodSeconds *int64
+	// PropagationPolicy and the deprecated OrphanDependents say what the
+	// garbage collector does with the object's dependents: Foreground holds
+	// the object with the foregroundDeletion finalizer until they are gone,
+	// Orphan with the orphan finalizer until they no longer refer to it;
+	// Background (the default) deletes it now and them afterwards.
+	PropagationPolicy *metav1.DeletionPropagation
+	OrphanDependents  *bool
 }
 
 // Create stores a new object in namespace ns (ignored for cluster-scoped
@@ -330,12 +337,15 @@ func (s *Store) prepareUpdate(res *Resource, ns, name string, obj, old runtime.O
 	return obj, nil
 }
 
-// Delete deletes the object ns/name and returns its last state. An object
-// with finalizers is not removed: Delete sets its deletionTimestamp (now,
-// second precision), deletionGracePeriodSeconds 0 and bumps its generation,
-// and returns it; it goes when an update removes its last finalizer. Deleting
-// an object already being deleted returns it unchanged. Preconditions that do
-// not match are 409 Conflict, with kube-apiserver's wording.
+// Delete deletes the object ns/name and returns its last state. First the
+// propagation policy of opts sets the garbage collector's finalizers (see
+// gcFinalizers). An object with finalizers is not removed: Delete sets its
+// deletionTimestamp (now, second precision), deletionGracePeriodSeconds 0
+// and bumps its generation, and returns it; it goes when an update removes
+// its last finalizer. Deleting an object already being deleted returns it
+// unchanged, unless the policy removes its last finalizer: then it goes.
+// Preconditions that do not match are 409 Conflict, with kube-apiserver's
+// wording.
 func (s *Store) Delete(ctx context.Context, res *Resource, ns, name string, opts DeleteOptions) (runtime.Object, error) {
 	if !res.Namespaced {
 		ns = ""
@@ -360,7 +370,12 @@ func (s *Store) Delete(ctx context.Context, res *Resource, ns, name string, opts
 		if res.GracePeriod != nil {
 			grace = res.GracePeriod(cur, opts.GracePeriodSeconds)
 		}
+		finalizers, gcChanged := gcFinalizers(m, opts)
+		if gcChanged {
+			m.SetFinalizers(finalizers)
+		}
 		held, changed := s.holdForDeletion(m, grace)
+		changed = changed || gcChanged
 		if !held {
 			if opts.DryRun {
 				return cur, nil
@@ -413,6 +428,9 @@ func (s *Store) deleteKey(ctx context.Context, res *Resource, k string, expected
 func (s *Store) holdForDeletion(m metav1.Object, grace int64) (held, changed bool) {
 	finalizers := len(m.GetFinalizers()) > 0
 	if ts := m.GetDeletionTimestamp(); ts != nil {
+		if !finalizers && zeroGrace(m) {
+			return false, false // its last finalizer was just removed
+		}
 		cur := int64(0)
 		if g := m.GetDeletionGracePeriodSeconds(); g != nil {
 			cur = *g
