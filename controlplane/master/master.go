@@ -3,7 +3,9 @@
 // shares it), the API server's TLS certificate, the admin kubeconfig, the
 // namespaces every cluster has, and the HTTPS listener that authenticates
 // client certificates of the cluster CA and bearer tokens kept in the store
-// in front of the API and status handlers.
+// in front of the API and status handlers; and, while this master leads the
+// Raft group, the leader-only controllers (the garbage collector), which
+// reach the API of their own master as ControllerUser.
 //
 //	m, err := master.New(cfg) // cfg from DefaultConfig, with the store set
 //	err = m.Run(ctx)          // the store must be running (or starting)
@@ -33,9 +35,14 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/metadata"
+	"k8s.io/client-go/rest"
 
 	"github.com/skiff-sh/skiff/controlplane/internal/apiserver"
 	"github.com/skiff-sh/skiff/controlplane/internal/authn"
+	"github.com/skiff-sh/skiff/controlplane/internal/gc"
+	"github.com/skiff-sh/skiff/controlplane/internal/leadership"
 	"github.com/skiff-sh/skiff/controlplane/internal/pki"
 	"github.com/skiff-sh/skiff/controlplane/internal/registry"
 	"github.com/skiff-sh/skiff/controlplane/statusapi"
@@ -48,6 +55,10 @@ const caKey = "/skiff/pki/ca"
 // APIServerUser is the identity the API server presents to node agents
 // when it proxies pods' log, exec, attach and port-forward to them.
 const APIServerUser = "system:skiff-apiserver"
+
+// ControllerUser is the identity the leader-only controllers (the garbage
+// collector) present to the API of their own master.
+const ControllerUser = "system:skiff-controller-manager"
 
 // AdminUser and AdminGroup are the identity of the admin kubeconfig.
 const (
@@ -177,17 +188,32 @@ func (m *Master) Run(ctx context.Context) error {
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(m.log.Handler(), slog.LevelDebug),
 	}
+	controllers, err := m.controllers(ln.Addr().(*net.TCPAddr), ca)
+	if err != nil {
+		return err
+	}
 	m.log.Info("Kubernetes API serving", "addr", ln.Addr().String(), "kubeconfig", KubeconfigPath(m.cfg.DataDir))
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(tls.NewListener(ln, tlsCfg)) }()
 	if m.cfg.OnReady != nil {
 		m.cfg.OnReady(server, KubeconfigPath(m.cfg.DataDir))
 	}
+	// The controllers stop before the API they talk to.
+	ctrlCtx, stopControllers := context.WithCancel(ctx)
+	ctrlDone := make(chan struct{})
+	go func() {
+		defer close(ctrlDone)
+		controllers.Run(ctrlCtx) // returns nil, once ctrlCtx ends and the components have returned
+	}()
 	select {
 	case err := <-done:
+		stopControllers()
+		<-ctrlDone
 		return fmt.Errorf("master: API server: %w", err)
 	case <-ctx.Done():
 	}
+	stopControllers()
+	<-ctrlDone
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	// Watches never end by themselves: close what is still open after the grace period.
@@ -459,5 +485,56 @@ func agentTransport(ca *pki.CA) (*http.Transport, error) {
 		DialContext:         (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		TLSHandshakeTimeout: 10 * time.Second,
 		IdleConnTimeout:     90 * time.Second,
+	}, nil
+}
+
+// controllers returns the runner of the leader-only controllers: the
+// garbage collector, over this master's own API (addr, its listener) with a
+// client certificate of ControllerUser, while this master leads.
+func (m *Master) controllers(addr *net.TCPAddr, ca *pki.CA) (*leadership.Runner, error) {
+	cfg, err := loopbackConfig(addr, ca, ControllerUser)
+	if err != nil {
+		return nil, err
+	}
+	md, err := metadata.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	dcfg := rest.CopyConfig(cfg)
+	dcfg.Timeout = 30 * time.Second // never for watches, so only for discovery's client
+	disc, err := discovery.NewDiscoveryClientForConfig(dcfg)
+	if err != nil {
+		return nil, err
+	}
+	gcfg := gc.DefaultConfig()
+	gcfg.Metadata, gcfg.Discovery, gcfg.Logger = md, disc, m.log
+	collector, err := gc.New(gcfg)
+	if err != nil {
+		return nil, err
+	}
+	lcfg := leadership.DefaultConfig()
+	lcfg.Source, lcfg.Logger = m.cfg.Store, m.log
+	lcfg.Components = []leadership.Component{{Name: "garbage-collector", Run: collector.Run}}
+	return leadership.New(lcfg)
+}
+
+// loopbackConfig is a client configuration for this master's own API at
+// addr (the loopback address when it listens on every address), with a new
+// client certificate of the cluster CA for user.
+func loopbackConfig(addr *net.TCPAddr, ca *pki.CA, user string) (*rest.Config, error) {
+	certPEM, keyPEM, err := ca.IssueClient(user, nil, 365*24*time.Hour)
+	if err != nil {
+		return nil, err
+	}
+	host := addr.IP.String()
+	if addr.IP.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return &rest.Config{
+		Host:            "https://" + net.JoinHostPort(host, strconv.Itoa(addr.Port)),
+		TLSClientConfig: rest.TLSClientConfig{CAData: ca.CertPEM(), CertData: certPEM, KeyData: keyPEM},
+		UserAgent:       "skiff-controller-manager",
+		QPS:             100,
+		Burst:           200,
 	}, nil
 }
