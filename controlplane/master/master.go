@@ -36,6 +36,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 
@@ -43,6 +44,7 @@ import (
 	"github.com/skiff-sh/skiff/controlplane/internal/authn"
 	"github.com/skiff-sh/skiff/controlplane/internal/gc"
 	"github.com/skiff-sh/skiff/controlplane/internal/leadership"
+	"github.com/skiff-sh/skiff/controlplane/internal/nsfinalizer"
 	"github.com/skiff-sh/skiff/controlplane/internal/pki"
 	"github.com/skiff-sh/skiff/controlplane/internal/registry"
 	"github.com/skiff-sh/skiff/controlplane/statusapi"
@@ -489,7 +491,7 @@ func agentTransport(ca *pki.CA) (*http.Transport, error) {
 }
 
 // controllers returns the runner of the leader-only controllers: the
-// garbage collector, over this master's own API (addr, its listener) with a
+// garbage collector and the namespace controller, over this master's own API (addr, its listener) with a
 // client certificate of ControllerUser, while this master leads.
 func (m *Master) controllers(addr *net.TCPAddr, ca *pki.CA) (*leadership.Runner, error) {
 	cfg, err := loopbackConfig(addr, ca, ControllerUser)
@@ -512,9 +514,22 @@ func (m *Master) controllers(addr *net.TCPAddr, ca *pki.CA) (*leadership.Runner,
 	if err != nil {
 		return nil, err
 	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	ncfg := nsfinalizer.DefaultConfig()
+	ncfg.Client, ncfg.Metadata, ncfg.Discovery, ncfg.Logger = cs, md, disc, m.log
+	namespaces, err := nsfinalizer.New(ncfg)
+	if err != nil {
+		return nil, err
+	}
 	lcfg := leadership.DefaultConfig()
 	lcfg.Source, lcfg.Logger = m.cfg.Store, m.log
-	lcfg.Components = []leadership.Component{{Name: "garbage-collector", Run: collector.Run}}
+	lcfg.Components = []leadership.Component{
+		{Name: "garbage-collector", Run: collector.Run},
+		{Name: "namespace-controller", Run: namespaces.Run},
+	}
 	return leadership.New(lcfg)
 }
 

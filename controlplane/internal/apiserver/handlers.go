@@ -2,12 +2,14 @@ package apiserver
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -153,8 +155,7 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, res *resource, n
 		return err
 	}
 	if res.namespaced {
-		// Creating in a missing namespace is 404 namespaces "ns" not found.
-		if _, err := s.cfg.Store.Get(r.Context(), s.byGV["v1"]["namespaces"].reg, "", ns, registry.GetOptions{}); err != nil {
+		if err := s.checkNamespaceForCreate(r.Context(), res, ns, obj); err != nil {
 			return err
 		}
 	}
@@ -407,4 +408,27 @@ func requestContext(r *http.Request) (context.Context, context.CancelFunc, error
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), secondsDuration(n))
 	return ctx, cancel, nil
+}
+
+// checkNamespaceForCreate refuses to create obj in namespace ns when ns
+// does not exist (404 namespaces "ns" not found) or is being deleted (403,
+// as kube-apiserver's NamespaceLifecycle admission).
+func (s *Server) checkNamespaceForCreate(ctx context.Context, res *resource, ns string, obj runtime.Object) error {
+	nsObj, err := s.cfg.Store.Get(ctx, s.byGV["v1"]["namespaces"].reg, "", ns, registry.GetOptions{})
+	if err != nil {
+		return err
+	}
+	if nsObj.(metav1.Object).GetDeletionTimestamp() == nil {
+		return nil
+	}
+	name := ""
+	if m, err := meta.Accessor(obj); err == nil {
+		name = m.GetName()
+	}
+	msg := fmt.Sprintf("unable to create new content in namespace %s because it is being terminated", ns)
+	st := apierrors.NewForbidden(res.gvr.GroupResource(), name, errors.New(msg))
+	st.ErrStatus.Details.Causes = append(st.ErrStatus.Details.Causes, metav1.StatusCause{
+		Type: corev1.NamespaceTerminatingCause, Message: msg, Field: "metadata.namespace",
+	})
+	return st
 }

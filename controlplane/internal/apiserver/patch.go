@@ -163,7 +163,7 @@ func (s *Server) applyCreate(ctx context.Context, m *fieldmanager.Manager, res *
 		return nil, nil, apierrors.NewBadRequest(fmt.Sprintf("the name of the object (%s) does not match the name on the URL (%s)", om.GetName(), name))
 	}
 	if res.namespaced {
-		if _, err := s.cfg.Store.Get(ctx, s.byGV["v1"]["namespaces"].reg, "", ns, registry.GetOptions{}); err != nil {
+		if err := s.checkNamespaceForCreate(ctx, res, ns, obj); err != nil {
 			return nil, nil, err
 		}
 	}

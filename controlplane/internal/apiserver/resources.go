@@ -83,6 +83,12 @@ func resources() []*resource {
 					keepStatus(obj, old)
 					obj.(*corev1.Namespace).Spec.Finalizers = old.(*corev1.Namespace).Spec.Finalizers
 				},
+				// A deleted namespace is Terminating until the namespace
+				// controller has deleted its contents and finalized it.
+				Finalizing: func(obj runtime.Object) bool { return len(obj.(*corev1.Namespace).Spec.Finalizers) > 0 },
+				PrepareForDelete: func(obj runtime.Object) {
+					obj.(*corev1.Namespace).Status.Phase = corev1.NamespaceTerminating
+				},
 				Fields: func(obj runtime.Object) fields.Set {
 					return fields.Set{"status.phase": string(obj.(*corev1.Namespace).Status.Phase)}
 				},

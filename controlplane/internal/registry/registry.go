@@ -89,6 +89,15 @@ type Resource struct {
 	// Reservations, when set, are what the objects hold beyond their key
 	// (see Reservations).
 	Reservations *Reservations
+	// Finalizing reports whether obj has finalizers of its kind's own
+	// beyond metadata.finalizers (a namespace's spec.finalizers): a delete
+	// holds such an object as one with finalizers, and it goes when an
+	// update leaves it with neither.
+	Finalizing func(obj runtime.Object) bool
+	// PrepareForDelete changes an object a delete holds (finalizers, a
+	// grace period), when it is first marked for deletion: a namespace
+	// becomes Terminating.
+	PrepareForDelete func(obj runtime.Object)
 	// GracePeriod returns the grace period in seconds of a delete of obj
 	// whose client asked for requested (nil: did not say). A positive one
 	// keeps the object, with deletionTimestamp and

@@ -233,7 +233,7 @@ func (s *Store) GuaranteedUpdate(ctx context.Context, res *Resource, ns, name st
 			return nil, err
 		}
 		m, _ := meta.Accessor(obj)
-		if m.GetDeletionTimestamp() != nil && len(m.GetFinalizers()) == 0 && zeroGrace(m) {
+		if m.GetDeletionTimestamp() != nil && len(m.GetFinalizers()) == 0 && zeroGrace(m) && !res.finalizing(obj) {
 			// The last finalizer is gone: the object goes for good.
 			if opts.DryRun {
 				return obj, nil
@@ -374,8 +374,12 @@ func (s *Store) Delete(ctx context.Context, res *Resource, ns, name string, opts
 		if gcChanged {
 			m.SetFinalizers(finalizers)
 		}
-		held, changed := s.holdForDeletion(m, grace)
+		marked := m.GetDeletionTimestamp() != nil
+		held, changed := s.holdForDeletion(m, grace, res.finalizing(cur))
 		changed = changed || gcChanged
+		if held && !marked && res.PrepareForDelete != nil {
+			res.PrepareForDelete(cur)
+		}
 		if !held {
 			if opts.DryRun {
 				return cur, nil
@@ -420,13 +424,13 @@ func (s *Store) deleteKey(ctx context.Context, res *Resource, k string, expected
 }
 
 // holdForDeletion decides what a delete with grace period grace does to
-// the stored object m, as kube-apiserver does: an object with finalizers or
-// a grace period stays, marked with deletionTimestamp (now plus the grace
+// the stored object m, as kube-apiserver does: an object with finalizers
+// (finalizing: its kind's own, see Resource.Finalizing) or a grace period stays, marked with deletionTimestamp (now plus the grace
 // period) and deletionGracePeriodSeconds, and generation bumped; a delete
 // of an object already marked may only shorten its grace period. held
 // false means the object goes now; changed says m was modified.
-func (s *Store) holdForDeletion(m metav1.Object, grace int64) (held, changed bool) {
-	finalizers := len(m.GetFinalizers()) > 0
+func (s *Store) holdForDeletion(m metav1.Object, grace int64, finalizing bool) (held, changed bool) {
+	finalizers := len(m.GetFinalizers()) > 0 || finalizing
 	if ts := m.GetDeletionTimestamp(); ts != nil {
 		if !finalizers && zeroGrace(m) {
 			return false, false // its last finalizer was just removed
@@ -459,6 +463,12 @@ func (s *Store) holdForDeletion(m metav1.Object, grace int64) (held, changed boo
 		m.SetGeneration(g + 1)
 	}
 	return true, true
+}
+
+// finalizing reports whether obj has finalizers of its kind's own
+// (Resource.Finalizing) left.
+func (r *Resource) finalizing(obj runtime.Object) bool {
+	return r.Finalizing != nil && r.Finalizing(obj)
 }
 
 // zeroGrace reports whether an object being deleted has no grace period
