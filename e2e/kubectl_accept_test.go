@@ -626,8 +626,9 @@ func acceptanceScript(t *testing.T, k *kubectlRunner, a acceptance) []kstep {
 		{args: []string{"replace", "-f", fresh}, out: []string{"^configmap/c2 replaced\n$"}},
 		hook("restarted"),
 
-		// delete with each cascade mode (no garbage collector yet: only the
-		// deployment itself goes), then pods.
+		// delete with each cascade mode (no deployment controller yet, so
+		// the deployments own nothing; TestGarbageCollectorKubectl deletes
+		// owned objects), then pods.
 		{args: n("create", "deployment", "bg", "--image=nginx:1.26"), out: []string{"^deployment.apps/bg created\n$"}},
 		{args: n("create", "deployment", "fg", "--image=nginx:1.26"), out: []string{"^deployment.apps/fg created\n$"}},
 		{args: n("create", "deployment", "or", "--image=nginx:1.26"), out: []string{"^deployment.apps/or created\n$"}},
