@@ -384,8 +384,13 @@ func ensureNamespaces(ctx context.Context, reg *registry.Store, api *apiserver.S
 	}
 	for _, name := range []string{metav1.NamespaceDefault, metav1.NamespaceSystem, metav1.NamespacePublic, corev1.NamespaceNodeLease} {
 		for backoff := 50 * time.Millisecond; ; backoff = min(2*backoff, time.Second) {
+			// Read first: a restarting master writes nothing (a create that
+			// fails is a Raft entry too).
 			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			_, err := reg.Create(cctx, res, "", &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, registry.CreateOptions{})
+			_, err := reg.Get(cctx, res, "", name, registry.GetOptions{})
+			if apierrors.IsNotFound(err) {
+				_, err = reg.Create(cctx, res, "", &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, registry.CreateOptions{})
+			}
 			cancel()
 			if err == nil || apierrors.IsAlreadyExists(err) {
 				break
