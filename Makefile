@@ -75,7 +75,7 @@ test: ## run every test with -race, then a short fuzz run
 fuzz: ## fuzz the log entry decoder for FUZZTIME (default 5m)
 	$(GO) test -run '^$$' -fuzz '^$(FUZZ_TARGET)$$' -fuzztime $(FUZZTIME) $(FUZZ_PKG)
 
-bench: build ## skiff vs etcd store benchmark (e2e/storebench), then in-module micro benchmarks
+bench: build ## Kubernetes API and store benchmarks against etcd (e2e/storebench), then in-module micro benchmarks
 	cd e2e/storebench && SKIFF_BIN="$(CURDIR)/bin/skiff" $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m .
 	$(GO) test -run '^$$' -bench . -timeout 30m ./...
 

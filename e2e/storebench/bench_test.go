@@ -599,6 +599,9 @@ type skiffCluster struct {
 	// on both systems.
 	nodes []*raftstore.Client
 	next  atomic.Uint32
+	// dataDirs and httpAddrs are each node's --data-dir (which holds its
+	// admin kubeconfig) and status endpoint, in node order.
+	dataDirs, httpAddrs []string
 }
 
 func (c *skiffCluster) put(ctx context.Context, key string, value []byte) error {
@@ -631,7 +634,7 @@ func startSkiff(ctx context.Context, b *testing.B, s settings) (cluster, error) 
 			peers = append(peers, fmt.Sprintf("127.0.0.1:%d", ports[2*i]))
 			https = append(https, fmt.Sprintf("127.0.0.1:%d", ports[2*i+1]))
 		}
-		c := &skiffCluster{}
+		c := &skiffCluster{httpAddrs: https}
 		ok := false
 		defer func() {
 			if !ok {
@@ -640,7 +643,8 @@ func startSkiff(ctx context.Context, b *testing.B, s settings) (cluster, error) 
 		}()
 		for i := range 3 {
 			name := fmt.Sprintf("m%d", i+1)
-			args := []string{"server", "--name", name, "--data-dir", filepath.Join(base, name),
+			c.dataDirs = append(c.dataDirs, filepath.Join(base, name))
+			args := []string{"server", "--name", name, "--data-dir", c.dataDirs[i],
 				"--peer-addr", peers[i], "--http-addr", https[i], "--api-addr", "127.0.0.1:0"}
 			if i > 0 {
 				args = append(args, "--join", peers[0])
