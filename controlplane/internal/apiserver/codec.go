@@ -1,6 +1,7 @@
 package apiserver
 
 import (
+	"bytes"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -25,20 +26,23 @@ const (
 	mediaProtobuf = "application/vnd.kubernetes.protobuf"
 )
 
-// codecs decodes request bodies. Responses are always JSON, which every
-// client accepts whatever it prefers (guide 4.0).
+// codecs decodes request bodies, and encodes objects in protobuf for the
+// clients that prefer it (client-go's typed clients); other responses are
+// JSON, which every client accepts whatever it prefers (guide 4.0).
 type codecs struct {
 	json, jsonStrict, yaml, yamlStrict, protobuf runtime.Decoder
+	protobufEncoder                              runtime.Encoder
 }
 
 func newCodecs(scheme *runtime.Scheme) *codecs {
 	ser := func(yaml, strict bool) runtime.Decoder {
 		return json.NewSerializerWithOptions(json.DefaultMetaFactory, scheme, scheme, json.SerializerOptions{Yaml: yaml, Strict: strict})
 	}
+	pb := protobuf.NewSerializer(scheme, scheme)
 	return &codecs{
 		json: ser(false, false), jsonStrict: ser(false, true),
 		yaml: ser(true, false), yamlStrict: ser(true, true),
-		protobuf: protobuf.NewSerializer(scheme, scheme),
+		protobuf: pb, protobufEncoder: pb,
 	}
 }
 
@@ -212,4 +216,31 @@ func internalGroup(group string) string {
 		return "core"
 	}
 	return group
+}
+
+// wantsProtobuf reports whether the Accept header prefers Kubernetes'
+// protobuf encoding of plain objects: the first media type that names an
+// encoding decides (renderings such as as=Table are answered elsewhere).
+func wantsProtobuf(accept string) bool {
+	for _, part := range strings.Split(accept, ",") {
+		mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
+		if err != nil || params["as"] != "" {
+			continue
+		}
+		return mt == mediaProtobuf
+	}
+	return false
+}
+
+// writeProtobuf writes obj in Kubernetes' protobuf encoding; it fails,
+// having written nothing, for an object without one.
+func (c *codecs) writeProtobuf(w http.ResponseWriter, code int, obj runtime.Object) error {
+	var buf bytes.Buffer
+	if err := c.protobufEncoder.Encode(obj, &buf); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", mediaProtobuf)
+	w.WriteHeader(code)
+	_, _ = w.Write(buf.Bytes()) // a client that went away is not an error of ours
+	return nil
 }

@@ -113,6 +113,9 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, res *resource, ns 
 func (s *Server) writeObjects(w http.ResponseWriter, r *http.Request, res *resource, code int, obj runtime.Object, items []runtime.Object) error {
 	switch acceptedAs(r.Header.Get("Accept")) {
 	case asPlainObjects:
+		if wantsProtobuf(r.Header.Get("Accept")) && s.codecs.writeProtobuf(w, code, obj) == nil {
+			return nil
+		}
 		writeJSON(w, code, obj)
 		return nil
 	case asMeta, asMetaList:
@@ -413,8 +416,16 @@ func requestContext(r *http.Request) (context.Context, context.CancelFunc, error
 // checkNamespaceForCreate refuses to create obj in namespace ns when ns
 // does not exist (404 namespaces "ns" not found) or is being deleted (403,
 // as kube-apiserver's NamespaceLifecycle admission).
+//
+// Like kube-apiserver, which answers from a cache, it reads the local
+// replica; only a namespace not found there is read again through the
+// leader, so that one just created on another master is found.
 func (s *Server) checkNamespaceForCreate(ctx context.Context, res *resource, ns string, obj runtime.Object) error {
-	nsObj, err := s.cfg.Store.Get(ctx, s.byGV["v1"]["namespaces"].reg, "", ns, registry.GetOptions{})
+	nsRes := s.byGV["v1"]["namespaces"].reg
+	nsObj, err := s.cfg.Store.Get(ctx, nsRes, "", ns, registry.GetOptions{ResourceVersion: "0"})
+	if apierrors.IsNotFound(err) {
+		nsObj, err = s.cfg.Store.Get(ctx, nsRes, "", ns, registry.GetOptions{})
+	}
 	if err != nil {
 		return err
 	}
