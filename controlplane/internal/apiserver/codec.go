@@ -218,20 +218,6 @@ func internalGroup(group string) string {
 	return group
 }
 
-// wantsProtobuf reports whether the Accept header prefers Kubernetes'
-// protobuf encoding of plain objects: the first media type that names an
-// encoding decides (renderings such as as=Table are answered elsewhere).
-func wantsProtobuf(accept string) bool {
-	for _, part := range strings.Split(accept, ",") {
-		mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
-		if err != nil || params["as"] != "" {
-			continue
-		}
-		return mt == mediaProtobuf
-	}
-	return false
-}
-
 // writeProtobuf writes obj in Kubernetes' protobuf encoding; it fails,
 // having written nothing, for an object without one.
 func (c *codecs) writeProtobuf(w http.ResponseWriter, code int, obj runtime.Object) error {

@@ -111,19 +111,19 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, res *resource, ns 
 // writeObjects writes obj, or a Table of items, or obj's metadata only, as
 // the client asks.
 func (s *Server) writeObjects(w http.ResponseWriter, r *http.Request, res *resource, code int, obj runtime.Object, items []runtime.Object) error {
-	switch acceptedAs(r.Header.Get("Accept")) {
-	case asPlainObjects:
-		if wantsProtobuf(r.Header.Get("Accept")) && s.codecs.writeProtobuf(w, code, obj) == nil {
+	as, protobuf := negotiate(r.Header.Get("Accept"))
+	switch as {
+	case asPlainObjects, asMeta, asMetaList:
+		if as != asPlainObjects {
+			var err error
+			if obj, err = metadataOnly(r.Header.Get("Accept"), obj); err != nil {
+				return err
+			}
+		}
+		if protobuf && s.codecs.writeProtobuf(w, code, obj) == nil {
 			return nil
 		}
 		writeJSON(w, code, obj)
-		return nil
-	case asMeta, asMetaList:
-		out, err := metadataOnly(r.Header.Get("Accept"), obj)
-		if err != nil {
-			return err
-		}
-		writeJSON(w, code, out)
 		return nil
 	}
 	inc, err := parseIncludeObject(r.URL.Query().Get("includeObject"))

@@ -4,10 +4,12 @@ import (
 	"net/http"
 	"sync"
 	"testing"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 )
@@ -86,5 +88,47 @@ func TestProtobufResponses(t *testing.T) {
 	code, header, _ := do(t, "GET", ts.URL+"/api/v1/namespaces/default/configmaps/pb", "", "", "Accept", "application/json, application/vnd.kubernetes.protobuf")
 	if code != 200 || header.Get("Content-Type") != "application/json" {
 		t.Errorf("JSON first: got %d %s", code, header.Get("Content-Type"))
+	}
+}
+
+// TestProtobufWatch: a typed client-go watch asking for protobuf gets the
+// length-delimited protobuf stream and decodes every event.
+func TestProtobufWatch(t *testing.T) {
+	ts := startServer(t)
+	ct := &contentTypes{seen: map[string]int{}, next: http.DefaultTransport}
+	cs, err := kubernetes.NewForConfig(&rest.Config{
+		Host: ts.URL, Transport: ct,
+		ContentConfig: rest.ContentConfig{ContentType: "application/vnd.kubernetes.protobuf", AcceptContentTypes: "application/vnd.kubernetes.protobuf,application/json"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	w, err := cs.CoreV1().ConfigMaps("default").Watch(ctx, metav1.ListOptions{ResourceVersion: "1", AllowWatchBookmarks: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	if _, err := cs.CoreV1().ConfigMaps("default").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "w1"}, Data: map[string]string{"k": "v"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cs.CoreV1().ConfigMaps("default").Delete(ctx, "w1", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []watch.EventType{watch.Added, watch.Deleted} {
+		select {
+		case ev := <-w.ResultChan():
+			cm, ok := ev.Object.(*corev1.ConfigMap)
+			if ev.Type != want || !ok || cm.Name != "w1" || cm.Data["k"] != "v" {
+				t.Fatalf("got %s %#v, want %s of w1", ev.Type, ev.Object, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no %s event", want)
+		}
+	}
+	ct.mu.Lock()
+	defer ct.mu.Unlock()
+	if ct.seen["application/vnd.kubernetes.protobuf;stream=watch"] != 1 {
+		t.Errorf("response types %v, want one protobuf watch stream", ct.seen)
 	}
 }

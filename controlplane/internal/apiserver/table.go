@@ -96,24 +96,36 @@ const (
 	asPlainObjects = ""
 )
 
-// acceptedAs returns the rendering the Accept header prefers: the first
-// acceptable media type decides. Protobuf and other types are answered
-// with JSON, which clients accept; renderings in other versions or
-// encodings fall through to the next choice.
+// acceptedAs returns the rendering the Accept header prefers; see negotiate.
 func acceptedAs(accept string) string {
+	as, _ := negotiate(accept)
+	return as
+}
+
+// negotiate returns the rendering the Accept header prefers, and whether
+// in Kubernetes' protobuf encoding (else JSON): the first acceptable media
+// type decides. Plain objects and PartialObjectMetadata[List] come in
+// either encoding, Tables in JSON; other renderings, versions and
+// encodings fall through to the next choice, and anything else gets JSON,
+// which clients accept.
+func negotiate(accept string) (as string, protobuf bool) {
 	for _, part := range strings.Split(accept, ",") {
 		mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
 		if err != nil {
 			continue
 		}
-		switch as := params["as"]; {
+		as := params["as"]
+		switch {
 		case as == "":
-			return asPlainObjects
-		case (as == asTable || as == asMeta || as == asMetaList) && mt == "application/json" && params["g"] == "meta.k8s.io" && params["v"] == "v1":
-			return as
+			return asPlainObjects, mt == mediaProtobuf
+		case as != asTable && as != asMeta && as != asMetaList, params["g"] != "meta.k8s.io", params["v"] != "v1":
+		case mt == "application/json":
+			return as, false
+		case mt == mediaProtobuf && as != asTable:
+			return as, true
 		}
 	}
-	return asPlainObjects
+	return asPlainObjects, false
 }
 
 // table renders objs as a Table with res's columns, every column

@@ -1,6 +1,7 @@
 package apiserver
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -9,6 +10,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	pbstream "k8s.io/apimachinery/pkg/runtime/serializer/protobuf"
 	"k8s.io/apimachinery/pkg/watch"
 )
 
@@ -35,7 +37,7 @@ func (s *Server) serveWatch(w http.ResponseWriter, r *http.Request, res *resourc
 		b := queryBool(q, "sendInitialEvents")
 		opts.SendInitialEvents = &b
 	}
-	as := acceptedAs(r.Header.Get("Accept"))
+	as, protobuf := negotiate(r.Header.Get("Accept"))
 	inc, err := parseIncludeObject(q.Get("includeObject"))
 	if err != nil {
 		return err
@@ -55,12 +57,32 @@ func (s *Server) serveWatch(w http.ResponseWriter, r *http.Request, res *resourc
 	}
 	defer wi.Stop()
 
-	w.Header().Set("Content-Type", "application/json")
+	// JSON: one WatchEvent per line. Protobuf: length-delimited frames,
+	// each a protobuf WatchEvent embedding the protobuf object, as
+	// client-go's typed and metadata clients ask.
+	encode := func(typ string, obj []byte) error {
+		return json.NewEncoder(w).Encode(&metav1.WatchEvent{Type: typ, Object: runtime.RawExtension{Raw: obj}})
+	}
+	contentType := "application/json"
+	if protobuf {
+		contentType = mediaProtobuf + ";stream=watch"
+		// The frames hold raw protobuf WatchEvents, without the envelope
+		// of the objects in them (client-go's streaming decoder is raw).
+		frames := pbstream.LengthDelimitedFramer.NewFrameWriter(w)
+		encode = func(typ string, obj []byte) error {
+			b, err := (&metav1.WatchEvent{Type: typ, Object: runtime.RawExtension{Raw: obj}}).Marshal()
+			if err != nil {
+				return err
+			}
+			_, err = frames.Write(b)
+			return err
+		}
+	}
+	w.Header().Set("Content-Type", contentType)
 	w.Header().Set("Transfer-Encoding", "chunked")
 	w.WriteHeader(http.StatusOK)
 	flusher.Flush()
 
-	enc := json.NewEncoder(w) // Encode ends each event with a newline
 	first := true
 	for {
 		var ev watch.Event
@@ -72,7 +94,7 @@ func (s *Server) serveWatch(w http.ResponseWriter, r *http.Request, res *resourc
 				return nil
 			}
 		}
-		obj, err := s.eventObject(res, ev, as, inc, first)
+		obj, err := s.eventObject(res, ev, as, protobuf, inc, first)
 		if err != nil {
 			s.cfg.Logger.Error("apiserver: watch: encoding an event", "resource", res.gvr.String(), "err", err)
 			return nil // the stream has begun: the client sees it end and re-watches
@@ -80,41 +102,47 @@ func (s *Server) serveWatch(w http.ResponseWriter, r *http.Request, res *resourc
 		if ev.Type != watch.Error && ev.Type != watch.Bookmark {
 			first = false
 		}
-		if err := enc.Encode(&metav1.WatchEvent{Type: string(ev.Type), Object: runtime.RawExtension{Raw: obj}}); err != nil {
+		if err := encode(string(ev.Type), obj); err != nil {
 			return nil // the client went away
 		}
 		flusher.Flush()
 	}
 }
 
-// eventObject returns the JSON of an event's object: a Status for ERROR
-// events, a Table row or the object's metadata when the client asked for
-// them (as), else the object itself.
-func (s *Server) eventObject(res *resource, ev watch.Event, as string, inc includeObject, withHeaders bool) ([]byte, error) {
-	if st, ok := ev.Object.(*metav1.Status); ok {
+// eventObject returns the encoding (JSON, or protobuf when asked) of an
+// event's object: a Status for ERROR events, a Table row or the object's
+// metadata when the client asked for them (as), else the object itself.
+func (s *Server) eventObject(res *resource, ev watch.Event, as string, protobuf bool, inc includeObject, withHeaders bool) ([]byte, error) {
+	obj := ev.Object
+	switch {
+	case ev.Type == watch.Error:
+		st := obj.(*metav1.Status)
 		st.TypeMeta = metav1.TypeMeta{Kind: "Status", APIVersion: "v1"}
-		return json.Marshal(st)
-	}
-	switch as {
-	case asPlainObjects:
-		return json.Marshal(ev.Object)
-	case asMeta, asMetaList:
+	case as == asMeta || as == asMetaList:
 		// A watch of metadata streams PartialObjectMetadata, whichever was asked.
-		return json.Marshal(partialMetadata(ev.Object))
-	}
-	if ev.Type == watch.Bookmark {
+		obj = partialMetadata(ev.Object)
+	case as == asTable && ev.Type == watch.Bookmark:
 		// As kube-apiserver: a table watch's bookmark is a Table without
 		// rows that carries the revision.
 		rv := ev.Object.(metav1.Object).GetResourceVersion()
-		return json.Marshal(&metav1.Table{
+		obj = &metav1.Table{
 			TypeMeta: metav1.TypeMeta{Kind: "Table", APIVersion: "meta.k8s.io/v1"},
 			ListMeta: metav1.ListMeta{ResourceVersion: rv},
 			Rows:     []metav1.TableRow{},
-		})
+		}
+	case as == asTable:
+		t, err := table(res, []runtime.Object{ev.Object}, s.cfg.Now(), inc, withHeaders)
+		if err != nil {
+			return nil, err
+		}
+		obj = t
 	}
-	t, err := table(res, []runtime.Object{ev.Object}, s.cfg.Now(), inc, withHeaders)
-	if err != nil {
-		return nil, err
+	if protobuf {
+		var buf bytes.Buffer
+		if err := s.codecs.protobufEncoder.Encode(obj, &buf); err != nil {
+			return nil, err
+		}
+		return buf.Bytes(), nil
 	}
-	return json.Marshal(t)
+	return json.Marshal(obj)
 }
