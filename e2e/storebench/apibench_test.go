@@ -777,6 +777,9 @@ func (a *apiCluster) watchPhase(ctx context.Context, b *testing.B, st apiSetting
 			byMaster[i%len(byMaster)] = append(byMaster[i%len(byMaster)], t.Sub(sent[k]))
 		}
 	}
+	if len(fromReq) == 0 {
+		return nil, fmt.Errorf("watch: no deliveries of %d writes to %d watchers (APIBENCH_WATCH_RATE x APIBENCH_WATCH_DURATION too small?)", writes, len(ws))
+	}
 	r := &watchResult{watchers: len(ws), writes: writes, deliveries: len(fromReq),
 		fromReq: latencyOf(fromReq), fromAck: latencyOf(fromAck), write: latencyOf(write)}
 	for _, ds := range byMaster {
