@@ -42,6 +42,7 @@ import (
 
 	"github.com/skiff-sh/skiff/controlplane/internal/apiserver"
 	"github.com/skiff-sh/skiff/controlplane/internal/authn"
+	"github.com/skiff-sh/skiff/controlplane/internal/defaultsa"
 	"github.com/skiff-sh/skiff/controlplane/internal/gc"
 	"github.com/skiff-sh/skiff/controlplane/internal/leadership"
 	"github.com/skiff-sh/skiff/controlplane/internal/nsfinalizer"
@@ -496,7 +497,8 @@ func agentTransport(ca *pki.CA) (*http.Transport, error) {
 }
 
 // controllers returns the runner of the leader-only controllers: the
-// garbage collector and the namespace controller, over this master's own API (addr, its listener) with a
+// garbage collector, the namespace controller and the service account
+// controller, over this master's own API (addr, its listener) with a
 // client certificate of ControllerUser, while this master leads.
 func (m *Master) controllers(addr *net.TCPAddr, ca *pki.CA) (*leadership.Runner, error) {
 	cfg, err := loopbackConfig(addr, ca, ControllerUser)
@@ -529,11 +531,18 @@ func (m *Master) controllers(addr *net.TCPAddr, ca *pki.CA) (*leadership.Runner,
 	if err != nil {
 		return nil, err
 	}
+	scfg := defaultsa.DefaultConfig()
+	scfg.Client, scfg.Logger = cs, m.log
+	accounts, err := defaultsa.New(scfg)
+	if err != nil {
+		return nil, err
+	}
 	lcfg := leadership.DefaultConfig()
 	lcfg.Source, lcfg.Logger = m.cfg.Store, m.log
 	lcfg.Components = []leadership.Component{
 		{Name: "garbage-collector", Run: collector.Run},
 		{Name: "namespace-controller", Run: namespaces.Run},
+		{Name: "serviceaccount-controller", Run: accounts.Run},
 	}
 	return leadership.New(lcfg)
 }

@@ -37,3 +37,19 @@ func TestKubectlDeleteNamespace(t *testing.T) {
 		t.Fatalf("content of the new namespace: %v\n%q, want none", err, out)
 	}
 }
+
+// TestDefaultServiceAccount: every namespace gets its default service
+// account from the leader's service account controller.
+func TestDefaultServiceAccount(t *testing.T) {
+	dataDir, _ := startMaster(t)
+	kc := KubeconfigPath(dataDir)
+	if out, err := kubectl(t, kc, "create", "namespace", "team"); err != nil {
+		t.Fatalf("kubectl create namespace: %v\n%s", err, out)
+	}
+	if out, err := kubectl(t, kc, "-n", "team", "wait", "--for=create", "serviceaccount/default", "--timeout=30s"); err != nil {
+		t.Fatalf("kubectl wait for the default service account: %v\n%s", err, out)
+	}
+	if out, err := kubectl(t, kc, "-n", "default", "get", "serviceaccount", "default", "-o", "name"); err != nil || strings.TrimSpace(out) != "serviceaccount/default" {
+		t.Fatalf("the default namespace's account: %v\n%s", err, out)
+	}
+}
