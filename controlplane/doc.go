@@ -6,7 +6,8 @@
 // (internal/pki, internal/authn), the leadership runner that starts
 // leader-only work after a Raft barrier and stops it when leadership is lost
 // (internal/leadership), the controllers (today the garbage collector,
-// internal/gc, and the namespace controller, internal/nsfinalizer), and the
+// internal/gc, the namespace controller, internal/nsfinalizer, and the
+// service account controller, internal/defaultsa), and the
 // master wiring (master). The scheduler, the workload controllers and the
 // gossip observer are to come.
 //
