@@ -79,7 +79,6 @@ func (s *Server) serveWatch(w http.ResponseWriter, r *http.Request, res *resourc
 		}
 	}
 	w.Header().Set("Content-Type", contentType)
-	w.Header().Set("Transfer-Encoding", "chunked")
 	w.WriteHeader(http.StatusOK)
 	flusher.Flush()
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -55,5 +56,35 @@ func TestWatchList(t *testing.T) {
 	mustDo(t, http.StatusCreated, "POST", cms, "application/json", `{"metadata":{"name":"after"}}`, nil)
 	if typ, obj := next(); typ != "ADDED" || obj.Name != "after" {
 		t.Fatalf("got %s %q, want ADDED after", typ, obj.Name)
+	}
+}
+
+// TestWatchOverHTTP2: the watch stream works over HTTP/2 as well, for
+// clients that reach the API through an HTTP/2 proxy.
+func TestWatchOverHTTP2(t *testing.T) {
+	srv, plain := startAPIServer(t)
+	ts := httptest.NewUnstartedServer(srv.Handler())
+	ts.EnableHTTP2 = true
+	ts.StartTLS()
+	t.Cleanup(ts.Close)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", ts.URL+"/api/v1/namespaces/default/configmaps?watch=true&resourceVersion=1", nil)
+	resp, err := ts.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 || resp.ProtoMajor != 2 {
+		t.Fatalf("got %d over %s, want 200 over HTTP/2", resp.StatusCode, resp.Proto)
+	}
+	mustDo(t, http.StatusCreated, "POST", plain.URL+"/api/v1/namespaces/default/configmaps", "application/json", `{"metadata":{"name":"h2"}}`, nil)
+	lines := bufio.NewScanner(resp.Body)
+	if !lines.Scan() {
+		t.Fatalf("watch ended: %v", lines.Err())
+	}
+	var ev metav1.WatchEvent
+	if err := json.Unmarshal(lines.Bytes(), &ev); err != nil || ev.Type != "ADDED" {
+		t.Fatalf("got %q (%v), want an ADDED event", lines.Bytes(), err)
 	}
 }
