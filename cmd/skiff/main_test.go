@@ -51,6 +51,8 @@ func TestRunRejectsBadUsage(t *testing.T) {
 		{[]string{"kubeconfig", "--data-dir", t.TempDir()}, 1}, // no CA there
 		{[]string{"kubeconfig", "extra"}, 2},
 		{[]string{"kubeconfig", "--token", "t", "--groups", "g"}, 2},
+		{[]string{"kubeconfig", "--token", "t", "--token-file", "f"}, 2},
+		{[]string{"kubeconfig", "--data-dir", t.TempDir(), "--token-file", "/nonexistent/token"}, 1},
 		{[]string{"token"}, 2},
 		{[]string{"token", "--peer", "127.0.0.1:1"}, 2},
 		{[]string{"token", "frobnicate"}, 2},

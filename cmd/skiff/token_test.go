@@ -43,7 +43,7 @@ func TestTokenCommands(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("skiff token list exited %d: %s", code, errOut)
 	}
-	if !regexp.MustCompile(`(?m)^` + id + `\s+jane\s+dev,ops\s+\S+\s+\S+\s+cmd test$`).MatchString(out) || strings.Contains(out, token) {
+	if !regexp.MustCompile(`(?m)^`+id+`\s+jane\s+dev,ops\s+\S+\s+\S+\s+cmd test$`).MatchString(out) || strings.Contains(out, token) {
 		t.Fatalf("skiff token list printed:\n%s\nwant a row for %s (jane, dev,ops, cmd test) and no token", out, id)
 	}
 
@@ -51,6 +51,14 @@ func TestTokenCommands(t *testing.T) {
 	code, kc, errOut := runSkiff(t, "kubeconfig", "--data-dir", up.dataDir, "--server", server, "--token", token, "--user", "jane")
 	if code != 0 || !strings.Contains(kc, "token: "+token+"\n") || !strings.Contains(kc, "certificate-authority-data: ") {
 		t.Fatalf("skiff kubeconfig --token = %d %q (stderr %q), want a kubeconfig with the token", code, kc, errOut)
+	}
+	// The same from a token file, as `skiff token create > FILE` writes it.
+	tokenPath := filepath.Join(t.TempDir(), "jane.token")
+	if err := os.WriteFile(tokenPath, []byte(token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, fromFile, errOut := runSkiff(t, "kubeconfig", "--data-dir", up.dataDir, "--server", server, "--token-file", tokenPath, "--user", "jane"); code != 0 || fromFile != kc {
+		t.Fatalf("skiff kubeconfig --token-file = %d %q (stderr %q), want the --token kubeconfig", code, fromFile, errOut)
 	}
 	kcPath := filepath.Join(t.TempDir(), "jane.kubeconfig")
 	if err := os.WriteFile(kcPath, []byte(kc), 0o600); err != nil {
