@@ -79,7 +79,8 @@ bench: build ## Kubernetes API and store benchmarks against etcd (e2e/storebench
 	cd e2e/storebench && SKIFF_BIN="$(CURDIR)/bin/skiff" $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m .
 	$(GO) test -run '^$$' -bench . -timeout 30m ./...
 
-lint: tools ## go vet and staticcheck
+lint: tools ## gofmt, go vet and staticcheck
+	@unformatted="$$(gofmt -l .)"; if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
 	$(STATICCHECK) ./...
 
