@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/skiff-sh/skiff/controlplane/internal/apitest"
 	"github.com/skiff-sh/skiff/controlplane/internal/pki"
 	"github.com/skiff-sh/skiff/raftstore"
 	"github.com/skiff-sh/skiff/raftstore/storetest"
@@ -65,21 +66,7 @@ func startAuthenticator(t *testing.T, src Source, now func() time.Time) *Authent
 	return a
 }
 
-// waitFor polls cond until it returns nil or the deadline passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s: %v", timeout, what, err)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
+var waitFor = apitest.WaitFor
 
 func TestCreateListDeleteTokens(t *testing.T) {
 	s := storetest.Start(t, "")

@@ -3,56 +3,24 @@ package defaultsa
 import (
 	"context"
 	"log/slog"
-	"net/http/httptest"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 
-	"github.com/skiff-sh/skiff/controlplane/internal/apiserver"
-	"github.com/skiff-sh/skiff/controlplane/internal/registry"
-	"github.com/skiff-sh/skiff/raftstore/storetest"
+	"github.com/skiff-sh/skiff/controlplane/internal/apitest"
 )
 
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s: %v", timeout, what, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
+var waitFor = apitest.WaitFor
 
 func TestDefaultServiceAccounts(t *testing.T) {
-	store := storetest.Start(t, "")
-	scheme := apiserver.NewScheme()
-	reg, err := registry.New(registry.Config{KV: store, Scheme: scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
-	acfg := apiserver.DefaultConfig()
-	acfg.Store, acfg.Scheme, acfg.Logger = reg, scheme, slog.New(slog.DiscardHandler)
-	api, err := apiserver.New(acfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewServer(api.Handler())
-	t.Cleanup(ts.Close)
-	cs := kubernetes.NewForConfigOrDie(&rest.Config{Host: ts.URL})
+	cs := kubernetes.NewForConfigOrDie(apitest.Start(t))
 	ctx := t.Context()
-	waitFor(t, 20*time.Second, "a namespace before the controller runs", func() error {
-		_, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "early"}}, metav1.CreateOptions{})
-		return err
-	})
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "early"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 
 	cfg := DefaultConfig()
 	cfg.Client, cfg.Logger = cs, slog.New(slog.DiscardHandler)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net/http/httptest"
 	"os"
 	"slices"
 	"strconv"
@@ -15,7 +14,6 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
@@ -24,9 +22,7 @@ import (
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 
-	"github.com/skiff-sh/skiff/controlplane/internal/apiserver"
-	"github.com/skiff-sh/skiff/controlplane/internal/registry"
-	"github.com/skiff-sh/skiff/raftstore/storetest"
+	"github.com/skiff-sh/skiff/controlplane/internal/apitest"
 )
 
 // env is a single-node store with the API server over it (plain HTTP, no
@@ -46,21 +42,7 @@ func testLogger() *slog.Logger {
 
 func startEnv(t *testing.T) *env {
 	t.Helper()
-	store := storetest.Start(t, "")
-	scheme := apiserver.NewScheme()
-	reg, err := registry.New(registry.Config{KV: store, Scheme: scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
-	acfg := apiserver.DefaultConfig()
-	acfg.Store, acfg.Scheme, acfg.Logger = reg, scheme, slog.New(slog.DiscardHandler)
-	api, err := apiserver.New(acfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewServer(api.Handler())
-	t.Cleanup(ts.Close)
-	cfg := &rest.Config{Host: ts.URL, QPS: 200, Burst: 400}
+	cfg := apitest.Start(t)
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -79,15 +61,7 @@ func startEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, cs: cs, collector: c}
-	waitFor(t, 20*time.Second, "the store to elect itself", func() error {
-		_, err := cs.CoreV1().Namespaces().Create(t.Context(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, metav1.CreateOptions{})
-		if apierrors.IsAlreadyExists(err) {
-			return nil
-		}
-		return err
-	})
-	return e
+	return &env{t: t, cs: cs, collector: c}
 }
 
 // run runs the collector until the returned stop is called (or the test
@@ -114,20 +88,7 @@ func (e *env) run() (stop func()) {
 	return stop
 }
 
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s: %v", timeout, what, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
+var waitFor = apitest.WaitFor
 
 func ownerRef(kind, apiVersion, name string, uid types.UID, block bool) metav1.OwnerReference {
 	return metav1.OwnerReference{APIVersion: apiVersion, Kind: kind, Name: name, UID: uid, Controller: ptr(true), BlockOwnerDeletion: ptr(block)}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -17,32 +16,15 @@ import (
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/metadata"
-	"k8s.io/client-go/rest"
 
-	"github.com/skiff-sh/skiff/controlplane/internal/apiserver"
-	"github.com/skiff-sh/skiff/controlplane/internal/registry"
-	"github.com/skiff-sh/skiff/raftstore/storetest"
+	"github.com/skiff-sh/skiff/controlplane/internal/apitest"
 )
 
-// startAPI runs a single-node store and the API server over it, and
-// returns a client and a namespace controller for it.
+// startAPI runs the API in-process and returns a client and a namespace
+// controller for it.
 func startAPI(t *testing.T) (kubernetes.Interface, *Controller) {
 	t.Helper()
-	store := storetest.Start(t, "")
-	scheme := apiserver.NewScheme()
-	reg, err := registry.New(registry.Config{KV: store, Scheme: scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
-	acfg := apiserver.DefaultConfig()
-	acfg.Store, acfg.Scheme, acfg.Logger = reg, scheme, slog.New(slog.DiscardHandler)
-	api, err := apiserver.New(acfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewServer(api.Handler())
-	t.Cleanup(ts.Close)
-	rc := &rest.Config{Host: ts.URL, QPS: 200, Burst: 400}
+	rc := apitest.Start(t)
 	cs := kubernetes.NewForConfigOrDie(rc)
 	cfg := DefaultConfig()
 	cfg.Client, cfg.Metadata, cfg.Discovery, cfg.Logger = cs, metadata.NewForConfigOrDie(rc), discovery.NewDiscoveryClientForConfigOrDie(rc), slog.New(slog.DiscardHandler)
@@ -53,20 +35,7 @@ func startAPI(t *testing.T) (kubernetes.Interface, *Controller) {
 	return cs, c
 }
 
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s: %v", timeout, what, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
+var waitFor = apitest.WaitFor
 
 // run runs c until the test ends and checks Run returned nil.
 func run(t *testing.T, c *Controller) {
@@ -89,11 +58,7 @@ func run(t *testing.T, c *Controller) {
 func TestNamespaceDeletion(t *testing.T) {
 	cs, c := startAPI(t)
 	ctx := t.Context()
-	waitFor(t, 20*time.Second, "the API to create a namespace", func() error {
-		_, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "team"}}, metav1.CreateOptions{})
-		return err
-	})
-	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, metav1.CreateOptions{}); err != nil {
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "team"}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	om := func(name string, finalizers ...string) metav1.ObjectMeta {
