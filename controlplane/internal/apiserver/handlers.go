@@ -153,7 +153,7 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, res *resource, n
 	if err != nil {
 		return err
 	}
-	obj, warnings, err := s.decodeBody(w, r, res, validation)
+	obj, warnings, err := s.decodeBody(w, r, res.reg.Kind, res.reg.New(), validation)
 	if err != nil {
 		return err
 	}
@@ -184,7 +184,7 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request, res *resource, n
 	if err != nil {
 		return err
 	}
-	obj, warnings, err := s.decodeBody(w, r, res, validation)
+	obj, warnings, err := s.decodeBody(w, r, res.reg.Kind, res.reg.New(), validation)
 	if err != nil {
 		return err
 	}
@@ -201,8 +201,8 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request, res *resource, n
 	return s.writeObjects(w, r, res, http.StatusOK, updated, []runtime.Object{updated})
 }
 
-// decodeBody reads and decodes the request body as an object of res.
-func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, res *resource, validation string) (runtime.Object, []string, error) {
+// decodeBody reads and decodes the request body as an object of kind gvk, into into.
+func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, gvk schema.GroupVersionKind, into runtime.Object, validation string) (runtime.Object, []string, error) {
 	body, err := readBody(w, r, s.cfg.MaxBodyBytes)
 	if err != nil {
 		return nil, nil, err
@@ -211,7 +211,7 @@ func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, res *resourc
 	if err != nil {
 		return nil, nil, err
 	}
-	return decodeObject(d, body, res.reg.Kind, res.reg.New(), validation)
+	return decodeObject(d, body, gvk, into, validation)
 }
 
 func (s *Server) delete(w http.ResponseWriter, r *http.Request, res *resource, ns, name string) error {

@@ -60,15 +60,7 @@ func (s *Server) evict(w http.ResponseWriter, r *http.Request, res *resource, ns
 	if err != nil {
 		return err
 	}
-	body, err := readBody(w, r, s.cfg.MaxBodyBytes)
-	if err != nil {
-		return err
-	}
-	d, err := s.codecs.decoder(r.Header.Get("Content-Type"), strictDecoding(validation))
-	if err != nil {
-		return err
-	}
-	obj, warnings, err := decodeObject(d, body, evictionKind, &policyv1.Eviction{}, validation)
+	obj, warnings, err := s.decodeBody(w, r, evictionKind, &policyv1.Eviction{}, validation)
 	if err != nil {
 		return err
 	}

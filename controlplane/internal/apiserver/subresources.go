@@ -191,7 +191,7 @@ func (s *Server) serveScale(w http.ResponseWriter, r *http.Request, res *resourc
 	)
 	d, _ := s.codecs.decoder(mediaJSON, strictDecoding(validation)) // for patched JSON
 	if r.Method == http.MethodPut {
-		if put, warnings, err = s.decodeScale(w, r, validation); err != nil {
+		if put, warnings, err = s.decodeBody(w, r, scaleKind, &autoscalingv1.Scale{}, validation); err != nil {
 			return err
 		}
 	} else if p, err = s.readPatch(w, r); err != nil {
@@ -229,18 +229,6 @@ func (s *Server) serveScale(w http.ResponseWriter, r *http.Request, res *resourc
 	return s.writeScale(w, res, updated)
 }
 
-// decodeScale reads the autoscaling/v1 Scale of a PUT.
-func (s *Server) decodeScale(w http.ResponseWriter, r *http.Request, validation string) (runtime.Object, []string, error) {
-	body, err := readBody(w, r, s.cfg.MaxBodyBytes)
-	if err != nil {
-		return nil, nil, err
-	}
-	d, err := s.codecs.decoder(r.Header.Get("Content-Type"), strictDecoding(validation))
-	if err != nil {
-		return nil, nil, err
-	}
-	return decodeObject(d, body, scaleKind, &autoscalingv1.Scale{}, validation)
-}
 
 func (s *Server) writeScale(w http.ResponseWriter, res *resource, obj runtime.Object) error {
 	scale, err := newScale(res, obj)
@@ -306,15 +294,7 @@ func (s *Server) bind(w http.ResponseWriter, r *http.Request, res *resource, ns,
 	if err != nil {
 		return err
 	}
-	body, err := readBody(w, r, s.cfg.MaxBodyBytes)
-	if err != nil {
-		return err
-	}
-	d, err := s.codecs.decoder(r.Header.Get("Content-Type"), strictDecoding(validation))
-	if err != nil {
-		return err
-	}
-	obj, warnings, err := decodeObject(d, body, bindingKind, &corev1.Binding{}, validation)
+	obj, warnings, err := s.decodeBody(w, r, bindingKind, &corev1.Binding{}, validation)
 	if err != nil {
 		return err
 	}
