@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
@@ -58,19 +59,12 @@ func serviceKeys(obj runtime.Object) []string {
 	for _, p := range svc.Spec.Ports {
 		if p.NodePort != 0 {
 			// One node port may serve both TCP and UDP.
-			keys = appendUnique(keys, nodePortPrefix+strconv.Itoa(int(p.NodePort)))
+			if k := nodePortPrefix + strconv.Itoa(int(p.NodePort)); !slices.Contains(keys, k) {
+				keys = append(keys, k)
+			}
 		}
 	}
 	return keys
-}
-
-func appendUnique(keys []string, k string) []string {
-	for _, have := range keys {
-		if have == k {
-			return keys
-		}
-	}
-	return append(keys, k)
 }
 
 // assign is the services' registry.Reservations.Assign: it allocates an

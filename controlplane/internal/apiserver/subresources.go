@@ -229,7 +229,6 @@ func (s *Server) serveScale(w http.ResponseWriter, r *http.Request, res *resourc
 	return s.writeScale(w, res, updated)
 }
 
-
 func (s *Server) writeScale(w http.ResponseWriter, res *resource, obj runtime.Object) error {
 	scale, err := newScale(res, obj)
 	if err != nil {

@@ -60,8 +60,9 @@ func (s *Server) serveWatch(w http.ResponseWriter, r *http.Request, res *resourc
 	// JSON: one WatchEvent per line. Protobuf: length-delimited frames,
 	// each a protobuf WatchEvent embedding the protobuf object, as
 	// client-go's typed and metadata clients ask.
+	lines := json.NewEncoder(w) // Encode ends each event with a newline
 	encode := func(typ string, obj []byte) error {
-		return json.NewEncoder(w).Encode(&metav1.WatchEvent{Type: typ, Object: runtime.RawExtension{Raw: obj}})
+		return lines.Encode(&metav1.WatchEvent{Type: typ, Object: runtime.RawExtension{Raw: obj}})
 	}
 	contentType := "application/json"
 	if protobuf {

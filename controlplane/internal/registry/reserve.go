@@ -91,12 +91,8 @@ func (s *Store) writeReserving(ctx context.Context, res *Resource, k string, dat
 	if old != nil {
 		oldKeys = res.Reservations.Keys(old)
 	}
-	txn := &raftstore.Txn{}
-	if expected == 0 {
-		txn.Compares = append(txn.Compares, raftstore.Compare{Key: k, Target: raftstore.TargetModRevision, Result: raftstore.Equal, Value: 0})
-	} else {
-		txn.Compares = append(txn.Compares, raftstore.Compare{Key: k, Target: raftstore.TargetModRevision, Result: raftstore.Equal, Value: expected})
-	}
+	// Mod revision 0 is a key that does not exist.
+	txn := &raftstore.Txn{Compares: []raftstore.Compare{{Key: k, Target: raftstore.TargetModRevision, Result: raftstore.Equal, Value: expected}}}
 	if data == nil {
 		txn.Success = append(txn.Success, raftstore.Request{Type: raftstore.RequestDelete, Key: k})
 	} else {
