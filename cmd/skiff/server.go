@@ -33,6 +33,8 @@ type serverFlags struct {
 	// raftstore.Config.WatchHistory and CompactInterval.
 	watchHistory    int
 	compactInterval time.Duration
+	// tolerationSeconds is master.Config.DefaultTolerationSeconds.
+	tolerationSeconds int64
 }
 
 func (f *serverFlags) register(fs *flag.FlagSet, single bool) {
@@ -57,6 +59,7 @@ func (f *serverFlags) register(fs *flag.FlagSet, single bool) {
 	fs.StringVar(&f.httpCert, "tls-cert-file", "", "certificate for the status endpoint (serves HTTPS when set, with --tls-key-file)")
 	fs.StringVar(&f.httpKey, "tls-key-file", "", "key of --tls-cert-file")
 	fs.BoolVar(&f.profiling, "profiling", true, "serve Go profiles under /debug/pprof/ on the status endpoint")
+	fs.Int64Var(&f.tolerationSeconds, "default-toleration-seconds", master.DefaultConfig().DefaultTolerationSeconds, "seconds a pod without its own tolerations for the node.kubernetes.io/not-ready and unreachable NoExecute taints stays on a failed node before it is evicted (Kubernetes: 300)")
 	def := raftstore.DefaultConfig()
 	fs.IntVar(&f.watchHistory, "watch-history", def.WatchHistory, "how many recent changes each master keeps for watches that resume from a resourceVersion; a watch further behind gets 410 Expired and its client re-lists")
 	fs.DurationVar(&f.compactInterval, "compact-interval", def.CompactInterval, "how often the leader compacts the store's history to the revision current one interval earlier; watches and paged lists from an older resourceVersion get 410 Expired (0 disables compaction)")
@@ -118,6 +121,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer, sin
 
 	mcfg := master.DefaultConfig()
 	mcfg.Store, mcfg.DataDir, mcfg.APIAddr, mcfg.Logger, mcfg.Profiling = store, cfg.DataDir, f.apiAddr, logger, f.profiling
+	mcfg.DefaultTolerationSeconds = f.tolerationSeconds
 	if host, _, err := net.SplitHostPort(cfg.AdvertiseAddr); err == nil && host != "" {
 		mcfg.AdvertiseHost = host
 	}

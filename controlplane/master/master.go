@@ -82,6 +82,9 @@ type Config struct {
 	ExtraSANs []string
 	Profiling bool
 	Logger    *slog.Logger
+	// DefaultTolerationSeconds is what pods tolerate of a failed node
+	// unless they say otherwise (apiserver.Config's).
+	DefaultTolerationSeconds int64
 	// OnReady, if set, is called once the API serves, with its URL and the
 	// path of the admin kubeconfig.
 	OnReady func(url, kubeconfig string)
@@ -89,7 +92,7 @@ type Config struct {
 
 // DefaultConfig returns a Config without Store and DataDir.
 func DefaultConfig() Config {
-	return Config{APIAddr: ":6443", AdvertiseHost: "127.0.0.1", Logger: slog.Default()}
+	return Config{APIAddr: ":6443", AdvertiseHost: "127.0.0.1", Logger: slog.Default(), DefaultTolerationSeconds: apiserver.DefaultTolerationSeconds}
 }
 
 // Validate reports the first problem with the configuration.
@@ -168,6 +171,7 @@ func (m *Master) Run(ctx context.Context) error {
 	}
 	acfg := apiserver.DefaultConfig()
 	acfg.Store, acfg.Scheme, acfg.Logger, acfg.AgentTransport = reg, scheme, m.log, agents
+	acfg.DefaultTolerationSeconds = m.cfg.DefaultTolerationSeconds
 	api, err := apiserver.New(acfg)
 	if err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -172,5 +173,44 @@ func TestPodAdmissionDefaults(t *testing.T) {
 	mustDo(t, 201, "POST", pods, "application/json", `{"metadata":{"name":"p2"},"spec":{"serviceAccountName":"builder","containers":[{"name":"c","image":"busybox"}]}}`, &p)
 	if p.Spec.ServiceAccountName != "builder" || p.Spec.DeprecatedServiceAccount != "builder" || p.Status.QOSClass != corev1.PodQOSBestEffort {
 		t.Errorf("got serviceAccountName %q serviceAccount %q qos %q, want builder, builder, BestEffort", p.Spec.ServiceAccountName, p.Spec.DeprecatedServiceAccount, p.Status.QOSClass)
+	}
+}
+
+// TestPodDefaultTolerations: DefaultTolerationSeconds admission adds the
+// not-ready and unreachable NoExecute tolerations (30 s by default) unless
+// the pod already tolerates that taint's NoExecute effect.
+func TestPodDefaultTolerations(t *testing.T) {
+	ts := startServer(t)
+	pods := ts.URL + "/api/v1/namespaces/default/pods"
+	for _, tc := range []struct {
+		name, tolerations string
+		want              map[string]string // key → tolerationSeconds ("" = none)
+	}{
+		{"none", `[]`, map[string]string{NotReadyTaint: "30", UnreachableTaint: "30"}},
+		{"own-unreachable", `[{"key":"node.kubernetes.io/unreachable","operator":"Exists","effect":"NoExecute","tolerationSeconds":5}]`,
+			map[string]string{NotReadyTaint: "30", UnreachableTaint: "5"}},
+		{"any-effect", `[{"key":"node.kubernetes.io/not-ready","operator":"Exists"}]`, map[string]string{NotReadyTaint: "", UnreachableTaint: "30"}},
+		{"everything", `[{"operator":"Exists"}]`, map[string]string{"": ""}},
+		{"noschedule-only", `[{"key":"node.kubernetes.io/not-ready","operator":"Exists","effect":"NoSchedule"}]`,
+			map[string]string{NotReadyTaint: "30", UnreachableTaint: "30"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var p corev1.Pod
+			mustDo(t, 201, "POST", pods, "application/json", `{"metadata":{"name":"tol-`+tc.name+`"},"spec":{"tolerations":`+tc.tolerations+`,"containers":[{"name":"c","image":"busybox"}]}}`, &p)
+			got := map[string]string{}
+			for _, tol := range p.Spec.Tolerations {
+				if tol.Effect == corev1.TaintEffectNoSchedule {
+					continue
+				}
+				s := ""
+				if tol.TolerationSeconds != nil {
+					s = fmt.Sprint(*tol.TolerationSeconds)
+				}
+				got[tol.Key] = s
+			}
+			if !maps.Equal(got, tc.want) {
+				t.Errorf("got NoExecute tolerations %v, want %v", got, tc.want)
+			}
+		})
 	}
 }

@@ -2,6 +2,7 @@ package apiserver
 
 import (
 	"reflect"
+	"slices"
 
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
@@ -64,7 +65,9 @@ type resource struct {
 var allVerbs = []string{"create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"}
 
 // resources returns the resource table. The order is the order of discovery.
-func resources() []*resource {
+// Pods created get tolerations of tolerationSeconds for the not-ready and
+// unreachable taints (admitPod).
+func resources(tolerationSeconds int64) []*resource {
 	core := schema.GroupVersion{Version: "v1"}
 	apps := appsv1.SchemeGroupVersion
 	return []*resource{
@@ -115,7 +118,7 @@ func resources() []*resource {
 				New: func() runtime.Object { return &corev1.Pod{} }, NewList: func() runtime.Object { return &corev1.PodList{} },
 				PrepareForCreate: func(obj runtime.Object) {
 					pod := obj.(*corev1.Pod)
-					admitPod(pod)
+					admitPod(pod, tolerationSeconds)
 					pod.Status = corev1.PodStatus{Phase: corev1.PodPending, QOSClass: strategy.PodQOSClass(&pod.Spec)}
 				},
 				PrepareForUpdate: keepStatus,
@@ -289,8 +292,9 @@ func boolString(b bool) string {
 // new pod: the namespace's default service account (ServiceAccount) and
 // priority 0 with the PreemptLowerPriority policy when the pod names no
 // priority class (Priority).
-func admitPod(pod *corev1.Pod) {
+func admitPod(pod *corev1.Pod, tolerationSeconds int64) {
 	spec := &pod.Spec
+	addDefaultTolerations(spec, tolerationSeconds)
 	if spec.ServiceAccountName == "" {
 		spec.ServiceAccountName = spec.DeprecatedServiceAccount
 	}
@@ -305,6 +309,31 @@ func admitPod(pod *corev1.Pod) {
 	if spec.PreemptionPolicy == nil {
 		p := corev1.PreemptLowerPriority
 		spec.PreemptionPolicy = &p
+	}
+}
+
+// NotReadyTaint and UnreachableTaint are the NoExecute taints the node
+// lifecycle controller puts on a node whose Ready condition is False and
+// Unknown.
+const (
+	NotReadyTaint    = "node.kubernetes.io/not-ready"
+	UnreachableTaint = "node.kubernetes.io/unreachable"
+)
+
+// addDefaultTolerations is kube-apiserver's DefaultTolerationSeconds
+// admission: a pod that tolerates neither taint's NoExecute effect gets a
+// toleration of seconds for it, so that it is evicted that long after its
+// node fails (Kubernetes: 300 s).
+func addDefaultTolerations(spec *corev1.PodSpec, seconds int64) {
+	for _, key := range []string{NotReadyTaint, UnreachableTaint} {
+		taint := corev1.Taint{Key: key, Effect: corev1.TaintEffectNoExecute}
+		if slices.ContainsFunc(spec.Tolerations, func(t corev1.Toleration) bool {
+			return (t.Effect == "" || t.Effect == corev1.TaintEffectNoExecute) && (t.Key == key || t.Key == "" && t.Operator == corev1.TolerationOpExists)
+		}) {
+			continue
+		}
+		s := seconds
+		spec.Tolerations = append(spec.Tolerations, corev1.Toleration{Key: taint.Key, Operator: corev1.TolerationOpExists, Effect: taint.Effect, TolerationSeconds: &s})
 	}
 }
 

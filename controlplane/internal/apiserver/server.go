@@ -52,6 +52,11 @@ type Config struct {
 	// range of their node ports.
 	ServiceCIDR netip.Prefix
 	NodePorts   PortRange
+	// DefaultTolerationSeconds is how long a pod that says nothing about
+	// it tolerates its node being not ready or unreachable before the node
+	// lifecycle controller evicts it (DefaultTolerationSeconds admission;
+	// Kubernetes' default is 300).
+	DefaultTolerationSeconds int64
 	// Address is the host:port /api tells clients to use
 	// (serverAddressByClientCIDRs); empty means the request's Host.
 	Address string
@@ -61,11 +66,12 @@ type Config struct {
 // Kubernetes v1.32.4.
 func DefaultConfig() Config {
 	return Config{
-		Logger:       slog.New(slog.DiscardHandler),
-		Now:          time.Now,
-		MaxBodyBytes: DefaultMaxBodyBytes,
-		ServiceCIDR:  DefaultServiceCIDR,
-		NodePorts:    DefaultNodePortRange,
+		Logger:                   slog.New(slog.DiscardHandler),
+		Now:                      time.Now,
+		MaxBodyBytes:             DefaultMaxBodyBytes,
+		ServiceCIDR:              DefaultServiceCIDR,
+		NodePorts:                DefaultNodePortRange,
+		DefaultTolerationSeconds: DefaultTolerationSeconds,
 		Version: version.Info{
 			Major: "1", Minor: "32", GitVersion: "v1.32.4-skiff", GitCommit: "skiff", GitTreeState: "clean",
 			BuildDate: "2025-01-01T00:00:00Z", GoVersion: "go1.26", Compiler: "gc", Platform: "linux/amd64",
@@ -90,6 +96,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("apiserver: config: NodePorts %s is not a port range", c.NodePorts)
 	case c.Version.Major == "" || c.Version.Minor == "":
 		return errors.New("apiserver: config: Version needs a major and a minor")
+	case c.DefaultTolerationSeconds < 0:
+		return fmt.Errorf("apiserver: config: DefaultTolerationSeconds %d must not be negative", c.DefaultTolerationSeconds)
 	}
 	return nil
 }
@@ -118,7 +126,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, codecs: newCodecs(cfg.Scheme), byGV: map[string]map[string]*resource{}, fields: fieldmanager.New(cfg.Scheme)}
-	s.all = complete(resources())
+	s.all = complete(resources(cfg.DefaultTolerationSeconds))
 	for _, r := range s.all {
 		for _, gvk := range []schema.GroupVersionKind{r.reg.Kind, r.reg.Kind.GroupVersion().WithKind(r.kind + "List")} {
 			if !cfg.Scheme.Recognizes(gvk) {

@@ -26,6 +26,10 @@ var (
 	DefaultNodePortRange = PortRange{Base: 30000, Size: 2768}
 )
 
+// DefaultTolerationSeconds is Skiff's default for Config's: pods on a
+// failed node are replaced within seconds, not Kubernetes' five minutes.
+const DefaultTolerationSeconds = 30
+
 // PortRange is the node port range: Base to Base+Size-1.
 type PortRange struct{ Base, Size int }
 

@@ -39,7 +39,7 @@ func TestTableColumns(t *testing.T) {
 		"endpointslices":      "Name AddressType Ports Endpoints Age",
 		"leases":              "Name Holder Age",
 	}
-	rs := resources()
+	rs := resources(DefaultTolerationSeconds)
 	if len(rs) != len(want) {
 		t.Errorf("got %d served resources, want %d: a new resource needs its columns here", len(rs), len(want))
 	}
