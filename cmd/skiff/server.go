@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -35,6 +36,11 @@ type serverFlags struct {
 	compactInterval time.Duration
 	// tolerationSeconds is master.Config.DefaultTolerationSeconds.
 	tolerationSeconds int64
+	// nodeGrace, clusterCIDR and nodeMask are master.Config's
+	// NodeMonitorGracePeriod, ClusterCIDR and NodeCIDRMaskSize.
+	nodeGrace   time.Duration
+	clusterCIDR string
+	nodeMask    int
 }
 
 func (f *serverFlags) register(fs *flag.FlagSet, single bool) {
@@ -60,6 +66,10 @@ func (f *serverFlags) register(fs *flag.FlagSet, single bool) {
 	fs.StringVar(&f.httpKey, "tls-key-file", "", "key of --tls-cert-file")
 	fs.BoolVar(&f.profiling, "profiling", true, "serve Go profiles under /debug/pprof/ on the status endpoint")
 	fs.Int64Var(&f.tolerationSeconds, "default-toleration-seconds", master.DefaultConfig().DefaultTolerationSeconds, "seconds a pod without its own tolerations for the node.kubernetes.io/not-ready and unreachable NoExecute taints stays on a failed node before it is evicted (Kubernetes: 300)")
+	mdef := master.DefaultConfig()
+	fs.DurationVar(&f.nodeGrace, "node-monitor-grace-period", mdef.NodeMonitorGracePeriod, "how long a node may go without a heartbeat (lease renewal or status update) before it is marked unreachable; a worker the gossip pool reports dead is unreachable at once")
+	fs.StringVar(&f.clusterCIDR, "cluster-cidr", mdef.ClusterCIDR.String(), "the pods' address range; each node gets a part of it")
+	fs.IntVar(&f.nodeMask, "node-cidr-mask-size", mdef.NodeCIDRMaskSize, "prefix length of each node's part of --cluster-cidr")
 	def := raftstore.DefaultConfig()
 	fs.IntVar(&f.watchHistory, "watch-history", def.WatchHistory, "how many recent changes each master keeps for watches that resume from a resourceVersion; a watch further behind gets 410 Expired and its client re-lists")
 	fs.DurationVar(&f.compactInterval, "compact-interval", def.CompactInterval, "how often the leader compacts the store's history to the revision current one interval earlier; watches and paged lists from an older resourceVersion get 410 Expired (0 disables compaction)")
@@ -101,6 +111,11 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer, sin
 		return 2
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	clusterCIDR, err := netip.ParsePrefix(f.clusterCIDR)
+	if err != nil {
+		fmt.Fprintf(stderr, "skiff %s: --cluster-cidr: %v\n", cmd, err)
+		return 2
+	}
 
 	cfg, err := f.storeConfig(logger)
 	if err != nil {
@@ -121,7 +136,8 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer, sin
 
 	mcfg := master.DefaultConfig()
 	mcfg.Store, mcfg.DataDir, mcfg.APIAddr, mcfg.Logger, mcfg.Profiling = store, cfg.DataDir, f.apiAddr, logger, f.profiling
-	mcfg.DefaultTolerationSeconds = f.tolerationSeconds
+	mcfg.DefaultTolerationSeconds, mcfg.NodeMonitorGracePeriod, mcfg.NodeCIDRMaskSize = f.tolerationSeconds, f.nodeGrace, f.nodeMask
+	mcfg.ClusterCIDR = clusterCIDR
 	if host, _, err := net.SplitHostPort(cfg.AdvertiseAddr); err == nil && host != "" {
 		mcfg.AdvertiseHost = host
 	}

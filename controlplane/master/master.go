@@ -26,6 +26,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -45,6 +46,8 @@ import (
 	"github.com/skiff-sh/skiff/controlplane/internal/defaultsa"
 	"github.com/skiff-sh/skiff/controlplane/internal/gc"
 	"github.com/skiff-sh/skiff/controlplane/internal/leadership"
+	"github.com/skiff-sh/skiff/controlplane/internal/nodeipam"
+	"github.com/skiff-sh/skiff/controlplane/internal/nodelifecycle"
 	"github.com/skiff-sh/skiff/controlplane/internal/nsfinalizer"
 	"github.com/skiff-sh/skiff/controlplane/internal/pki"
 	"github.com/skiff-sh/skiff/controlplane/internal/registry"
@@ -85,6 +88,13 @@ type Config struct {
 	// DefaultTolerationSeconds is what pods tolerate of a failed node
 	// unless they say otherwise (apiserver.Config's).
 	DefaultTolerationSeconds int64
+	// NodeMonitorGracePeriod is how long a node may go without a
+	// heartbeat before it is unreachable (nodelifecycle.Config's).
+	NodeMonitorGracePeriod time.Duration
+	// ClusterCIDR is where nodes' pod CIDRs come from, NodeCIDRMaskSize
+	// the prefix length of each (nodeipam.Config's).
+	ClusterCIDR      netip.Prefix
+	NodeCIDRMaskSize int
 	// OnReady, if set, is called once the API serves, with its URL and the
 	// path of the admin kubeconfig.
 	OnReady func(url, kubeconfig string)
@@ -92,7 +102,12 @@ type Config struct {
 
 // DefaultConfig returns a Config without Store and DataDir.
 func DefaultConfig() Config {
-	return Config{APIAddr: ":6443", AdvertiseHost: "127.0.0.1", Logger: slog.Default(), DefaultTolerationSeconds: apiserver.DefaultTolerationSeconds}
+	return Config{
+		APIAddr: ":6443", AdvertiseHost: "127.0.0.1", Logger: slog.Default(),
+		DefaultTolerationSeconds: apiserver.DefaultTolerationSeconds,
+		NodeMonitorGracePeriod:   nodelifecycle.DefaultConfig().GracePeriod,
+		ClusterCIDR:              nodeipam.DefaultClusterCIDR, NodeCIDRMaskSize: nodeipam.DefaultNodeMaskSize,
+	}
 }
 
 // Validate reports the first problem with the configuration.
@@ -106,6 +121,11 @@ func (c *Config) Validate() error {
 		return errors.New("master: config: APIAddr is required")
 	case c.AdvertiseHost == "":
 		return errors.New("master: config: AdvertiseHost is required")
+	case c.DefaultTolerationSeconds < 0 || c.NodeMonitorGracePeriod <= 0:
+		return fmt.Errorf("master: config: DefaultTolerationSeconds %d must not be negative and NodeMonitorGracePeriod %v must be positive", c.DefaultTolerationSeconds, c.NodeMonitorGracePeriod)
+	}
+	if err := nodeipam.CheckRanges(c.ClusterCIDR, c.NodeCIDRMaskSize); err != nil {
+		return fmt.Errorf("master: config: %w", err)
 	}
 	return nil
 }
@@ -541,12 +561,26 @@ func (m *Master) controllers(addr *net.TCPAddr, ca *pki.CA) (*leadership.Runner,
 	if err != nil {
 		return nil, err
 	}
+	nlcfg := nodelifecycle.DefaultConfig()
+	nlcfg.Client, nlcfg.Logger, nlcfg.GracePeriod = cs, m.log, m.cfg.NodeMonitorGracePeriod
+	lifecycle, err := nodelifecycle.New(nlcfg)
+	if err != nil {
+		return nil, err
+	}
+	icfg := nodeipam.DefaultConfig()
+	icfg.Client, icfg.Logger, icfg.ClusterCIDR, icfg.NodeMaskSize = cs, m.log, m.cfg.ClusterCIDR, m.cfg.NodeCIDRMaskSize
+	ipam, err := nodeipam.New(icfg)
+	if err != nil {
+		return nil, err
+	}
 	lcfg := leadership.DefaultConfig()
 	lcfg.Source, lcfg.Logger = m.cfg.Store, m.log
 	lcfg.Components = []leadership.Component{
 		{Name: "garbage-collector", Run: collector.Run},
 		{Name: "namespace-controller", Run: namespaces.Run},
 		{Name: "serviceaccount-controller", Run: accounts.Run},
+		{Name: "node-lifecycle-controller", Run: lifecycle.Run},
+		{Name: "node-ipam-controller", Run: ipam.Run},
 	}
 	return leadership.New(lcfg)
 }

@@ -66,12 +66,21 @@ func (c *Config) Validate() error {
 	switch {
 	case c.Client == nil || c.Logger == nil:
 		return errors.New("nodeipam: config: Client and Logger are required")
-	case !c.ClusterCIDR.IsValid() || !c.ClusterCIDR.Addr().Is4() || c.ClusterCIDR != c.ClusterCIDR.Masked():
-		return fmt.Errorf("nodeipam: config: ClusterCIDR %s must be an IPv4 network address with its prefix", c.ClusterCIDR)
-	case c.NodeMaskSize < c.ClusterCIDR.Bits() || c.NodeMaskSize > 30 || c.NodeMaskSize-c.ClusterCIDR.Bits() > 20:
-		return fmt.Errorf("nodeipam: config: NodeMaskSize %d must be within %d..30 and give at most 2^20 ranges", c.NodeMaskSize, c.ClusterCIDR.Bits())
 	case c.RequestTimeout <= 0:
 		return fmt.Errorf("nodeipam: config: RequestTimeout %v must be positive", c.RequestTimeout)
+	}
+	return CheckRanges(c.ClusterCIDR, c.NodeMaskSize)
+}
+
+// CheckRanges reports whether nodes can get ranges of prefix length mask
+// from cidr: an IPv4 network address, ranges of at most /30, at most 2^20
+// of them.
+func CheckRanges(cidr netip.Prefix, mask int) error {
+	switch {
+	case !cidr.IsValid() || !cidr.Addr().Is4() || cidr != cidr.Masked():
+		return fmt.Errorf("nodeipam: cluster CIDR %s must be an IPv4 network address with its prefix", cidr)
+	case mask < cidr.Bits() || mask > 30 || mask-cidr.Bits() > 20:
+		return fmt.Errorf("nodeipam: node CIDR mask size %d must be within %d..30 and give at most 2^20 ranges", mask, cidr.Bits())
 	}
 	return nil
 }
