@@ -298,7 +298,7 @@ func (ms *masters) restartAll(t *testing.T) {
 func (m *master) args() []string {
 	// The API port is ephemeral: tests reach the API through the admin
 	// kubeconfig the master writes, which names the port it got.
-	args := []string{"server", "--name", m.name, "--data-dir", m.dataDir, "--peer-addr", m.peerAddr, "--http-addr", m.httpAddr, "--api-addr", "127.0.0.1:0"}
+	args := []string{"server", "--name", m.name, "--data-dir", m.dataDir, "--peer-addr", m.peerAddr, "--http-addr", m.httpAddr, "--api-addr", "127.0.0.1:0", "--gossip-addr", "127.0.0.1:0"}
 	return append(args, m.extra...)
 }
 

@@ -41,18 +41,20 @@ type serverFlags struct {
 	nodeGrace   time.Duration
 	clusterCIDR string
 	nodeMask    int
+	gossipAddr  string
 }
 
 func (f *serverFlags) register(fs *flag.FlagSet, single bool) {
-	defDir, defPeer, defAPI, defHTTP := "/var/lib/skiff", ":6444", ":6443", "127.0.0.1:6445"
+	defDir, defPeer, defAPI, defHTTP, defGossip := "/var/lib/skiff", ":6444", ":6443", "127.0.0.1:6445", ":7946"
 	if single {
-		defPeer, defAPI = "127.0.0.1:6444", "127.0.0.1:6443"
+		defPeer, defAPI, defGossip = "127.0.0.1:6444", "127.0.0.1:6443", "127.0.0.1:7946"
 	}
 	fs.StringVar(&f.name, "name", "", "node name, kept in the data directory after the first start (default: host name plus a random suffix)")
 	fs.StringVar(&f.dataDir, "data-dir", defDir, "data directory (Raft log, snapshots, node identity)")
 	fs.StringVar(&f.peerAddr, "peer-addr", defPeer, "listen address for Raft and peer RPC")
 	fs.StringVar(&f.advertise, "advertise-addr", "", "peer address other masters reach this one at (default: --peer-addr, with this host's IP when its host is empty)")
 	fs.StringVar(&f.apiAddr, "api-addr", defAPI, "listen address of the Kubernetes API (HTTPS, client certificates of the cluster CA)")
+	fs.StringVar(&f.gossipAddr, "gossip-addr", defGossip, "listen address (TCP and UDP) of the gossip pool that masters and workers share; a listener on every address advertises --advertise-addr's host")
 	fs.StringVar(&f.httpAddr, "http-addr", defHTTP, "listen address for the plain status endpoint (/status, /healthz, /readyz, /metrics)")
 	if !single {
 		fs.StringVar(&f.join, "join", "", "comma-separated peer addresses of existing masters to join (first start only); without it a new cluster is bootstrapped")
@@ -137,7 +139,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer, sin
 	mcfg := master.DefaultConfig()
 	mcfg.Store, mcfg.DataDir, mcfg.APIAddr, mcfg.Logger, mcfg.Profiling = store, cfg.DataDir, f.apiAddr, logger, f.profiling
 	mcfg.DefaultTolerationSeconds, mcfg.NodeMonitorGracePeriod, mcfg.NodeCIDRMaskSize = f.tolerationSeconds, f.nodeGrace, f.nodeMask
-	mcfg.ClusterCIDR = clusterCIDR
+	mcfg.ClusterCIDR, mcfg.GossipAddr = clusterCIDR, f.gossipAddr
 	if host, _, err := net.SplitHostPort(cfg.AdvertiseAddr); err == nil && host != "" {
 		mcfg.AdvertiseHost = host
 	}

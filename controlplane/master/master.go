@@ -51,6 +51,7 @@ import (
 	"github.com/skiff-sh/skiff/controlplane/internal/nsfinalizer"
 	"github.com/skiff-sh/skiff/controlplane/internal/pki"
 	"github.com/skiff-sh/skiff/controlplane/internal/registry"
+	"github.com/skiff-sh/skiff/controlplane/membership"
 	"github.com/skiff-sh/skiff/controlplane/statusapi"
 	"github.com/skiff-sh/skiff/raftstore"
 )
@@ -95,6 +96,10 @@ type Config struct {
 	// the prefix length of each (nodeipam.Config's).
 	ClusterCIDR      netip.Prefix
 	NodeCIDRMaskSize int
+	// GossipAddr is the listener of this master's member of the gossip
+	// pool, host:port (TCP and UDP). A listener on every address
+	// advertises AdvertiseHost and needs a fixed port.
+	GossipAddr string
 	// OnReady, if set, is called once the API serves, with its URL and the
 	// path of the admin kubeconfig.
 	OnReady func(url, kubeconfig string)
@@ -107,6 +112,7 @@ func DefaultConfig() Config {
 		DefaultTolerationSeconds: apiserver.DefaultTolerationSeconds,
 		NodeMonitorGracePeriod:   nodelifecycle.DefaultConfig().GracePeriod,
 		ClusterCIDR:              nodeipam.DefaultClusterCIDR, NodeCIDRMaskSize: nodeipam.DefaultNodeMaskSize,
+		GossipAddr: "127.0.0.1:0",
 	}
 }
 
@@ -121,6 +127,8 @@ func (c *Config) Validate() error {
 		return errors.New("master: config: APIAddr is required")
 	case c.AdvertiseHost == "":
 		return errors.New("master: config: AdvertiseHost is required")
+	case c.GossipAddr == "":
+		return errors.New("master: config: GossipAddr is required")
 	case c.DefaultTolerationSeconds < 0 || c.NodeMonitorGracePeriod <= 0:
 		return fmt.Errorf("master: config: DefaultTolerationSeconds %d must not be negative and NodeMonitorGracePeriod %v must be positive", c.DefaultTolerationSeconds, c.NodeMonitorGracePeriod)
 	}
@@ -215,10 +223,23 @@ func (m *Master) Run(ctx context.Context) error {
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(m.log.Handler(), slog.LevelDebug),
 	}
-	controllers, err := m.controllers(ln.Addr().(*net.TCPAddr), ca)
+	pool, err := m.gossipPool(ctx, server)
 	if err != nil {
 		return err
 	}
+	controllers, err := m.controllers(ln.Addr().(*net.TCPAddr), ca, pool)
+	if err != nil {
+		return err
+	}
+	// The gossip pool outlives the controllers that read it.
+	gossipCtx, stopGossip := context.WithCancel(context.WithoutCancel(ctx))
+	gossipDone := make(chan error, 1)
+	go func() { gossipDone <- pool.Run(gossipCtx) }()
+	go m.announceGossip(gossipCtx, pool)
+	defer func() {
+		stopGossip()
+		<-gossipDone
+	}()
 	m.log.Info("Kubernetes API serving", "addr", ln.Addr().String(), "kubeconfig", KubeconfigPath(m.cfg.DataDir))
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(tls.NewListener(ln, tlsCfg)) }()
@@ -306,55 +327,29 @@ type storedCA struct {
 	Key  []byte `json:"key"`
 }
 
-// clusterCA returns the CA every master shares: read from the store, or
-// created by whichever master gets there first. It waits for the store to
-// have a leader. The CA is also written under PKIDir for `skiff kubeconfig`.
+// clusterCA returns the cluster CA from the store, creating it if this is
+// the first master, and keeps a copy under PKIDir.
 func (m *Master) clusterCA(ctx context.Context) (*pki.CA, error) {
-	for backoff := 50 * time.Millisecond; ; backoff = min(2*backoff, time.Second) {
-		ca, err := m.loadOrCreateCA(ctx)
-		if err == nil {
-			return ca, m.keepCA(ca)
-		}
-		// A read that timed out is retried too: a master back from a long
-		// outage may wait seconds for the leader to send it the log.
-		retry := errors.Is(err, raftstore.ErrNoLeader) || errors.Is(err, raftstore.ErrUnknownOutcome) ||
-			errors.Is(err, raftstore.ErrKeyExists) || (errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil)
-		if !retry {
-			return nil, err
-		}
-		m.log.Debug("waiting for the store to share the cluster CA", "err", err)
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("master: cluster CA: %w", ctx.Err())
-		case <-time.After(backoff):
-		}
-	}
-}
-
-func (m *Master) loadOrCreateCA(ctx context.Context) (*pki.CA, error) {
-	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	kv, _, err := m.cfg.Store.Get(rctx, caKey, raftstore.ReadOptions{})
-	if err != nil {
-		return nil, err
-	}
-	if kv == nil {
+	v, err := m.sharedValue(ctx, caKey, func() ([]byte, error) {
 		certPEM, keyPEM, err := pki.GenerateCA()
 		if err != nil {
 			return nil, err
 		}
-		b, _ := json.Marshal(storedCA{Cert: certPEM, Key: keyPEM})
-		if _, err := m.cfg.Store.Create(rctx, caKey, b); err != nil {
-			return nil, err // ErrKeyExists: another master won; read theirs
-		}
-		m.log.Info("created the cluster CA")
-		return pki.LoadCA(certPEM, keyPEM)
+		m.log.Info("creating the cluster CA")
+		return json.Marshal(storedCA{Cert: certPEM, Key: keyPEM})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("master: cluster CA: %w", err)
 	}
-	var s storedCA
-	if err := json.Unmarshal(kv.Value, &s); err != nil {
+	var sc storedCA
+	if err := json.Unmarshal(v, &sc); err != nil {
 		return nil, fmt.Errorf("master: cluster CA record: %w", err)
 	}
-	return pki.LoadCA(s.Cert, s.Key)
+	ca, err := pki.LoadCA(sc.Cert, sc.Key)
+	if err != nil {
+		return nil, err
+	}
+	return ca, m.keepCA(ca)
 }
 
 // keepCA writes the CA under PKIDir, replacing an older copy.
@@ -524,7 +519,7 @@ func agentTransport(ca *pki.CA) (*http.Transport, error) {
 // garbage collector, the namespace controller and the service account
 // controller, over this master's own API (addr, its listener) with a
 // client certificate of ControllerUser, while this master leads.
-func (m *Master) controllers(addr *net.TCPAddr, ca *pki.CA) (*leadership.Runner, error) {
+func (m *Master) controllers(addr *net.TCPAddr, ca *pki.CA, pool *membership.Pool) (*leadership.Runner, error) {
 	cfg, err := loopbackConfig(addr, ca, ControllerUser)
 	if err != nil {
 		return nil, err
@@ -562,7 +557,7 @@ func (m *Master) controllers(addr *net.TCPAddr, ca *pki.CA) (*leadership.Runner,
 		return nil, err
 	}
 	nlcfg := nodelifecycle.DefaultConfig()
-	nlcfg.Client, nlcfg.Logger, nlcfg.GracePeriod = cs, m.log, m.cfg.NodeMonitorGracePeriod
+	nlcfg.Client, nlcfg.Logger, nlcfg.GracePeriod, nlcfg.Gossip = cs, m.log, m.cfg.NodeMonitorGracePeriod, workers{pool}
 	lifecycle, err := nodelifecycle.New(nlcfg)
 	if err != nil {
 		return nil, err
@@ -584,6 +579,20 @@ func (m *Master) controllers(addr *net.TCPAddr, ca *pki.CA) (*leadership.Runner,
 	}
 	return leadership.New(lcfg)
 }
+
+// workers is the gossip pool's view of the workers, for the node
+// lifecycle controller: masters that run no agent are not nodes.
+type workers struct{ pool *membership.Pool }
+
+func (w workers) Alive(node string) (alive, known bool) {
+	m, ok := w.pool.Member(node)
+	if !ok || !m.Meta.Worker {
+		return false, false
+	}
+	return m.Alive, true
+}
+
+func (w workers) Changed() <-chan struct{} { return w.pool.Changed() }
 
 // loopbackConfig is a client configuration for this master's own API at
 // addr (the loopback address when it listens on every address), with a new

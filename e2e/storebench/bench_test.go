@@ -645,7 +645,7 @@ func startSkiff(ctx context.Context, b *testing.B, s settings) (cluster, error) 
 			name := fmt.Sprintf("m%d", i+1)
 			c.dataDirs = append(c.dataDirs, filepath.Join(base, name))
 			args := []string{"server", "--name", name, "--data-dir", c.dataDirs[i],
-				"--peer-addr", peers[i], "--http-addr", https[i], "--api-addr", "127.0.0.1:0"}
+				"--peer-addr", peers[i], "--http-addr", https[i], "--api-addr", "127.0.0.1:0", "--gossip-addr", "127.0.0.1:0"}
 			if i > 0 {
 				args = append(args, "--join", peers[0])
 			}

@@ -1,0 +1,307 @@
+// Package membership is Skiff's gossip pool (hashicorp/memberlist): masters
+// and workers are members of one encrypted pool, each announcing what it is
+// in its metadata (Meta). Agents find the API servers from it; the masters
+// learn within seconds when a worker dies (DESIGN.md: liveness lives in
+// memory, transitions in Raft).
+//
+//	p, err := membership.New(cfg) // cfg from DefaultConfig: Name, BindAddr, Key, Meta, Peers
+//	go p.Run(ctx)                 // joins, re-joins every RejoinInterval, stops when ctx ends
+//	p.Members()                   // the pool as this member sees it
+//	p.Alive("worker-1")           // the worker's state, for the node lifecycle controller
+//
+// The pool is encrypted with a 32-byte AES key every member shares; a
+// member without it cannot join. Run re-joins Peers periodically, so a pool
+// split by a long partition heals. The member states Alive reports are kept
+// from memberlist's join and leave notifications: a member that left or
+// died stays known as dead until it joins again.
+package membership
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// Meta is what a member announces about itself. It must encode within
+// memberlist's 512-byte metadata limit.
+type Meta struct {
+	// Master and Worker say which roles the member runs (a single-node
+	// cluster runs both).
+	Master bool `json:"master,omitempty"`
+	Worker bool `json:"worker,omitempty"`
+	// API is the URL of the member's Kubernetes API (masters).
+	API string `json:"api,omitempty"`
+	// NodeIP and PodCIDR are a worker's address and pod range.
+	NodeIP  string `json:"nodeIP,omitempty"`
+	PodCIDR string `json:"podCIDR,omitempty"`
+}
+
+// Member is one member of the pool as this member sees it.
+type Member struct {
+	Name string
+	// Addr is the member's gossip address, host:port.
+	Addr  string
+	Meta  Meta
+	Alive bool
+}
+
+// Config configures a Pool.
+type Config struct {
+	// Name identifies the member: a worker's is its Node's name.
+	Name string
+	// BindAddr is the gossip listener, host:port (TCP and UDP); port 0
+	// picks one.
+	BindAddr string
+	// AdvertiseAddr is the address other members reach this one at; empty
+	// means the listener's.
+	AdvertiseAddr string
+	// Key is the pool's 32-byte encryption key.
+	Key  []byte
+	Meta Meta
+	// Peers returns gossip addresses of members to join; it is called at
+	// the start and every RejoinInterval. An empty answer starts a pool of
+	// one.
+	Peers func(ctx context.Context) ([]string, error)
+	// RejoinInterval is how often Peers are joined again.
+	RejoinInterval time.Duration
+	// Fast uses memberlist's local-network timings (a dead member is
+	// noticed in about 3 seconds instead of about 5).
+	Fast   bool
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns a Config without Name, BindAddr, Key and Peers.
+func DefaultConfig() Config {
+	return Config{RejoinInterval: 30 * time.Second, Fast: true, Logger: slog.Default()}
+}
+
+// KeySize is the length of Config.Key.
+const KeySize = 32
+
+// Validate reports the first problem with the configuration.
+func (c *Config) Validate() error {
+	switch {
+	case c.Name == "":
+		return errors.New("membership: config: Name is required")
+	case len(c.Key) != KeySize:
+		return fmt.Errorf("membership: config: Key must be %d bytes, got %d", KeySize, len(c.Key))
+	case c.Peers == nil || c.Logger == nil:
+		return errors.New("membership: config: Peers and Logger are required")
+	case c.RejoinInterval <= 0:
+		return fmt.Errorf("membership: config: RejoinInterval %v must be positive", c.RejoinInterval)
+	}
+	if _, _, err := splitAddr(c.BindAddr); err != nil {
+		return fmt.Errorf("membership: config: BindAddr: %w", err)
+	}
+	if c.AdvertiseAddr != "" {
+		if _, _, err := splitAddr(c.AdvertiseAddr); err != nil {
+			return fmt.Errorf("membership: config: AdvertiseAddr: %w", err)
+		}
+	}
+	if b, _ := json.Marshal(c.Meta); len(b) > memberlist.MetaMaxSize {
+		return fmt.Errorf("membership: config: Meta encodes to %d bytes, more than %d", len(b), memberlist.MetaMaxSize)
+	}
+	return nil
+}
+
+// Pool is this process's membership of the gossip pool. Its methods are
+// safe for concurrent use; Members and Alive answer from memory.
+type Pool struct {
+	cfg Config
+
+	mu      sync.Mutex
+	list    *memberlist.Memberlist // nil until Run has started it
+	addr    string
+	members map[string]Member // by name, from memberlist's notifications
+	changed chan struct{}
+	started chan struct{}
+}
+
+// New returns a Pool for cfg; Run starts it.
+func New(cfg Config) (*Pool, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Pool{cfg: cfg, members: map[string]Member{}, changed: make(chan struct{}, 1), started: make(chan struct{})}, nil
+}
+
+// Run joins the pool and stays in it until ctx ends, then stops and
+// returns nil. It fails only when the listener cannot be opened.
+func (p *Pool) Run(ctx context.Context) error {
+	host, port, _ := splitAddr(p.cfg.BindAddr)
+	mc := memberlist.DefaultLANConfig()
+	if p.cfg.Fast {
+		mc = memberlist.DefaultLocalConfig()
+	}
+	mc.Name, mc.BindAddr, mc.BindPort = p.cfg.Name, host, port
+	if p.cfg.AdvertiseAddr != "" {
+		mc.AdvertiseAddr, mc.AdvertisePort, _ = splitAddr(p.cfg.AdvertiseAddr)
+	}
+	mc.SecretKey = p.cfg.Key
+	// A dead member's name may come back at once from another address (a
+	// worker restarted with a new IP or port).
+	mc.DeadNodeReclaimTime = time.Nanosecond
+	mc.Delegate, mc.Events = delegate{p}, events{p}
+	mc.Logger = slog.NewLogLogger(p.cfg.Logger.With("component", "gossip").Handler(), slog.LevelDebug)
+	list, err := memberlist.Create(mc)
+	if err != nil {
+		return fmt.Errorf("membership: %w", err)
+	}
+	local := list.LocalNode()
+	p.mu.Lock()
+	p.list, p.addr = list, net.JoinHostPort(local.Addr.String(), strconv.Itoa(int(local.Port)))
+	p.mu.Unlock()
+	close(p.started)
+	p.cfg.Logger.Info("gossip pool started", "addr", p.addr)
+	defer func() {
+		// No Leave: to the others a stopped member is a dead one, noticed
+		// in seconds, and an agent restarted within those seconds is never
+		// missed (its pods stay Ready behind their Services).
+		if err := list.Shutdown(); err != nil {
+			p.cfg.Logger.Debug("gossip: shutdown", "err", err)
+		}
+	}()
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		p.join(ctx, list)
+		t.Reset(p.cfg.RejoinInterval)
+	}
+}
+
+// join joins the peers that are not live members already.
+func (p *Pool) join(ctx context.Context, list *memberlist.Memberlist) {
+	peers, err := p.cfg.Peers(ctx)
+	if err != nil {
+		p.cfg.Logger.Warn("gossip: finding peers", "err", err)
+		return
+	}
+	known := map[string]bool{p.addr: true}
+	for _, m := range p.Members() {
+		known[m.Addr] = m.Alive
+	}
+	var todo []string
+	for _, a := range peers {
+		if !known[a] {
+			todo = append(todo, a)
+		}
+	}
+	if len(todo) == 0 {
+		return
+	}
+	if n, err := list.Join(todo); err != nil {
+		p.cfg.Logger.Warn("gossip: joining peers", "peers", todo, "joined", n, "err", err)
+	}
+}
+
+// Addr returns the pool's gossip address once Run has started it.
+func (p *Pool) Addr(ctx context.Context) (string, error) {
+	select {
+	case <-p.started:
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.addr, nil
+}
+
+// Members returns the live members and those known dead, sorted by name
+// (none before Run has started).
+func (p *Pool) Members() []Member {
+	p.mu.Lock()
+	out := make([]Member, 0, len(p.members))
+	for _, m := range p.members {
+		out = append(out, m)
+	}
+	p.mu.Unlock()
+	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// Alive reports whether the member named is alive; known is false for a
+// name the pool has never seen.
+func (p *Pool) Alive(name string) (alive, known bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	m, known := p.members[name]
+	return m.Alive, known
+}
+
+// Member returns the member named, live or known dead.
+func (p *Pool) Member(name string) (Member, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	m, ok := p.members[name]
+	return m, ok
+}
+
+// Changed receives a value whenever a member joins, leaves, dies or
+// changes its metadata. Values are coalesced: one pending value stands for
+// any number of changes.
+func (p *Pool) Changed() <-chan struct{} { return p.changed }
+
+// set records what memberlist reports of n. It copies n at once: memberlist
+// changes its nodes in place later, under its own lock.
+func (p *Pool) set(n *memberlist.Node, alive bool) {
+	m := Member{Name: n.Name, Addr: net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port))), Alive: alive}
+	_ = json.Unmarshal(n.Meta, &m.Meta) // a member that sends junk shows no roles
+	p.mu.Lock()
+	p.members[n.Name] = m
+	p.mu.Unlock()
+	p.cfg.Logger.Debug("gossip: member", "member", m.Name, "addr", m.Addr, "alive", alive)
+	select {
+	case p.changed <- struct{}{}:
+	default:
+	}
+}
+
+// delegate gives memberlist this member's metadata.
+type delegate struct{ p *Pool }
+
+func (d delegate) NodeMeta(limit int) []byte {
+	b, _ := json.Marshal(d.p.cfg.Meta) // Validate checked the size
+	return b
+}
+func (delegate) NotifyMsg([]byte)                           {}
+func (delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
+func (delegate) LocalState(join bool) []byte                { return nil }
+func (delegate) MergeRemoteState(buf []byte, join bool)     {}
+
+// events records member states.
+type events struct{ p *Pool }
+
+func (e events) NotifyJoin(n *memberlist.Node)   { e.p.set(n, true) }
+func (e events) NotifyLeave(n *memberlist.Node)  { e.p.set(n, false) }
+func (e events) NotifyUpdate(n *memberlist.Node) { e.p.set(n, true) }
+
+// splitAddr splits host:port; the host may be empty (every address).
+func splitAddr(addr string) (string, int, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 0 || n > 65535 {
+		return "", 0, fmt.Errorf("bad port in %q", addr)
+	}
+	if host == "" {
+		host = "0.0.0.0"
+	}
+	return host, n, nil
+}

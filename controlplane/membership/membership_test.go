@@ -1,0 +1,165 @@
+package membership
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"testing"
+	"time"
+)
+
+// member runs a pool member named name on loopback until stop or the end of
+// the test; it joins the addresses peers returns.
+func member(t *testing.T, name string, key []byte, meta Meta, peers ...string) (p *Pool, stop func()) {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.Name, cfg.BindAddr, cfg.Key, cfg.Meta, cfg.Logger = name, "127.0.0.1:0", key, meta, slog.New(slog.DiscardHandler)
+	cfg.RejoinInterval = 200 * time.Millisecond
+	cfg.Peers = func(context.Context) ([]string, error) { return peers, nil }
+	p, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	stopped := false
+	stop = func() {
+		if !stopped {
+			stopped = true
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("%s: Run: %v", name, err)
+			}
+		}
+	}
+	t.Cleanup(stop)
+	return p, stop
+}
+
+func addr(t *testing.T, p *Pool) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	a, err := p.Addr(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s: %v", timeout, what, err)
+		}
+		time.Sleep(20 * time.Millisecond) // between polls
+	}
+}
+
+func names(ms []Member) string {
+	var b bytes.Buffer
+	for _, m := range ms {
+		fmt.Fprintf(&b, "%s:%v ", m.Name, m.Alive)
+	}
+	return b.String()
+}
+
+// TestPool: a master and two workers find each other with their metadata; a
+// member with another key stays out; a stopped worker is dead to the
+// others within seconds and alive again when it comes back.
+func TestPool(t *testing.T) {
+	key := bytes.Repeat([]byte{7}, KeySize)
+	m, _ := member(t, "m1", key, Meta{Master: true, API: "https://127.0.0.1:6443"})
+	seed := addr(t, m)
+	w1, _ := member(t, "w1", key, Meta{Worker: true, NodeIP: "10.0.0.1", PodCIDR: "10.244.1.0/24"}, seed)
+	_, stopW2 := member(t, "w2", key, Meta{Worker: true, NodeIP: "10.0.0.2"}, seed)
+	stranger, _ := member(t, "intruder", bytes.Repeat([]byte{8}, KeySize), Meta{Worker: true}, seed)
+
+	waitFor(t, 10*time.Second, "three members seen by the master", func() error {
+		if got := names(m.Members()); got != "m1:true w1:true w2:true " {
+			return fmt.Errorf("got %s", got)
+		}
+		return nil
+	})
+	waitFor(t, 10*time.Second, "three members seen by w1", func() error {
+		if got := names(w1.Members()); got != "m1:true w1:true w2:true " {
+			return fmt.Errorf("got %s", got)
+		}
+		return nil
+	})
+	ms := w1.Members()
+	if len(ms) != 3 || ms[0].Name != "m1" || !ms[0].Meta.Master || ms[0].Meta.API != "https://127.0.0.1:6443" || ms[1].Meta.PodCIDR != "10.244.1.0/24" {
+		t.Errorf("w1 sees %+v", ms)
+	}
+	if got := names(stranger.Members()); got != "intruder:true " {
+		t.Errorf("a member with another key got in: %s", got)
+	}
+	if _, known := m.Alive("intruder"); known {
+		t.Errorf("the master knows of the intruder")
+	}
+
+	select {
+	case <-m.Changed(): // drain
+	default:
+	}
+	stopW2()
+	stoppedAt := time.Now()
+	waitFor(t, 15*time.Second, "w2 dead to the master", func() error {
+		if alive, known := m.Alive("w2"); !known || alive {
+			return fmt.Errorf("alive %v known %v", alive, known)
+		}
+		return nil
+	})
+	t.Logf("a stopped member was dead to the others after %v", time.Since(stoppedAt))
+	select {
+	case <-m.Changed():
+	default:
+		t.Errorf("no change signalled for w2's death")
+	}
+	if got := names(m.Members()); got != "m1:true w1:true w2:false " {
+		t.Errorf("members after w2 died: got %s", got)
+	}
+
+	member(t, "w2", key, Meta{Worker: true}, seed)
+	waitFor(t, 10*time.Second, "w2 alive again", func() error {
+		if alive, _ := m.Alive("w2"); !alive {
+			return fmt.Errorf("not yet")
+		}
+		return nil
+	})
+}
+
+func TestConfigValidate(t *testing.T) {
+	good := func() Config {
+		c := DefaultConfig()
+		c.Name, c.BindAddr, c.Key = "n", "127.0.0.1:0", make([]byte, KeySize)
+		c.Peers = func(context.Context) ([]string, error) { return nil, nil }
+		return c
+	}
+	for name, mutate := range map[string]func(*Config){
+		"short key":  func(c *Config) { c.Key = c.Key[:16] },
+		"no name":    func(c *Config) { c.Name = "" },
+		"bad addr":   func(c *Config) { c.BindAddr = "nowhere" },
+		"big meta":   func(c *Config) { c.Meta.API = string(bytes.Repeat([]byte{'a'}, 600)) },
+		"no peers":   func(c *Config) { c.Peers = nil },
+		"no rejoins": func(c *Config) { c.RejoinInterval = 0 },
+	} {
+		c := good()
+		mutate(&c)
+		if err := c.Validate(); err == nil {
+			t.Errorf("%s: got no error", name)
+		}
+	}
+	c := good()
+	if err := c.Validate(); err != nil {
+		t.Errorf("good config: %v", err)
+	}
+}
