@@ -213,7 +213,7 @@ func TestExpectations(t *testing.T) {
 		want   bool
 	}{
 		{"created slice not cached yet", []*discoveryv1.EndpointSlice{slice("web-b", "5")}, false},
-		{"older version cached", []*discoveryv1.EndpointSlice{slice("web-a", "9")}, false},
+		{"older version cached", []*discoveryv1.EndpointSlice{slice("web-a", "9"), slice("web-b", "5")}, false},
 		{"deleted slice still cached", []*discoveryv1.EndpointSlice{slice("web-a", "10"), slice("web-b", "5")}, false},
 		{"cache caught up", []*discoveryv1.EndpointSlice{slice("web-a", "12")}, true},
 		{"nothing expected any more", nil, true},
