@@ -91,7 +91,9 @@ func ownedBy(uid string) func(*corev1.Pod) {
 }
 
 func taint(key, value string, effect corev1.TaintEffect) func(*corev1.Node) {
-	return func(n *corev1.Node) { n.Spec.Taints = append(n.Spec.Taints, corev1.Taint{Key: key, Value: value, Effect: effect}) }
+	return func(n *corev1.Node) {
+		n.Spec.Taints = append(n.Spec.Taints, corev1.Taint{Key: key, Value: value, Effect: effect})
+	}
 }
 
 func toleration(t corev1.Toleration) func(*corev1.Pod) {
@@ -168,11 +170,15 @@ func TestFilters(t *testing.T) {
 		{"exactly full", ready, mkPod("p", "1", "2Gi"), []*corev1.Pod{mkPod("q", "1", "2Gi", on("n1"))}, nil},
 		{"too many pods", mkNode("n1", "2", "4Gi", 1), mkPod("p", "", ""), []*corev1.Pod{mkPod("q", "", "", on("n1"))}, []string{"Too many pods"}},
 		{"too many pods and insufficient cpu", mkNode("n1", "2", "4Gi", 1), mkPod("p", "2", ""), []*corev1.Pod{mkPod("q", "1", "", on("n1"))}, []string{"Too many pods", "Insufficient cpu"}},
-		{"extended resource", withGPU, mkPod("p", "", "", func(p *corev1.Pod) { p.Spec.Containers[0].Resources.Requests["example.com/gpu"] = resource.MustParse("2") }), nil, []string{"Insufficient example.com/gpu"}},
+		{"extended resource", withGPU, mkPod("p", "", "", func(p *corev1.Pod) {
+			p.Spec.Containers[0].Resources.Requests["example.com/gpu"] = resource.MustParse("2")
+		}), nil, []string{"Insufficient example.com/gpu"}},
 		{"init container larger", ready, mkPod("p", "1", "", func(p *corev1.Pod) {
 			p.Spec.InitContainers = []corev1.Container{{Name: "i", Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("3")}}}}
 		}), nil, []string{"Insufficient cpu"}},
-		{"overhead", ready, mkPod("p", "1", "", func(p *corev1.Pod) { p.Spec.Overhead = corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1001m")} }), nil, []string{"Insufficient cpu"}},
+		{"overhead", ready, mkPod("p", "1", "", func(p *corev1.Pod) {
+			p.Spec.Overhead = corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1001m")}
+		}), nil, []string{"Insufficient cpu"}},
 		{"anti-affinity", ready, mkPod("p", "", "", withLabels("app", "db"), antiAffinity("app", "db")), []*corev1.Pod{mkPod("q", "", "", on("n1"), withLabels("app", "db"))}, []string{"node(s) didn't match pod anti-affinity rules"}},
 		{"anti-affinity other labels", ready, mkPod("p", "", "", withLabels("app", "db"), antiAffinity("app", "db")), []*corev1.Pod{mkPod("q", "", "", on("n1"), withLabels("app", "web"))}, nil},
 		{"anti-affinity other namespace", ready, mkPod("p", "", "", withLabels("app", "db"), antiAffinity("app", "db")), []*corev1.Pod{mkPod("q", "", "", on("n1"), withLabels("app", "db"), func(p *corev1.Pod) { p.Namespace = "other" })}, nil},

@@ -239,7 +239,9 @@ func (c *cluster) expectBoundAfterCreate(p *corev1.Pod) string {
 
 func TestPodAntiAffinity(t *testing.T) {
 	c := startCluster(t, mkNode("a", "4", "8Gi", 110), mkNode("b", "4", "8Gi", 110))
-	db := func(name string) *corev1.Pod { return mkPod(name, "", "", withLabels("app", "db"), antiAffinity("app", "db")) }
+	db := func(name string) *corev1.Pod {
+		return mkPod(name, "", "", withLabels("app", "db"), antiAffinity("app", "db"))
+	}
 	first := c.expectBoundAfterCreate(db("db-0"))
 	second := c.expectBoundAfterCreate(db("db-1"))
 	if first == second {
