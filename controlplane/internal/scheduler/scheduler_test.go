@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 	"testing"
 	"time"
 
@@ -29,6 +30,14 @@ func startCluster(t *testing.T, nodes ...*corev1.Node) *cluster {
 	for _, n := range nodes {
 		c.createNode(n)
 	}
+	c.startScheduler()
+	return c
+}
+
+// startScheduler runs a scheduler until the test ends or the returned
+// function is called (which waits for Run to return).
+func (c *cluster) startScheduler() (stop func()) {
+	t := c.t
 	cfg := DefaultConfig()
 	cfg.Client, cfg.Logger = c.cs, slog.New(slog.DiscardHandler)
 	cfg.BackoffBase, cfg.BackoffMax = 50*time.Millisecond, 200*time.Millisecond
@@ -39,13 +48,17 @@ func startCluster(t *testing.T, nodes ...*corev1.Node) *cluster {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
-	return c
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
 }
 
 // createNode creates a node and writes its status (allocatable, Ready), as
@@ -321,5 +334,34 @@ func TestManyPods(t *testing.T) {
 	}
 	// The cluster is full now: one more pod does not fit anywhere.
 	c.createPod(mkPod("one-more", "100m", ""))
+	c.expectPending("one-more", fmt.Sprintf("0/%d nodes are available: %d Insufficient cpu.", nodes, nodes))
+}
+
+// A scheduler stopped halfway and started again counts what is bound and
+// finishes the job without overfilling a node.
+func TestRestart(t *testing.T) {
+	const nodes, perNode = 4, 25
+	c := &cluster{t: t, cs: kubernetes.NewForConfigOrDie(apitest.Start(t))}
+	for i := range nodes {
+		c.createNode(mkNode(fmt.Sprintf("node-%d", i), "1", "8Gi", 110))
+	}
+	stop := c.startScheduler()
+	for i := range nodes * perNode {
+		c.createPod(mkPod(fmt.Sprintf("r-%03d", i), "40m", ""))
+	}
+	c.expectBound("r-000", "")
+	stop()
+	c.startScheduler()
+	apitest.WaitFor(t, wait, "every pod bound", func() error {
+		pods, err := c.cs.CoreV1().Pods(metav1.NamespaceDefault).List(t.Context(), metav1.ListOptions{FieldSelector: "spec.nodeName="})
+		if err != nil {
+			return err
+		}
+		if len(pods.Items) > 0 {
+			return fmt.Errorf("%d pods not bound", len(pods.Items))
+		}
+		return nil
+	})
+	c.createPod(mkPod("one-more", "40m", ""))
 	c.expectPending("one-more", fmt.Sprintf("0/%d nodes are available: %d Insufficient cpu.", nodes, nodes))
 }
