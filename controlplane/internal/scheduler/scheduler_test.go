@@ -194,6 +194,15 @@ func TestUnschedulableUntilFittingNodeJoins(t *testing.T) {
 	c.expectPending("big", "0/3 nodes are available: 1 Insufficient memory, 1 node(s) had untolerated taint {dedicated: gpu}, 1 node(s) had untolerated taint {node.kubernetes.io/not-ready: }.")
 	c.createNode(mkNode("roomy", "4", "4Gi", 110))
 	c.expectBound("big", "roomy")
+	p, err := c.pod("big")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cond := range p.Status.Conditions {
+		if cond.Type == corev1.PodScheduled && cond.Status != corev1.ConditionTrue {
+			t.Errorf("bound pod: got PodScheduled %s %q, want True", cond.Status, cond.Message)
+		}
+	}
 }
 
 func TestCordon(t *testing.T) {
