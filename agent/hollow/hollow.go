@@ -1,0 +1,461 @@
+// Package hollow runs hollow nodes, as kubemark and kwok do: Nodes that
+// register, heartbeat and run pods through the normal Kubernetes API
+// exactly as a kubelet would, without containers. Thousands of them fit in
+// one process, for scale tests of the control plane (scheduler,
+// controllers, API server) against realistic node and pod traffic.
+//
+//	cfg := hollow.DefaultConfig()
+//	cfg.Client, cfg.Count = client, 1000 // or cfg.Names
+//	h, err := hollow.New(cfg)
+//	err = h.Run(ctx) // until ctx ends
+//
+// Run registers one Node per name (capacity and allocatable, node info, a
+// fake InternalIP per node from NodeCIDR, the standard conditions with
+// Ready True, the kubernetes.io/hostname, os and arch labels), renews a
+// coordination.k8s.io Lease per node in kube-node-lease every
+// LeaseInterval, and refreshes each Node's conditions every
+// StatusInterval. One shared pod informer serves all the nodes: a pod bound
+// to one of them is marked Running (conditions, container statuses with
+// made-up image and container IDs, host and pod IPs — from the node's
+// spec.podCIDR when it has one, else from a made-up /24 per node in
+// SyntheticPodCIDR — and start time), and a pod being deleted is
+// confirmed gone with a delete of grace period 0 and a UID precondition, as
+// a kubelet does once its containers stopped. Status writes run at most
+// Parallelism at a time.
+//
+// When ctx ends every node stops at once, and the Nodes stay registered,
+// as when a machine dies, so that the node lifecycle controller notices.
+// Running again resumes: registration updates existing Nodes, and pods
+// already marked keep their IPs.
+package hollow
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net/netip"
+	"runtime"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+)
+
+// LeaseNamespace holds the nodes' heartbeat leases.
+const LeaseNamespace = corev1.NamespaceNodeLease
+
+// LeaseDurationSeconds is the duration the leases declare, as the
+// kubelet's default.
+const LeaseDurationSeconds = 40
+
+// KubeletVersion is what the hollow nodes report as their kubelet
+// version.
+const KubeletVersion = "v1.37.2-hollow"
+
+// Config configures a Hollow.
+type Config struct {
+	// Client registers the nodes and writes leases and pod status.
+	Client kubernetes.Interface
+	// Names are the nodes' names. When empty, Count nodes are named
+	// Prefix followed by 0..Count-1.
+	Names  []string
+	Count  int
+	Prefix string
+	// Capacity is every node's capacity and allocatable (cpu, memory,
+	// pods).
+	Capacity corev1.ResourceList
+	// Labels and Taints are added to every node at registration (the
+	// kubelet's --node-labels and --register-with-taints).
+	Labels map[string]string
+	Taints []corev1.Taint
+	// LeaseInterval is how often each node's Lease is renewed; 0 writes no
+	// leases.
+	LeaseInterval time.Duration
+	// StatusInterval is how often each node's conditions are refreshed
+	// (their lastHeartbeatTime); 0 never refreshes them after
+	// registration.
+	StatusInterval time.Duration
+	// NodeCIDR gives the nodes' InternalIPs: node i gets its (i+1)th
+	// address.
+	NodeCIDR netip.Prefix
+	// SyntheticPodCIDR gives pod IPs to nodes without spec.podCIDR: node i
+	// gets its ith /24.
+	SyntheticPodCIDR netip.Prefix
+	// Parallelism bounds the API writes in flight (pod status, leases,
+	// node status).
+	Parallelism int
+	// RequestTimeout bounds each API request.
+	RequestTimeout time.Duration
+	Logger         *slog.Logger
+	// Now is the clock.
+	Now func() time.Time
+}
+
+// DefaultConfig returns a Config without Client and without nodes.
+func DefaultConfig() Config {
+	return Config{
+		Prefix: "hollow-",
+		Capacity: corev1.ResourceList{
+			corev1.ResourceCPU:    resource.MustParse("4"),
+			corev1.ResourceMemory: resource.MustParse("16Gi"),
+			corev1.ResourcePods:   resource.MustParse("110"),
+		},
+		LeaseInterval: 10 * time.Second, StatusInterval: time.Minute,
+		NodeCIDR:         netip.MustParsePrefix("10.200.0.0/16"),
+		SyntheticPodCIDR: netip.MustParsePrefix("100.64.0.0/10"),
+		Parallelism:      32, RequestTimeout: 30 * time.Second,
+		Logger: slog.Default(), Now: time.Now,
+	}
+}
+
+// Validate reports the first problem with the configuration.
+func (c *Config) Validate() error {
+	names := c.nodeNames()
+	switch {
+	case c.Client == nil || c.Logger == nil || c.Now == nil:
+		return errors.New("hollow: config: Client, Logger and Now are required")
+	case len(names) == 0:
+		return errors.New("hollow: config: no nodes (Names or Count)")
+	case len(c.Names) > 0 && c.Count > 0:
+		return errors.New("hollow: config: Names and Count are exclusive")
+	case c.LeaseInterval < 0 || c.StatusInterval < 0 || c.Parallelism <= 0 || c.RequestTimeout <= 0:
+		return fmt.Errorf("hollow: config: bad LeaseInterval %v, StatusInterval %v, Parallelism %d or RequestTimeout %v",
+			c.LeaseInterval, c.StatusInterval, c.Parallelism, c.RequestTimeout)
+	case !c.NodeCIDR.IsValid() || !c.NodeCIDR.Addr().Is4() || len(names) >= 1<<(32-c.NodeCIDR.Bits())-1:
+		return fmt.Errorf("hollow: config: NodeCIDR %v has no IPv4 address for each of %d nodes", c.NodeCIDR, len(names))
+	case !c.SyntheticPodCIDR.IsValid() || !c.SyntheticPodCIDR.Addr().Is4() || c.SyntheticPodCIDR.Bits() > 24 || len(names) > 1<<(24-c.SyntheticPodCIDR.Bits()):
+		return fmt.Errorf("hollow: config: SyntheticPodCIDR %v has no /24 for each of %d nodes", c.SyntheticPodCIDR, len(names))
+	}
+	seen := map[string]bool{}
+	for _, n := range names {
+		if n == "" || seen[n] {
+			return fmt.Errorf("hollow: config: node name %q empty or repeated", n)
+		}
+		seen[n] = true
+	}
+	return nil
+}
+
+func (c *Config) nodeNames() []string {
+	if len(c.Names) > 0 {
+		return c.Names
+	}
+	out := make([]string, c.Count)
+	for i := range out {
+		out[i] = c.Prefix + strconv.Itoa(i)
+	}
+	return out
+}
+
+// Hollow runs a set of hollow nodes. See the package comment.
+type Hollow struct {
+	cfg   Config
+	nodes []*node
+	index map[string]*node
+}
+
+// node is one hollow node. Its fields are fixed after New, except what
+// its mutex guards.
+type node struct {
+	name   string
+	ip     string
+	bootID string
+
+	mu sync.Mutex
+	// uid is the Node object's, once registered.
+	uid types.UID
+	// pods gives pod IPs: the CIDR in use, and the IP of each pod.
+	pods *podIPs
+}
+
+// New returns a Hollow for cfg.
+func New(cfg Config) (*Hollow, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	h := &Hollow{cfg: cfg, index: map[string]*node{}}
+	nodeIP := cfg.NodeCIDR.Masked().Addr()
+	for i, name := range cfg.nodeNames() {
+		nodeIP = nodeIP.Next()
+		n := &node{name: name, ip: nodeIP.String(), bootID: madeUpID("boot", name)[:36]}
+		n.pods = newPodIPs(syntheticCIDR(cfg.SyntheticPodCIDR, i))
+		h.nodes = append(h.nodes, n)
+		h.index[name] = n
+	}
+	return h, nil
+}
+
+// syntheticCIDR returns the ith /24 of p.
+func syntheticCIDR(p netip.Prefix, i int) netip.Prefix {
+	b := p.Masked().Addr().As4()
+	v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+	v += uint32(i) << 8
+	return netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}), 24)
+}
+
+// NodeNames returns the names of the nodes, in order.
+func (h *Hollow) NodeNames() []string { return h.cfg.nodeNames() }
+
+// Run registers the nodes and runs them until ctx ends; it returns nil
+// then, after its goroutines have exited. It returns an error only when
+// registration fails for good (the API refuses the Node).
+func (h *Hollow) Run(ctx context.Context) error {
+	if err := h.registerAll(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	h.cfg.Logger.Info("hollow nodes registered", "nodes", len(h.nodes))
+	g, gctx := errgroup.WithContext(ctx)
+	if h.cfg.LeaseInterval > 0 {
+		g.Go(func() error { h.every(gctx, h.cfg.LeaseInterval, h.renewLease); return nil })
+	}
+	if h.cfg.StatusInterval > 0 {
+		g.Go(func() error { h.every(gctx, h.cfg.StatusInterval, h.refreshStatus); return nil })
+	}
+	g.Go(func() error { return h.runPods(gctx) })
+	return g.Wait()
+}
+
+// every runs fn for every node, at most Parallelism at a time, each
+// period until ctx ends; failures are logged and retried next period.
+func (h *Hollow) every(ctx context.Context, period time.Duration, fn func(context.Context, *node) error) {
+	tick := time.NewTicker(period)
+	defer tick.Stop()
+	for {
+		g := errgroup.Group{}
+		g.SetLimit(h.cfg.Parallelism)
+		for _, n := range h.nodes {
+			g.Go(func() error {
+				rctx, cancel := context.WithTimeout(ctx, h.cfg.RequestTimeout)
+				defer cancel()
+				if err := fn(rctx, n); err != nil && ctx.Err() == nil {
+					h.cfg.Logger.Warn("hollow node heartbeat failed", "node", n.name, "err", err)
+				}
+				return nil
+			})
+		}
+		_ = g.Wait() // errors are logged per node
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// registerAll registers every node, retrying each until it is in or ctx
+// ends.
+func (h *Hollow) registerAll(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(h.cfg.Parallelism)
+	for _, n := range h.nodes {
+		g.Go(func() error {
+			backoff := 100 * time.Millisecond
+			for {
+				err := h.register(gctx, n)
+				if err == nil {
+					return nil
+				}
+				if apierrors.IsInvalid(err) || apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err) {
+					return fmt.Errorf("hollow: registering node %s: %w", n.name, err)
+				}
+				h.cfg.Logger.Debug("hollow node not registered yet", "node", n.name, "err", err)
+				select {
+				case <-gctx.Done():
+					return gctx.Err()
+				case <-time.After(backoff):
+				}
+				backoff = min(2*backoff, 5*time.Second)
+			}
+		})
+	}
+	return g.Wait()
+}
+
+// nodeLabels returns the labels a kubelet registers with.
+func (h *Hollow) nodeLabels(n *node) map[string]string {
+	l := maps.Clone(h.cfg.Labels)
+	if l == nil {
+		l = map[string]string{}
+	}
+	l[corev1.LabelHostname] = n.name
+	l[corev1.LabelOSStable] = "linux"
+	l[corev1.LabelArchStable] = runtime.GOARCH
+	l["beta.kubernetes.io/os"] = "linux"
+	l["beta.kubernetes.io/arch"] = runtime.GOARCH
+	return l
+}
+
+// register creates the Node (or takes over an existing one) and writes
+// its status.
+func (h *Hollow) register(ctx context.Context, n *node) error {
+	rctx, cancel := context.WithTimeout(ctx, h.cfg.RequestTimeout)
+	defer cancel()
+	nodes := h.cfg.Client.CoreV1().Nodes()
+	obj := &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: n.name, Labels: h.nodeLabels(n)},
+		Spec:       corev1.NodeSpec{Taints: slices.Clone(h.cfg.Taints)},
+	}
+	got, err := nodes.Create(rctx, obj, metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		// A kubelet restarting on a registered node keeps the Node and
+		// makes its labels current.
+		got, err = nodes.Get(rctx, n.name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if got.Labels == nil {
+			got.Labels = map[string]string{}
+		}
+		changed := false
+		for k, v := range obj.Labels {
+			if got.Labels[k] != v {
+				got.Labels[k], changed = v, true
+			}
+		}
+		if changed {
+			if got, err = nodes.Update(rctx, got, metav1.UpdateOptions{}); err != nil {
+				return err
+			}
+		}
+	}
+	if err != nil {
+		return err
+	}
+	got.Status = h.nodeStatus(n, got.Status)
+	got, err = nodes.UpdateStatus(rctx, got, metav1.UpdateOptions{})
+	if err != nil {
+		return err
+	}
+	n.mu.Lock()
+	n.uid = got.UID
+	n.mu.Unlock()
+	return nil
+}
+
+// nodeStatus returns the status a kubelet posts, conditions heartbeating
+// now; transition times are kept from old where the status is the same.
+func (h *Hollow) nodeStatus(n *node, old corev1.NodeStatus) corev1.NodeStatus {
+	st := corev1.NodeStatus{
+		Capacity:    h.cfg.Capacity.DeepCopy(),
+		Allocatable: h.cfg.Capacity.DeepCopy(),
+		Phase:       old.Phase,
+		Conditions:  h.conditions(old.Conditions),
+		Addresses: []corev1.NodeAddress{
+			{Type: corev1.NodeInternalIP, Address: n.ip},
+			{Type: corev1.NodeHostName, Address: n.name},
+		},
+		DaemonEndpoints: corev1.NodeDaemonEndpoints{KubeletEndpoint: corev1.DaemonEndpoint{Port: 10250}},
+		NodeInfo: corev1.NodeSystemInfo{
+			MachineID:               madeUpID("machine", n.name)[:32],
+			SystemUUID:              madeUpID("system", n.name)[:36],
+			BootID:                  n.bootID,
+			KernelVersion:           "6.1.0-hollow",
+			OSImage:                 "Skiff hollow node",
+			ContainerRuntimeVersion: "hollow://1.0.0",
+			KubeletVersion:          KubeletVersion,
+			OperatingSystem:         "linux",
+			Architecture:            runtime.GOARCH,
+		},
+		Images: old.Images,
+	}
+	return st
+}
+
+// conditions returns the four standard node conditions a healthy kubelet
+// posts, with wording as the kubelet's.
+func (h *Hollow) conditions(old []corev1.NodeCondition) []corev1.NodeCondition {
+	now := metav1.NewTime(h.cfg.Now())
+	mk := func(t corev1.NodeConditionType, s corev1.ConditionStatus, reason, msg string) corev1.NodeCondition {
+		c := corev1.NodeCondition{Type: t, Status: s, Reason: reason, Message: msg, LastHeartbeatTime: now, LastTransitionTime: now}
+		for _, o := range old {
+			if o.Type == t && o.Status == s {
+				c.LastTransitionTime = o.LastTransitionTime
+			}
+		}
+		return c
+	}
+	return []corev1.NodeCondition{
+		mk(corev1.NodeMemoryPressure, corev1.ConditionFalse, "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
+		mk(corev1.NodeDiskPressure, corev1.ConditionFalse, "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+		mk(corev1.NodePIDPressure, corev1.ConditionFalse, "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+		mk(corev1.NodeReady, corev1.ConditionTrue, "KubeletReady", "kubelet is posting ready status"),
+	}
+}
+
+// refreshStatus posts the node's conditions again, heartbeating now.
+func (h *Hollow) refreshStatus(ctx context.Context, n *node) error {
+	nodes := h.cfg.Client.CoreV1().Nodes()
+	cur, err := nodes.Get(ctx, n.name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return h.register(ctx, n) // deleted under us: a kubelet registers again
+	}
+	if err != nil {
+		return err
+	}
+	cur.Status = h.nodeStatus(n, cur.Status)
+	_, err = nodes.UpdateStatus(ctx, cur, metav1.UpdateOptions{})
+	return err
+}
+
+// renewLease renews the node's Lease, creating it (and its namespace)
+// when missing.
+func (h *Hollow) renewLease(ctx context.Context, n *node) error {
+	leases := h.cfg.Client.CoordinationV1().Leases(LeaseNamespace)
+	now := metav1.NewMicroTime(h.cfg.Now())
+	cur, err := leases.Get(ctx, n.name, metav1.GetOptions{})
+	if err == nil {
+		cur.Spec.RenewTime = &now
+		cur.Spec.HolderIdentity = &n.name
+		_, err = leases.Update(ctx, cur, metav1.UpdateOptions{})
+		return err
+	}
+	if !apierrors.IsNotFound(err) {
+		return err
+	}
+	dur := int32(LeaseDurationSeconds)
+	l := &coordinationv1.Lease{
+		ObjectMeta: metav1.ObjectMeta{Name: n.name, Namespace: LeaseNamespace},
+		Spec:       coordinationv1.LeaseSpec{HolderIdentity: &n.name, LeaseDurationSeconds: &dur, RenewTime: &now},
+	}
+	n.mu.Lock()
+	if n.uid != "" {
+		// As the kubelet: the Node owns its Lease.
+		l.OwnerReferences = []metav1.OwnerReference{{APIVersion: "v1", Kind: "Node", Name: n.name, UID: n.uid}}
+	}
+	n.mu.Unlock()
+	_, err = leases.Create(ctx, l, metav1.CreateOptions{})
+	if apierrors.IsNotFound(err) {
+		// No kube-node-lease namespace yet: create it, renew next time.
+		_, nerr := h.cfg.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: LeaseNamespace}}, metav1.CreateOptions{})
+		if nerr != nil && !apierrors.IsAlreadyExists(nerr) {
+			return errors.Join(err, nerr)
+		}
+	}
+	return err
+}
+
+// madeUpID returns a stable hex identifier derived from its parts.
+func madeUpID(parts ...string) string {
+	sum := sha256.New()
+	for _, p := range parts {
+		sum.Write([]byte(p))
+		sum.Write([]byte{0})
+	}
+	return hex.EncodeToString(sum.Sum(nil))
+}
