@@ -51,6 +51,7 @@ import (
 	"github.com/skiff-sh/skiff/controlplane/internal/nsfinalizer"
 	"github.com/skiff-sh/skiff/controlplane/internal/pki"
 	"github.com/skiff-sh/skiff/controlplane/internal/registry"
+	"github.com/skiff-sh/skiff/controlplane/internal/scheduler"
 	"github.com/skiff-sh/skiff/controlplane/membership"
 	"github.com/skiff-sh/skiff/controlplane/statusapi"
 	"github.com/skiff-sh/skiff/raftstore"
@@ -568,6 +569,19 @@ func (m *Master) controllers(addr *net.TCPAddr, ca *pki.CA, pool *membership.Poo
 	if err != nil {
 		return nil, err
 	}
+	// The scheduler binds thousands of pods a second: no client-side limit.
+	fast := rest.CopyConfig(cfg)
+	fast.QPS = -1
+	fastCS, err := kubernetes.NewForConfig(fast)
+	if err != nil {
+		return nil, err
+	}
+	schedcfg := scheduler.DefaultConfig()
+	schedcfg.Client, schedcfg.Logger = fastCS, m.log
+	sched, err := scheduler.New(schedcfg)
+	if err != nil {
+		return nil, err
+	}
 	lcfg := leadership.DefaultConfig()
 	lcfg.Source, lcfg.Logger = m.cfg.Store, m.log
 	lcfg.Components = []leadership.Component{
@@ -576,6 +590,7 @@ func (m *Master) controllers(addr *net.TCPAddr, ca *pki.CA, pool *membership.Poo
 		{Name: "serviceaccount-controller", Run: accounts.Run},
 		{Name: "node-lifecycle-controller", Run: lifecycle.Run},
 		{Name: "node-ipam-controller", Run: ipam.Run},
+		{Name: "scheduler", Run: sched.Run},
 	}
 	return leadership.New(lcfg)
 }
