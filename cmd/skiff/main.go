@@ -28,6 +28,7 @@ commands:
   members     show the cluster's members as one master sees them (or remove one)
   token       create, list and delete bearer tokens for the Kubernetes API
   kubeconfig  print a kubeconfig with a new client certificate of the cluster CA (or a bearer token)
+  hollow      run hollow nodes (register, heartbeat and run pods without containers) for scale tests
 
 Run 'skiff <command> -h' for a command's flags.
 `
@@ -49,6 +50,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runToken(ctx, args[1:], stdout, stderr)
 	case "kubeconfig":
 		return runKubeconfig(ctx, args[1:], stdout, stderr)
+	case "hollow":
+		return runHollow(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
