@@ -123,7 +123,7 @@ type run struct {
 	queue     workqueue.TypedRateLimitingInterface[string]
 	sets      appslisters.DaemonSetLister
 	nodes     corelisters.NodeLister
-	pods      corelisters.PodLister
+	podIndex  cache.Indexer // pods, with the byController index
 	revisions appslisters.ControllerRevisionLister
 	expect    *expectations.Expectations
 	rec       record.EventRecorder
@@ -154,7 +154,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	nodes := factory.Core().V1().Nodes()
 	pods := factory.Core().V1().Pods()
 	revisions := factory.Apps().V1().ControllerRevisions()
-	r.sets, r.nodes, r.pods, r.revisions = sets.Lister(), nodes.Lister(), pods.Lister(), revisions.Lister()
+	r.sets, r.nodes, r.podIndex, r.revisions = sets.Lister(), nodes.Lister(), pods.Informer().GetIndexer(), revisions.Lister()
 
 	enqueueSet := func(obj any) {
 		if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
@@ -186,6 +186,9 @@ func (c *Controller) Run(ctx context.Context) error {
 		},
 		DeleteFunc: func(any) { enqueueAll() },
 	}); err != nil {
+		return err
+	}
+	if err := pods.Informer().AddIndexers(cache.Indexers{byController: controllerUID}); err != nil {
 		return err
 	}
 	if _, err := pods.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
@@ -236,6 +239,18 @@ func (c *Controller) Run(ctx context.Context) error {
 		<-done
 	}
 	return nil
+}
+
+// byController indexes pods by the uid of their controller.
+const byController = "controller"
+
+func controllerUID(obj any) ([]string, error) {
+	if p, ok := obj.(*corev1.Pod); ok {
+		if ref := metav1.GetControllerOfNoCopy(p); ref != nil {
+			return []string{string(ref.UID)}, nil
+		}
+	}
+	return nil, nil
 }
 
 // podEvent queues the set controlling a pod and meets expectations.
@@ -400,14 +415,12 @@ func (r *run) load(set *appsv1.DaemonSet, key, hash string) (*state, error) {
 		byName[n.Name] = ns
 		st.nodes = append(st.nodes, ns)
 	}
-	pods, err := r.pods.Pods(set.Namespace).List(labels.Everything())
+	all, err := r.podIndex.ByIndex(byController, string(set.UID))
 	if err != nil {
 		return nil, err
 	}
-	for _, p := range pods {
-		if ref := metav1.GetControllerOfNoCopy(p); ref == nil || ref.UID != set.UID {
-			continue
-		}
+	for _, obj := range all {
+		p := obj.(*corev1.Pod)
 		n := byName[targetNode(p)]
 		if n == nil {
 			continue // a node gone: pod garbage collection's

@@ -44,7 +44,6 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	appslisters "k8s.io/client-go/listers/apps/v1"
-	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
@@ -120,7 +119,7 @@ type run struct {
 	cfg       Config
 	queue     workqueue.TypedRateLimitingInterface[string]
 	sets      appslisters.StatefulSetLister
-	pods      corelisters.PodLister
+	podIndex  cache.Indexer // pods, with the byController index
 	revisions appslisters.ControllerRevisionLister
 	expect    *expectations.Expectations
 	rec       record.EventRecorder
@@ -143,7 +142,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	sets := factory.Apps().V1().StatefulSets()
 	pods := factory.Core().V1().Pods()
 	revisions := factory.Apps().V1().ControllerRevisions()
-	r.sets, r.pods, r.revisions = sets.Lister(), pods.Lister(), revisions.Lister()
+	r.sets, r.podIndex, r.revisions = sets.Lister(), pods.Informer().GetIndexer(), revisions.Lister()
 
 	enqueueSet := func(obj any) {
 		if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
@@ -153,6 +152,9 @@ func (c *Controller) Run(ctx context.Context) error {
 	if _, err := sets.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: enqueueSet, UpdateFunc: func(_, obj any) { enqueueSet(obj) }, DeleteFunc: enqueueSet,
 	}); err != nil {
+		return err
+	}
+	if err := pods.Informer().AddIndexers(cache.Indexers{byController: controllerUID}); err != nil {
 		return err
 	}
 	if _, err := pods.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
@@ -211,6 +213,18 @@ const (
 	podUpdated
 	podDeleted // or being deleted
 )
+
+// byController indexes pods by the uid of their controller.
+const byController = "controller"
+
+func controllerUID(obj any) ([]string, error) {
+	if p, ok := obj.(*corev1.Pod); ok {
+		if ref := metav1.GetControllerOfNoCopy(p); ref != nil {
+			return []string{string(ref.UID)}, nil
+		}
+	}
+	return nil, nil
+}
 
 // podEvent queues the set controlling a pod and meets expectations.
 func (r *run) podEvent(obj any, what int) {
@@ -345,14 +359,12 @@ func (r *run) load(ctx context.Context, set *appsv1.StatefulSet, key string) (*s
 		}
 	}
 
-	all, err := r.pods.Pods(set.Namespace).List(labels.Everything())
+	all, err := r.podIndex.ByIndex(byController, string(set.UID))
 	if err != nil {
 		return nil, err
 	}
-	for _, p := range all {
-		if ref := metav1.GetControllerOfNoCopy(p); ref == nil || ref.UID != set.UID {
-			continue
-		}
+	for _, obj := range all {
+		p := obj.(*corev1.Pod)
 		if ord, ok := ordinal(set.Name, p.Name); ok {
 			st.pods[ord] = p
 		}
