@@ -17,8 +17,9 @@
 // endpoint, terminating pods included: serving is the pod's Ready
 // condition, terminating is whether it has a deletionTimestamp, and ready
 // is serving and not terminating (always true when the Service publishes
-// not-ready addresses). A Service without endpoints keeps one empty
-// placeholder slice.
+// not-ready addresses). Each address type of the Service (its ipFamilies)
+// has its own slices; a type without endpoints keeps one empty placeholder
+// slice.
 //
 // Changes touch as few slices as possible: slices are updated in place,
 // new endpoints go first into slices being updated anyway, and a slice that

@@ -117,7 +117,7 @@ func addressType(f corev1.IPFamily) discoveryv1.AddressType {
 }
 
 // desired computes, per address type, the endpoint groups of a Service.
-func desired(svc *corev1.Service, pods []*corev1.Pod, zone func(string) string) (types []discoveryv1.AddressType, groups map[discoveryv1.AddressType]map[string]*group, total int) {
+func desired(svc *corev1.Service, pods []*corev1.Pod, zone func(string) string) (types []discoveryv1.AddressType, groups map[discoveryv1.AddressType]map[string]*group) {
 	families := svc.Spec.IPFamilies
 	if len(families) == 0 {
 		families = []corev1.IPFamily{endpoints.Family(svc)}
@@ -154,11 +154,10 @@ func desired(svc *corev1.Service, pods []*corev1.Pod, zone func(string) string) 
 			if _, dup := g.eps[ek]; !dup {
 				g.eps[ek] = ep
 				g.order = append(g.order, ek)
-				total++
 			}
 		}
 	}
-	return types, groups, total
+	return types, groups
 }
 
 // sliceMeta is what every slice of a Service carries.
@@ -227,7 +226,7 @@ func (m sliceMeta) stamp(s *discoveryv1.EndpointSlice) {
 // (those this controller manages) into the desired ones with as few
 // writes as it can. It is a pure function.
 func reconcile(svc *corev1.Service, pods []*corev1.Pod, zone func(string) string, existing []*discoveryv1.EndpointSlice, maxPerSlice int, trigger time.Time) plan {
-	types, groups, total := desired(svc, pods, zone)
+	types, groups := desired(svc, pods, zone)
 	meta := metaFor(svc, trigger)
 	existing = slices.Clone(existing)
 	slices.SortFunc(existing, func(a, b *discoveryv1.EndpointSlice) int { return cmp.Compare(a.Name, b.Name) })
@@ -240,15 +239,15 @@ func reconcile(svc *corev1.Service, pods []*corev1.Pod, zone func(string) string
 		}
 		byType[s.AddressType] = append(byType[s.AddressType], s)
 	}
-	for i, at := range types {
-		placeholder := i == 0 && total == 0
-		reconcileType(svc, at, groups[at], byType[at], maxPerSlice, meta, placeholder, &p)
+	for _, at := range types {
+		reconcileType(svc, at, groups[at], byType[at], maxPerSlice, meta, &p)
 	}
 	return p
 }
 
-// reconcileType plans one address type's slices.
-func reconcileType(svc *corev1.Service, at discoveryv1.AddressType, groups map[string]*group, existing []*discoveryv1.EndpointSlice, maxPerSlice int, meta sliceMeta, placeholder bool, p *plan) {
+// reconcileType plans one address type's slices. A type that would be
+// left without a slice keeps (or gets) an empty placeholder, as upstream.
+func reconcileType(svc *corev1.Service, at discoveryv1.AddressType, groups map[string]*group, existing []*discoveryv1.EndpointSlice, maxPerSlice int, meta sliceMeta, p *plan) {
 	type state struct {
 		s   *discoveryv1.EndpointSlice
 		key string
@@ -338,7 +337,8 @@ func reconcileType(svc *corev1.Service, at discoveryv1.AddressType, groups map[s
 			left = left[n:]
 		}
 	}
-	if placeholder && len(fresh) == 0 && len(touched) == 0 && len(unchanged) == 0 {
+	placeholder := len(fresh) == 0 && len(touched) == 0 && len(unchanged) == 0
+	if placeholder {
 		fresh = append(fresh, &discoveryv1.EndpointSlice{AddressType: at, Ports: []discoveryv1.EndpointPort{}, Endpoints: []discoveryv1.Endpoint{}})
 	}
 	// A new slice reuses one that would be deleted: one update instead of

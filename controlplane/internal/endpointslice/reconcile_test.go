@@ -223,3 +223,18 @@ func TestExpectations(t *testing.T) {
 		}
 	}
 }
+
+func TestReconcileDualStack(t *testing.T) {
+	svc := testService()
+	svc.Spec.IPFamilies = []corev1.IPFamily{corev1.IPv4Protocol, corev1.IPv6Protocol}
+	p := reconcile(svc, pods(0, 3), noZone, nil, 100, time.Time{})
+	got := map[discoveryv1.AddressType]int{}
+	for _, s := range p.create {
+		got[s.AddressType] += len(s.Endpoints) + 1000
+	}
+	// IPv4: one slice of three; IPv6: the pods have no IPv6 address, so
+	// a placeholder.
+	if got[discoveryv1.AddressTypeIPv4] != 1003 || got[discoveryv1.AddressTypeIPv6] != 1000 || len(p.create) != 2 {
+		t.Errorf("got slices %v (1000 per slice plus endpoints), want IPv4 1003 and IPv6 1000", got)
+	}
+}
