@@ -44,8 +44,8 @@ func TestHollowNodes(t *testing.T) {
 	}
 	t.Cleanup(stop)
 
-	nodeIPs := map[string]string{}
-	waitUntil(t, 15*time.Second, "the hollow nodes to be Ready", func(ctx context.Context) error {
+	nodeIPs, podCIDRs := map[string]string{}, map[string]netip.Prefix{}
+	waitUntil(t, 15*time.Second, "the hollow nodes to be Ready with a pod CIDR (the master's node IPAM)", func(ctx context.Context) error {
 		for _, name := range h.NodeNames() {
 			n, err := cs.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
 			if err != nil {
@@ -59,6 +59,11 @@ func TestHollowNodes(t *testing.T) {
 				return fmt.Errorf("node %s: conditions %v labels %v capacity %v", name, n.Status.Conditions, n.Labels, n.Status.Capacity)
 			}
 			nodeIPs[name] = n.Status.Addresses[0].Address
+			cidr, err := netip.ParsePrefix(n.Spec.PodCIDR)
+			if err != nil {
+				return fmt.Errorf("node %s: pod CIDR %q", name, n.Spec.PodCIDR)
+			}
+			podCIDRs[name] = cidr
 		}
 		return nil
 	})
@@ -104,8 +109,8 @@ func TestHollowNodes(t *testing.T) {
 				return fmt.Errorf("pod %s on %s: status %+v", p.Name, p.Spec.NodeName, st)
 			}
 			ip, err := netip.ParseAddr(st.PodIP)
-			if err != nil {
-				return fmt.Errorf("pod %s: podIP %q", p.Name, st.PodIP)
+			if err != nil || !podCIDRs[p.Spec.NodeName].Contains(ip) {
+				return fmt.Errorf("pod %s: podIP %q, want one of its node's %v", p.Name, st.PodIP, podCIDRs[p.Spec.NodeName])
 			}
 			if other, dup := ips[st.PodIP]; dup {
 				return fmt.Errorf("pods %s and %s share IP %s", other, p.Name, ip)
