@@ -305,7 +305,7 @@ func (r *run) sync(ctx context.Context, key string) error {
 		if apierrors.IsForbidden(err) || (apierrors.IsNotFound(err) && ctx.Err() == nil) {
 			return nil // the namespace is going
 		}
-		if err != nil {
+		if err != nil && !apierrors.IsAlreadyExists(err) { // AlreadyExists: the cache is behind our own create
 			r.rec.Eventf(next, corev1.EventTypeWarning, "FailedToCreateEndpoint", "Failed to create endpoint for service %v/%v: %v", ns, name, err)
 		}
 	} else {
