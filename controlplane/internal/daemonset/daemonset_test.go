@@ -309,11 +309,58 @@ func TestNodes(t *testing.T) {
 	patchNode(t, cs, "n4", `{"metadata":{"labels":{"role":"db"}}}`)
 	settled(t, cs, ns, "agent", "agent:1", status(3, 0), []string{"n1", "n2", "n3"})
 
+	// A pod relabelled out of the set is let go and replaced; an orphan
+	// that matches is adopted (and, of no revision, replaced in turn).
+	released := podsByNode(t, cs, ns)["n3"][0]
+	if _, err := cs.CoreV1().Pods(ns).Patch(ctx, released.Name, types.MergePatchType, []byte(`{"metadata":{"labels":{"app":"debug"}}}`), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, wait, "the relabelled pod let go and replaced", func() error {
+		p, err := cs.CoreV1().Pods(ns).Get(ctx, released.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if ref := metav1.GetControllerOf(p); ref != nil {
+			return fmt.Errorf("still controlled by %s", ref.Name)
+		}
+		for _, q := range podsByNode(t, cs, ns)["n3"] {
+			if q.Labels["app"] == "agent" && ready(&q) {
+				return nil
+			}
+		}
+		return fmt.Errorf("no new pod on n3")
+	})
+	if err := cs.CoreV1().Pods(ns).Delete(ctx, released.Name, metav1.DeleteOptions{GracePeriodSeconds: new(int64)}); err != nil {
+		t.Fatal(err)
+	}
+	// The orphan is put on n5, a new node the set's pod is not created on
+	// yet (the node is not a worker until the orphan is there).
+	addNode(t, cs, "n5", nil)
+	orphan := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "orphan", Labels: map[string]string{"app": "agent"}},
+		Spec:       corev1.PodSpec{NodeName: "n5", Containers: []corev1.Container{{Name: "c", Image: "agent:1"}}},
+	}
+	if _, err := cs.CoreV1().Pods(ns).Create(ctx, orphan, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	patchNode(t, cs, "n5", `{"metadata":{"labels":{"role":"worker"}}}`)
+	waitFor(t, wait, "the orphan adopted", func() error {
+		p, err := cs.CoreV1().Pods(ns).Get(ctx, "orphan", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if ref := metav1.GetControllerOf(p); ref == nil || ref.UID != created.UID {
+			return fmt.Errorf("controller %v", ref)
+		}
+		return nil
+	})
+	settled(t, cs, ns, "agent", "agent:1", status(4, 0), []string{"n1", "n2", "n3", "n5"})
+
 	// A deleted node's pod is left to pod garbage collection, uncounted.
 	if err := cs.CoreV1().Nodes().Delete(ctx, "n1", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	settled(t, cs, ns, "agent", "agent:1", status(2, 0), []string{"n2", "n3"}, "n1")
+	settled(t, cs, ns, "agent", "agent:1", status(3, 0), []string{"n2", "n3", "n5"}, "n1")
 }
 
 func TestRollingUpdate(t *testing.T) {

@@ -214,7 +214,8 @@ const (
 	podDeleted // or being deleted
 )
 
-// byController indexes pods by the uid of their controller.
+// byController indexes pods by the uid of their controller, and pods
+// without one by orphanKey of their namespace.
 const byController = "controller"
 
 func controllerUID(obj any) ([]string, error) {
@@ -222,8 +223,78 @@ func controllerUID(obj any) ([]string, error) {
 		if ref := metav1.GetControllerOfNoCopy(p); ref != nil {
 			return []string{string(ref.UID)}, nil
 		}
+		return []string{orphanKey(p.Namespace)}, nil
 	}
 	return nil, nil
+}
+
+func orphanKey(ns string) string { return "orphan/" + ns }
+
+// claim returns the pods set controls, as upstream's controller ref
+// manager does: it lets go of those that are no longer members (labels
+// changed so that the selector misses them), and adopts orphans that are
+// members. Both are updates with the cached resourceVersion, so a pod
+// changed meanwhile is left for the next sync.
+func (r *run) claim(ctx context.Context, set *appsv1.StatefulSet, member func(*corev1.Pod) bool) ([]*corev1.Pod, error) {
+	sel, err := metav1.LabelSelectorAsSelector(set.Spec.Selector)
+	if err != nil {
+		return nil, fmt.Errorf("statefulset: selector of %s/%s: %w", set.Namespace, set.Name, err)
+	}
+	owned, err := r.podIndex.ByIndex(byController, string(set.UID))
+	if err != nil {
+		return nil, err
+	}
+	orphans, err := r.podIndex.ByIndex(byController, orphanKey(set.Namespace))
+	if err != nil {
+		return nil, err
+	}
+	var pods []*corev1.Pod
+	var errs []error
+	for _, obj := range owned {
+		p := obj.(*corev1.Pod)
+		if sel.Matches(labels.Set(p.Labels)) && member(p) || p.DeletionTimestamp != nil {
+			pods = append(pods, p)
+			continue
+		}
+		c := p.DeepCopy()
+		c.OwnerReferences = slices.DeleteFunc(c.OwnerReferences, func(ref metav1.OwnerReference) bool { return ref.UID == set.UID })
+		if _, err := r.cfg.Client.CoreV1().Pods(c.Namespace).Update(ctx, c, metav1.UpdateOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("statefulset: release pod %s/%s: %w", c.Namespace, c.Name, err))
+		}
+	}
+	for _, obj := range orphans {
+		p := obj.(*corev1.Pod)
+		if p.DeletionTimestamp != nil || !sel.Matches(labels.Set(p.Labels)) || !member(p) {
+			continue
+		}
+		c := p.DeepCopy()
+		c.OwnerReferences = append(c.OwnerReferences, *metav1.NewControllerRef(set, kind))
+		adopted, err := r.cfg.Client.CoreV1().Pods(c.Namespace).Update(ctx, c, metav1.UpdateOptions{})
+		if err != nil {
+			if !apierrors.IsNotFound(err) {
+				errs = append(errs, fmt.Errorf("statefulset: adopt pod %s/%s: %w", c.Namespace, c.Name, err))
+			}
+			continue
+		}
+		r.cfg.Logger.Info("adopted pod", "statefulset", set.Namespace+"/"+set.Name, "pod", c.Namespace+"/"+c.Name)
+		pods = append(pods, adopted)
+	}
+	return pods, errors.Join(errs...)
+}
+
+// enqueueSelecting queues the sets in pod's namespace whose selector
+// matches it.
+func (r *run) enqueueSelecting(pod *corev1.Pod) {
+	sets, err := r.sets.StatefulSets(pod.Namespace).List(labels.Everything())
+	if err != nil {
+		return
+	}
+	for _, set := range sets {
+		sel, err := metav1.LabelSelectorAsSelector(set.Spec.Selector)
+		if err == nil && !sel.Empty() && sel.Matches(labels.Set(pod.Labels)) {
+			r.queue.Add(set.Namespace + "/" + set.Name)
+		}
+	}
 }
 
 // podEvent queues the set controlling a pod and meets expectations.
@@ -236,7 +307,13 @@ func (r *run) podEvent(obj any, what int) {
 		return
 	}
 	ref := metav1.GetControllerOfNoCopy(pod)
-	if ref == nil || ref.Kind != kind.Kind || ref.APIVersion != kind.GroupVersion().String() {
+	if ref == nil {
+		if what != podDeleted {
+			r.enqueueSelecting(pod) // an orphan to adopt
+		}
+		return
+	}
+	if ref.Kind != kind.Kind || ref.APIVersion != kind.GroupVersion().String() {
 		return
 	}
 	key := pod.Namespace + "/" + ref.Name
@@ -359,12 +436,14 @@ func (r *run) load(ctx context.Context, set *appsv1.StatefulSet, key string) (*s
 		}
 	}
 
-	all, err := r.podIndex.ByIndex(byController, string(set.UID))
+	all, err := r.claim(ctx, set, func(p *corev1.Pod) bool {
+		_, ok := ordinal(set.Name, p.Name)
+		return ok
+	})
 	if err != nil {
 		return nil, err
 	}
-	for _, obj := range all {
-		p := obj.(*corev1.Pod)
+	for _, p := range all {
 		if ord, ok := ordinal(set.Name, p.Name); ok {
 			st.pods[ord] = p
 		}

@@ -655,3 +655,35 @@ func TestRestart(t *testing.T) {
 		t.Errorf("got %d revisions, want 2", len(revs.Items))
 	}
 }
+
+func TestAdopt(t *testing.T) {
+	cs := kubernetes.NewForConfigOrDie(apitest.Start(t))
+	ctx, ns := t.Context(), "adopt"
+	newNamespace(t, cs, ns)
+	startKubelet(t, cs, ns)
+	startController(t, cs)
+	orphan, err := cs.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "keep-0", Labels: map[string]string{"app": "keep"}},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "busybox:1"}}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := newSet("keep", 2, appsv1.OrderedReadyPodManagement)
+	set.Spec.UpdateStrategy = appsv1.StatefulSetUpdateStrategy{Type: appsv1.OnDeleteStatefulSetStrategyType}
+	created, err := cs.AppsV1().StatefulSets(ns).Create(ctx, set, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, wait, "keep-0 adopted and keep-1 created", func() error {
+		p, err := cs.CoreV1().Pods(ns).Get(ctx, "keep-0", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if ref := metav1.GetControllerOf(p); p.UID != orphan.UID || ref == nil || ref.UID != created.UID {
+			return fmt.Errorf("keep-0 uid %s (orphan %s), controller %v", p.UID, orphan.UID, ref)
+		}
+		_, err = cs.CoreV1().Pods(ns).Get(ctx, "keep-1", metav1.GetOptions{})
+		return err
+	})
+}
