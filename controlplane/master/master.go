@@ -44,12 +44,15 @@ import (
 	"github.com/skiff-sh/skiff/controlplane/internal/apiserver"
 	"github.com/skiff-sh/skiff/controlplane/internal/authn"
 	"github.com/skiff-sh/skiff/controlplane/internal/defaultsa"
+	"github.com/skiff-sh/skiff/controlplane/internal/endpoints"
+	"github.com/skiff-sh/skiff/controlplane/internal/endpointslice"
 	"github.com/skiff-sh/skiff/controlplane/internal/gc"
 	"github.com/skiff-sh/skiff/controlplane/internal/leadership"
 	"github.com/skiff-sh/skiff/controlplane/internal/nodeipam"
 	"github.com/skiff-sh/skiff/controlplane/internal/nodelifecycle"
 	"github.com/skiff-sh/skiff/controlplane/internal/nsfinalizer"
 	"github.com/skiff-sh/skiff/controlplane/internal/pki"
+	"github.com/skiff-sh/skiff/controlplane/internal/podgc"
 	"github.com/skiff-sh/skiff/controlplane/internal/registry"
 	"github.com/skiff-sh/skiff/controlplane/internal/scheduler"
 	"github.com/skiff-sh/skiff/controlplane/membership"
@@ -582,6 +585,24 @@ func (m *Master) controllers(addr *net.TCPAddr, ca *pki.CA, pool *membership.Poo
 	if err != nil {
 		return nil, err
 	}
+	epcfg := endpoints.DefaultConfig()
+	epcfg.Client, epcfg.Logger = cs, m.log
+	eps, err := endpoints.New(epcfg)
+	if err != nil {
+		return nil, err
+	}
+	escfg := endpointslice.DefaultConfig()
+	escfg.Client, escfg.Logger = cs, m.log
+	epSlices, err := endpointslice.New(escfg)
+	if err != nil {
+		return nil, err
+	}
+	pgcfg := podgc.DefaultConfig()
+	pgcfg.Client, pgcfg.Logger = cs, m.log
+	pgc, err := podgc.New(pgcfg)
+	if err != nil {
+		return nil, err
+	}
 	lcfg := leadership.DefaultConfig()
 	lcfg.Source, lcfg.Logger = m.cfg.Store, m.log
 	lcfg.Components = []leadership.Component{
@@ -591,6 +612,9 @@ func (m *Master) controllers(addr *net.TCPAddr, ca *pki.CA, pool *membership.Poo
 		{Name: "node-lifecycle-controller", Run: lifecycle.Run},
 		{Name: "node-ipam-controller", Run: ipam.Run},
 		{Name: "scheduler", Run: sched.Run},
+		{Name: "endpoints-controller", Run: eps.Run},
+		{Name: "endpointslice-controller", Run: epSlices.Run},
+		{Name: "pod-garbage-collector", Run: pgc.Run},
 	}
 	return leadership.New(lcfg)
 }
