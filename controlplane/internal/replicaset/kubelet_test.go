@@ -102,9 +102,8 @@ func (k *kubelet) wants(p *corev1.Pod) bool {
 func (k *kubelet) step(ctx context.Context, p *corev1.Pod) error {
 	switch {
 	case p.DeletionTimestamp != nil:
-		if time.Since(p.DeletionTimestamp.Time) < k.delay {
-			return errNotYet
-		}
+		// The delay since the deletion was seen passed in the queue;
+		// deletionTimestamp itself is when the grace period ends.
 		zero := int64(0)
 		return k.cs.CoreV1().Pods(k.ns).Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: &zero, Preconditions: &metav1.Preconditions{UID: &p.UID}})
 	case p.Spec.NodeName == "":
@@ -133,5 +132,3 @@ func (k *kubelet) step(ctx context.Context, p *corev1.Pod) error {
 	_, err := k.cs.CoreV1().Pods(k.ns).UpdateStatus(ctx, p, metav1.UpdateOptions{})
 	return err
 }
-
-var errNotYet = apierrors.NewTooManyRequests("not yet", 0)
