@@ -236,7 +236,7 @@ func TestNodes(t *testing.T) {
 	}
 	addNode(t, cs, "other", map[string]string{"role": "db"})
 	startCluster(t, cs, ns)
-	startController(t, cs)
+	stop := startController(t, cs)
 
 	created, err := cs.AppsV1().DaemonSets(ns).Create(ctx, newSet("agent"), metav1.CreateOptions{})
 	if err != nil {
@@ -310,7 +310,7 @@ func TestNodes(t *testing.T) {
 	settled(t, cs, ns, "agent", "agent:1", status(3, 0), []string{"n1", "n2", "n3"})
 
 	// A pod relabelled out of the set is let go and replaced; an orphan
-	// that matches is adopted (and, of no revision, replaced in turn).
+	// that matches is adopted.
 	released := podsByNode(t, cs, ns)["n3"][0]
 	if _, err := cs.CoreV1().Pods(ns).Patch(ctx, released.Name, types.MergePatchType, []byte(`{"metadata":{"labels":{"app":"debug"}}}`), metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
@@ -333,24 +333,26 @@ func TestNodes(t *testing.T) {
 	if err := cs.CoreV1().Pods(ns).Delete(ctx, released.Name, metav1.DeleteOptions{GracePeriodSeconds: new(int64)}); err != nil {
 		t.Fatal(err)
 	}
-	// The orphan is put on n5, a new node the set's pod is not created on
-	// yet (the node is not a worker until the orphan is there).
-	addNode(t, cs, "n5", nil)
+	// The orphan (of the current revision) appears on a new node while
+	// the controller is down, so that it does not make a pod there first.
+	stop()
+	addNode(t, cs, "n5", worker)
 	orphan := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: "orphan", Labels: map[string]string{"app": "agent"}},
+		ObjectMeta: metav1.ObjectMeta{Name: "orphan", Labels: map[string]string{"app": "agent", history.HashLabel: pod.Labels[history.HashLabel]}},
 		Spec:       corev1.PodSpec{NodeName: "n5", Containers: []corev1.Container{{Name: "c", Image: "agent:1"}}},
 	}
-	if _, err := cs.CoreV1().Pods(ns).Create(ctx, orphan, metav1.CreateOptions{}); err != nil {
+	orphan, err = cs.CoreV1().Pods(ns).Create(ctx, orphan, metav1.CreateOptions{})
+	if err != nil {
 		t.Fatal(err)
 	}
-	patchNode(t, cs, "n5", `{"metadata":{"labels":{"role":"worker"}}}`)
+	startController(t, cs)
 	waitFor(t, wait, "the orphan adopted", func() error {
 		p, err := cs.CoreV1().Pods(ns).Get(ctx, "orphan", metav1.GetOptions{})
 		if err != nil {
 			return err
 		}
-		if ref := metav1.GetControllerOf(p); ref == nil || ref.UID != created.UID {
-			return fmt.Errorf("controller %v", ref)
+		if ref := metav1.GetControllerOf(p); p.UID != orphan.UID || ref == nil || ref.UID != created.UID {
+			return fmt.Errorf("uid %s (orphan's %s), controller %v", p.UID, orphan.UID, ref)
 		}
 		return nil
 	})
