@@ -387,7 +387,9 @@ func (r *run) claim(ctx context.Context, d *appsv1.Deployment) ([]*appsv1.Replic
 			if matches {
 				claimed = append(claimed, rs)
 			} else if d.DeletionTimestamp == nil {
-				errs = append(errs, r.patchOwner(ctx, d, rs, false))
+				if _, err := r.patchOwner(ctx, d, rs, false); err != nil {
+					errs = append(errs, err)
+				}
 			}
 			continue
 		}
@@ -400,39 +402,42 @@ func (r *run) claim(ctx context.Context, d *appsv1.Deployment) ([]*appsv1.Replic
 			}
 			continue
 		}
-		if err := r.patchOwner(ctx, d, rs, true); err != nil {
+		adopted, err := r.patchOwner(ctx, d, rs, true)
+		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		// The next sync sees the adopted set through the cache.
-		r.queue.Add(d.Namespace + "/" + d.Name)
+		if adopted != nil {
+			claimed = append(claimed, adopted)
+		}
 	}
 	return claimed, errors.Join(errs...)
 }
 
 var errAdoptionRefused = errors.New("deployment: the deployment is gone or going; no adoption")
 
-// patchOwner adopts rs for d (adopt) or releases it.
-func (r *run) patchOwner(ctx context.Context, d *appsv1.Deployment, rs *appsv1.ReplicaSet, adopt bool) error {
+// patchOwner adopts rs for d (adopt) or releases it, and returns it as
+// patched: nil when it went or changed meanwhile.
+func (r *run) patchOwner(ctx context.Context, d *appsv1.Deployment, rs *appsv1.ReplicaSet, adopt bool) (*appsv1.ReplicaSet, error) {
 	var refs any = []metav1.OwnerReference{controllerRef(d)}
 	if !adopt {
 		refs = []map[string]any{{"$patch": "delete", "uid": d.UID}}
 	}
 	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"ownerReferences": refs, "uid": rs.UID}})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	rctx, cancel := context.WithTimeout(ctx, r.cfg.RequestTimeout)
 	defer cancel()
-	_, err = r.cfg.Client.AppsV1().ReplicaSets(rs.Namespace).Patch(rctx, rs.Name, types.StrategicMergePatchType, patch, metav1.PatchOptions{})
+	patched, err := r.cfg.Client.AppsV1().ReplicaSets(rs.Namespace).Patch(rctx, rs.Name, types.StrategicMergePatchType, patch, metav1.PatchOptions{})
 	if apierrors.IsNotFound(err) || apierrors.IsInvalid(err) || apierrors.IsConflict(err) {
-		return nil
+		return nil, nil
 	}
 	if err != nil {
-		return fmt.Errorf("deployment: claim replica set %s/%s: %w", rs.Namespace, rs.Name, err)
+		return nil, fmt.Errorf("deployment: claim replica set %s/%s: %w", rs.Namespace, rs.Name, err)
 	}
 	r.logger.Info("replica set ownership changed", "deployment", d.Namespace+"/"+d.Name, "replicaset", rs.Name, "adopted", adopt)
-	return nil
+	return patched, nil
 }
 
 // checkPaused records a pause or resume in the Progressing condition.

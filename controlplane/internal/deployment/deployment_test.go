@@ -523,6 +523,174 @@ func TestControllerRestartMidRollout(t *testing.T) {
 	}
 }
 
+// sizes returns the spec.replicas of the deployment's replica sets by
+// image.
+func (c *cluster) sizes(t *testing.T, name string) (map[string]int32, error) {
+	sets, err := c.cs.AppsV1().ReplicaSets(c.ns).List(t.Context(), metav1.ListOptions{LabelSelector: "app=" + name})
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]int32{}
+	for _, rs := range sets.Items {
+		out[rs.Spec.Template.Spec.Containers[0].Image] = *rs.Spec.Replicas
+	}
+	return out, nil
+}
+
+func (c *cluster) wantSizes(t *testing.T, name string, want map[string]int32) {
+	t.Helper()
+	waitFor(t, 20*time.Second, fmt.Sprintf("replica set sizes %v", want), func() error {
+		got, err := c.sizes(t, name)
+		if err != nil {
+			return err
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			return fmt.Errorf("got sizes %v, want %v", got, want)
+		}
+		return nil
+	})
+}
+
+func TestProportionalScaling(t *testing.T) {
+	c := start(t, "proportional", 10*time.Millisecond)
+	c.kubelet.setNotReady(func(p *corev1.Pod) bool { return p.Spec.Containers[0].Image == "img:broken" })
+	if _, err := c.cs.AppsV1().Deployments(c.ns).Create(t.Context(), newDeployment("big", 10, "img:v1"), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	c.mustKubectl(t, "rollout", "status", "deployment/big", "--timeout=30s")
+	c.setImage(t, "big", "img:broken")
+	// Stuck: 3 surge pods and 2 unavailable, none of the new ones ready.
+	c.wantSizes(t, "big", map[string]int32{"img:v1": 8, "img:broken": 5})
+	c.mustKubectl(t, "scale", "deployment/big", "--replicas=20")
+	// 23 pods allowed now, shared 8:5 as kube-controller-manager does:
+	// 8*23/13 = 14.2 -> 14, 5*23/13 = 8.8 -> 9.
+	c.wantSizes(t, "big", map[string]int32{"img:v1": 14, "img:broken": 9})
+	waitFor(t, 20*time.Second, "14 old pods ready", func() error {
+		ready := 0
+		for _, p := range c.pods(t, "big") {
+			if podReady(&p) {
+				ready++
+			}
+		}
+		if ready != 14 {
+			return fmt.Errorf("got %d ready pods, want 14", ready)
+		}
+		return nil
+	})
+	sets, err := c.cs.AppsV1().ReplicaSets(c.ns).List(t.Context(), metav1.ListOptions{LabelSelector: "app=big"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, rs := range sets.Items {
+		if rs.Annotations[DesiredReplicasAnnotation] != "20" || rs.Annotations[MaxReplicasAnnotation] != "23" {
+			t.Errorf("replica set %s annotations %v, want desired 20, max 23", rs.Name, rs.Annotations)
+		}
+	}
+	// Fixed: the rollout completes at the new size.
+	c.setImage(t, "big", "img:v3")
+	c.mustKubectl(t, "rollout", "status", "deployment/big", "--timeout=30s")
+	c.allRunning(t, "big", 20, "img:v3")
+}
+
+func TestHistoryLimitAndCollision(t *testing.T) {
+	c := start(t, "history", 10*time.Millisecond)
+	ctx := t.Context()
+	d := newDeployment("hist", 2, "img:v1")
+	d.Spec.RevisionHistoryLimit = new(int32(1))
+	d.Spec.Paused = true
+	created, err := c.cs.AppsV1().Deployments(c.ns).Create(ctx, d, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Another object holds the name of the first replica set.
+	taken := &appsv1.ReplicaSet{
+		ObjectMeta: metav1.ObjectMeta{Name: "hist-" + templateHash(&created.Spec.Template, nil), Labels: map[string]string{"app": "squatter"}},
+		Spec: appsv1.ReplicaSetSpec{
+			Replicas: new(int32(0)),
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "squatter"}},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "squatter"}},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "img:other"}}},
+			},
+		},
+	}
+	if _, err := c.cs.AppsV1().ReplicaSets(c.ns).Create(ctx, taken, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	c.mustKubectl(t, "rollout", "resume", "deployment/hist")
+	c.mustKubectl(t, "rollout", "status", "deployment/hist", "--timeout=30s")
+	got, err := c.cs.AppsV1().Deployments(c.ns).Get(ctx, "hist", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Status.CollisionCount == nil || *got.Status.CollisionCount != 1 {
+		t.Errorf("got collisionCount %v, want 1", got.Status.CollisionCount)
+	}
+	for _, img := range []string{"img:v2", "img:v3"} {
+		c.setImage(t, "hist", img)
+		c.mustKubectl(t, "rollout", "status", "deployment/hist", "--timeout=30s")
+	}
+	c.allRunning(t, "hist", 2, "img:v3")
+	// revisionHistoryLimit 1: v3 and v2 stay, v1 goes.
+	c.wantSizes(t, "hist", map[string]int32{"img:v2": 0, "img:v3": 2})
+}
+
+func TestAdoptAndRelease(t *testing.T) {
+	c := start(t, "adopt", 10*time.Millisecond)
+	ctx := t.Context()
+	d := newDeployment("own", 2, "img:v1")
+	// An orphan replica set of the deployment's template, as a deleted
+	// deployment with orphan propagation leaves behind.
+	hash := "orphan1"
+	tmpl := d.Spec.Template.DeepCopy()
+	tmpl.Labels = map[string]string{"app": "own", HashLabel: hash}
+	orphan := &appsv1.ReplicaSet{
+		ObjectMeta: metav1.ObjectMeta{Name: "own-" + hash, Labels: tmpl.Labels},
+		Spec: appsv1.ReplicaSetSpec{
+			Replicas: new(int32(2)),
+			Selector: &metav1.LabelSelector{MatchLabels: tmpl.Labels},
+			Template: *tmpl,
+		},
+	}
+	if _, err := c.cs.AppsV1().ReplicaSets(c.ns).Create(ctx, orphan, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	c.allRunning(t, "own", 2, "img:v1")
+	dep, err := c.cs.AppsV1().Deployments(c.ns).Create(ctx, d, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.mustKubectl(t, "rollout", "status", "deployment/own", "--timeout=30s")
+	sets, err := c.cs.AppsV1().ReplicaSets(c.ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sets.Items) != 1 {
+		t.Fatalf("got %d replica sets, want the adopted one only", len(sets.Items))
+	}
+	if ref := metav1.GetControllerOf(&sets.Items[0]); ref == nil || ref.UID != dep.UID {
+		t.Fatalf("replica set controller %+v, want the deployment", ref)
+	}
+	c.allRunning(t, "own", 2, "img:v1")
+
+	// Relabelled away from the selector, it is released.
+	rs := sets.Items[0]
+	rs.Labels = map[string]string{"app": "gone", HashLabel: hash}
+	if _, err := c.cs.AppsV1().ReplicaSets(c.ns).Update(ctx, &rs, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the relabelled replica set to be released", func() error {
+		got, err := c.cs.AppsV1().ReplicaSets(c.ns).Get(ctx, rs.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if len(got.OwnerReferences) != 0 {
+			return fmt.Errorf("got owner references %+v, want none", got.OwnerReferences)
+		}
+		return nil
+	})
+}
+
 func TestFenceposts(t *testing.T) {
 	for _, tc := range []struct {
 		replicas                 int32

@@ -364,3 +364,30 @@ func TestSlowStart(t *testing.T) {
 		}
 	}
 }
+
+func TestMinReadySeconds(t *testing.T) {
+	cs := kubernetes.NewForConfigOrDie(apitest.Start(t))
+	ns := namespace(t, cs, "minready")
+	startKubelet(t, cs, ns, 10*time.Millisecond)
+	startController(t, cs)
+	ctx := t.Context()
+	rs := newRS("slow", 3)
+	rs.Spec.MinReadySeconds = 2
+	if _, err := cs.AppsV1().ReplicaSets(ns).Create(ctx, rs, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	status := func(ready, available int32) func() error {
+		return func() error {
+			rs, err := cs.AppsV1().ReplicaSets(ns).Get(ctx, "slow", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if rs.Status.ReadyReplicas != ready || rs.Status.AvailableReplicas != available {
+				return fmt.Errorf("got %d ready, %d available, want %d, %d", rs.Status.ReadyReplicas, rs.Status.AvailableReplicas, ready, available)
+			}
+			return nil
+		}
+	}
+	waitFor(t, 10*time.Second, "ready pods not available yet", status(3, 0))
+	waitFor(t, 10*time.Second, "the ready pods to become available", status(3, 3))
+}
