@@ -46,6 +46,7 @@ import (
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/util/flowcontrol"
 	"k8s.io/client-go/util/workqueue"
 
 	"github.com/skiff-sh/skiff/controlplane/internal/events"
@@ -83,6 +84,10 @@ type Config struct {
 	// ExpectationsTTL is how long a sync waits at most for the informer to
 	// show the controller's own creates and deletes.
 	ExpectationsTTL time.Duration
+	// FailedPodBackoff and FailedPodBackoffMax bound how long a node's
+	// failed pod waits before it is replaced again (doubling each time), so
+	// that a pod that fails at once does not churn.
+	FailedPodBackoff, FailedPodBackoffMax time.Duration
 }
 
 // DefaultConfig returns a Config without Client.
@@ -90,6 +95,7 @@ func DefaultConfig() Config {
 	return Config{
 		Logger: slog.Default(), Now: time.Now, Workers: 2, RequestTimeout: 10 * time.Second,
 		RetryBase: 50 * time.Millisecond, RetryMax: 30 * time.Second, ExpectationsTTL: time.Minute,
+		FailedPodBackoff: time.Second, FailedPodBackoffMax: 15 * time.Minute,
 	}
 }
 
@@ -102,6 +108,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("daemonset: config: bad Workers %d, RequestTimeout %v or ExpectationsTTL %v", c.Workers, c.RequestTimeout, c.ExpectationsTTL)
 	case c.RetryBase <= 0 || c.RetryMax < c.RetryBase:
 		return fmt.Errorf("daemonset: config: bad retry bounds %v..%v", c.RetryBase, c.RetryMax)
+	case c.FailedPodBackoff <= 0 || c.FailedPodBackoffMax < c.FailedPodBackoff:
+		return fmt.Errorf("daemonset: config: bad failed pod back-off %v..%v", c.FailedPodBackoff, c.FailedPodBackoffMax)
 	}
 	return nil
 }
@@ -127,6 +135,8 @@ type run struct {
 	revisions appslisters.ControllerRevisionLister
 	expect    *expectations.Expectations
 	rec       record.EventRecorder
+	// backoff delays replacing failed pods, by set uid and node.
+	backoff *flowcontrol.Backoff
 }
 
 // What the informer shows happened to a pod.
@@ -140,9 +150,10 @@ const (
 // goroutines have exited.
 func (c *Controller) Run(ctx context.Context) error {
 	r := &run{
-		cfg:    c.cfg,
-		queue:  workqueue.NewTypedRateLimitingQueue(workqueue.NewTypedItemExponentialFailureRateLimiter[string](c.cfg.RetryBase, c.cfg.RetryMax)),
-		expect: expectations.New(c.cfg.Now, c.cfg.ExpectationsTTL),
+		cfg:     c.cfg,
+		queue:   workqueue.NewTypedRateLimitingQueue(workqueue.NewTypedItemExponentialFailureRateLimiter[string](c.cfg.RetryBase, c.cfg.RetryMax)),
+		expect:  expectations.New(c.cfg.Now, c.cfg.ExpectationsTTL),
+		backoff: flowcontrol.NewBackOff(c.cfg.FailedPodBackoff, c.cfg.FailedPodBackoffMax),
 	}
 	defer r.queue.ShutDown()
 	rec, stopRec := events.NewRecorder(c.cfg.Client, Component)
@@ -233,7 +244,15 @@ func (c *Controller) Run(ctx context.Context) error {
 			}
 		}()
 	}
-	<-ctx.Done()
+	gc := time.NewTicker(c.cfg.FailedPodBackoffMax)
+	defer gc.Stop()
+	for ctx.Err() == nil {
+		select {
+		case <-gc.C:
+			r.backoff.GC()
+		case <-ctx.Done():
+		}
+	}
 	r.queue.ShutDown()
 	for range c.cfg.Workers {
 		<-done
@@ -549,6 +568,12 @@ func (r *run) manage(ctx context.Context, st *state) error {
 			var running []*corev1.Pod
 			for _, p := range n.pods {
 				if p.Status.Phase == corev1.PodFailed {
+					key := string(st.set.UID) + "/" + n.node.Name
+					if r.backoff.IsInBackOffSinceUpdate(key, st.now) {
+						st.lookAgain(r.backoff.Get(key))
+						continue
+					}
+					r.backoff.Next(key, st.now)
 					r.rec.Eventf(st.set, corev1.EventTypeWarning, "FailedDaemonPod", "Found failed daemon pod %s/%s on node %s, will try to kill it", p.Namespace, p.Name, n.node.Name)
 					del = append(del, p)
 					continue
@@ -723,10 +748,15 @@ func (st *state) available(pod *corev1.Pod) bool {
 	if wait <= 0 {
 		return true
 	}
-	if st.requeue == 0 || wait < st.requeue {
-		st.requeue = wait + time.Second/10
-	}
+	st.lookAgain(wait + time.Second/10)
 	return false
+}
+
+// lookAgain asks for a sync after d at the latest.
+func (st *state) lookAgain(d time.Duration) {
+	if st.requeue == 0 || d < st.requeue {
+		st.requeue = d
+	}
 }
 
 func ready(pod *corev1.Pod) bool {

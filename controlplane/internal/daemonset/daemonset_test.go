@@ -83,7 +83,7 @@ func startCluster(t *testing.T, cs kubernetes.Interface, ns string) {
 								Target:     corev1.ObjectReference{Kind: "Node", Name: node},
 							}, metav1.CreateOptions{})
 						}
-					case exists[p.Spec.NodeName] && !ready(p):
+					case exists[p.Spec.NodeName] && !ready(p) && p.Status.Phase != corev1.PodFailed:
 						p.Status.Phase = corev1.PodRunning
 						p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: metav1.Now()}}
 						_, _ = cs.CoreV1().Pods(ns).UpdateStatus(ctx, p, metav1.UpdateOptions{}) // a conflict is retried next round
@@ -286,6 +286,27 @@ func TestNodes(t *testing.T) {
 			}
 		}
 		return fmt.Errorf("%d SuccessfulCreate events, none for %s", len(evs.Items), pod.Name)
+	})
+
+	// A failed pod is replaced.
+	failed := podsByNode(t, cs, ns)["n1"][0]
+	failed.Status.Phase = corev1.PodFailed
+	if _, err := cs.CoreV1().Pods(ns).UpdateStatus(ctx, &failed, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, wait, "the failed pod replaced", func() error {
+		pods := podsByNode(t, cs, ns)["n1"]
+		if len(pods) != 1 || pods[0].UID == failed.UID || !ready(&pods[0]) {
+			return fmt.Errorf("n1 has %d pods", len(pods))
+		}
+		evs, err := cs.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("reason", "FailedDaemonPod").String()})
+		if err != nil {
+			return err
+		}
+		if len(evs.Items) != 1 || !strings.Contains(evs.Items[0].Message, failed.Name) {
+			return fmt.Errorf("FailedDaemonPod events: %d", len(evs.Items))
+		}
+		return nil
 	})
 
 	// A new node gets a pod.
