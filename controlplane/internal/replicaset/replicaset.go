@@ -566,7 +566,7 @@ func (r *run) createPod(ctx context.Context, rs *appsv1.ReplicaSet) error {
 	created, err := r.cfg.Client.CoreV1().Pods(rs.Namespace).Create(rctx, pod, metav1.CreateOptions{})
 	if err != nil {
 		if apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause) {
-			return err
+			return nil // every create fails now, and the set goes with its namespace
 		}
 		r.rec.Eventf(rs, corev1.EventTypeWarning, ReasonFailedCreate, "Error creating: %v", err)
 		return err

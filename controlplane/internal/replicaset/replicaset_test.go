@@ -2,6 +2,7 @@ package replicaset
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -11,9 +12,13 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/skiff-sh/skiff/controlplane/internal/apitest"
 )
@@ -390,4 +395,64 @@ func TestMinReadySeconds(t *testing.T) {
 	}
 	waitFor(t, 10*time.Second, "ready pods not available yet", status(3, 0))
 	waitFor(t, 10*time.Second, "the ready pods to become available", status(3, 3))
+}
+
+func TestReplicaFailure(t *testing.T) {
+	rs := newRS("quota", 4)
+	rs.Namespace, rs.UID = "default", "rs-uid"
+	cs := fake.NewClientset(rs)
+	var mu sync.Mutex
+	failing, attempts := true, 0
+	cs.PrependReactor("create", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		attempts++
+		if failing {
+			return true, nil, apierrors.NewForbidden(corev1.Resource("pods"), "", errors.New("exceeded quota"))
+		}
+		// The fake does not generate names.
+		pod := a.(k8stesting.CreateAction).GetObject().(*corev1.Pod)
+		pod.Name = fmt.Sprintf("%s%d", pod.GenerateName, attempts)
+		return false, nil, nil
+	})
+	startController(t, cs)
+	failure := func(want bool) func() error {
+		return func() error {
+			got, err := cs.AppsV1().ReplicaSets("default").Get(t.Context(), "quota", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			var c *appsv1.ReplicaSetCondition
+			for i := range got.Status.Conditions {
+				if got.Status.Conditions[i].Type == appsv1.ReplicaSetReplicaFailure {
+					c = &got.Status.Conditions[i]
+				}
+			}
+			switch {
+			case want && (c == nil || c.Status != corev1.ConditionTrue || c.Reason != ReasonFailedCreate || !strings.Contains(c.Message, "exceeded quota")):
+				return fmt.Errorf("got ReplicaFailure %+v, want True %s", c, ReasonFailedCreate)
+			case !want && c != nil:
+				return fmt.Errorf("got ReplicaFailure %+v, want none", c)
+			}
+			return nil
+		}
+	}
+	waitFor(t, 10*time.Second, "a ReplicaFailure condition", failure(true))
+	mu.Lock()
+	if attempts == 0 {
+		t.Error("no create was tried")
+	}
+	failing = false
+	mu.Unlock()
+	waitFor(t, 20*time.Second, "the condition to go once creates succeed", failure(false))
+	waitFor(t, 10*time.Second, "4 pods", func() error {
+		list, err := cs.CoreV1().Pods("default").List(t.Context(), metav1.ListOptions{})
+		if err != nil {
+			return err
+		}
+		if len(list.Items) != 4 {
+			return fmt.Errorf("got %d pods, want 4", len(list.Items))
+		}
+		return nil
+	})
 }
