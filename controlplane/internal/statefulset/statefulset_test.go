@@ -19,6 +19,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -686,4 +687,53 @@ func TestAdopt(t *testing.T) {
 		_, err = cs.CoreV1().Pods(ns).Get(ctx, "keep-1", metav1.GetOptions{})
 		return err
 	})
+}
+
+func TestMaxUnavailable(t *testing.T) {
+	cs := kubernetes.NewForConfigOrDie(apitest.Start(t))
+	ctx, ns := t.Context(), "unavailable"
+	newNamespace(t, cs, ns)
+	startKubelet(t, cs, ns)
+	startController(t, cs)
+	set := newSet("mu", 5, appsv1.ParallelPodManagement)
+	two := intstr.FromInt32(2)
+	set.Spec.UpdateStrategy = appsv1.StatefulSetUpdateStrategy{
+		Type:          appsv1.RollingUpdateStatefulSetStrategyType,
+		RollingUpdate: &appsv1.RollingUpdateStatefulSetStrategy{MaxUnavailable: &two},
+	}
+	if _, err := cs.AppsV1().StatefulSets(ns).Create(ctx, set, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := getSet(t, cs, ns, "mu").Spec.UpdateStrategy.RollingUpdate; got == nil || got.MaxUnavailable == nil {
+		t.Skip("the API server drops maxUnavailable (feature gate MaxUnavailableStatefulSet off)")
+	}
+	rolledOut(t, cs, ns, "mu", 5)
+	rec := recordPods(t, cs, ns)
+	setImage(t, cs, ns, "mu", "busybox:2")
+	rolledOut(t, cs, ns, "mu", 5)
+
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	readyNow := map[string]bool{}
+	for i := range 5 {
+		readyNow[fmt.Sprintf("mu-%d", i)] = true
+	}
+	worst := 0
+	for _, ev := range rec.events {
+		p, ok := ev.Object.(*corev1.Pod)
+		if !ok {
+			continue
+		}
+		readyNow[p.Name] = ev.Type != watch.Deleted && ready(ev.Type, p)
+		down := 0
+		for _, r := range readyNow {
+			if !r {
+				down++
+			}
+		}
+		worst = max(worst, down)
+	}
+	if worst != 2 {
+		t.Errorf("at worst %d pods unavailable during the update, want maxUnavailable 2", worst)
+	}
 }
