@@ -2,9 +2,9 @@
 // that record their pod templates as ControllerRevisions (apps/v1), the
 // StatefulSet and DaemonSet controllers, in the format kubectl reads:
 //
-//	h := history.For(client, owner, ownerKind, templateLabels, template)
-//	update, collisions, err := h.Sync(ctx, revisions, collisionCount) // the revision of the current template
-//	err = h.Truncate(ctx, revisions, live, limit)                     // revisionHistoryLimit
+//	owned := history.Owned(owner, cachedRevisions)
+//	update, collisions, err := history.For(client, owner, ownerKind, template).Sync(ctx, owned, collisionCount)
+//	err = history.Truncate(ctx, client, owned, live, limit) // revisionHistoryLimit
 //
 // A revision is named "<owner>-<hash>", labelled with the template's labels
 // (so the owner's selector finds it, as `kubectl rollout history` lists
@@ -55,14 +55,13 @@ type History struct {
 	client   kubernetes.Interface
 	owner    metav1.Object
 	kind     schema.GroupVersionKind
-	labels   map[string]string
 	template corev1.PodTemplateSpec
 }
 
 // For returns the history of owner (of kind ownerKind), whose current pod
 // template is template.
 func For(client kubernetes.Interface, owner metav1.Object, ownerKind schema.GroupVersionKind, template corev1.PodTemplateSpec) *History {
-	return &History{client: client, owner: owner, kind: ownerKind, labels: template.Labels, template: template}
+	return &History{client: client, owner: owner, kind: ownerKind, template: template}
 }
 
 // Patch returns the data of a revision of template: the strategic merge
@@ -144,7 +143,7 @@ func (h *History) Sync(ctx context.Context, owned []*appsv1.ControllerRevision, 
 	ns := h.owner.GetNamespace()
 	for range maxCollisions {
 		hash := Hash(data, collisionCount)
-		labels := maps.Clone(h.labels)
+		labels := maps.Clone(h.template.Labels)
 		if labels == nil {
 			labels = map[string]string{}
 		}
