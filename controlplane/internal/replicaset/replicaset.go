@@ -551,6 +551,16 @@ func podPrefix(rs *appsv1.ReplicaSet) string {
 	return prefix
 }
 
+// writeContext bounds a pod create or delete by the request timeout but
+// not by ctx: a write once sent is waited for even when Run is stopping,
+// so that when Run returns every write of this run has happened or failed,
+// and the next run's list shows it. A create cancelled mid-flight could
+// land after the next run has listed, and that run would create the pod a
+// second time.
+func (r *run) writeContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), r.cfg.RequestTimeout)
+}
+
 func (r *run) createPod(ctx context.Context, rs *appsv1.ReplicaSet) error {
 	t := rs.Spec.Template.DeepCopy()
 	pod := &corev1.Pod{
@@ -561,7 +571,10 @@ func (r *run) createPod(ctx context.Context, rs *appsv1.ReplicaSet) error {
 		},
 		Spec: t.Spec,
 	}
-	rctx, cancel := context.WithTimeout(ctx, r.cfg.RequestTimeout)
+	if err := ctx.Err(); err != nil {
+		return err // stopping: no new writes
+	}
+	rctx, cancel := r.writeContext(ctx)
 	defer cancel()
 	created, err := r.cfg.Client.CoreV1().Pods(rs.Namespace).Create(rctx, pod, metav1.CreateOptions{})
 	if err != nil {
@@ -577,7 +590,10 @@ func (r *run) createPod(ctx context.Context, rs *appsv1.ReplicaSet) error {
 }
 
 func (r *run) deletePodOf(ctx context.Context, rs *appsv1.ReplicaSet, pod *corev1.Pod) error {
-	rctx, cancel := context.WithTimeout(ctx, r.cfg.RequestTimeout)
+	if err := ctx.Err(); err != nil {
+		return err // stopping: no new writes
+	}
+	rctx, cancel := r.writeContext(ctx)
 	defer cancel()
 	// The UID precondition keeps a stale cache from deleting a new pod
 	// that took a deleted one's name.
