@@ -571,10 +571,7 @@ func (r *run) rolloutStatus(ctx context.Context, d *appsv1.Deployment, all []*ap
 	now := r.cfg.Now()
 	st := progressStatus(d, calculateStatus(d, all, newRS, now), all, newRS, now)
 	if apiequality.Semantic.DeepEqual(d.Status, st) {
-		switch after := recheckAfter(d, &st, now); {
-		case after == 0:
-			r.queue.AddRateLimited(d.Namespace + "/" + d.Name)
-		case after > 0:
+		if after, ok := recheckAfter(d, &st, now); ok {
 			r.queue.AddAfter(d.Namespace+"/"+d.Name, after)
 		}
 		return nil

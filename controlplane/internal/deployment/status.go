@@ -179,16 +179,15 @@ func progressStatus(d *appsv1.Deployment, st appsv1.DeploymentStatus, all []*app
 	return st
 }
 
-// recheckAfter is when d, whose status did not change, should be looked at
-// again for its progress deadline: -1 for never.
-func recheckAfter(d *appsv1.Deployment, st *appsv1.DeploymentStatus, now time.Time) time.Duration {
+// recheckAfter is how long after now d, whose status did not change,
+// should be looked at again for its progress deadline; ok is false when
+// never.
+func recheckAfter(d *appsv1.Deployment, st *appsv1.DeploymentStatus, now time.Time) (after time.Duration, ok bool) {
 	c := condition(&d.Status, appsv1.DeploymentProgressing)
 	if !hasDeadline(d) || c == nil || complete(d, st) || c.Reason == ReasonTimedOut {
-		return -1
+		return 0, false
 	}
-	after := c.LastUpdateTime.Add(time.Duration(*d.Spec.ProgressDeadlineSeconds) * time.Second).Sub(now)
-	if after < time.Second {
-		return 0
-	}
-	return after
+	// Just past the deadline, so that the next look finds it passed.
+	after = c.LastUpdateTime.Add(time.Duration(*d.Spec.ProgressDeadlineSeconds)*time.Second).Sub(now) + 10*time.Millisecond
+	return max(after, 0), true
 }
