@@ -36,26 +36,14 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/discovery"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 
 	"github.com/skiff-sh/skiff/controlplane/internal/apiserver"
 	"github.com/skiff-sh/skiff/controlplane/internal/authn"
-	"github.com/skiff-sh/skiff/controlplane/internal/defaultsa"
-	"github.com/skiff-sh/skiff/controlplane/internal/endpoints"
-	"github.com/skiff-sh/skiff/controlplane/internal/endpointslice"
-	"github.com/skiff-sh/skiff/controlplane/internal/gc"
-	"github.com/skiff-sh/skiff/controlplane/internal/leadership"
 	"github.com/skiff-sh/skiff/controlplane/internal/nodeipam"
 	"github.com/skiff-sh/skiff/controlplane/internal/nodelifecycle"
-	"github.com/skiff-sh/skiff/controlplane/internal/nsfinalizer"
 	"github.com/skiff-sh/skiff/controlplane/internal/pki"
-	"github.com/skiff-sh/skiff/controlplane/internal/podgc"
 	"github.com/skiff-sh/skiff/controlplane/internal/registry"
-	"github.com/skiff-sh/skiff/controlplane/internal/scheduler"
-	"github.com/skiff-sh/skiff/controlplane/membership"
 	"github.com/skiff-sh/skiff/controlplane/statusapi"
 	"github.com/skiff-sh/skiff/raftstore"
 )
@@ -519,120 +507,6 @@ func agentTransport(ca *pki.CA) (*http.Transport, error) {
 	}, nil
 }
 
-// controllers returns the runner of the leader-only controllers: the
-// garbage collector, the namespace controller and the service account
-// controller, over this master's own API (addr, its listener) with a
-// client certificate of ControllerUser, while this master leads.
-func (m *Master) controllers(addr *net.TCPAddr, ca *pki.CA, pool *membership.Pool) (*leadership.Runner, error) {
-	cfg, err := loopbackConfig(addr, ca, ControllerUser)
-	if err != nil {
-		return nil, err
-	}
-	md, err := metadata.NewForConfig(cfg)
-	if err != nil {
-		return nil, err
-	}
-	dcfg := rest.CopyConfig(cfg)
-	dcfg.Timeout = 30 * time.Second // never for watches, so only for discovery's client
-	disc, err := discovery.NewDiscoveryClientForConfig(dcfg)
-	if err != nil {
-		return nil, err
-	}
-	gcfg := gc.DefaultConfig()
-	gcfg.Metadata, gcfg.Discovery, gcfg.Logger = md, disc, m.log
-	collector, err := gc.New(gcfg)
-	if err != nil {
-		return nil, err
-	}
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return nil, err
-	}
-	ncfg := nsfinalizer.DefaultConfig()
-	ncfg.Client, ncfg.Metadata, ncfg.Discovery, ncfg.Logger = cs, md, disc, m.log
-	namespaces, err := nsfinalizer.New(ncfg)
-	if err != nil {
-		return nil, err
-	}
-	scfg := defaultsa.DefaultConfig()
-	scfg.Client, scfg.Logger = cs, m.log
-	accounts, err := defaultsa.New(scfg)
-	if err != nil {
-		return nil, err
-	}
-	nlcfg := nodelifecycle.DefaultConfig()
-	nlcfg.Client, nlcfg.Logger, nlcfg.GracePeriod, nlcfg.Gossip = cs, m.log, m.cfg.NodeMonitorGracePeriod, workers{pool}
-	lifecycle, err := nodelifecycle.New(nlcfg)
-	if err != nil {
-		return nil, err
-	}
-	icfg := nodeipam.DefaultConfig()
-	icfg.Client, icfg.Logger, icfg.ClusterCIDR, icfg.NodeMaskSize = cs, m.log, m.cfg.ClusterCIDR, m.cfg.NodeCIDRMaskSize
-	ipam, err := nodeipam.New(icfg)
-	if err != nil {
-		return nil, err
-	}
-	// The scheduler binds thousands of pods a second: no client-side limit.
-	fast := rest.CopyConfig(cfg)
-	fast.QPS = -1
-	fastCS, err := kubernetes.NewForConfig(fast)
-	if err != nil {
-		return nil, err
-	}
-	schedcfg := scheduler.DefaultConfig()
-	schedcfg.Client, schedcfg.Logger = fastCS, m.log
-	sched, err := scheduler.New(schedcfg)
-	if err != nil {
-		return nil, err
-	}
-	epcfg := endpoints.DefaultConfig()
-	epcfg.Client, epcfg.Logger = cs, m.log
-	eps, err := endpoints.New(epcfg)
-	if err != nil {
-		return nil, err
-	}
-	escfg := endpointslice.DefaultConfig()
-	escfg.Client, escfg.Logger = cs, m.log
-	epSlices, err := endpointslice.New(escfg)
-	if err != nil {
-		return nil, err
-	}
-	pgcfg := podgc.DefaultConfig()
-	pgcfg.Client, pgcfg.Logger = cs, m.log
-	pgc, err := podgc.New(pgcfg)
-	if err != nil {
-		return nil, err
-	}
-	lcfg := leadership.DefaultConfig()
-	lcfg.Source, lcfg.Logger = m.cfg.Store, m.log
-	lcfg.Components = []leadership.Component{
-		{Name: "garbage-collector", Run: collector.Run},
-		{Name: "namespace-controller", Run: namespaces.Run},
-		{Name: "serviceaccount-controller", Run: accounts.Run},
-		{Name: "node-lifecycle-controller", Run: lifecycle.Run},
-		{Name: "node-ipam-controller", Run: ipam.Run},
-		{Name: "scheduler", Run: sched.Run},
-		{Name: "endpoints-controller", Run: eps.Run},
-		{Name: "endpointslice-controller", Run: epSlices.Run},
-		{Name: "pod-garbage-collector", Run: pgc.Run},
-	}
-	return leadership.New(lcfg)
-}
-
-// workers is the gossip pool's view of the workers, for the node
-// lifecycle controller: masters that run no agent are not nodes.
-type workers struct{ pool *membership.Pool }
-
-func (w workers) Alive(node string) (alive, known bool) {
-	m, ok := w.pool.Member(node)
-	if !ok || !m.Meta.Worker {
-		return false, false
-	}
-	return m.Alive, true
-}
-
-func (w workers) Changed() <-chan struct{} { return w.pool.Changed() }
-
 // loopbackConfig is a client configuration for this master's own API at
 // addr (the loopback address when it listens on every address), with a new
 // client certificate of the cluster CA for user.
@@ -649,7 +523,7 @@ func loopbackConfig(addr *net.TCPAddr, ca *pki.CA, user string) (*rest.Config, e
 		Host:            "https://" + net.JoinHostPort(host, strconv.Itoa(addr.Port)),
 		TLSClientConfig: rest.TLSClientConfig{CAData: ca.CertPEM(), CertData: certPEM, KeyData: keyPEM},
 		UserAgent:       "skiff-controller-manager",
-		QPS:             100,
-		Burst:           200,
+		QPS:             200,
+		Burst:           400,
 	}, nil
 }

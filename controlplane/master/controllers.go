@@ -1,0 +1,176 @@
+package master
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"time"
+
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
+	"k8s.io/client-go/rest"
+
+	"github.com/skiff-sh/skiff/controlplane/internal/daemonset"
+	"github.com/skiff-sh/skiff/controlplane/internal/defaultsa"
+	"github.com/skiff-sh/skiff/controlplane/internal/deployment"
+	"github.com/skiff-sh/skiff/controlplane/internal/endpoints"
+	"github.com/skiff-sh/skiff/controlplane/internal/endpointslice"
+	"github.com/skiff-sh/skiff/controlplane/internal/gc"
+	"github.com/skiff-sh/skiff/controlplane/internal/leadership"
+	"github.com/skiff-sh/skiff/controlplane/internal/nodeipam"
+	"github.com/skiff-sh/skiff/controlplane/internal/nodelifecycle"
+	"github.com/skiff-sh/skiff/controlplane/internal/nsfinalizer"
+	"github.com/skiff-sh/skiff/controlplane/internal/pki"
+	"github.com/skiff-sh/skiff/controlplane/internal/podgc"
+	"github.com/skiff-sh/skiff/controlplane/internal/replicaset"
+	"github.com/skiff-sh/skiff/controlplane/internal/scheduler"
+	"github.com/skiff-sh/skiff/controlplane/internal/statefulset"
+	"github.com/skiff-sh/skiff/controlplane/membership"
+)
+
+// apiClients are what the leader-only components reach this master's API
+// with (as kube-controller-manager and kube-scheduler do, through the
+// API, never the store).
+type apiClients struct {
+	// cs is shared by the controllers, rate-limited to spare the API.
+	cs kubernetes.Interface
+	// unlimited is the scheduler's: it binds thousands of pods a second.
+	unlimited kubernetes.Interface
+	md        metadata.Interface
+	disc      discovery.DiscoveryInterface
+}
+
+func newAPIClients(cfg *rest.Config) (c apiClients, err error) {
+	if c.cs, err = kubernetes.NewForConfig(cfg); err != nil {
+		return c, err
+	}
+	fast := rest.CopyConfig(cfg)
+	fast.QPS = -1
+	if c.unlimited, err = kubernetes.NewForConfig(fast); err != nil {
+		return c, err
+	}
+	if c.md, err = metadata.NewForConfig(cfg); err != nil {
+		return c, err
+	}
+	dcfg := rest.CopyConfig(cfg)
+	dcfg.Timeout = 30 * time.Second // never for watches, so only for discovery's client
+	c.disc, err = discovery.NewDiscoveryClientForConfig(dcfg)
+	return c, err
+}
+
+// runner is a leader-only component.
+type runner interface {
+	Run(ctx context.Context) error
+}
+
+// controllers returns the runner of the leader-only components (the
+// scheduler and the controllers, named as in kube-controller-manager), over
+// this master's own API (addr, its listener) with a client certificate of
+// ControllerUser, while this master leads. pool is the gossip pool the
+// node lifecycle controller learns worker deaths from.
+func (m *Master) controllers(addr *net.TCPAddr, ca *pki.CA, pool *membership.Pool) (*leadership.Runner, error) {
+	cfg, err := loopbackConfig(addr, ca, ControllerUser)
+	if err != nil {
+		return nil, err
+	}
+	c, err := newAPIClients(cfg)
+	if err != nil {
+		return nil, err
+	}
+	log := m.log
+	builds := []struct {
+		name  string
+		build func() (runner, error)
+	}{
+		{"scheduler", func() (runner, error) {
+			cfg := scheduler.DefaultConfig()
+			cfg.Client, cfg.Logger = c.unlimited, log
+			return scheduler.New(cfg)
+		}},
+		{"garbage-collector", func() (runner, error) {
+			cfg := gc.DefaultConfig()
+			cfg.Metadata, cfg.Discovery, cfg.Logger = c.md, c.disc, log
+			return gc.New(cfg)
+		}},
+		{"namespace-controller", func() (runner, error) {
+			cfg := nsfinalizer.DefaultConfig()
+			cfg.Client, cfg.Metadata, cfg.Discovery, cfg.Logger = c.cs, c.md, c.disc, log
+			return nsfinalizer.New(cfg)
+		}},
+		{"serviceaccount-controller", func() (runner, error) {
+			cfg := defaultsa.DefaultConfig()
+			cfg.Client, cfg.Logger = c.cs, log
+			return defaultsa.New(cfg)
+		}},
+		{"node-lifecycle-controller", func() (runner, error) {
+			cfg := nodelifecycle.DefaultConfig()
+			cfg.Client, cfg.Logger, cfg.GracePeriod, cfg.Gossip = c.cs, log, m.cfg.NodeMonitorGracePeriod, workers{pool}
+			return nodelifecycle.New(cfg)
+		}},
+		{"node-ipam-controller", func() (runner, error) {
+			cfg := nodeipam.DefaultConfig()
+			cfg.Client, cfg.Logger, cfg.ClusterCIDR, cfg.NodeMaskSize = c.cs, log, m.cfg.ClusterCIDR, m.cfg.NodeCIDRMaskSize
+			return nodeipam.New(cfg)
+		}},
+		{"replicaset-controller", func() (runner, error) {
+			cfg := replicaset.DefaultConfig()
+			cfg.Client, cfg.Logger = c.cs, log
+			return replicaset.New(cfg)
+		}},
+		{"deployment-controller", func() (runner, error) {
+			cfg := deployment.DefaultConfig()
+			cfg.Client, cfg.Logger = c.cs, log
+			return deployment.New(cfg)
+		}},
+		{"statefulset-controller", func() (runner, error) {
+			cfg := statefulset.DefaultConfig()
+			cfg.Client, cfg.Logger = c.cs, log
+			return statefulset.New(cfg)
+		}},
+		{"daemonset-controller", func() (runner, error) {
+			cfg := daemonset.DefaultConfig()
+			cfg.Client, cfg.Logger = c.cs, log
+			return daemonset.New(cfg)
+		}},
+		{"endpoints-controller", func() (runner, error) {
+			cfg := endpoints.DefaultConfig()
+			cfg.Client, cfg.Logger = c.cs, log
+			return endpoints.New(cfg)
+		}},
+		{"endpointslice-controller", func() (runner, error) {
+			cfg := endpointslice.DefaultConfig()
+			cfg.Client, cfg.Logger = c.cs, log
+			return endpointslice.New(cfg)
+		}},
+		{"pod-garbage-collector", func() (runner, error) {
+			cfg := podgc.DefaultConfig()
+			cfg.Client, cfg.Logger = c.cs, log
+			return podgc.New(cfg)
+		}},
+	}
+	lcfg := leadership.DefaultConfig()
+	lcfg.Source, lcfg.Logger = m.cfg.Store, m.log
+	for _, b := range builds {
+		r, err := b.build()
+		if err != nil {
+			return nil, fmt.Errorf("master: %s: %w", b.name, err)
+		}
+		lcfg.Components = append(lcfg.Components, leadership.Component{Name: b.name, Run: r.Run})
+	}
+	return leadership.New(lcfg)
+}
+
+// workers is the gossip pool's view of the workers, for the node
+// lifecycle controller: masters that run no agent are not nodes.
+type workers struct{ pool *membership.Pool }
+
+func (w workers) Alive(node string) (alive, known bool) {
+	m, ok := w.pool.Member(node)
+	if !ok || !m.Meta.Worker {
+		return false, false
+	}
+	return m.Alive, true
+}
+
+func (w workers) Changed() <-chan struct{} { return w.pool.Changed() }
