@@ -1,8 +1,6 @@
 package master
 
 import (
-	"fmt"
-	"slices"
 	"testing"
 	"time"
 
@@ -15,8 +13,9 @@ import (
 )
 
 // TestGarbageCollector: the master runs the garbage collector while it
-// leads: a deployment deleted in the background takes its replicaset and
-// pods with it, one deleted in the foreground goes after them.
+// leads: a deployment deleted in the background takes the replicaset its
+// controller made and that one's pods with it; one deleted in the
+// foreground goes after them.
 func TestGarbageCollector(t *testing.T) {
 	dataDir, _ := startMaster(t)
 	cfg, err := clientcmd.BuildConfigFromFlags("", KubeconfigPath(dataDir))
@@ -29,79 +28,57 @@ func TestGarbageCollector(t *testing.T) {
 	}
 	ctx := t.Context()
 	const ns = "default"
-	build := func(name string) {
-		t.Helper()
-		labels := map[string]string{"app": name}
-		spec := corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "busybox"}}}
-		tmpl := corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: spec}
-		sel := &metav1.LabelSelector{MatchLabels: labels}
-		d, err := cs.AppsV1().Deployments(ns).Create(ctx, &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: appsv1.DeploymentSpec{Selector: sel, Template: tmpl}}, metav1.CreateOptions{})
+	// left counts the replicasets and pods of app name.
+	left := func(name string) (rss, pods int, err error) {
+		sel := metav1.ListOptions{LabelSelector: "app=" + name}
+		rl, err := cs.AppsV1().ReplicaSets(ns).List(ctx, sel)
 		if err != nil {
-			t.Fatal(err)
+			return 0, 0, err
 		}
-		yes := true
-		rs, err := cs.AppsV1().ReplicaSets(ns).Create(ctx, &appsv1.ReplicaSet{
-			ObjectMeta: metav1.ObjectMeta{Name: name + "-1", OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "Deployment", Name: name, UID: d.UID, Controller: &yes, BlockOwnerDeletion: &yes}}},
-			Spec:       appsv1.ReplicaSetSpec{Selector: sel, Template: tmpl},
-		}, metav1.CreateOptions{})
+		pl, err := cs.CoreV1().Pods(ns).List(ctx, sel)
 		if err != nil {
-			t.Fatal(err)
+			return 0, 0, err
 		}
-		for i := range 2 {
-			if _, err := cs.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{
-				ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("%s-1-%d", name, i), Labels: labels,
-					OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: rs.Name, UID: rs.UID, Controller: &yes, BlockOwnerDeletion: &yes}}},
-				Spec: spec,
-			}, metav1.CreateOptions{}); err != nil {
-				t.Fatal(err)
-			}
-		}
+		return len(rl.Items), len(pl.Items), nil
 	}
-	left := func() ([]string, error) {
-		var out []string
-		rss, err := cs.AppsV1().ReplicaSets(ns).List(ctx, metav1.ListOptions{})
-		if err != nil {
-			return nil, err
-		}
-		for _, o := range rss.Items {
-			out = append(out, "replicaset/"+o.Name)
-		}
-		ps, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
-		if err != nil {
-			return nil, err
-		}
-		for _, o := range ps.Items {
-			out = append(out, "pod/"+o.Name)
-		}
-		slices.Sort(out)
-		return out, nil
-	}
-	waitGone := func(what string, want ...string) {
+	waitLeft := func(what, name string, wantRSs, wantPods int) {
 		t.Helper()
 		deadline := time.Now().Add(20 * time.Second)
 		for {
-			got, err := left()
-			if err == nil && slices.Equal(got, want) {
+			rss, pods, err := left(name)
+			if err == nil && rss == wantRSs && pods == wantPods {
 				return
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("%s: got %v (%v) left, want %v", what, got, err, want)
+				t.Fatalf("%s: %s has %d replicasets and %d pods (%v), want %d and %d", what, name, rss, pods, err, wantRSs, wantPods)
 			}
-			time.Sleep(20 * time.Millisecond)
+			time.Sleep(20 * time.Millisecond) // between polls
 		}
 	}
+	two := int32(2)
+	for _, name := range []string{"bg", "fg"} {
+		labels := map[string]string{"app": name}
+		if _, err := cs.AppsV1().Deployments(ns).Create(ctx, &appsv1.Deployment{
+			ObjectMeta: metav1.ObjectMeta{Name: name},
+			Spec: appsv1.DeploymentSpec{Replicas: &two, Selector: &metav1.LabelSelector{MatchLabels: labels}, Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "busybox"}}},
+			}},
+		}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		waitLeft("the controllers' work", name, 1, 2)
+	}
 
-	build("bg")
-	build("fg")
 	bg, fg := metav1.DeletePropagationBackground, metav1.DeletePropagationForeground
 	if err := cs.AppsV1().Deployments(ns).Delete(ctx, "bg", metav1.DeleteOptions{PropagationPolicy: &bg}); err != nil {
 		t.Fatal(err)
 	}
-	waitGone("after the background delete", "pod/fg-1-0", "pod/fg-1-1", "replicaset/fg-1")
+	waitLeft("after the background delete", "bg", 0, 0)
+	waitLeft("after the background delete", "fg", 1, 2)
 	if err := cs.AppsV1().Deployments(ns).Delete(ctx, "fg", metav1.DeleteOptions{PropagationPolicy: &fg}); err != nil {
 		t.Fatal(err)
 	}
-	waitGone("after the foreground delete")
+	waitLeft("after the foreground delete", "fg", 0, 0)
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		_, err := cs.AppsV1().Deployments(ns).Get(ctx, "fg", metav1.GetOptions{})
