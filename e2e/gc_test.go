@@ -3,80 +3,32 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 )
 
-// gcChain builds, with kubectl, what a Deployment controller would make
-// (none runs yet): Deployment web, ReplicaSet web-1 owned by it and three
-// unscheduled pods owned by the ReplicaSet, every reference blocking its
-// owner's deletion, as the controllers set them. extraPods are more pod
-// names owned by the ReplicaSet, each held by the finalizer example.com/hold.
-func gcChain(t *testing.T, k *kubectlRunner, ns string, extraPods ...string) {
+// gcChain makes, with kubectl, a Deployment web of three replicas in a new
+// namespace ns and waits for the leader's controllers to give it its
+// ReplicaSet and three (unscheduled) pods, every reference blocking its
+// owner's deletion. It returns the ReplicaSet's name and the pods'.
+func gcChain(t *testing.T, k *kubectlRunner, ns string) (rs string, pods []string) {
 	t.Helper()
-	must := func(args ...string) string {
-		t.Helper()
-		out, errOut, code := k.run(t, args...)
-		if code != 0 {
-			t.Fatalf("kubectl %s: exit code %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), code, out, errOut)
+	k.mustRun(t, "create", "namespace", ns)
+	k.mustRun(t, "-n", ns, "create", "deployment", "web", "--image=busybox", "--replicas=3")
+	waitUntil(t, 30*time.Second, "the deployment's replicaset and pods in "+ns, func(context.Context) error {
+		rss := strings.Fields(k.mustRun(t, "-n", ns, "get", "replicasets", "-o", "jsonpath={.items[*].metadata.name}"))
+		owners := strings.Fields(k.mustRun(t, "-n", ns, "get", "pods", "-o", "jsonpath={range .items[*]}{.metadata.ownerReferences[0].name} {end}"))
+		if len(rss) != 1 || len(owners) != 3 || owners[0] != rss[0] || owners[1] != rss[0] || owners[2] != rss[0] {
+			return fmt.Errorf("replicasets %v, pods owned by %v", rss, owners)
 		}
-		return out
-	}
-	must("create", "namespace", ns)
-	must("-n", ns, "create", "deployment", "web", "--image=busybox", "--replicas=3")
-	uid := must("-n", ns, "get", "deployment", "web", "-o", "jsonpath={.metadata.uid}")
-	dir := t.TempDir()
-	rs := filepath.Join(dir, "rs.yaml")
-	writeFile(t, rs, fmt.Sprintf(`apiVersion: apps/v1
-kind: ReplicaSet
-metadata:
-  name: web-1
-  ownerReferences:
-  - {apiVersion: apps/v1, kind: Deployment, name: web, uid: %q, controller: true, blockOwnerDeletion: true}
-spec:
-  replicas: 3
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec: {containers: [{name: c, image: busybox}]}
-`, uid))
-	must("-n", ns, "create", "-f", rs)
-	rsUID := must("-n", ns, "get", "replicaset", "web-1", "-o", "jsonpath={.metadata.uid}")
-	var pods strings.Builder
-	pod := func(name, finalizers string) {
-		fmt.Fprintf(&pods, `---
-apiVersion: v1
-kind: Pod
-metadata:
-  name: %s
-  labels: {app: web}
-  finalizers: [%s]
-  ownerReferences:
-  - {apiVersion: apps/v1, kind: ReplicaSet, name: web-1, uid: %q, controller: true, blockOwnerDeletion: true}
-spec: {containers: [{name: c, image: busybox}]}
-`, name, finalizers, rsUID)
-	}
-	for i := range 3 {
-		pod(fmt.Sprintf("web-1-%d", i), "")
-	}
-	for _, name := range extraPods {
-		pod(name, "example.com/hold")
-	}
-	path := filepath.Join(dir, "pods.yaml")
-	writeFile(t, path, pods.String())
-	must("-n", ns, "create", "-f", path)
-}
-
-func writeFile(t *testing.T, path, content string) {
-	t.Helper()
-	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
+		rs = rss[0]
+		return nil
+	})
+	pods = strings.Fields(k.mustRun(t, "-n", ns, "get", "pods", "-o", "jsonpath={.items[*].metadata.name}"))
+	return rs, pods
 }
 
 // gcLeft returns the deployments, replicasets and pods in ns, as kubectl's
@@ -106,8 +58,6 @@ func waitLeft(t *testing.T, k *kubectlRunner, ns string, want ...string) {
 	})
 }
 
-var chainPods = []string{"pod/web-1-0", "pod/web-1-1", "pod/web-1-2"}
-
 // TestGarbageCollectorKubectl deletes deployments with each of kubectl's
 // cascade modes through a follower of three masters, the garbage collector
 // running on the leader: background leaves nothing behind; foreground
@@ -123,13 +73,19 @@ func TestGarbageCollectorKubectl(t *testing.T) {
 	follower := (leader + 1) % len(ms.nodes)
 	k := newKubectlRunner(t, ms.waitAPI(t, follower))
 	t.Logf("kubectl → %s (follower; %s leads)", ms.nodes[follower].name, ms.nodes[leader].name)
+	chains := map[string][]string{} // namespace → the replicaset's and the pods' kubectl names
 	for _, ns := range []string{"bg", "fg", "orphan", "lk"} {
-		var extra []string
-		if ns == "lk" {
-			extra = []string{"stuck"}
+		rs, pods := gcChain(t, k, ns)
+		chains[ns] = []string{"replicaset.apps/" + rs}
+		for _, p := range pods {
+			chains[ns] = append(chains[ns], "pod/"+p)
 		}
-		gcChain(t, k, ns, extra...)
 	}
+	orphanRS := strings.TrimPrefix(chains["orphan"][0], "replicaset.apps/")
+	lkRS := strings.TrimPrefix(chains["lk"][0], "replicaset.apps/")
+	// A pod held by a finalizer will hold up lk's foreground delete.
+	stuck := strings.TrimPrefix(chains["lk"][1], "pod/")
+	k.mustRun(t, "-n", "lk", "patch", "pod", stuck, "--type=merge", "-p", `{"metadata":{"finalizers":["example.com/hold"]}}`)
 
 	k.runScript(t, []kstep{
 		{args: []string{"-n", "bg", "delete", "deploy", "web"}, out: []string{`^deployment.apps "web" deleted` + "\n$"}},
@@ -140,9 +96,9 @@ func TestGarbageCollectorKubectl(t *testing.T) {
 		{args: []string{"-n", "fg", "get", "deployments,replicasets,pods", "-o", "name"}, out: []string{"^$"}}, // several kinds: nothing found prints nothing
 
 		{args: []string{"-n", "orphan", "delete", "deploy", "web", "--cascade=orphan"}, out: []string{`^deployment.apps "web" deleted` + "\n$"}},
-		{args: []string{"-n", "orphan", "get", "deployments,replicasets,pods", "-o", "name"}, out: []string{"^replicaset.apps/web-1\n" + strings.Join(chainPods, "\n") + "\n$"}},
-		{args: []string{"-n", "orphan", "get", "replicaset", "web-1", "-o", "jsonpath={.metadata.ownerReferences}"}, out: []string{"^$"}},
-		{args: []string{"-n", "orphan", "get", "pods", "-o", "jsonpath={range .items[*]}{.metadata.ownerReferences[0].name} {end}"}, out: []string{"^web-1 web-1 web-1 $"}},
+		{do: func(t *testing.T) { waitLeft(t, k, "orphan", chains["orphan"]...) }},
+		{args: []string{"-n", "orphan", "get", "replicaset", orphanRS, "-o", "jsonpath={.metadata.ownerReferences}"}, out: []string{"^$"}},
+		{args: []string{"-n", "orphan", "get", "pods", "-o", "jsonpath={range .items[*]}{.metadata.ownerReferences[0].name} {end}"}, out: []string{"^" + strings.Repeat(orphanRS+" ", 3) + "$"}},
 	})
 
 	// A pod held by a finalizer holds up the foreground delete: the
@@ -150,14 +106,14 @@ func TestGarbageCollectorKubectl(t *testing.T) {
 	k.runScript(t, []kstep{
 		{args: []string{"-n", "lk", "delete", "deploy", "web", "--cascade=foreground", "--wait=false"}, out: []string{`^deployment.apps "web" deleted` + "\n$"}},
 	})
-	waitLeft(t, k, "lk", "deployment.apps/web", "replicaset.apps/web-1", "pod/stuck")
+	waitLeft(t, k, "lk", "deployment.apps/web", "replicaset.apps/"+lkRS, "pod/"+stuck)
 	k.runScript(t, []kstep{
-		{args: []string{"-n", "lk", "get", "replicaset", "web-1", "-o", "jsonpath={.metadata.finalizers}"}, out: []string{`^\["foregroundDeletion"\]$`}},
+		{args: []string{"-n", "lk", "get", "replicaset", lkRS, "-o", "jsonpath={.metadata.finalizers}"}, out: []string{`^\["foregroundDeletion"\]$`}},
 	})
 	ms.kill(t, leader)
 	t.Logf("killed %s, the leader, in the middle of the foreground delete", ms.nodes[leader].name)
 	k.runScript(t, []kstep{
-		{args: []string{"-n", "lk", "patch", "pod", "stuck", "--type=json", "-p", `[{"op":"remove","path":"/metadata/finalizers"}]`}, out: []string{"^pod/stuck patched\n$"}},
+		{args: []string{"-n", "lk", "patch", "pod", stuck, "--type=json", "-p", `[{"op":"remove","path":"/metadata/finalizers"}]`}, out: []string{"^pod/" + stuck + " patched\n$"}},
 		{args: []string{"-n", "lk", "wait", "--for=delete", "deployment/web", "--timeout=30s"}, out: []string{`^(deployment.apps/web condition met\n)?$`}},
 		{args: []string{"-n", "lk", "get", "deployments,replicasets,pods", "-o", "name"}, out: []string{"^$"}}, // several kinds: nothing found prints nothing
 	})

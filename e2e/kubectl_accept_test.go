@@ -493,7 +493,8 @@ func acceptanceScript(t *testing.T, k *kubectlRunner, a acceptance) []kstep {
 		{args: n("get", "service", "web-exp", "-o", `jsonpath={.spec.selector.app} {.spec.ports[0].port} {.spec.ports[0].targetPort}`), out: []string{`^web 8080 80$`}},
 
 		// get: output formats.
-		{args: n("get", "pods", "-o", "wide"), out: []string{
+		// Only the pods the script made: the controllers' are Pending too (no nodes).
+		{args: n("get", "pods", "bound", "x", "-o", "wide"), out: []string{
 			`^NAME\s+READY\s+STATUS\s+RESTARTS\s+AGE\s+IP\s+NODE\s+NOMINATED NODE\s+READINESS GATES\n` +
 				`bound\s+0/1\s+Pending\s+0\s+\S+\s+<none>\s+` + node + `\s+<none>\s+<none>\n` +
 				`x\s+0/1\s+Pending\s+0\s+\S+\s+<none>\s+<none>\s+<none>\s+<none>\n$`,
@@ -508,8 +509,8 @@ func acceptanceScript(t *testing.T, k *kubectlRunner, a acceptance) []kstep {
 		}},
 		{args: n("get", "deployments", "-o", "wide"), out: []string{
 			`^NAME\s+READY\s+UP-TO-DATE\s+AVAILABLE\s+AGE\s+CONTAINERS\s+IMAGES\s+SELECTOR\n` +
-				`d2\s+0/2\s+0\s+0\s+\S+\s+nginx\s+nginx:1\.26\s+app=d2\n` +
-				`web\s+0/3\s+0\s+0\s+\S+\s+nginx\s+nginx:1\.27\s+app=web\n$`,
+				`d2\s+0/2\s+[0-2]\s+0\s+\S+\s+nginx\s+nginx:1\.26\s+app=d2\n` +
+				`web\s+0/3\s+[0-3]\s+0\s+\S+\s+nginx\s+nginx:1\.27\s+app=web\n$`,
 		}},
 		{args: n("get", "configmap", "c1", "-o", "yaml"), out: []string{
 			`(?m)^kind: ConfigMap$`, `(?m)^  k: v2$`, `(?m)^  name: c1$`, `(?m)^  namespace: ` + ns + `$`,
@@ -552,7 +553,7 @@ func acceptanceScript(t *testing.T, k *kubectlRunner, a acceptance) []kstep {
 		{args: n("get", "configmaps", "--field-selector", "metadata.name=c2", "-o", "name"), out: []string{"^configmap/c2\n$"}},
 		{args: n("get", "configmaps", "--field-selector", "metadata.name!=c2", "-o", "name"), out: []string{"^configmap/c1\nconfigmap/ssa\n$"}},
 		{args: []string{"get", "pods", "-A", "--field-selector", "spec.nodeName=" + node, "-o", "name"}, out: []string{"^pod/bound\n$"}},
-		{args: n("get", "pods", "--field-selector", "status.phase=Pending,spec.nodeName=", "-o", "name"), out: []string{"^pod/x\n$"}},
+		{args: n("get", "pods", "-l", "app=x", "--field-selector", "status.phase=Pending,spec.nodeName=", "-o", "name"), out: []string{"^pod/x\n$"}},
 		{args: n("get", "pods", "--field-selector", "status.phase=Running"), errOut: []string{"^No resources found in " + ns + " namespace.\n$"}},
 		{args: []string{"-n", nsB, "label", "configmaps", "--all", "e2e=" + a.id}, out: []string{"^configmap/a1 labeled\nconfigmap/d1 labeled\n$"}},
 		{args: []string{"get", "namespaces", "-l", "e2e=" + a.id, "-o", "name"}, out: []string{"^namespace/" + ns + "\n$"}},
@@ -573,7 +574,8 @@ func acceptanceScript(t *testing.T, k *kubectlRunner, a acceptance) []kstep {
 		// describe.
 		{args: n("describe", "deployment", "web"), out: []string{
 			`(?m)^Name:\s+web$`, `(?m)^Namespace:\s+` + ns + `$`, `(?m)^Selector:\s+app=web$`,
-			`(?m)^Replicas:\s+3 desired \| 0 updated \| 0 total \| 0 available \| 0 unavailable$`,
+			// The controllers are rolling it out: no node runs the pods.
+			`(?m)^Replicas:\s+3 desired \| \d+ updated \| \d+ total \| 0 available \| \d+ unavailable$`,
 			`(?m)^StrategyType:\s+RollingUpdate$`, `(?m)^RollingUpdateStrategy:\s+25% max unavailable, 25% max surge$`,
 			`(?m)^   nginx:\n    Image:\s+nginx:1\.27\n    Port:\s+80/TCP$`,
 		}},
@@ -605,7 +607,8 @@ func acceptanceScript(t *testing.T, k *kubectlRunner, a acceptance) []kstep {
 		{args: n("patch", "deployment", "web", "-p", `{"spec":{"template":{"spec":{"containers":[{"name":"nginx","image":"nginx:1.28"}]}}}}`), out: []string{"^deployment.apps/web patched\n$"}},
 		{args: n("patch", "deployment", "web", "--type=merge", "-p", `{"metadata":{"labels":{"patched":"merge"}}}`), out: []string{"^deployment.apps/web patched\n$"}},
 		{args: n("patch", "deployment", "web", "--type=json", "-p", `[{"op":"replace","path":"/spec/replicas","value":4}]`), out: []string{"^deployment.apps/web patched\n$"}},
-		{args: n("patch", "deployment", "web", "-p", `{"spec":{"replicas":4}}`), out: []string{`^deployment.apps/web patched \(no change\)` + "\n$"}},
+		// (no change) on an object no controller writes meanwhile.
+		{args: n("patch", "service", "web", "-p", `{"spec":{"sessionAffinity":"None"}}`), out: []string{`^service/web patched \(no change\)` + "\n$"}},
 		// The strategic merge patch merged the container by name: its port stayed.
 		{args: n("get", "deployment", "web", "-o", `jsonpath={.spec.template.spec.containers[*].image} {.spec.template.spec.containers[0].ports[0].containerPort} {.metadata.labels.patched} {.spec.replicas} {.metadata.generation}`),
 			out: []string{`^nginx:1\.28 80 merge 4 4$`}},
@@ -626,9 +629,8 @@ func acceptanceScript(t *testing.T, k *kubectlRunner, a acceptance) []kstep {
 		{args: []string{"replace", "-f", fresh}, out: []string{"^configmap/c2 replaced\n$"}},
 		hook("restarted"),
 
-		// delete with each cascade mode (no deployment controller yet, so
-		// the deployments own nothing; TestGarbageCollectorKubectl deletes
-		// owned objects), then pods.
+		// delete with each cascade mode (TestGarbageCollectorKubectl checks
+		// what goes with them), then pods.
 		{args: n("create", "deployment", "bg", "--image=nginx:1.26"), out: []string{"^deployment.apps/bg created\n$"}},
 		{args: n("create", "deployment", "fg", "--image=nginx:1.26"), out: []string{"^deployment.apps/fg created\n$"}},
 		{args: n("create", "deployment", "or", "--image=nginx:1.26"), out: []string{"^deployment.apps/or created\n$"}},
@@ -640,7 +642,7 @@ func acceptanceScript(t *testing.T, k *kubectlRunner, a acceptance) []kstep {
 		{args: n("delete", "pod", "x"), out: []string{`^pod "x" deleted` + "\n$"}},
 		{args: n("delete", "pod", "bound", "--force", "--grace-period=0"), out: []string{`^pod "bound" force deleted` + "\n$"},
 			errOut: []string{`^Warning: Immediate deletion does not wait for confirmation that the running resource has been terminated. The resource may continue to run on the cluster indefinitely.` + "\n$"}},
-		{args: n("get", "pods"), errOut: []string{"^No resources found in " + ns + " namespace.\n$"}},
+		{args: n("get", "pods", "x", "bound"), code: 1, errOut: []string{`^Error from server \(NotFound\): pods "x" not found` + "\n" + `Error from server \(NotFound\): pods "bound" not found` + "\n$"}},
 		{args: n("delete", "services", "web-exp", "x", "s3"), out: []string{`^service "web-exp" deleted` + "\n" + `service "x" deleted` + "\n" + `service "s3" deleted` + "\n$"}},
 		{args: n("delete", "configmap", "c2", "--wait=false"), out: []string{`^configmap "c2" deleted` + "\n$"}},
 		watchShows(`(?m)^DELETED\s+c2\s+1\s+\S+$`),
