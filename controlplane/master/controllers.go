@@ -25,6 +25,7 @@ import (
 	"github.com/skiff-sh/skiff/controlplane/internal/podgc"
 	"github.com/skiff-sh/skiff/controlplane/internal/replicaset"
 	"github.com/skiff-sh/skiff/controlplane/internal/scheduler"
+	"github.com/skiff-sh/skiff/controlplane/internal/sharedinformers"
 	"github.com/skiff-sh/skiff/controlplane/internal/statefulset"
 	"github.com/skiff-sh/skiff/controlplane/membership"
 )
@@ -79,6 +80,9 @@ func (m *Master) controllers(addr *net.TCPAddr, ca *pki.CA, pool *membership.Poo
 		return nil, err
 	}
 	log := m.log
+	// Every component but the garbage collector (metadata informers of
+	// every resource) shares the term's informers; set once counted below.
+	var shared *sharedinformers.Provider
 	builds := []struct {
 		name  string
 		build func() (runner, error)
@@ -86,6 +90,7 @@ func (m *Master) controllers(addr *net.TCPAddr, ca *pki.CA, pool *membership.Poo
 		{"scheduler", func() (runner, error) {
 			cfg := scheduler.DefaultConfig()
 			cfg.Client, cfg.Logger = c.unlimited, log
+			cfg.Informers = shared
 			return scheduler.New(cfg)
 		}},
 		{"garbage-collector", func() (runner, error) {
@@ -96,59 +101,71 @@ func (m *Master) controllers(addr *net.TCPAddr, ca *pki.CA, pool *membership.Poo
 		{"namespace-controller", func() (runner, error) {
 			cfg := nsfinalizer.DefaultConfig()
 			cfg.Client, cfg.Metadata, cfg.Discovery, cfg.Logger = c.cs, c.md, c.disc, log
+			cfg.Informers = shared
 			return nsfinalizer.New(cfg)
 		}},
 		{"serviceaccount-controller", func() (runner, error) {
 			cfg := defaultsa.DefaultConfig()
 			cfg.Client, cfg.Logger = c.cs, log
+			cfg.Informers = shared
 			return defaultsa.New(cfg)
 		}},
 		{"node-lifecycle-controller", func() (runner, error) {
 			cfg := nodelifecycle.DefaultConfig()
 			cfg.Client, cfg.Logger, cfg.GracePeriod, cfg.Gossip = c.cs, log, m.cfg.NodeMonitorGracePeriod, workers{pool}
+			cfg.Informers = shared
 			return nodelifecycle.New(cfg)
 		}},
 		{"node-ipam-controller", func() (runner, error) {
 			cfg := nodeipam.DefaultConfig()
 			cfg.Client, cfg.Logger, cfg.ClusterCIDR, cfg.NodeMaskSize = c.cs, log, m.cfg.ClusterCIDR, m.cfg.NodeCIDRMaskSize
+			cfg.Informers = shared
 			return nodeipam.New(cfg)
 		}},
 		{"replicaset-controller", func() (runner, error) {
 			cfg := replicaset.DefaultConfig()
 			cfg.Client, cfg.Logger = c.cs, log
+			cfg.Informers = shared
 			return replicaset.New(cfg)
 		}},
 		{"deployment-controller", func() (runner, error) {
 			cfg := deployment.DefaultConfig()
 			cfg.Client, cfg.Logger = c.cs, log
+			cfg.Informers = shared
 			return deployment.New(cfg)
 		}},
 		{"statefulset-controller", func() (runner, error) {
 			cfg := statefulset.DefaultConfig()
 			cfg.Client, cfg.Logger = c.cs, log
+			cfg.Informers = shared
 			return statefulset.New(cfg)
 		}},
 		{"daemonset-controller", func() (runner, error) {
 			cfg := daemonset.DefaultConfig()
 			cfg.Client, cfg.Logger = c.cs, log
+			cfg.Informers = shared
 			return daemonset.New(cfg)
 		}},
 		{"endpoints-controller", func() (runner, error) {
 			cfg := endpoints.DefaultConfig()
 			cfg.Client, cfg.Logger = c.cs, log
+			cfg.Informers = shared
 			return endpoints.New(cfg)
 		}},
 		{"endpointslice-controller", func() (runner, error) {
 			cfg := endpointslice.DefaultConfig()
 			cfg.Client, cfg.Logger = c.cs, log
+			cfg.Informers = shared
 			return endpointslice.New(cfg)
 		}},
 		{"pod-garbage-collector", func() (runner, error) {
 			cfg := podgc.DefaultConfig()
 			cfg.Client, cfg.Logger = c.cs, log
+			cfg.Informers = shared
 			return podgc.New(cfg)
 		}},
 	}
+	shared = sharedinformers.New(c.cs, len(builds)-1) // all but the garbage collector
 	lcfg := leadership.DefaultConfig()
 	lcfg.Source, lcfg.Logger = m.cfg.Store, m.log
 	for _, b := range builds {

@@ -519,11 +519,26 @@ func loopbackConfig(addr *net.TCPAddr, ca *pki.CA, user string) (*rest.Config, e
 	if addr.IP.IsUnspecified() {
 		host = "127.0.0.1"
 	}
-	return &rest.Config{
+	cfg := &rest.Config{
 		Host:            "https://" + net.JoinHostPort(host, strconv.Itoa(addr.Port)),
 		TLSClientConfig: rest.TLSClientConfig{CAData: ca.CertPEM(), CertData: certPEM, KeyData: keyPEM},
 		UserAgent:       "skiff-controller-manager",
 		QPS:             200,
 		Burst:           400,
-	}, nil
+	}
+	// client-go keeps 25 idle connections per host: the scheduler's and
+	// the controllers' bursts of concurrent writes would open and close TLS
+	// connections (two ECDSA handshakes each, both in this process) all the
+	// time. Keep as many as they use.
+	tlsCfg, err := rest.TLSConfigFor(cfg)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Transport = &http.Transport{
+		Proxy: nil, TLSClientConfig: tlsCfg, TLSHandshakeTimeout: 10 * time.Second,
+		MaxIdleConns: 512, MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second,
+		DialContext: (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+	}
+	cfg.TLSClientConfig = rest.TLSClientConfig{}
+	return cfg, nil
 }

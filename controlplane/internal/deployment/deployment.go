@@ -37,6 +37,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/skiff-sh/skiff/controlplane/internal/sharedinformers"
+
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
@@ -44,7 +46,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	appslisters "k8s.io/client-go/listers/apps/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
@@ -75,7 +76,10 @@ var ErrCollision = errors.New("deployment: replica set name taken by another tem
 type Config struct {
 	// Client reads and writes Deployments, ReplicaSets, pods and events.
 	Client kubernetes.Interface
-	Logger *slog.Logger
+	// Informers, if set, is shared with the other components of the
+	// leadership term; nil gives this one informers of its own.
+	Informers *sharedinformers.Provider
+	Logger    *slog.Logger
 	// Now is the clock of conditions and progress deadlines.
 	Now func() time.Time
 	// Workers is the number of Deployments synced at once.
@@ -140,7 +144,12 @@ func (c *Controller) Run(ctx context.Context) error {
 	rec, stopRec := events.NewRecorder(c.cfg.Client, Component)
 	defer stopRec()
 	r.rec = rec
-	factory := informers.NewSharedInformerFactory(c.cfg.Client, 0)
+	src := c.cfg.Informers
+	if src == nil {
+		src = sharedinformers.New(c.cfg.Client, 1)
+	}
+	factory, startInformers, releaseInformers := src.Join(ctx)
+	defer releaseInformers()
 	depInf := factory.Apps().V1().Deployments()
 	rsInf := factory.Apps().V1().ReplicaSets()
 	podInf := factory.Core().V1().Pods()
@@ -163,9 +172,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	if _, err := podInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{DeleteFunc: r.podDeleted}); err != nil {
 		return err
 	}
-	stop := make(chan struct{})
-	factory.Start(stop)
-	defer func() { close(stop); factory.Shutdown() }()
+	startInformers()
 	if !cache.WaitForCacheSync(ctx.Done(), depInf.Informer().HasSynced, rsInf.Informer().HasSynced, podInf.Informer().HasSynced) {
 		return nil // ctx ended
 	}

@@ -36,12 +36,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/skiff-sh/skiff/controlplane/internal/sharedinformers"
+
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	listerscorev1 "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
@@ -64,7 +65,10 @@ const leaderAnnotation = "control-plane.alpha.kubernetes.io/leader"
 type Config struct {
 	// Client reads services and pods and writes endpoints.
 	Client kubernetes.Interface
-	Logger *slog.Logger
+	// Informers, if set, is shared with the other components of the
+	// leadership term; nil gives this one informers of its own.
+	Informers *sharedinformers.Provider
+	Logger    *slog.Logger
 	// Workers is how many services are synced at once.
 	Workers int
 	// BatchPeriod delays a sync after a pod change so that a burst of
@@ -127,7 +131,12 @@ func (c *Controller) Run(ctx context.Context) error {
 	defer stopRec()
 	queue := workqueue.NewTypedRateLimitingQueue(workqueue.NewTypedItemExponentialFailureRateLimiter[string](c.cfg.RetryBase, c.cfg.RetryMax))
 	defer queue.ShutDown()
-	factory := informers.NewSharedInformerFactory(c.cfg.Client, 0)
+	src := c.cfg.Informers
+	if src == nil {
+		src = sharedinformers.New(c.cfg.Client, 1)
+	}
+	factory, startInformers, releaseInformers := src.Join(ctx)
+	defer releaseInformers()
 	svcInf := factory.Core().V1().Services()
 	podInf := factory.Core().V1().Pods()
 	epInf := factory.Core().V1().Endpoints()
@@ -157,9 +166,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	if _, err := epInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{DeleteFunc: onService}); err != nil {
 		return err
 	}
-	stop := make(chan struct{})
-	factory.Start(stop)
-	defer func() { close(stop); factory.Shutdown() }()
+	startInformers()
 	if !cache.WaitForCacheSync(ctx.Done(), svcInf.Informer().HasSynced, podInf.Informer().HasSynced, epInf.Informer().HasSynced) {
 		return nil // ctx ended
 	}

@@ -23,11 +23,12 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/skiff-sh/skiff/controlplane/internal/sharedinformers"
+
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
@@ -47,7 +48,10 @@ const DefaultNodeMaskSize = 24
 type Config struct {
 	// Client reads nodes and sets their pod CIDRs.
 	Client kubernetes.Interface
-	Logger *slog.Logger
+	// Informers, if set, is shared with the other components of the
+	// leadership term; nil gives this one informers of its own.
+	Informers *sharedinformers.Provider
+	Logger    *slog.Logger
 	// ClusterCIDR is where the nodes' ranges come from; NodeMaskSize the
 	// prefix length of each.
 	ClusterCIDR  netip.Prefix
@@ -101,7 +105,12 @@ func New(cfg Config) (*Controller, error) {
 func (c *Controller) Run(ctx context.Context) error {
 	rec, stopRec := events.NewRecorder(c.cfg.Client, "node-ipam-controller")
 	defer stopRec()
-	factory := informers.NewSharedInformerFactory(c.cfg.Client, 0)
+	src := c.cfg.Informers
+	if src == nil {
+		src = sharedinformers.New(c.cfg.Client, 1)
+	}
+	factory, startInformers, releaseInformers := src.Join(ctx)
+	defer releaseInformers()
 	nodes := factory.Core().V1().Nodes()
 	kick := make(chan struct{}, 1)
 	poke := func(any) {
@@ -113,9 +122,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	if _, err := nodes.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: poke, UpdateFunc: func(_, o any) { poke(o) }, DeleteFunc: poke}); err != nil {
 		return err
 	}
-	stop := make(chan struct{})
-	factory.Start(stop)
-	defer func() { close(stop); factory.Shutdown() }()
+	startInformers()
 	if !cache.WaitForCacheSync(ctx.Done(), nodes.Informer().HasSynced) {
 		return nil
 	}

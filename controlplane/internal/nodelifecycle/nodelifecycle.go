@@ -42,6 +42,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/skiff-sh/skiff/controlplane/internal/sharedinformers"
+
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -83,7 +85,10 @@ type Config struct {
 	// Client reads nodes, leases and pods, and writes node status and
 	// taints, pod status and pod deletions.
 	Client kubernetes.Interface
-	Logger *slog.Logger
+	// Informers, if set, is shared with the other components of the
+	// leadership term; nil gives this one informers of its own.
+	Informers *sharedinformers.Provider
+	Logger    *slog.Logger
 	// Gossip, if set, is the pool's view of the workers.
 	Gossip Gossip
 	// GracePeriod is how long a node may go without a heartbeat before it
@@ -128,7 +133,7 @@ func New(cfg Config) (*Controller, error) {
 }
 
 // podsByNode indexes pods by spec.nodeName.
-const podsByNode = "nodeName"
+const podsByNode = "nodelifecycle.nodeName" // unique: the pod informer may be shared
 
 // run is the state of one Run: the heartbeats observed, by node name.
 type run struct {
@@ -149,7 +154,12 @@ type run struct {
 func (c *Controller) Run(ctx context.Context) error {
 	rec, stopRec := events.NewRecorder(c.cfg.Client, "node-controller")
 	defer stopRec()
-	factory := informers.NewSharedInformerFactory(c.cfg.Client, 0)
+	src := c.cfg.Informers
+	if src == nil {
+		src = sharedinformers.New(c.cfg.Client, 1)
+	}
+	factory, startInformers, releaseInformers := src.Join(ctx)
+	defer releaseInformers()
 	leases := informers.NewSharedInformerFactoryWithOptions(c.cfg.Client, 0, informers.WithNamespace(LeaseNamespace))
 	r := &run{Controller: c, rec: rec, seen: map[string]time.Time{}, beat: map[string]string{}}
 	nodeInf := factory.Core().V1().Nodes()
@@ -184,10 +194,10 @@ func (c *Controller) Run(ctx context.Context) error {
 	if _, err := leaseInf.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: onLease, UpdateFunc: func(_, obj any) { onLease(obj) }}); err != nil {
 		return err
 	}
+	startInformers()
 	stop := make(chan struct{})
-	factory.Start(stop)
 	leases.Start(stop)
-	defer func() { close(stop); factory.Shutdown(); leases.Shutdown() }()
+	defer func() { close(stop); leases.Shutdown() }()
 	if !cache.WaitForCacheSync(ctx.Done(), nodeInf.Informer().HasSynced, podInf.HasSynced, leaseInf.HasSynced) {
 		return nil // ctx ended
 	}

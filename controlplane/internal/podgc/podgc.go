@@ -33,12 +33,13 @@ import (
 	"slices"
 	"time"
 
+	"github.com/skiff-sh/skiff/controlplane/internal/sharedinformers"
+
 	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	listerscorev1 "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
@@ -54,7 +55,10 @@ const (
 type Config struct {
 	// Client reads pods and nodes, and writes pod status and deletions.
 	Client kubernetes.Interface
-	Logger *slog.Logger
+	// Informers, if set, is shared with the other components of the
+	// leadership term; nil gives this one informers of its own.
+	Informers *sharedinformers.Provider
+	Logger    *slog.Logger
 	// TerminatedPodThreshold is how many terminated pods may exist before
 	// the oldest are deleted (kube-controller-manager's
 	// --terminated-pod-gc-threshold); 0 or less keeps them all.
@@ -116,15 +120,18 @@ type run struct {
 
 // Run collects pods every CheckPeriod until ctx ends; it returns nil then.
 func (c *Controller) Run(ctx context.Context) error {
-	factory := informers.NewSharedInformerFactory(c.cfg.Client, 0)
+	src := c.cfg.Informers
+	if src == nil {
+		src = sharedinformers.New(c.cfg.Client, 1)
+	}
+	factory, startInformers, releaseInformers := src.Join(ctx)
+	defer releaseInformers()
 	podInf := factory.Core().V1().Pods()
 	nodeInf := factory.Core().V1().Nodes()
 	r := &run{Controller: c, pods: podInf.Lister(), nodes: nodeInf.Lister(), missing: map[string]time.Time{}}
-	stop := make(chan struct{})
 	podInf.Informer()
 	nodeInf.Informer()
-	factory.Start(stop)
-	defer func() { close(stop); factory.Shutdown() }()
+	startInformers()
 	if !cache.WaitForCacheSync(ctx.Done(), podInf.Informer().HasSynced, nodeInf.Informer().HasSynced) {
 		return nil // ctx ended
 	}

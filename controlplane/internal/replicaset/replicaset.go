@@ -27,6 +27,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/skiff-sh/skiff/controlplane/internal/sharedinformers"
+
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
@@ -34,7 +36,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	appslisters "k8s.io/client-go/listers/apps/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
@@ -67,7 +68,10 @@ var ErrAdoptionRefused = errors.New("replicaset: the replica set is gone or goin
 type Config struct {
 	// Client reads and writes ReplicaSets, pods and events.
 	Client kubernetes.Interface
-	Logger *slog.Logger
+	// Informers, if set, is shared with the other components of the
+	// leadership term; nil gives this one informers of its own.
+	Informers *sharedinformers.Provider
+	Logger    *slog.Logger
 	// Now is the clock (availability, expectations' expiry).
 	Now func() time.Time
 	// Workers is the number of ReplicaSets synced at once.
@@ -138,7 +142,12 @@ func (c *Controller) Run(ctx context.Context) error {
 	rec, stopRec := events.NewRecorder(c.cfg.Client, Component)
 	defer stopRec()
 	r.rec = rec
-	factory := informers.NewSharedInformerFactory(c.cfg.Client, 0)
+	src := c.cfg.Informers
+	if src == nil {
+		src = sharedinformers.New(c.cfg.Client, 1)
+	}
+	factory, startInformers, releaseInformers := src.Join(ctx)
+	defer releaseInformers()
 	rsInf := factory.Apps().V1().ReplicaSets()
 	podInf := factory.Core().V1().Pods()
 	r.rsets, r.pods = rsInf.Lister(), podInf.Lister()
@@ -156,9 +165,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
-	stop := make(chan struct{})
-	factory.Start(stop)
-	defer func() { close(stop); factory.Shutdown() }()
+	startInformers()
 	if !cache.WaitForCacheSync(ctx.Done(), rsInf.Informer().HasSynced, podInf.Informer().HasSynced) {
 		return nil // ctx ended
 	}

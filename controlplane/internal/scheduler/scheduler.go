@@ -41,12 +41,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/skiff-sh/skiff/controlplane/internal/sharedinformers"
+
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
@@ -63,7 +64,10 @@ const Name = corev1.DefaultSchedulerName
 type Config struct {
 	// Client reads pods and nodes, binds pods, writes pod status and events.
 	Client kubernetes.Interface
-	Logger *slog.Logger
+	// Informers, if set, is shared with the other components of the
+	// leadership term; nil gives this one informers of its own.
+	Informers *sharedinformers.Provider
+	Logger    *slog.Logger
 	// Parallelism bounds the API writes (bindings, status updates) in
 	// flight; more wait, which also holds back new decisions.
 	Parallelism int
@@ -145,7 +149,12 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		slots: make(chan struct{}, s.cfg.Parallelism),
 	}
 	defer r.queue.shutdown()
-	factory := informers.NewSharedInformerFactory(s.cfg.Client, 0)
+	src := s.cfg.Informers
+	if src == nil {
+		src = sharedinformers.New(s.cfg.Client, 1)
+	}
+	factory, startInformers, releaseInformers := src.Join(ctx)
+	defer releaseInformers()
 	podInf := factory.Core().V1().Pods()
 	nodeInf := factory.Core().V1().Nodes()
 	r.pods = podInf.Lister()
@@ -170,9 +179,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
-	stop := make(chan struct{})
-	factory.Start(stop)
-	defer func() { close(stop); factory.Shutdown() }()
+	startInformers()
 	if !cache.WaitForCacheSync(ctx.Done(), podInf.Informer().HasSynced, nodeInf.Informer().HasSynced) {
 		return nil // ctx ended
 	}

@@ -33,6 +33,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/skiff-sh/skiff/controlplane/internal/sharedinformers"
+
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
@@ -41,7 +43,6 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	appslisters "k8s.io/client-go/listers/apps/v1"
 	"k8s.io/client-go/tools/cache"
@@ -68,7 +69,10 @@ var kind = appsv1.SchemeGroupVersion.WithKind("StatefulSet")
 type Config struct {
 	// Client reads and writes statefulsets, pods and controllerrevisions.
 	Client kubernetes.Interface
-	Logger *slog.Logger
+	// Informers, if set, is shared with the other components of the
+	// leadership term; nil gives this one informers of its own.
+	Informers *sharedinformers.Provider
+	Logger    *slog.Logger
 	// Now is the clock (minReadySeconds, expectations).
 	Now func() time.Time
 	// Workers is how many sets are synced at once.
@@ -138,7 +142,12 @@ func (c *Controller) Run(ctx context.Context) error {
 	defer stopRec()
 	r.rec = rec
 
-	factory := informers.NewSharedInformerFactory(c.cfg.Client, 0)
+	src := c.cfg.Informers
+	if src == nil {
+		src = sharedinformers.New(c.cfg.Client, 1)
+	}
+	factory, startInformers, releaseInformers := src.Join(ctx)
+	defer releaseInformers()
 	sets := factory.Apps().V1().StatefulSets()
 	pods := factory.Core().V1().Pods()
 	revisions := factory.Apps().V1().ControllerRevisions()
@@ -184,9 +193,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
-	stop := make(chan struct{})
-	factory.Start(stop)
-	defer func() { close(stop); factory.Shutdown() }()
+	startInformers()
 	if !cache.WaitForCacheSync(ctx.Done(), sets.Informer().HasSynced, pods.Informer().HasSynced, revisions.Informer().HasSynced) {
 		return nil // ctx ended
 	}
@@ -216,7 +223,7 @@ const (
 
 // byController indexes pods by the uid of their controller, and pods
 // without one by orphanKey of their namespace.
-const byController = "controller"
+const byController = "statefulset.controller" // unique: the pod informer may be shared
 
 func controllerUID(obj any) ([]string, error) {
 	if p, ok := obj.(*corev1.Pod); ok {
