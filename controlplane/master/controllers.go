@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
+	"net/url"
+	"sync/atomic"
 	"time"
 
 	"k8s.io/client-go/discovery"
@@ -42,12 +45,16 @@ type apiClients struct {
 	disc      discovery.DiscoveryInterface
 }
 
-func newAPIClients(cfg *rest.Config) (c apiClients, err error) {
+func newAPIClients(cfg *rest.Config, pool *membership.Pool) (c apiClients, err error) {
 	if c.cs, err = kubernetes.NewForConfig(cfg); err != nil {
 		return c, err
 	}
 	fast := rest.CopyConfig(cfg)
 	fast.QPS = -1
+	// The scheduler's requests (binds, status, events) go round the live
+	// masters, as through a load balancer: the leader's CPU goes to Raft
+	// and watches, the followers' to the API work.
+	fast.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { return &spread{base: rt, masters: pool} }
 	if c.unlimited, err = kubernetes.NewForConfig(fast); err != nil {
 		return c, err
 	}
@@ -75,7 +82,7 @@ func (m *Master) controllers(addr *net.TCPAddr, ca *pki.CA, pool *membership.Poo
 	if err != nil {
 		return nil, err
 	}
-	c, err := newAPIClients(cfg)
+	c, err := newAPIClients(cfg, pool)
 	if err != nil {
 		return nil, err
 	}
@@ -191,3 +198,31 @@ func (w workers) Alive(node string) (alive, known bool) {
 }
 
 func (w workers) Changed() <-chan struct{} { return w.pool.Changed() }
+
+// spread sends each request to the next live master's API in turn (the
+// masters' gossip metadata names their APIs), or where it was addressed
+// when gossip knows none. Every master serves every request; they share
+// the cluster CA and revisions, so any one answers the same.
+type spread struct {
+	base    http.RoundTripper
+	masters *membership.Pool
+	next    atomic.Uint32
+}
+
+func (s *spread) RoundTrip(req *http.Request) (*http.Response, error) {
+	var hosts []string
+	for _, m := range s.masters.Members() {
+		if !m.Alive || !m.Meta.Master {
+			continue
+		}
+		if u, err := url.Parse(m.Meta.API); err == nil && u.Host != "" {
+			hosts = append(hosts, u.Host)
+		}
+	}
+	if len(hosts) > 0 {
+		req = req.Clone(req.Context())
+		req.URL.Host = hosts[int(s.next.Add(1))%len(hosts)]
+		req.Host = ""
+	}
+	return s.base.RoundTrip(req)
+}

@@ -623,6 +623,11 @@ func (c *skiffCluster) procs() []*proc { return c.ps }
 // startSkiff bootstraps m1, joins m2 and m3 to it, and waits until every node
 // is ready and lists three voters. The cluster is stopped at b's cleanup.
 func startSkiff(ctx context.Context, b *testing.B, s settings) (cluster, error) {
+	return startSkiffWith(ctx, b, s)
+}
+
+// startSkiffWith is startSkiff with extra flags for every `skiff server`.
+func startSkiffWith(ctx context.Context, b *testing.B, s settings, extra ...string) (cluster, error) {
 	return startWithRetry(ctx, b, func(ctx context.Context) (cluster, error) {
 		base := b.TempDir()
 		ports, err := freePorts(6)
@@ -649,6 +654,7 @@ func startSkiff(ctx context.Context, b *testing.B, s settings) (cluster, error) 
 			if i > 0 {
 				args = append(args, "--join", peers[0])
 			}
+			args = append(args, extra...)
 			p, err := startProc(name, s.logPath(base, "skiff", name), s.skiffBin, args...)
 			if err != nil {
 				return nil, err

@@ -89,7 +89,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		Logger:        slog.Default(),
-		Parallelism:   64,
+		Parallelism:   256,
 		RetryInterval: 60 * time.Second,
 		BackoffBase:   time.Second, BackoffMax: 10 * time.Second,
 		RequestTimeout: 30 * time.Second,

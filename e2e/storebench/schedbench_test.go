@@ -1,0 +1,276 @@
+package storebench
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
+
+	"github.com/skiff-sh/skiff/agent/hollow"
+)
+
+// The scheduling benchmark (issue 5): three masters, hollow nodes, and
+// pods created through the API as fast as 64 clients can; the leader's
+// scheduler binds them and the hollow nodes run them.
+const (
+	// targetBindRate is the least pods bound per second, end to end.
+	targetBindRate = 1000
+	// schedCreators is how many clients create the pods.
+	schedCreators = 64
+)
+
+// schedSize is one benchmark size: nodes and pods.
+type schedSize struct{ nodes, pods int }
+
+// loadSchedSizes reads SCHEDBENCH_SIZES ("1000x10000,5000x30000", the
+// default) into sizes.
+func loadSchedSizes(b *testing.B) []schedSize {
+	b.Helper()
+	v := os.Getenv("SCHEDBENCH_SIZES")
+	if v == "" {
+		v = "1000x10000,5000x30000"
+	}
+	var sizes []schedSize
+	for _, f := range strings.Split(v, ",") {
+		n, p, ok := strings.Cut(strings.TrimSpace(f), "x")
+		nodes, err1 := strconv.Atoi(n)
+		pods, err2 := strconv.Atoi(p)
+		if !ok || err1 != nil || err2 != nil || nodes <= 0 || pods <= 0 {
+			b.Fatalf("SCHEDBENCH_SIZES=%q: want NODESxPODS[,NODESxPODS...]", v)
+		}
+		sizes = append(sizes, schedSize{nodes, pods})
+	}
+	return sizes
+}
+
+// schedResult is one size's figures.
+type schedResult struct {
+	size schedSize
+	// created and bound are how long after the first create the last pod
+	// was created and bound; running when the last was Running.
+	created, bound, running time.Duration
+	// steady is the bind rate between 10% and 90% of the pods bound.
+	steady float64
+	other  float64
+}
+
+func BenchmarkScheduling(b *testing.B) {
+	s := loadSettings(b)
+	ctx := benchContext(b)
+	var results []schedResult
+	for _, size := range loadSchedSizes(b) {
+		b.Run(fmt.Sprintf("nodes=%d/pods=%d", size.nodes, size.pods), func(b *testing.B) {
+			c, err := startSkiff(ctx, b, s)
+			if err != nil {
+				b.Fatalf("skiff: start cluster: %v", err)
+			}
+			api, err := newAPICluster(ctx, c.(*skiffCluster))
+			if err != nil {
+				b.Fatalf("skiff: %v", err)
+			}
+			b.Cleanup(api.close)
+			before := sampleCPU(api.sc.ps)
+			r, err := api.schedule(ctx, b, size)
+			if err != nil {
+				b.Fatalf("skiff: %v", err)
+			}
+			r.other = before.otherCores(sampleCPU(api.sc.ps))
+			results = append(results, r)
+			b.ReportMetric(0, "ns/op")
+			b.ReportMetric(float64(size.pods)/r.bound.Seconds(), "pods-bound/s")
+			b.ReportMetric(r.steady, "steady-pods-bound/s")
+			b.ReportMetric(float64(size.pods)/r.created.Seconds(), "pods-created/s")
+		})
+	}
+	var t strings.Builder
+	fmt.Fprintf(&t, "Scheduling benchmark: 3 masters on 127.0.0.1, hollow nodes (4 cpu, 16Gi, 110 pods; lease every 10 s) through the API, pods (100m cpu, 100Mi) created by %d clients round-robin over the masters as fast as they go\n", schedCreators)
+	fmt.Fprintf(&t, "  %-22s %10s %10s %10s %12s %12s %8s\n", "size", "created s", "bound s", "running s", "bound/s", "steady b/s", "other")
+	for _, r := range results {
+		fmt.Fprintf(&t, "  %-22s %10.2f %10.2f %10.2f %12.0f %12.0f %8.2f\n", fmt.Sprintf("%d nodes, %d pods", r.size.nodes, r.size.pods),
+			r.created.Seconds(), r.bound.Seconds(), r.running.Seconds(), float64(r.size.pods)/r.bound.Seconds(), r.steady, r.other)
+	}
+	t.WriteString("  (bound/s: all pods over the time from the first create to the last bind, creation included; steady: between 10% and 90% bound; other: cores busy outside the benchmark)\ntargets:\n")
+	for _, r := range results {
+		rate := float64(r.size.pods) / r.bound.Seconds()
+		verdict := "PASS"
+		if rate < targetBindRate {
+			verdict = "MISS"
+		}
+		fmt.Fprintf(&t, "  pods bound/s >= %d, %d nodes / %d pods       %6.0f   %s\n", targetBindRate, r.size.nodes, r.size.pods, rate, verdict)
+	}
+	fmt.Print(t.String())
+	b.Log("\n" + t.String())
+}
+
+// schedule registers size.nodes hollow nodes (a third through each
+// master), creates size.pods pods and times their binding and running.
+func (a *apiCluster) schedule(ctx context.Context, b *testing.B, size schedSize) (schedResult, error) {
+	r := schedResult{size: size}
+	ns := fmt.Sprintf("sched-%d", size.nodes)
+	if err := a.createNamespace(ctx, ns); err != nil {
+		return r, err
+	}
+	hctx, stopHollow := context.WithCancel(ctx)
+	var hollowWG sync.WaitGroup
+	defer func() { stopHollow(); hollowWG.Wait() }()
+	hollowErr := make(chan error, len(a.clients))
+	for i, cs := range a.clients {
+		cfg := hollow.DefaultConfig()
+		cfg.Client, cfg.Logger = cs, slog.New(slog.DiscardHandler)
+		for j := i; j < size.nodes; j += len(a.clients) {
+			cfg.Names = append(cfg.Names, fmt.Sprintf("hollow-%d", j))
+		}
+		cfg.Parallelism, cfg.StatusInterval = 16, 0
+		cfg.Capacity = corev1.ResourceList{
+			corev1.ResourceCPU: resource.MustParse("4"), corev1.ResourceMemory: resource.MustParse("16Gi"), corev1.ResourcePods: resource.MustParse("110"),
+		}
+		h, err := hollow.New(cfg)
+		if err != nil {
+			return r, err
+		}
+		hollowWG.Add(1)
+		go func() {
+			defer hollowWG.Done()
+			if err := h.Run(hctx); err != nil {
+				hollowErr <- err
+			}
+		}()
+	}
+	start := time.Now()
+	for {
+		list, err := a.clients[0].CoreV1().Nodes().List(ctx, metav1.ListOptions{ResourceVersion: "0"})
+		if err != nil {
+			return r, err
+		}
+		ready := 0
+		for i := range list.Items {
+			for _, c := range list.Items[i].Status.Conditions {
+				if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue {
+					ready++
+				}
+			}
+		}
+		if ready == size.nodes {
+			break
+		}
+		select {
+		case err := <-hollowErr:
+			return r, fmt.Errorf("hollow nodes: %w", err)
+		case <-ctx.Done():
+			return r, ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	b.Logf("%d hollow nodes Ready in %v", size.nodes, time.Since(start).Round(time.Millisecond))
+
+	// One watch on the leader's replica sees every bind and every Running.
+	timeout := int64(1200)
+	w, err := a.clients[0].CoreV1().Pods(ns).Watch(ctx, metav1.ListOptions{ResourceVersion: "0", TimeoutSeconds: &timeout})
+	if err != nil {
+		return r, err
+	}
+	defer w.Stop()
+	type progress struct{ bound, running int }
+	done := make(chan progress, 1)
+	var t10, t90, tBound, tRunning atomic.Int64 // ns since first
+	first := time.Now()
+	go func() {
+		bound, running := map[string]bool{}, map[string]bool{}
+		for ev := range w.ResultChan() {
+			if ev.Type == watch.Error {
+				break
+			}
+			p, ok := ev.Object.(*corev1.Pod)
+			if !ok {
+				continue
+			}
+			now := int64(time.Since(first))
+			if p.Spec.NodeName != "" && !bound[p.Name] {
+				bound[p.Name] = true
+				switch len(bound) {
+				case size.pods / 10:
+					t10.Store(now)
+				case size.pods * 9 / 10:
+					t90.Store(now)
+				case size.pods:
+					tBound.Store(now)
+				}
+			}
+			if p.Status.Phase == corev1.PodRunning && !running[p.Name] {
+				running[p.Name] = true
+				if len(running) == size.pods {
+					tRunning.Store(now)
+					break
+				}
+			}
+		}
+		done <- progress{len(bound), len(running)}
+	}()
+
+	waitProfile := a.profile(ctx, b, os.Getenv("APIBENCH_PROFILE_DIR"), fmt.Sprintf("sched-%d", size.nodes), 4*time.Second)
+	defer waitProfile()
+	var next, failed atomic.Int64
+	var firstErr atomic.Value
+	var wg sync.WaitGroup
+	for range schedCreators {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(size.pods) || ctx.Err() != nil {
+					return
+				}
+				pod := &corev1.Pod{
+					ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("pod-%d", i)},
+					Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "registry.local/app:v1",
+						Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{
+							corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("100Mi"),
+						}}}}},
+				}
+				for attempt := 0; ; attempt++ {
+					_, err := a.client().CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
+					if err == nil || attempt == 5 {
+						if err != nil {
+							failed.Add(1)
+							firstErr.CompareAndSwap(nil, err)
+						}
+						break
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	r.created = time.Since(first)
+	if n := failed.Load(); n > 0 {
+		return r, fmt.Errorf("%d creates failed, first: %v", n, firstErr.Load())
+	}
+	deadline := time.After(10 * time.Minute)
+	select {
+	case p := <-done:
+		if p.running < size.pods {
+			return r, fmt.Errorf("watch ended with %d of %d pods bound, %d running", p.bound, size.pods, p.running)
+		}
+	case <-deadline:
+		return r, fmt.Errorf("not every pod Running within 10 minutes")
+	case err := <-hollowErr:
+		return r, fmt.Errorf("hollow nodes: %w", err)
+	}
+	r.bound, r.running = time.Duration(tBound.Load()), time.Duration(tRunning.Load())
+	r.steady = float64(size.pods*9/10-size.pods/10) / time.Duration(t90.Load()-t10.Load()).Seconds()
+	b.Logf("%d pods: created in %v, all bound %v and Running %v after the first create; steady %0.f binds/s",
+		size.pods, r.created.Round(time.Millisecond), r.bound.Round(time.Millisecond), r.running.Round(time.Millisecond), r.steady)
+	return r, nil
+}
