@@ -32,7 +32,7 @@ type cluster struct {
 	cs         kubernetes.Interface
 	ns         string
 	kubeconfig string
-	kubelet    *kubelet
+	kubelet    *apitest.Kubelet
 	// stop stops the controllers.
 	stop func()
 }
@@ -55,7 +55,7 @@ current-context: test
 		t.Fatal(err)
 	}
 	c := &cluster{cs: cs, ns: ns, kubeconfig: kc}
-	c.kubelet = startKubelet(t, cs, ns, kubeletDelay)
+	c.kubelet = apitest.StartKubelet(t, cs, ns, kubeletDelay)
 	c.startControllers(t)
 	return c
 }
@@ -355,7 +355,7 @@ func TestRollingUpdateWithKubectl(t *testing.T) {
 
 func TestProgressDeadlineExceeded(t *testing.T) {
 	c := start(t, "deadline", 10*time.Millisecond)
-	c.kubelet.setNotReady(func(p *corev1.Pod) bool { return p.Spec.Containers[0].Image == "img:broken" })
+	c.kubelet.SetNotReady(func(p *corev1.Pod) bool { return p.Spec.Containers[0].Image == "img:broken" })
 	d := newDeployment("stuck", 3, "img:v1")
 	d.Spec.ProgressDeadlineSeconds = new(int32(3))
 	if _, err := c.cs.AppsV1().Deployments(c.ns).Create(t.Context(), d, metav1.CreateOptions{}); err != nil {
@@ -553,7 +553,7 @@ func (c *cluster) wantSizes(t *testing.T, name string, want map[string]int32) {
 
 func TestProportionalScaling(t *testing.T) {
 	c := start(t, "proportional", 10*time.Millisecond)
-	c.kubelet.setNotReady(func(p *corev1.Pod) bool { return p.Spec.Containers[0].Image == "img:broken" })
+	c.kubelet.SetNotReady(func(p *corev1.Pod) bool { return p.Spec.Containers[0].Image == "img:broken" })
 	if _, err := c.cs.AppsV1().Deployments(c.ns).Create(t.Context(), newDeployment("big", 10, "img:v1"), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -717,4 +717,14 @@ func testLogger() *slog.Logger {
 		return slog.New(slog.DiscardHandler)
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// podReady reports whether p's Ready condition is true.
+func podReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
 }

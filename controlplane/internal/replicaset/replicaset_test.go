@@ -154,7 +154,7 @@ func settled(t *testing.T, cs kubernetes.Interface, ns, name string, n int32) {
 func TestScaleUpAndDown(t *testing.T) {
 	cs := kubernetes.NewForConfigOrDie(apitest.Start(t))
 	ns := namespace(t, cs, "scale")
-	startKubelet(t, cs, ns, 20*time.Millisecond)
+	apitest.StartKubelet(t, cs, ns, 20*time.Millisecond)
 	startController(t, cs)
 
 	var mu sync.Mutex
@@ -195,7 +195,7 @@ func TestScaleUpAndDown(t *testing.T) {
 func TestAdoptReleaseReplace(t *testing.T) {
 	cs := kubernetes.NewForConfigOrDie(apitest.Start(t))
 	ns := namespace(t, cs, "adopt")
-	startKubelet(t, cs, ns, 20*time.Millisecond)
+	apitest.StartKubelet(t, cs, ns, 20*time.Millisecond)
 	ctx := t.Context()
 
 	// An orphan with the selector's labels but not all the template's.
@@ -288,7 +288,7 @@ func TestAdoptReleaseReplace(t *testing.T) {
 func TestScaleDownDeletesNotReadyFirst(t *testing.T) {
 	cs := kubernetes.NewForConfigOrDie(apitest.Start(t))
 	ns := namespace(t, cs, "order")
-	k := startKubelet(t, cs, ns, 20*time.Millisecond)
+	k := apitest.StartKubelet(t, cs, ns, 20*time.Millisecond)
 	startController(t, cs)
 	ctx := t.Context()
 	if _, err := cs.AppsV1().ReplicaSets(ns).Create(ctx, newRS("db", 3), metav1.CreateOptions{}); err != nil {
@@ -299,7 +299,7 @@ func TestScaleDownDeletesNotReadyFirst(t *testing.T) {
 	for _, p := range activePods(t, cs, ns, "app=db") {
 		ready[p.Name] = true
 	}
-	k.setNotReady(func(p *corev1.Pod) bool { return !ready[p.Name] })
+	k.SetNotReady(func(p *corev1.Pod) bool { return !ready[p.Name] })
 	scale(t, cs, ns, "db", 5)
 	waitFor(t, 10*time.Second, "5 pods, 3 ready", func() error {
 		rs, err := cs.AppsV1().ReplicaSets(ns).Get(ctx, "db", metav1.GetOptions{})
@@ -323,7 +323,7 @@ func TestScaleDownDeletesNotReadyFirst(t *testing.T) {
 func TestRestartMidScale(t *testing.T) {
 	cs := kubernetes.NewForConfigOrDie(apitest.Start(t))
 	ns := namespace(t, cs, "restart")
-	startKubelet(t, cs, ns, 20*time.Millisecond)
+	apitest.StartKubelet(t, cs, ns, 20*time.Millisecond)
 	watchCount(t, cs, ns, "app=job", func(n int) {
 		if n > 40 {
 			t.Errorf("saw %d active pods, want at most 40", n)
@@ -373,7 +373,7 @@ func TestSlowStart(t *testing.T) {
 func TestMinReadySeconds(t *testing.T) {
 	cs := kubernetes.NewForConfigOrDie(apitest.Start(t))
 	ns := namespace(t, cs, "minready")
-	startKubelet(t, cs, ns, 10*time.Millisecond)
+	apitest.StartKubelet(t, cs, ns, 10*time.Millisecond)
 	startController(t, cs)
 	ctx := t.Context()
 	rs := newRS("slow", 3)

@@ -49,6 +49,7 @@ import (
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
 
+	"github.com/skiff-sh/skiff/controlplane/internal/controllerref"
 	"github.com/skiff-sh/skiff/controlplane/internal/events"
 	"github.com/skiff-sh/skiff/controlplane/internal/expectations"
 	"github.com/skiff-sh/skiff/controlplane/internal/history"
@@ -123,7 +124,7 @@ type run struct {
 	cfg       Config
 	queue     workqueue.TypedRateLimitingInterface[string]
 	sets      appslisters.StatefulSetLister
-	podIndex  cache.Indexer // pods, with the byController index
+	refs      *controllerref.Manager // claims pods, by the byController index
 	revisions appslisters.ControllerRevisionLister
 	expect    *expectations.Expectations
 	rec       record.EventRecorder
@@ -151,7 +152,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	sets := factory.Apps().V1().StatefulSets()
 	pods := factory.Core().V1().Pods()
 	revisions := factory.Apps().V1().ControllerRevisions()
-	r.sets, r.podIndex, r.revisions = sets.Lister(), pods.Informer().GetIndexer(), revisions.Lister()
+	r.sets, r.revisions = sets.Lister(), revisions.Lister()
 
 	enqueueSet := func(obj any) {
 		if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
@@ -163,7 +164,8 @@ func (c *Controller) Run(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
-	if err := pods.Informer().AddIndexers(cache.Indexers{byController: controllerUID}); err != nil {
+	r.refs = controllerref.New(byController, kind, c.cfg.Client, c.cfg.Logger)
+	if err := r.refs.Index(pods.Informer()); err != nil {
 		return err
 	}
 	if _, err := pods.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
@@ -221,73 +223,8 @@ const (
 	podDeleted // or being deleted
 )
 
-// byController indexes pods by the uid of their controller, and pods
-// without one by orphanKey of their namespace.
+// byController names the controller's index of pods by controller uid.
 const byController = "statefulset.controller" // unique: the pod informer may be shared
-
-func controllerUID(obj any) ([]string, error) {
-	if p, ok := obj.(*corev1.Pod); ok {
-		if ref := metav1.GetControllerOfNoCopy(p); ref != nil {
-			return []string{string(ref.UID)}, nil
-		}
-		return []string{orphanKey(p.Namespace)}, nil
-	}
-	return nil, nil
-}
-
-func orphanKey(ns string) string { return "orphan/" + ns }
-
-// claim returns the pods set controls, as upstream's controller ref
-// manager does: it lets go of those that are no longer members (labels
-// changed so that the selector misses them), and adopts orphans that are
-// members. Both are updates with the cached resourceVersion, so a pod
-// changed meanwhile is left for the next sync.
-func (r *run) claim(ctx context.Context, set *appsv1.StatefulSet, member func(*corev1.Pod) bool) ([]*corev1.Pod, error) {
-	sel, err := metav1.LabelSelectorAsSelector(set.Spec.Selector)
-	if err != nil {
-		return nil, fmt.Errorf("statefulset: selector of %s/%s: %w", set.Namespace, set.Name, err)
-	}
-	owned, err := r.podIndex.ByIndex(byController, string(set.UID))
-	if err != nil {
-		return nil, err
-	}
-	orphans, err := r.podIndex.ByIndex(byController, orphanKey(set.Namespace))
-	if err != nil {
-		return nil, err
-	}
-	var pods []*corev1.Pod
-	var errs []error
-	for _, obj := range owned {
-		p := obj.(*corev1.Pod)
-		if sel.Matches(labels.Set(p.Labels)) && member(p) || p.DeletionTimestamp != nil {
-			pods = append(pods, p)
-			continue
-		}
-		c := p.DeepCopy()
-		c.OwnerReferences = slices.DeleteFunc(c.OwnerReferences, func(ref metav1.OwnerReference) bool { return ref.UID == set.UID })
-		if _, err := r.cfg.Client.CoreV1().Pods(c.Namespace).Update(ctx, c, metav1.UpdateOptions{}); err != nil && !apierrors.IsNotFound(err) {
-			errs = append(errs, fmt.Errorf("statefulset: release pod %s/%s: %w", c.Namespace, c.Name, err))
-		}
-	}
-	for _, obj := range orphans {
-		p := obj.(*corev1.Pod)
-		if p.DeletionTimestamp != nil || !sel.Matches(labels.Set(p.Labels)) || !member(p) {
-			continue
-		}
-		c := p.DeepCopy()
-		c.OwnerReferences = append(c.OwnerReferences, *metav1.NewControllerRef(set, kind))
-		adopted, err := r.cfg.Client.CoreV1().Pods(c.Namespace).Update(ctx, c, metav1.UpdateOptions{})
-		if err != nil {
-			if !apierrors.IsNotFound(err) {
-				errs = append(errs, fmt.Errorf("statefulset: adopt pod %s/%s: %w", c.Namespace, c.Name, err))
-			}
-			continue
-		}
-		r.cfg.Logger.Info("adopted pod", "statefulset", set.Namespace+"/"+set.Name, "pod", c.Namespace+"/"+c.Name)
-		pods = append(pods, adopted)
-	}
-	return pods, errors.Join(errs...)
-}
 
 // enqueueSelecting queues the sets in pod's namespace whose selector
 // matches it.
@@ -443,7 +380,7 @@ func (r *run) load(ctx context.Context, set *appsv1.StatefulSet, key string) (*s
 		}
 	}
 
-	all, err := r.claim(ctx, set, func(p *corev1.Pod) bool {
+	all, err := r.refs.Claim(ctx, set, set.Spec.Selector, func(p *corev1.Pod) bool {
 		_, ok := ordinal(set.Name, p.Name)
 		return ok
 	})

@@ -1,4 +1,4 @@
-package replicaset
+package apitest
 
 import (
 	"context"
@@ -15,11 +15,12 @@ import (
 	"k8s.io/client-go/util/workqueue"
 )
 
-// kubelet plays the node agent for the tests, where none runs: it binds
-// every new pod of its namespace to its node, after delay marks it Running
-// and Ready (unless notReady says otherwise), and finishes a graceful
-// deletion after delay.
-type kubelet struct {
+// Kubelet plays the node agent for the tests of controllers, where none
+// runs: it binds every new pod of its namespace to its node (node-<ns>,
+// which it creates), after its delay marks it Running and Ready (unless
+// SetNotReady says otherwise), and finishes a graceful deletion after its
+// delay. Its methods may be called from any goroutine.
+type Kubelet struct {
 	cs       kubernetes.Interface
 	ns, node string
 	delay    time.Duration
@@ -28,10 +29,10 @@ type kubelet struct {
 	notReady func(*corev1.Pod) bool
 }
 
-// startKubelet runs a kubelet for namespace ns until the test ends.
-func startKubelet(t *testing.T, cs kubernetes.Interface, ns string, delay time.Duration) *kubelet {
+// StartKubelet runs a Kubelet for namespace ns until the test ends.
+func StartKubelet(t testing.TB, cs kubernetes.Interface, ns string, delay time.Duration) *Kubelet {
 	t.Helper()
-	k := &kubelet{cs: cs, ns: ns, node: "node-" + ns, delay: delay}
+	k := &Kubelet{cs: cs, ns: ns, node: "node-" + ns, delay: delay}
 	if _, err := cs.CoreV1().Nodes().Create(t.Context(), &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: k.node}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
 	}
@@ -80,26 +81,26 @@ func startKubelet(t *testing.T, cs kubernetes.Interface, ns string, delay time.D
 	return k
 }
 
-// setNotReady makes the kubelet leave the pods for which f is true
+// SetNotReady makes the kubelet leave the pods for which f is true
 // Pending and not ready (nil: none).
-func (k *kubelet) setNotReady(f func(*corev1.Pod) bool) {
+func (k *Kubelet) SetNotReady(f func(*corev1.Pod) bool) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.notReady = f
 }
 
 // wants reports whether p has a step left: binding, running, or going.
-func (k *kubelet) wants(p *corev1.Pod) bool {
+func (k *Kubelet) wants(p *corev1.Pod) bool {
 	if p.DeletionTimestamp != nil || p.Spec.NodeName == "" {
 		return true
 	}
 	k.mu.Lock()
 	skip := k.notReady != nil && k.notReady(p)
 	k.mu.Unlock()
-	return !skip && !IsReady(p)
+	return !skip && !podReady(p)
 }
 
-func (k *kubelet) step(ctx context.Context, p *corev1.Pod) error {
+func (k *Kubelet) step(ctx context.Context, p *corev1.Pod) error {
 	switch {
 	case p.DeletionTimestamp != nil:
 		// The delay since the deletion was seen passed in the queue;
@@ -131,4 +132,13 @@ func (k *kubelet) step(ctx context.Context, p *corev1.Pod) error {
 	}
 	_, err := k.cs.CoreV1().Pods(k.ns).UpdateStatus(ctx, p, metav1.UpdateOptions{})
 	return err
+}
+
+func podReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
 }
