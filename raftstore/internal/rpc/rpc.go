@@ -11,8 +11,9 @@
 //	cl := rpc.NewClient(dial)             // dial opens a fresh connection
 //	resp, err := cl.Call(ctx, method, payload)
 //
-// A Call either fails before its request was written (ErrNotSent: the server
-// never saw it) or after (ErrConnLost: the server may or may not have acted).
+// A Call either fails before its whole request was written (ErrNotSent: the
+// server never saw it) or after (ErrConnLost: the server may or may not have
+// acted).
 // Callers that care about exactly-once use that distinction.
 package rpc
 
@@ -284,8 +285,15 @@ func (c *Client) Call(ctx context.Context, method byte, payload []byte) ([]byte,
 	}
 	cc.wmu.Unlock()
 	if err != nil {
+		// This call's frame was the last one put in the buffer, and the
+		// write that failed held at least its end: the server never got
+		// the whole frame, so it cannot act on it. (Calls whose frames an
+		// earlier write carried wait for their responses and get
+		// ErrConnLost.) A leader killed under a pooled connection fails
+		// here, and the write goes to the next leader instead of being
+		// reported as of unknown outcome.
 		cc.fail(err)
-		return nil, fmt.Errorf("%w: %w", ErrConnLost, err)
+		return nil, fmt.Errorf("%w: %w", ErrNotSent, err)
 	}
 	select {
 	case r, ok := <-ch:

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -173,6 +175,46 @@ func TestFailureBeforeAndAfterSending(t *testing.T) {
 	// The client redials for the next call.
 	if got, err := c.Call(t.Context(), 1, []byte("again")); err != nil || string(got) != "again" {
 		t.Fatalf("call after reconnect = %q, %v; want again", got, err)
+	}
+}
+
+// brokenConn fails its writes once broken is set, as a connection to a
+// killed peer does (connection reset).
+type brokenConn struct {
+	net.Conn
+	broken *atomic.Bool
+}
+
+func (c brokenConn) Write(p []byte) (int, error) {
+	if c.broken.Load() {
+		return 0, syscall.ECONNRESET
+	}
+	return c.Conn.Write(p)
+}
+
+// TestFailedWriteIsNotSent: a call whose own request cannot be written on a
+// pooled connection (the peer died meanwhile) is ErrNotSent — the server
+// cannot have acted on a frame it never fully received — so a caller may
+// send it elsewhere.
+func TestFailedWriteIsNotSent(t *testing.T) {
+	h := &echo{release: make(chan struct{}), got: make(chan struct{}, 1)}
+	close(h.release)
+	addr, _ := serve(t, h)
+	var broken atomic.Bool
+	c := NewClient(func(ctx context.Context) (net.Conn, error) {
+		conn, err := dialer(addr)(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return brokenConn{Conn: conn, broken: &broken}, nil
+	})
+	defer c.Close()
+	if _, err := c.Call(t.Context(), 1, []byte("first")); err != nil {
+		t.Fatalf("first call: %v", err)
+	}
+	broken.Store(true)
+	if _, err := c.Call(t.Context(), 1, []byte("second")); !errors.Is(err, ErrNotSent) {
+		t.Fatalf("call whose write failed: got %v, want ErrNotSent", err)
 	}
 }
 
