@@ -153,7 +153,7 @@ spec:
 // their Service's ready addresses and are evicted once their toleration
 // (a second here, set on the server) runs out.
 func TestNodeLossEvictsPods(t *testing.T) {
-	ms := startMastersWith(t, 1, "--node-monitor-grace-period=2s", "--default-toleration-seconds=1")
+	ms := startMastersWith(t, 1, "--node-monitor-grace-period=4s", "--default-toleration-seconds=1")
 	cs := clientset(t, ms.apiConfig(t, 0))
 	k := newKubectlRunner(t, ms.adminKubeconfig(t, 0))
 	stopLost := hollowNodes(t, cs, "4", "doomed")
