@@ -132,6 +132,7 @@ type Store struct {
 	codec            *codec
 	now              func() time.Time
 	bookmarkInterval time.Duration
+	events           eventCache
 }
 
 // New returns a Store over cfg.KV.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"sync"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -226,18 +227,72 @@ func (w *watcher) run(ctx context.Context, s *Store, res *Resource, f filter, kw
 	}
 }
 
+// eventCacheSize is how many decoded event objects the Store keeps: the
+// last few thousand changes, enough for every watcher of a busy resource
+// to find each change decoded by the first.
+const eventCacheSize = 4096
+
+// eventKey names a decoded event object: a stored value (key and mod
+// revision) as seen at an event's revision (its resourceVersion).
+type eventKey struct {
+	res      *Resource
+	key      string
+	mod, rev int64
+}
+
+// eventCache keeps the objects recently decoded for watch events, so that
+// the watchers of one resource decode each change once, not once each (a
+// pod change has a dozen watchers on a busy master). The objects are
+// shared: watch events' objects are read-only to their consumers (the API
+// server encodes them). Safe for concurrent use.
+type eventCache struct {
+	mu   sync.Mutex
+	objs map[eventKey]runtime.Object
+	ring [eventCacheSize]eventKey
+	next int
+}
+
+// decodeEvent decodes value (stored at key with mod revision mod) for an
+// event at revision rev, or returns the object another watcher decoded.
+func (s *Store) decodeEvent(res *Resource, key string, mod int64, value []byte, rev int64) (runtime.Object, error) {
+	k := eventKey{res: res, key: key, mod: mod, rev: rev}
+	c := &s.events
+	c.mu.Lock()
+	obj, ok := c.objs[k]
+	c.mu.Unlock()
+	if ok {
+		return obj, nil
+	}
+	obj, err := s.decode(res, value, rev)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.objs == nil {
+		c.objs = make(map[eventKey]runtime.Object, eventCacheSize)
+	}
+	if _, ok := c.objs[k]; !ok {
+		delete(c.objs, c.ring[c.next]) // the oldest, or the zero key
+		c.ring[c.next] = k
+		c.next = (c.next + 1) % eventCacheSize
+		c.objs[k] = obj
+	}
+	return obj, nil
+}
+
 // convert turns a store event into the watch event the filter's client
 // sees, if any.
 func (s *Store) convert(res *Resource, f filter, ev raftstore.Event) (watch.Event, bool, error) {
 	rev := ev.KV.ModRevision
 	if ev.Type == raftstore.EventDelete {
-		old, err := s.decode(res, ev.PrevKV.Value, rev)
+		old, err := s.decodeEvent(res, ev.PrevKV.Key, ev.PrevKV.ModRevision, ev.PrevKV.Value, rev)
 		if err != nil || !f.matches(res, old) {
 			return watch.Event{}, false, err
 		}
 		return watch.Event{Type: watch.Deleted, Object: old}, true, nil
 	}
-	cur, err := s.decode(res, ev.KV.Value, rev)
+	cur, err := s.decodeEvent(res, ev.KV.Key, ev.KV.ModRevision, ev.KV.Value, rev)
 	if err != nil {
 		return watch.Event{}, false, err
 	}
@@ -248,7 +303,7 @@ func (s *Store) convert(res *Resource, f filter, ev raftstore.Event) (watch.Even
 	if f.empty() {
 		return watch.Event{Type: watch.Modified, Object: cur}, true, nil
 	}
-	old, err := s.decode(res, ev.PrevKV.Value, rev)
+	old, err := s.decodeEvent(res, ev.PrevKV.Key, ev.PrevKV.ModRevision, ev.PrevKV.Value, rev)
 	if err != nil {
 		return watch.Event{}, false, err
 	}

@@ -307,3 +307,37 @@ func TestWatchBookmarks(t *testing.T) {
 	case <-time.After(200 * time.Millisecond): // four bookmark intervals
 	}
 }
+
+// TestWatchersShareDecodedEvents: two watchers of one resource get the same
+// decoded object for each change (decoded once), with the event's
+// resourceVersion; a delete's object is the deleted version.
+func TestWatchersShareDecodedEvents(t *testing.T) {
+	st, rs := newTestStore(t)
+	ctx := t.Context()
+	from := strconv.FormatInt(rs.Revision(), 10)
+	var ws []watch.Interface
+	for range 2 {
+		w, err := st.Watch(ctx, configMaps, "default", ListOptions{ResourceVersion: from})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(w.Stop)
+		ws = append(ws, w)
+	}
+	created := mustCreate(t, st, configMaps, "default", configMap("default", "shared", nil, map[string]string{"v": "1"}))
+	if _, err := st.Delete(ctx, configMaps, "default", "shared", DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	deleteRev := strconv.FormatInt(rs.Revision(), 10)
+	for _, want := range []struct {
+		typ watch.EventType
+		rv  string
+	}{{watch.Added, rvOf(t, created)}, {watch.Deleted, deleteRev}} {
+		a, b := nextEvent(t, ws[0]), nextEvent(t, ws[1])
+		wantEvent(t, a, want.typ, "shared", want.rv)
+		wantEvent(t, b, want.typ, "shared", want.rv)
+		if a.Object != b.Object {
+			t.Errorf("%s: the two watchers got two decodings of one change", want.typ)
+		}
+	}
+}
