@@ -86,11 +86,14 @@ func TestDistinctRanges(t *testing.T) {
 	stop()
 	run(t, cs, "10.250.0.0/24", 26)
 	createNode(t, cs, "c", "")
-	createNode(t, cs, "d", "") // no range left
-	apitest.WaitFor(t, 20*time.Second, "c to get the last range and d a CIDRNotAvailable event", func() error {
+	apitest.WaitFor(t, 20*time.Second, "c to get the last range", func() error {
 		if cidrs(t, cs)["c"] == "" {
 			return fmt.Errorf("c has none")
 		}
+		return nil
+	})
+	createNode(t, cs, "d", "") // no range left
+	apitest.WaitFor(t, 20*time.Second, "d to get a CIDRNotAvailable event", func() error {
 		evs, err := cs.CoreV1().Events("").List(t.Context(), metav1.ListOptions{FieldSelector: "involvedObject.name=d,reason=CIDRNotAvailable"})
 		if err != nil {
 			return err
