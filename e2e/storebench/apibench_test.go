@@ -542,7 +542,11 @@ func (a *apiCluster) createPods(ctx context.Context, n int) error {
 			for k := next.Add(1) - 1; k < int64(n) && ctx.Err() == nil; k = next.Add(1) - 1 {
 				pod := &corev1.Pod{
 					ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("p-%05d", k), Labels: map[string]string{"app": "apibench"}},
-					Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "main", Image: "busybox", Command: []string{"sleep", "3600"}}}},
+					// No scheduler serves this name: the cluster has no
+					// nodes, and the leader's scheduler would otherwise keep
+					// retrying 10,000 unschedulable pods (status patches,
+					// FailedScheduling events) while they are listed.
+					Spec: corev1.PodSpec{SchedulerName: "apibench-none", Containers: []corev1.Container{{Name: "main", Image: "busybox", Command: []string{"sleep", "3600"}}}},
 				}
 				pctx, pcancel := context.WithTimeout(ctx, opTimeout)
 				_, err := a.client().CoreV1().Pods(listNS).Create(pctx, pod, metav1.CreateOptions{})
