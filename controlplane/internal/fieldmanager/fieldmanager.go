@@ -47,6 +47,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/applyconfigurations"
 	"sigs.k8s.io/structured-merge-diff/v6/fieldpath"
+	"sigs.k8s.io/structured-merge-diff/v6/typed"
 )
 
 // ErrNoSchema is returned by Set.For for a kind the embedded
@@ -105,7 +106,8 @@ func (s *Set) For(gvk schema.GroupVersionKind, subresource string) (*Manager, er
 	if err != nil {
 		return nil, fmt.Errorf("fieldmanager: %s: %w", gvk, err)
 	}
-	m := &Manager{gvk: gvk, subresource: subresource, scheme: s.scheme, types: s.types, fields: fm}
+	m := &Manager{gvk: gvk, subresource: subresource, scheme: s.scheme, types: s.types, fields: fm,
+		reset: resetFields(gvk.GroupVersion(), subresource)[fieldpath.APIVersion(gvk.GroupVersion().String())]}
 	s.managers[k] = m
 	return m, nil
 }
@@ -139,6 +141,11 @@ type Manager struct {
 	scheme      *runtime.Scheme
 	types       managedfields.TypeConverter
 	fields      *managedfields.FieldManager
+	// reset filters out what writes through subresource cannot set.
+	reset fieldpath.Filter
+
+	emptyOnce sync.Once
+	empty     *typed.TypedValue // the kind's zero object, typed; nil if it fails
 }
 
 // Kind is the kind the Manager was built for.
@@ -201,6 +208,18 @@ func (m *Manager) Apply(live runtime.Object, patch []byte, manager string, force
 // returns obj with live's managedFields and the error: kube-apiserver writes
 // such an object anyway rather than fail the request, and a caller may too.
 func (m *Manager) Update(live, obj runtime.Object, manager string) (runtime.Object, error) {
+	if live == nil && m.subresource == "" {
+		if om := objectMeta(obj); om != nil && len(om.GetManagedFields()) == 0 {
+			if out, ok := m.create(obj, manager); ok {
+				return out, nil
+			}
+		}
+	}
+	return m.update(live, obj, manager)
+}
+
+// update is Update through the full field manager pipeline.
+func (m *Manager) update(live, obj runtime.Object, manager string) (runtime.Object, error) {
 	live, err := m.liveOrNew(live)
 	if err != nil {
 		return nil, err
@@ -218,6 +237,75 @@ func (m *Manager) Update(live, obj runtime.Object, manager string) (runtime.Obje
 		return obj, fmt.Errorf("fieldmanager: managedFields of %s not updated: %w", describe(obj), err)
 	}
 	return out, nil
+}
+
+// stripped are the fields no managedFields entry holds (the field manager's
+// strip set).
+var stripped = fieldpath.NewSet(
+	fieldpath.MakePathOrDie("apiVersion"),
+	fieldpath.MakePathOrDie("kind"),
+	fieldpath.MakePathOrDie("metadata"),
+	fieldpath.MakePathOrDie("metadata", "name"),
+	fieldpath.MakePathOrDie("metadata", "namespace"),
+	fieldpath.MakePathOrDie("metadata", "creationTimestamp"),
+	fieldpath.MakePathOrDie("metadata", "selfLink"),
+	fieldpath.MakePathOrDie("metadata", "uid"),
+	fieldpath.MakePathOrDie("metadata", "clusterName"),
+	fieldpath.MakePathOrDie("metadata", "generation"),
+	fieldpath.MakePathOrDie("metadata", "managedFields"),
+	fieldpath.MakePathOrDie("metadata", "resourceVersion"),
+)
+
+// create is Update's path for the commonest write, a create through the
+// main resource that brings no managedFields: manager owns exactly what
+// differs from the kind's zero object, less the reset and stripped fields,
+// as the full field manager pipeline computes it (TestCreateFastPath
+// compares the two), without its layers of conversions and copies. ok is
+// false when the fast path cannot tell; Update then takes the full one.
+func (m *Manager) create(obj runtime.Object, manager string) (runtime.Object, bool) {
+	m.emptyOnce.Do(func() {
+		zero, err := m.scheme.New(m.gvk)
+		if err != nil {
+			return
+		}
+		zero.GetObjectKind().SetGroupVersionKind(m.gvk)
+		if tv, err := m.types.ObjectToTyped(zero, typed.AllowDuplicates); err == nil {
+			m.empty = tv
+		}
+	})
+	if m.empty == nil {
+		return nil, false
+	}
+	obj = obj.DeepCopyObject()
+	obj.GetObjectKind().SetGroupVersionKind(m.gvk)
+	tv, err := m.types.ObjectToTyped(obj, typed.AllowDuplicates)
+	if err != nil {
+		return nil, false
+	}
+	cmp, err := m.empty.Compare(tv)
+	if err != nil {
+		return nil, false
+	}
+	set := cmp.Modified.Union(cmp.Added)
+	if m.reset != nil {
+		set = m.reset.Filter(set)
+	}
+	set = set.Difference(stripped)
+	om := objectMeta(obj)
+	if set.Empty() {
+		om.SetManagedFields(nil)
+		return obj, true
+	}
+	raw, err := set.ToJSON()
+	if err != nil {
+		return nil, false
+	}
+	now := metav1.Now()
+	om.SetManagedFields([]metav1.ManagedFieldsEntry{{
+		Manager: manager, Operation: metav1.ManagedFieldsOperationUpdate, APIVersion: m.gvk.GroupVersion().String(),
+		Time: &now, FieldsType: "FieldsV1", FieldsV1: metav1.NewFieldsV1(string(raw)),
+	}})
+	return obj, true
 }
 
 // liveOrNew returns a copy of live with its kind set, or a new empty object

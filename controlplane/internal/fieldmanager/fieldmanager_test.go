@@ -3,6 +3,8 @@ package fieldmanager
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -11,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -446,3 +449,86 @@ func mustJSON(t *testing.T, v any) string {
 }
 
 func equalJSON(t *testing.T, a, b any) bool { return mustJSON(t, a) == mustJSON(t, b) }
+
+// TestCreateFastPath: a create's managedFields from the fast path are those
+// of the full field manager pipeline, for objects of every shape the API
+// creates (maps, lists with keys, sets, status that a create cannot own,
+// empty objects).
+func TestCreateFastPath(t *testing.T) {
+	one := int32(1)
+	yes := true
+	labels := map[string]string{"app": "web", "tier": "front"}
+	for _, tc := range []struct {
+		gvk schema.GroupVersionKind
+		obj runtime.Object
+	}{
+		{corev1.SchemeGroupVersion.WithKind("ConfigMap"), &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "c", Namespace: "d", Labels: labels, Annotations: map[string]string{"a": "b"}}, Data: map[string]string{"k": "v", "x": "y"}}},
+		{corev1.SchemeGroupVersion.WithKind("ConfigMap"), &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "empty"}}},
+		{corev1.SchemeGroupVersion.WithKind("Pod"), &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: "p", GenerateName: "p-", Labels: labels, Finalizers: []string{"x/y"},
+				OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "rs", UID: "u", Controller: &yes, BlockOwnerDeletion: &yes}}},
+			Spec: corev1.PodSpec{
+				Containers: []corev1.Container{{Name: "a", Image: "i", Ports: []corev1.ContainerPort{{ContainerPort: 80, Protocol: corev1.ProtocolTCP}},
+					Env: []corev1.EnvVar{{Name: "E", Value: "1"}}, Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resourceMust("100m")}}},
+					{Name: "b", Image: "j", TerminationMessagePolicy: corev1.TerminationMessageReadFile}},
+				Tolerations:   []corev1.Toleration{{Key: "node.kubernetes.io/unreachable", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute}},
+				RestartPolicy: corev1.RestartPolicyAlways, DNSPolicy: corev1.DNSClusterFirst, SchedulerName: "default-scheduler",
+				Volumes: []corev1.Volume{{Name: "v", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}},
+			},
+			Status: corev1.PodStatus{Phase: corev1.PodPending, QOSClass: corev1.PodQOSBurstable},
+		}},
+		{appsv1.SchemeGroupVersion.WithKind("Deployment"), &appsv1.Deployment{
+			ObjectMeta: metav1.ObjectMeta{Name: "d", Labels: labels},
+			Spec: appsv1.DeploymentSpec{Replicas: &one, Selector: &metav1.LabelSelector{MatchLabels: labels},
+				Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "a", Image: "i"}}}}},
+		}},
+		{corev1.SchemeGroupVersion.WithKind("Service"), &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Name: "s"},
+			Spec: corev1.ServiceSpec{Selector: labels, Ports: []corev1.ServicePort{{Name: "http", Port: 80, Protocol: corev1.ProtocolTCP}, {Name: "dns", Port: 53, Protocol: corev1.ProtocolUDP}},
+				ClusterIP: "10.96.0.5", ClusterIPs: []string{"10.96.0.5"}, Type: corev1.ServiceTypeClusterIP},
+		}},
+		{corev1.SchemeGroupVersion.WithKind("Node"), &corev1.Node{
+			ObjectMeta: metav1.ObjectMeta{Name: "n", Labels: labels},
+			Spec:       corev1.NodeSpec{PodCIDR: "10.244.1.0/24", Taints: []corev1.Taint{{Key: "k", Effect: corev1.TaintEffectNoSchedule}}},
+			Status:     corev1.NodeStatus{Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}},
+		}},
+	} {
+		t.Run(tc.gvk.Kind+"/"+tc.obj.(metav1.Object).GetName(), func(t *testing.T) {
+			m := manager(t, tc.gvk, "")
+			fast, ok := m.create(tc.obj, "creator")
+			if !ok {
+				t.Fatal("the fast path declined")
+			}
+			full, err := m.update(nil, tc.obj, "creator")
+			if err != nil {
+				t.Fatal(err)
+			}
+			strip := func(obj runtime.Object) []metav1.ManagedFieldsEntry {
+				es := obj.(metav1.Object).GetManagedFields()
+				for i := range es {
+					es[i].Time = nil
+				}
+				return es
+			}
+			got, want := strip(fast), strip(full)
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("fast path managedFields:\n%+v\nfull pipeline:\n%+v", describeEntries(got), describeEntries(want))
+			}
+			fast.(metav1.Object).SetManagedFields(nil)
+			full.(metav1.Object).SetManagedFields(nil)
+			if !reflect.DeepEqual(fast, full) {
+				t.Errorf("the objects differ beyond managedFields:\n%+v\n%+v", fast, full)
+			}
+		})
+	}
+}
+
+func describeEntries(es []metav1.ManagedFieldsEntry) string {
+	var b strings.Builder
+	for _, e := range es {
+		fmt.Fprintf(&b, "%s %s %s %q %s\n", e.Manager, e.Operation, e.APIVersion, e.Subresource, e.FieldsV1.GetRawString())
+	}
+	return b.String()
+}
+
+func resourceMust(s string) resource.Quantity { return resource.MustParse(s) }
