@@ -18,6 +18,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/skiff-sh/skiff/controlplane/internal/registry"
@@ -79,7 +80,8 @@ func startAPIServerWith(t *testing.T, configure func(*Config)) (*Server, *httpte
 		cctx, ccancel := context.WithTimeout(t.Context(), time.Second)
 		_, err := st.Create(cctx, nsRes, "", &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, registry.CreateOptions{})
 		ccancel()
-		if err == nil {
+		// AlreadyExists: an earlier attempt timed out here but was applied.
+		if err == nil || apierrors.IsAlreadyExists(err) {
 			break
 		}
 		if time.Now().After(deadline) {

@@ -272,12 +272,13 @@ func (s *Store) decodeEvent(res *Resource, key string, mod int64, value []byte, 
 	if c.objs == nil {
 		c.objs = make(map[eventKey]runtime.Object, eventCacheSize)
 	}
-	if _, ok := c.objs[k]; !ok {
-		delete(c.objs, c.ring[c.next]) // the oldest, or the zero key
-		c.ring[c.next] = k
-		c.next = (c.next + 1) % eventCacheSize
-		c.objs[k] = obj
+	if first, ok := c.objs[k]; ok {
+		return first, nil // another watcher decoded it meanwhile: share its
 	}
+	delete(c.objs, c.ring[c.next]) // the oldest, or the zero key
+	c.ring[c.next] = k
+	c.next = (c.next + 1) % eventCacheSize
+	c.objs[k] = obj
 	return obj, nil
 }
 
