@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/url"
 	"sync/atomic"
 	"time"
 
@@ -210,16 +209,7 @@ type spread struct {
 }
 
 func (s *spread) RoundTrip(req *http.Request) (*http.Response, error) {
-	var hosts []string
-	for _, m := range s.masters.Members() {
-		if !m.Alive || !m.Meta.Master {
-			continue
-		}
-		if u, err := url.Parse(m.Meta.API); err == nil && u.Host != "" {
-			hosts = append(hosts, u.Host)
-		}
-	}
-	if len(hosts) > 0 {
+	if hosts := s.masters.MasterAPIs(); len(hosts) > 0 {
 		req = req.Clone(req.Context())
 		req.URL.Host = hosts[int(s.next.Add(1))%len(hosts)]
 		req.Host = ""

@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -123,6 +124,9 @@ type Pool struct {
 	list    *memberlist.Memberlist // nil until Run has started it
 	addr    string
 	members map[string]Member // by name, from memberlist's notifications
+	// apis are the live masters' API hosts (host:port), recomputed when a
+	// member changes and replaced, never modified, so readers share it.
+	apis    []string
 	changed chan struct{}
 	started chan struct{}
 }
@@ -251,6 +255,30 @@ func (p *Pool) Member(name string) (Member, bool) {
 	return m, ok
 }
 
+// MasterAPIs returns the API hosts (host:port) of the live masters, sorted.
+// It is kept as members change, so calling it costs nothing; the caller
+// must not modify the slice.
+func (p *Pool) MasterAPIs() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.apis
+}
+
+// masterAPIs computes MasterAPIs from the members.
+func masterAPIs(members map[string]Member) []string {
+	var apis []string
+	for _, m := range members {
+		if !m.Alive || !m.Meta.Master {
+			continue
+		}
+		if u, err := url.Parse(m.Meta.API); err == nil && u.Host != "" {
+			apis = append(apis, u.Host)
+		}
+	}
+	slices.Sort(apis)
+	return apis
+}
+
 // Changed receives a value whenever a member joins, leaves, dies or
 // changes its metadata. Values are coalesced: one pending value stands for
 // any number of changes.
@@ -263,6 +291,7 @@ func (p *Pool) set(n *memberlist.Node, alive bool) {
 	_ = json.Unmarshal(n.Meta, &m.Meta) // a member that sends junk shows no roles
 	p.mu.Lock()
 	p.members[n.Name] = m
+	p.apis = masterAPIs(p.members)
 	p.mu.Unlock()
 	p.cfg.Logger.Debug("gossip: member", "member", m.Name, "addr", m.Addr, "alive", alive)
 	select {

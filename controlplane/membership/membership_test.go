@@ -99,6 +99,9 @@ func TestPool(t *testing.T) {
 	if len(ms) != 3 || ms[0].Name != "m1" || !ms[0].Meta.Master || ms[0].Meta.API != "https://127.0.0.1:6443" || ms[1].Meta.PodCIDR != "10.244.1.0/24" {
 		t.Errorf("w1 sees %+v", ms)
 	}
+	if got := w1.MasterAPIs(); len(got) != 1 || got[0] != "127.0.0.1:6443" {
+		t.Errorf("w1's master APIs: got %v, want [127.0.0.1:6443]", got)
+	}
 	if got := names(stranger.Members()); got != "intruder:true " {
 		t.Errorf("a member with another key got in: %s", got)
 	}
