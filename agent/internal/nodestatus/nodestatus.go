@@ -1,0 +1,401 @@
+// Package nodestatus registers a worker's Node and keeps it current, as
+// the kubelet does: capacity and allocatable measured on the host,
+// addresses, system info, the four standard conditions, and a Lease in
+// kube-node-lease renewed every LeaseInterval.
+//
+// Use: New(cfg), then Run(ctx), which registers (retrying until the API
+// answers), calls OnPodCIDR once the control plane has given the Node a
+// pod CIDR, and heartbeats until ctx ends.
+package nodestatus
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net/netip"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+)
+
+// LeaseNamespace holds the nodes' Leases.
+const LeaseNamespace = "kube-node-lease"
+
+// LeaseDurationSeconds is what the Lease declares (the kubelet's default).
+const LeaseDurationSeconds = 40
+
+// KubeletVersion is the version the Node reports for its agent.
+const KubeletVersion = "v1.37.2-skiff"
+
+// Config configures a Reporter.
+type Config struct {
+	Client   kubernetes.Interface
+	NodeName string
+	NodeIP   netip.Addr
+	// Port is the agent's endpoint (status.daemonEndpoints.kubeletEndpoint).
+	Port int32
+	// Labels and Taints are set at registration (--node-labels,
+	// --register-with-taints).
+	Labels map[string]string
+	Taints []corev1.Taint
+	// DataDir is measured for ephemeral-storage.
+	DataDir string
+	// RuntimeVersion is status.nodeInfo.containerRuntimeVersion, e.g.
+	// "containerd://1.6.20".
+	RuntimeVersion string
+	// MaxPods is the pods capacity.
+	MaxPods int64
+	// LeaseInterval is how often the Lease is renewed, StatusInterval how
+	// often the conditions are posted again.
+	LeaseInterval, StatusInterval time.Duration
+	// OnPodCIDR, if set, is called from Run once with the Node's
+	// spec.podCIDR when the control plane has set it.
+	OnPodCIDR func(netip.Prefix)
+	Logger    *slog.Logger
+	Now       func() time.Time
+}
+
+// DefaultConfig returns a Config without Client, NodeName and NodeIP.
+func DefaultConfig() Config {
+	return Config{
+		Port: 10250, MaxPods: 110, DataDir: "/",
+		LeaseInterval: 10 * time.Second, StatusInterval: 10 * time.Second,
+		Logger: slog.Default(), Now: time.Now,
+	}
+}
+
+// Validate reports the first problem with the configuration.
+func (c *Config) Validate() error {
+	switch {
+	case c.Client == nil || c.Logger == nil || c.Now == nil:
+		return errors.New("nodestatus: config: Client, Logger and Now are required")
+	case c.NodeName == "":
+		return errors.New("nodestatus: config: NodeName is required")
+	case !c.NodeIP.IsValid():
+		return errors.New("nodestatus: config: NodeIP is required")
+	case c.LeaseInterval <= 0 || c.StatusInterval <= 0:
+		return errors.New("nodestatus: config: LeaseInterval and StatusInterval must be positive")
+	case c.MaxPods <= 0:
+		return errors.New("nodestatus: config: MaxPods must be positive")
+	}
+	return nil
+}
+
+// Reporter registers and heartbeats one Node.
+type Reporter struct {
+	cfg    Config
+	bootID string
+	uid    types.UID
+}
+
+// New returns a Reporter for cfg.
+func New(cfg Config) (*Reporter, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	boot, _ := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	return &Reporter{cfg: cfg, bootID: strings.TrimSpace(string(boot))}, nil
+}
+
+// Run registers the Node, then renews its Lease and status until ctx
+// ends. It returns nil when ctx ends; an error only when registration is
+// refused for good (invalid, forbidden, unauthorized).
+func (r *Reporter) Run(ctx context.Context) error {
+	backoff := 200 * time.Millisecond
+	for {
+		err := r.register(ctx)
+		if err == nil {
+			break
+		}
+		if apierrors.IsInvalid(err) || apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err) {
+			return fmt.Errorf("nodestatus: registering node %s: %w", r.cfg.NodeName, err)
+		}
+		r.cfg.Logger.Info("node not registered yet", "node", r.cfg.NodeName, "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+	r.cfg.Logger.Info("node registered", "node", r.cfg.NodeName)
+	cidrSent := false
+	lease := time.NewTicker(r.cfg.LeaseInterval)
+	defer lease.Stop()
+	status := time.NewTicker(r.cfg.StatusInterval)
+	defer status.Stop()
+	// The pod CIDR comes soon after registration: look more often until then.
+	cidr := time.NewTicker(250 * time.Millisecond)
+	defer cidr.Stop()
+	r.renewLease(ctx)
+	for {
+		if !cidrSent && r.cfg.OnPodCIDR != nil {
+			if p, ok := r.podCIDR(ctx); ok {
+				r.cfg.OnPodCIDR(p)
+				cidrSent = true
+				cidr.Stop()
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-lease.C:
+			r.renewLease(ctx)
+		case <-status.C:
+			if err := r.refresh(ctx); err != nil && ctx.Err() == nil {
+				r.cfg.Logger.Warn("node status not posted", "node", r.cfg.NodeName, "err", err)
+			}
+		case <-cidr.C:
+		}
+	}
+}
+
+func (r *Reporter) podCIDR(ctx context.Context) (netip.Prefix, bool) {
+	n, err := r.cfg.Client.CoreV1().Nodes().Get(ctx, r.cfg.NodeName, metav1.GetOptions{})
+	if err != nil || n.Spec.PodCIDR == "" {
+		return netip.Prefix{}, false
+	}
+	p, err := netip.ParsePrefix(n.Spec.PodCIDR)
+	if err != nil {
+		r.cfg.Logger.Warn("node has a malformed pod CIDR", "node", r.cfg.NodeName, "podCIDR", n.Spec.PodCIDR)
+		return netip.Prefix{}, false
+	}
+	return p, true
+}
+
+// labels returns the labels a kubelet registers with.
+func (r *Reporter) labels() map[string]string {
+	l := maps.Clone(r.cfg.Labels)
+	if l == nil {
+		l = map[string]string{}
+	}
+	l[corev1.LabelHostname] = r.cfg.NodeName
+	l[corev1.LabelOSStable] = "linux"
+	l[corev1.LabelArchStable] = runtime.GOARCH
+	l["beta.kubernetes.io/os"] = "linux"
+	l["beta.kubernetes.io/arch"] = runtime.GOARCH
+	return l
+}
+
+// register creates the Node, or takes over the existing one (an agent
+// restarting), and posts its status.
+func (r *Reporter) register(ctx context.Context) error {
+	nodes := r.cfg.Client.CoreV1().Nodes()
+	obj := &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: r.cfg.NodeName, Labels: r.labels()},
+		Spec:       corev1.NodeSpec{Taints: r.cfg.Taints},
+	}
+	got, err := nodes.Create(ctx, obj, metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		got, err = nodes.Get(ctx, r.cfg.NodeName, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		changed := false
+		if got.Labels == nil {
+			got.Labels = map[string]string{}
+		}
+		for k, v := range obj.Labels {
+			if got.Labels[k] != v {
+				got.Labels[k], changed = v, true
+			}
+		}
+		if changed {
+			if got, err = nodes.Update(ctx, got, metav1.UpdateOptions{}); err != nil {
+				return err
+			}
+		}
+	}
+	if err != nil {
+		return err
+	}
+	got.Status = r.status(got.Status)
+	got, err = nodes.UpdateStatus(ctx, got, metav1.UpdateOptions{})
+	if err != nil {
+		return err
+	}
+	r.uid = got.UID
+	return nil
+}
+
+// refresh posts the status again, registering anew when the Node was
+// deleted.
+func (r *Reporter) refresh(ctx context.Context) error {
+	nodes := r.cfg.Client.CoreV1().Nodes()
+	cur, err := nodes.Get(ctx, r.cfg.NodeName, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return r.register(ctx)
+	}
+	if err != nil {
+		return err
+	}
+	cur.Status = r.status(cur.Status)
+	_, err = nodes.UpdateStatus(ctx, cur, metav1.UpdateOptions{})
+	return err
+}
+
+// status returns the status the node posts now; condition transition
+// times are kept from old where the status is the same.
+func (r *Reporter) status(old corev1.NodeStatus) corev1.NodeStatus {
+	capacity := r.capacity()
+	return corev1.NodeStatus{
+		Capacity:    capacity,
+		Allocatable: capacity.DeepCopy(),
+		Conditions:  r.conditions(old.Conditions),
+		Addresses: []corev1.NodeAddress{
+			{Type: corev1.NodeInternalIP, Address: r.cfg.NodeIP.String()},
+			{Type: corev1.NodeHostName, Address: r.cfg.NodeName},
+		},
+		DaemonEndpoints: corev1.NodeDaemonEndpoints{KubeletEndpoint: corev1.DaemonEndpoint{Port: r.cfg.Port}},
+		NodeInfo:        r.nodeInfo(),
+		Images:          old.Images,
+	}
+}
+
+// capacity measures the host: CPUs, memory, the data dir's filesystem.
+func (r *Reporter) capacity() corev1.ResourceList {
+	l := corev1.ResourceList{
+		corev1.ResourceCPU:  *resource.NewQuantity(int64(runtime.NumCPU()), resource.DecimalSI),
+		corev1.ResourcePods: *resource.NewQuantity(r.cfg.MaxPods, resource.DecimalSI),
+	}
+	if mem, err := memTotal(); err == nil {
+		l[corev1.ResourceMemory] = *resource.NewQuantity(mem, resource.BinarySI)
+	}
+	var fs unix.Statfs_t
+	if err := unix.Statfs(r.cfg.DataDir, &fs); err == nil {
+		l[corev1.ResourceEphemeralStorage] = *resource.NewQuantity(int64(fs.Blocks)*fs.Bsize, resource.BinarySI)
+	}
+	return l
+}
+
+// memTotal reads MemTotal from /proc/meminfo, in bytes.
+func memTotal() (int64, error) {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0, err
+	}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) >= 2 && f[0] == "MemTotal:" {
+			kb, err := strconv.ParseInt(f[1], 10, 64)
+			return kb * 1024, err
+		}
+	}
+	return 0, errors.New("nodestatus: no MemTotal in /proc/meminfo")
+}
+
+func (r *Reporter) nodeInfo() corev1.NodeSystemInfo {
+	var u unix.Utsname
+	_ = unix.Uname(&u)
+	machineID, _ := os.ReadFile("/etc/machine-id")
+	mid := strings.TrimSpace(string(machineID))
+	if mid == "" {
+		mid = hashID("machine", r.cfg.NodeName)[:32]
+	}
+	return corev1.NodeSystemInfo{
+		MachineID:               mid,
+		SystemUUID:              hashID("system", mid, r.cfg.NodeName)[:32],
+		BootID:                  r.bootID,
+		KernelVersion:           unix.ByteSliceToString(u.Release[:]),
+		OSImage:                 osImage(),
+		ContainerRuntimeVersion: r.cfg.RuntimeVersion,
+		KubeletVersion:          KubeletVersion,
+		OperatingSystem:         "linux",
+		Architecture:            runtime.GOARCH,
+	}
+}
+
+// osImage is PRETTY_NAME of /etc/os-release.
+func osImage() string {
+	b, err := os.ReadFile("/etc/os-release")
+	if err != nil {
+		return "Linux"
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "PRETTY_NAME="); ok {
+			return strings.Trim(v, `"`)
+		}
+	}
+	return "Linux"
+}
+
+func (r *Reporter) conditions(old []corev1.NodeCondition) []corev1.NodeCondition {
+	now := metav1.NewTime(r.cfg.Now())
+	mk := func(t corev1.NodeConditionType, s corev1.ConditionStatus, reason, msg string) corev1.NodeCondition {
+		c := corev1.NodeCondition{Type: t, Status: s, Reason: reason, Message: msg, LastHeartbeatTime: now, LastTransitionTime: now}
+		for _, o := range old {
+			if o.Type == t && o.Status == s {
+				c.LastTransitionTime = o.LastTransitionTime
+			}
+		}
+		return c
+	}
+	return []corev1.NodeCondition{
+		mk(corev1.NodeMemoryPressure, corev1.ConditionFalse, "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
+		mk(corev1.NodeDiskPressure, corev1.ConditionFalse, "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+		mk(corev1.NodePIDPressure, corev1.ConditionFalse, "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+		mk(corev1.NodeReady, corev1.ConditionTrue, "KubeletReady", "kubelet is posting ready status"),
+	}
+}
+
+// renewLease renews the node's Lease, creating it when missing. Failures
+// are logged: the next tick tries again.
+func (r *Reporter) renewLease(ctx context.Context) {
+	if err := r.lease(ctx); err != nil && ctx.Err() == nil {
+		r.cfg.Logger.Warn("node lease not renewed", "node", r.cfg.NodeName, "err", err)
+	}
+}
+
+func (r *Reporter) lease(ctx context.Context) error {
+	leases := r.cfg.Client.CoordinationV1().Leases(LeaseNamespace)
+	name := r.cfg.NodeName
+	now := metav1.NewMicroTime(r.cfg.Now())
+	cur, err := leases.Get(ctx, name, metav1.GetOptions{})
+	if err == nil {
+		cur.Spec.RenewTime = &now
+		cur.Spec.HolderIdentity = &name
+		_, err = leases.Update(ctx, cur, metav1.UpdateOptions{})
+		return err
+	}
+	if !apierrors.IsNotFound(err) {
+		return err
+	}
+	dur := int32(LeaseDurationSeconds)
+	l := &coordinationv1.Lease{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: LeaseNamespace},
+		Spec:       coordinationv1.LeaseSpec{HolderIdentity: &name, LeaseDurationSeconds: &dur, RenewTime: &now},
+	}
+	if r.uid != "" {
+		l.OwnerReferences = []metav1.OwnerReference{{APIVersion: "v1", Kind: "Node", Name: name, UID: r.uid}}
+	}
+	_, err = leases.Create(ctx, l, metav1.CreateOptions{})
+	return err
+}
+
+// hashID returns a stable hex identifier derived from its parts.
+func hashID(parts ...string) string {
+	sum := sha256.New()
+	for _, p := range parts {
+		sum.Write([]byte(p))
+		sum.Write([]byte{0})
+	}
+	return hex.EncodeToString(sum.Sum(nil))
+}
