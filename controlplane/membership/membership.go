@@ -8,6 +8,8 @@
 //	go p.Run(ctx)                 // joins, re-joins every RejoinInterval, stops when ctx ends
 //	p.Members()                   // the pool as this member sees it
 //	p.Alive("worker-1")           // the worker's state, for the node lifecycle controller
+//	p.Join(ctx, addrs)            // an explicit join that reports why it failed (ErrKeyRefused)
+//	p.SetMeta(meta)               // new metadata (a worker's pod CIDR), gossiped to the others
 //
 // The pool is encrypted with a 32-byte AES key every member shares; a
 // member without it cannot join. Run re-joins Peers periodically, so a pool
@@ -121,6 +123,7 @@ type Pool struct {
 	cfg Config
 
 	mu      sync.Mutex
+	meta    Meta                   // this member's, set by New and SetMeta
 	list    *memberlist.Memberlist // nil until Run has started it
 	addr    string
 	members map[string]Member // by name, from memberlist's notifications
@@ -136,7 +139,7 @@ func New(cfg Config) (*Pool, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Pool{cfg: cfg, members: map[string]Member{}, changed: make(chan struct{}, 1), started: make(chan struct{})}, nil
+	return &Pool{cfg: cfg, meta: cfg.Meta, members: map[string]Member{}, changed: make(chan struct{}, 1), started: make(chan struct{})}, nil
 }
 
 // Run joins the pool and stays in it until ctx ends, then stops and
@@ -164,7 +167,14 @@ func (p *Pool) Run(ctx context.Context) error {
 	local := list.LocalNode()
 	p.mu.Lock()
 	p.list, p.addr = list, net.JoinHostPort(local.Addr.String(), strconv.Itoa(int(local.Port)))
+	want, _ := json.Marshal(p.meta)
 	p.mu.Unlock()
+	// A SetMeta between Create and here found no list to update.
+	if string(want) != string(local.Meta) {
+		if err := list.UpdateNode(metaUpdateTimeout); err != nil {
+			p.cfg.Logger.Warn("gossip: announcing metadata", "err", err)
+		}
+	}
 	close(p.started)
 	p.cfg.Logger.Info("gossip pool started", "addr", p.addr)
 	defer func() {
@@ -211,6 +221,71 @@ func (p *Pool) join(ctx context.Context, list *memberlist.Memberlist) {
 	if n, err := list.Join(todo); err != nil {
 		p.cfg.Logger.Warn("gossip: joining peers", "peers", todo, "joined", n, "err", err)
 	}
+}
+
+// Join joins the members at the gossip addresses addrs, once Run has
+// started the pool, and returns how many it reached. Unlike the joins Run
+// makes, which it only logs, the caller sees why a join failed: a member
+// that does not answer, or a pool with another key (ErrKeyRefused).
+func (p *Pool) Join(ctx context.Context, addrs []string) (int, error) {
+	select {
+	case <-p.started:
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	p.mu.Lock()
+	list := p.list
+	p.mu.Unlock()
+	n, err := list.Join(addrs)
+	switch {
+	case err == nil:
+		return n, nil
+	case strings.Contains(err.Error(), keyRefused):
+		return n, fmt.Errorf("%w: join %v: %v", ErrKeyRefused, addrs, err)
+	}
+	return n, fmt.Errorf("membership: join %v: %w", addrs, err)
+}
+
+// ErrKeyRefused is returned by Join when a member answered in a pool
+// encrypted with another key than this member's.
+var ErrKeyRefused = errors.New("membership: the pool's key is not this member's")
+
+// keyRefused is how memberlist (v0.5) reports a message it cannot decrypt
+// with its keys; it exports no error value for it.
+const keyRefused = "no installed keys could decrypt"
+
+// metaUpdateTimeout bounds how long SetMeta waits for the update to be
+// broadcast.
+const metaUpdateTimeout = 5 * time.Second
+
+// SetMeta replaces this member's metadata (a worker's PodCIDR, once it has
+// one). Before Run has started the pool it only changes what Run will
+// announce; afterwards the other members learn it by gossip within about a
+// second. It fails when m does not encode within memberlist's limit, and
+// when the update could not be broadcast in time (the new metadata is kept
+// and spreads with later gossip all the same).
+func (p *Pool) SetMeta(m Meta) error {
+	if b, _ := json.Marshal(m); len(b) > memberlist.MetaMaxSize {
+		return fmt.Errorf("membership: metadata encodes to %d bytes, more than %d", len(b), memberlist.MetaMaxSize)
+	}
+	p.mu.Lock()
+	p.meta = m
+	list := p.list
+	p.mu.Unlock()
+	if list == nil {
+		return nil
+	}
+	if err := list.UpdateNode(metaUpdateTimeout); err != nil {
+		return fmt.Errorf("membership: announce metadata: %w", err)
+	}
+	return nil
+}
+
+// Meta returns this member's metadata.
+func (p *Pool) Meta() Meta {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.meta
 }
 
 // Addr returns the pool's gossip address once Run has started it.
@@ -304,7 +379,7 @@ func (p *Pool) set(n *memberlist.Node, alive bool) {
 type delegate struct{ p *Pool }
 
 func (d delegate) NodeMeta(limit int) []byte {
-	b, _ := json.Marshal(d.p.cfg.Meta) // Validate checked the size
+	b, _ := json.Marshal(d.p.Meta()) // Validate and SetMeta checked the size
 	return b
 }
 func (delegate) NotifyMsg([]byte)                           {}

@@ -3,8 +3,10 @@ package membership
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"testing"
 	"time"
 )
@@ -164,5 +166,96 @@ func TestConfigValidate(t *testing.T) {
 	c := good()
 	if err := c.Validate(); err != nil {
 		t.Errorf("good config: %v", err)
+	}
+}
+
+// TestSetMeta: a worker's new metadata (its pod CIDR, once assigned) reaches
+// the other members; metadata set before Run is what Run announces.
+func TestSetMeta(t *testing.T) {
+	key := bytes.Repeat([]byte{9}, KeySize)
+	m, _ := member(t, "m1", key, Meta{Master: true, API: "https://127.0.0.1:6443"})
+	cfg := DefaultConfig()
+	cfg.Name, cfg.BindAddr, cfg.Key, cfg.Logger = "w1", "127.0.0.1:0", key, slog.New(slog.DiscardHandler)
+	cfg.Meta = Meta{Worker: true, NodeIP: "10.0.0.1"}
+	mAddr := addr(t, m)
+	cfg.Peers = func(context.Context) ([]string, error) { return []string{mAddr}, nil }
+	w, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := Meta{Worker: true, NodeIP: "10.0.0.2"}
+	if err := w.SetMeta(before); err != nil {
+		t.Fatalf("SetMeta before Run: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("w1: Run: %v", err)
+		}
+	})
+	seen := func(want Meta) func() error {
+		return func() error {
+			got, ok := m.Member("w1")
+			if !ok || !got.Alive || got.Meta != want {
+				return fmt.Errorf("m1 sees w1 as %+v (known %v), want alive with %+v", got, ok, want)
+			}
+			return nil
+		}
+	}
+	waitFor(t, 10*time.Second, "m1 to see w1's first metadata", seen(before))
+
+	after := Meta{Worker: true, NodeIP: "10.0.0.2", PodCIDR: "10.244.3.0/24"}
+	if err := w.SetMeta(after); err != nil {
+		t.Fatalf("SetMeta: %v", err)
+	}
+	if got := w.Meta(); got != after {
+		t.Errorf("Meta() = %+v, want %+v", got, after)
+	}
+	waitFor(t, 10*time.Second, "m1 to see w1's pod CIDR", seen(after))
+
+	if err := w.SetMeta(Meta{API: string(bytes.Repeat([]byte{'x'}, 600))}); err == nil {
+		t.Error("SetMeta with 600 bytes of metadata: got nil, want an error")
+	}
+	if got := w.Meta(); got != after {
+		t.Errorf("after a refused SetMeta, Meta() = %+v, want %+v", got, after)
+	}
+}
+
+// TestJoinErrors: Join reports why a join fails, promptly: a member that
+// refuses the key, and an address where nobody listens.
+func TestJoinErrors(t *testing.T) {
+	m, _ := member(t, "m1", bytes.Repeat([]byte{1}, KeySize), Meta{Master: true})
+	stranger, _ := member(t, "s1", bytes.Repeat([]byte{2}, KeySize), Meta{Worker: true})
+	mAddr := addr(t, m)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+
+	start := time.Now()
+	n, err := stranger.Join(ctx, []string{mAddr})
+	if !errors.Is(err, ErrKeyRefused) || n != 0 {
+		t.Fatalf("Join with the wrong key = %d, %v; want 0 and ErrKeyRefused", n, err)
+	}
+	t.Logf("wrong key: %v (after %v)", err, time.Since(start))
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("Join with the wrong key took %v, want a prompt failure", d)
+	}
+	if _, known := m.Alive("s1"); known {
+		t.Error("m1 knows s1, which has another key")
+	}
+
+	// An address where nobody listens: a closed port of this host.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := ln.Addr().String()
+	ln.Close()
+	if n, err := stranger.Join(ctx, []string{closed}); err == nil || errors.Is(err, ErrKeyRefused) || n != 0 {
+		t.Fatalf("Join of a closed port = %d, %v; want 0 and an error other than ErrKeyRefused", n, err)
+	} else {
+		t.Logf("closed port: %v", err)
 	}
 }
