@@ -12,8 +12,10 @@
 //
 // Anonymous requests, and requests with a bad bearer token, get 401, except
 // for /healthz, /livez, /readyz and /version, which Kubernetes also serves to
-// anyone. The admin verbs manage the bearer tokens with CreateToken,
-// ListTokens and DeleteToken over the store or a remote client of it.
+// anyone, and the cluster CA at bootstrap.CAPath. The admin verbs manage the
+// bearer tokens with CreateToken, ListTokens and DeleteToken over the store
+// or a remote client of it, and CreateJoinToken makes the join tokens that
+// workers join with at bootstrap.JoinPath (join.go).
 package master
 
 import (
@@ -38,6 +40,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 
+	"github.com/skiff-sh/skiff/controlplane/bootstrap"
 	"github.com/skiff-sh/skiff/controlplane/internal/apiserver"
 	"github.com/skiff-sh/skiff/controlplane/internal/authn"
 	"github.com/skiff-sh/skiff/controlplane/internal/nodeipam"
@@ -210,7 +213,7 @@ func (m *Master) Run(ctx context.Context) error {
 		return fmt.Errorf("master: loading bearer tokens: %w", ctx.Err())
 	}
 	srv := &http.Server{
-		Handler:           authenticate(tokens.Authenticator, m.log, withMetrics(statusapi.Handler(m.cfg.Store, m.cfg.Profiling), m.cfg.Store, api), api.Handler()),
+		Handler:           authenticate(tokens.Authenticator, m.log, withMetrics(statusapi.Handler(m.cfg.Store, m.cfg.Profiling), m.cfg.Store, api), withJoin(ca, m.log, api.Handler())),
 		TLSConfig:         tlsCfg,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(m.log.Handler(), slog.LevelDebug),
@@ -455,7 +458,7 @@ func authenticate(authr *authn.Authenticator, log *slog.Logger, status, api http
 			}
 			status.ServeHTTP(w, r)
 			return
-		case "/version":
+		case "/version", bootstrap.CAPath:
 			api.ServeHTTP(w, r)
 			return
 		}

@@ -107,6 +107,26 @@ func (ca *CA) issue(tmpl *x509.Certificate, validity time.Duration) (certPEM, ke
 	if err != nil {
 		return nil, nil, fmt.Errorf("pki: generate key: %w", err)
 	}
+	if certPEM, err = ca.sign(tmpl, &key.PublicKey, validity); err != nil {
+		return nil, nil, err
+	}
+	keyPEM, err = encodeKey(key)
+	if err != nil {
+		return nil, nil, err
+	}
+	return certPEM, keyPEM, nil
+}
+
+// sign completes tmpl with a random serial and the validity window (capped
+// at the CA's expiry) and signs it for the public key pub.
+func (ca *CA) sign(tmpl *x509.Certificate, pub any, validity time.Duration) (certPEM []byte, err error) {
+	if validity <= 0 {
+		return nil, fmt.Errorf("pki: certificate %q: got validity %v, want > 0", tmpl.Subject.CommonName, validity)
+	}
+	now := time.Now()
+	if now.Before(ca.cert.NotBefore) || now.After(ca.cert.NotAfter) {
+		return nil, fmt.Errorf("%w: valid from %v to %v", ErrCAExpired, ca.cert.NotBefore, ca.cert.NotAfter)
+	}
 	tmpl.SerialNumber = newSerial()
 	tmpl.NotBefore = now.Add(-clockSkew)
 	// A certificate outliving its CA would be rejected after the CA expires
@@ -117,13 +137,9 @@ func (ca *CA) issue(tmpl *x509.Certificate, validity time.Duration) (certPEM, ke
 	}
 	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
 	tmpl.BasicConstraintsValid = true
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, pub, ca.key)
 	if err != nil {
-		return nil, nil, fmt.Errorf("pki: sign certificate %q: %w", tmpl.Subject.CommonName, err)
+		return nil, fmt.Errorf("pki: sign certificate %q: %w", tmpl.Subject.CommonName, err)
 	}
-	keyPEM, err = encodeKey(key)
-	if err != nil {
-		return nil, nil, err
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), keyPEM, nil
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), nil
 }
