@@ -15,6 +15,7 @@ import (
 )
 
 const tokenUsage = `usage: skiff token create [--peer ADDR] [--user U] [--groups G1,G2] [--ttl 24h] [--description TEXT]
+       skiff token create --join [--peer ADDR] [--ttl 24h] [--description TEXT]
        skiff token list [--peer ADDR]
        skiff token delete [--peer ADDR] ID...
 
@@ -23,6 +24,13 @@ Bearer tokens for the Kubernetes API ("kubectl --token", or a kubeconfig from
 create prints the token once. The verbs reach the cluster's store through a
 master's peer address; every master honours a new or deleted token as soon as
 its replica has the change.
+
+With --join, create prints a join token instead, for "skiff agent --join
+ADDR --token TOKEN": SKIFF1.<ca-sha256>.<gossip-key>.<bearer-token>, the hash
+of the cluster CA (the agent verifies the masters against it), the gossip
+pool's key and a bearer token of a user system:bootstrap:<id> in the group
+system:bootstrappers:skiff, which may only ask the masters to sign a new
+node's certificates. Keep it secret: it lets a machine join the cluster.
 `
 
 // runToken creates, lists or deletes bearer tokens.
@@ -46,8 +54,10 @@ func runToken(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	pf.register(fs)
 	var spec master.TokenSpec
 	var groups string
+	var join bool
 	switch verb {
 	case "create":
+		fs.BoolVar(&join, "join", false, "create a join token for a worker (skiff agent --token)")
 		fs.StringVar(&spec.User, "user", master.AdminUser, "user name the token authenticates as")
 		fs.StringVar(&groups, "groups", master.AdminGroup, "comma-separated groups of the user")
 		fs.DurationVar(&spec.TTL, "ttl", 24*time.Hour, "how long the token is valid; 0 for a token that never expires")
@@ -64,6 +74,18 @@ func runToken(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fs.Usage()
 		return 2
 	}
+	if join {
+		var bad []string
+		fs.Visit(func(f *flag.Flag) {
+			if f.Name == "user" || f.Name == "groups" {
+				bad = append(bad, "--"+f.Name)
+			}
+		})
+		if len(bad) > 0 {
+			fmt.Fprintf(stderr, "skiff token create: --join makes a token of a bootstrap user: %s cannot be set\n", strings.Join(bad, " and "))
+			return 2
+		}
+	}
 	cl, err := pf.client()
 	if err != nil {
 		fmt.Fprintf(stderr, "skiff token %s: %v\n", verb, err)
@@ -73,8 +95,22 @@ func runToken(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 
-	switch verb {
-	case "create":
+	switch {
+	case verb == "create" && join:
+		token, rec, err := master.CreateJoinToken(ctx, cl, spec.TTL, spec.Description)
+		if err != nil {
+			fmt.Fprintf(stderr, "skiff token create: %v\n", err)
+			if errors.Is(err, raftstore.ErrUnknownOutcome) {
+				fmt.Fprintln(stderr, "the token may have been stored: check with 'skiff token list' and delete it if so")
+			}
+			return 1
+		}
+		fmt.Fprintln(stdout, token)
+		fmt.Fprintf(stderr, "Created join token %s for user %q; expires: %s.\nOn a new worker: skiff agent --join <a master's gossip address, host:7946> --token <the token above>\n",
+			rec.ID, rec.User, expiry(rec, time.Now()))
+		return 0
+
+	case verb == "create":
 		for _, g := range strings.Split(groups, ",") {
 			if g = strings.TrimSpace(g); g != "" {
 				spec.Groups = append(spec.Groups, g)
@@ -93,7 +129,7 @@ func runToken(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			rec.ID, rec.User, strings.Join(rec.Groups, ","), expiry(rec, time.Now()))
 		return 0
 
-	case "list":
+	case verb == "list":
 		toks, err := master.ListTokens(ctx, cl)
 		if len(toks) > 0 || err == nil {
 			now := time.Now()

@@ -2,7 +2,10 @@ package main
 
 import (
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +13,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/skiff-sh/skiff/controlplane/bootstrap"
+	"github.com/skiff-sh/skiff/controlplane/master"
+	"github.com/skiff-sh/skiff/raftstore"
 )
 
 // runSkiff runs one skiff command in-process.
@@ -123,4 +130,75 @@ func kubeconfigServer(t *testing.T, path string) string {
 		t.Fatalf("no server in %s", path)
 	}
 	return string(m[1])
+}
+
+// TestTokenCreateJoin: `skiff token create --join` prints one join token
+// naming the cluster's CA and gossip key, with the bearer token of a
+// bootstrap user that the masters accept at the join endpoint only.
+func TestTokenCreateJoin(t *testing.T) {
+	up := startUp(t)
+	if code, _, errOut := runSkiff(t, "token", "create", "--join", "--peer", up.peerAddr, "--user", "jane"); code != 2 || !strings.Contains(errOut, "--user cannot be set") {
+		t.Fatalf("skiff token create --join --user = %d %q, want 2 and a refusal", code, errOut)
+	}
+	code, out, errOut := runSkiff(t, "token", "create", "--join", "--peer", up.peerAddr, "--ttl", "2h")
+	if code != 0 {
+		t.Fatalf("skiff token create --join exited %d: %s", code, errOut)
+	}
+	s := strings.TrimSuffix(out, "\n")
+	if !regexp.MustCompile(`^SKIFF1\.[0-9a-f]{64}\.[A-Za-z0-9_-]{43}\.skf_[A-Za-z0-9_-]{43}$`).MatchString(s) {
+		t.Fatalf("skiff token create --join printed %q, want one join token line", out)
+	}
+	m := regexp.MustCompile(`Created join token ([0-9a-f]{12}) for user "(system:bootstrap:[0-9a-f]+)"; expires: \S+Z\.\nOn a new worker: skiff agent --join`).FindStringSubmatch(errOut)
+	if m == nil {
+		t.Fatalf("skiff token create --join said %q, want the ID, user, expiry and how to join", errOut)
+	}
+	tok, err := bootstrap.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The CA hash is the cluster CA's, and the gossip key the pool's.
+	ca, err := master.LoadCA(up.dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tok.MatchesCA(ca.CertPEM()); err != nil {
+		t.Errorf("join token and cluster CA: %v", err)
+	}
+	cl, err := raftstore.NewClient(raftstore.ClientConfig{Endpoints: []string{up.peerAddr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	key, _, err := cl.Get(t.Context(), "/skiff/gossip/key", raftstore.ReadOptions{})
+	if err != nil || key == nil || string(key.Value) != string(tok.GossipKey) {
+		t.Errorf("the join token's gossip key is not the store's: %v %v", key, err)
+	}
+
+	code, out, errOut = runSkiff(t, "token", "list", "--peer", up.peerAddr)
+	if code != 0 || !regexp.MustCompile(`(?m)^`+m[1]+`\s+`+m[2]+`\s+system:bootstrappers:skiff\s+\S+\s+\S+\s+join token$`).MatchString(out) {
+		t.Fatalf("skiff token list = %d:\n%s\n(stderr %q) want a row for the join token %s", code, out, errOut, m[1])
+	}
+
+	// The bearer token authenticates, as a bootstrapper kept out of the API.
+	server := kubeconfigServer(t, up.kubeconfig)
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.Certificate())
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	waitKubectl(t, "the join token's bearer token to authenticate", func() error {
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, server+"/api/v1/namespaces", nil)
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Authorization", "Bearer "+tok.Bearer)
+		resp, err := c.Do(req)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden {
+			return fmt.Errorf("GET /api/v1/namespaces with the join token's bearer token = %d, want 403", resp.StatusCode)
+		}
+		return nil
+	})
 }
