@@ -45,7 +45,7 @@ func TestConfList(t *testing.T) {
 	}
 	checkGolden(t, "conflist.golden", confListBytes(cfg))
 
-	cfg.MTU = 0 // 0 means the default
+	cfg.MTU = 0                                          // 0 means the default
 	cfg.PodCIDR = netip.MustParsePrefix("10.244.3.7/24") // unmasked input is masked
 	checkGolden(t, "conflist.golden", confListBytes(cfg))
 }
