@@ -106,8 +106,12 @@ func runToken(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			return 1
 		}
 		fmt.Fprintln(stdout, token)
-		fmt.Fprintf(stderr, "Created join token %s for user %q; expires: %s.\nOn a new worker: skiff agent --join <a master's gossip address, host:7946> --token <the token above>\n",
-			rec.ID, rec.User, expiry(rec, time.Now()))
+		where := "<a master's gossip address, host:7946>"
+		if addrs, err := master.GossipAddrs(ctx, cl); err == nil && len(addrs) > 0 {
+			where = strings.Join(addrs, "|")
+		}
+		fmt.Fprintf(stderr, "Created join token %s for user %q; expires: %s.\nOn a new worker: skiff agent --join %s --token <the token above>\n",
+			rec.ID, rec.User, expiry(rec, time.Now()), where)
 		return 0
 
 	case verb == "create":

@@ -148,7 +148,7 @@ func TestTokenCreateJoin(t *testing.T) {
 	if !regexp.MustCompile(`^SKIFF1\.[0-9a-f]{64}\.[A-Za-z0-9_-]{43}\.skf_[A-Za-z0-9_-]{43}$`).MatchString(s) {
 		t.Fatalf("skiff token create --join printed %q, want one join token line", out)
 	}
-	m := regexp.MustCompile(`Created join token ([0-9a-f]{12}) for user "(system:bootstrap:[0-9a-f]+)"; expires: \S+Z\.\nOn a new worker: skiff agent --join`).FindStringSubmatch(errOut)
+	m := regexp.MustCompile(`Created join token ([0-9a-f]{12}) for user "(system:bootstrap:[0-9a-f]+)"; expires: \S+Z\.\nOn a new worker: skiff agent --join (127\.0\.0\.1:\d+|<a master's gossip address, host:7946>) --token`).FindStringSubmatch(errOut)
 	if m == nil {
 		t.Fatalf("skiff token create --join said %q, want the ID, user, expiry and how to join", errOut)
 	}

@@ -89,6 +89,21 @@ func CreateJoinToken(ctx context.Context, kv JoinKV, ttl time.Duration, descript
 	return tok.String(), rec, nil
 }
 
+// GossipAddrs returns the gossip addresses the masters announced in the
+// store (host:port), sorted by master: where workers join the pool
+// (`skiff agent --join`).
+func GossipAddrs(ctx context.Context, kv TokenKV) ([]string, error) {
+	lr, err := kv.List(ctx, gossipMastersPrefix, raftstore.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("master: list the masters' gossip addresses: %w", err)
+	}
+	addrs := make([]string, 0, len(lr.KVs))
+	for _, kv := range lr.KVs {
+		addrs = append(addrs, string(kv.Value))
+	}
+	return addrs, nil
+}
+
 // withJoin serves the bootstrap endpoints in front of api: bootstrap.CAPath
 // (reached without authentication: authenticate lets it through) and
 // bootstrap.JoinPath, which signs a joining worker's certificates with ca.
