@@ -1,0 +1,439 @@
+package pods
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/tools/record"
+
+	"github.com/skiff-sh/skiff/agent/imagebuild"
+	"github.com/skiff-sh/skiff/agent/internal/containers"
+	"github.com/skiff-sh/skiff/agent/internal/network"
+	"github.com/skiff-sh/skiff/agent/internal/volumes"
+	"github.com/skiff-sh/skiff/controlplane/testapi"
+)
+
+// node is one agent's pod machinery over a real containerd, real CNI
+// plugins and a real API server, for the lifecycle tests.
+type node struct {
+	t     *testing.T
+	cs    kubernetes.Interface
+	cfg   Config
+	rtCfg containers.Config
+	rt    *containers.Runtime
+	ns    string
+	stop  func()
+	runs  atomic.Int32
+	image string
+}
+
+var nodeSeq atomic.Int32
+
+// startNode starts containerd, the API, and a Manager for node "n1".
+func startNode(t *testing.T) *node {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: containerd, network namespaces, CNI")
+	}
+	for _, bin := range []string{"/usr/bin/containerd", "/usr/lib/cni/bridge", "/bin/busybox"} {
+		if _, err := os.Stat(bin); err != nil {
+			t.Skipf("needs %s (make deps)", bin)
+		}
+	}
+	// Short paths: containerd's socket path must fit in sun_path.
+	dir, err := os.MkdirTemp("/tmp", "skp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	ctx := context.Background()
+	sock := filepath.Join(dir, "c.sock")
+	pid, err := containers.StartDaemon(ctx, containers.DaemonConfig{Root: filepath.Join(dir, "root"), State: filepath.Join(dir, "state"), Socket: sock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stopDaemon(t, pid, dir) })
+
+	seq := nodeSeq.Add(1)
+	n := &node{t: t, ns: fmt.Sprintf("t%d-%d", os.Getpid(), seq)}
+	n.cs = kubernetes.NewForConfigOrDie(testapi.Start(t))
+	if _, err := n.cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: n.ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	exe, _ := os.Executable()
+	n.rtCfg = containers.DefaultConfig()
+	n.rtCfg.Address, n.rtCfg.Namespace, n.rtCfg.RunDir, n.rtCfg.LogDriver = sock, "skiff-test", filepath.Join(dir, "run"), exe
+	n.rtCfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+
+	// Unique bridge and pod CIDR per test binary and node.
+	octet := 100 + (os.Getpid()+int(seq))%100
+	ncfg := network.DefaultConfig()
+	ncfg.ConfDir, ncfg.CacheDir, ncfg.IPAMDir = filepath.Join(dir, "cni"), filepath.Join(dir, "cnicache"), filepath.Join(dir, "ipam")
+	ncfg.Bridge = fmt.Sprintf("skt%d", octet)
+	ncfg.PodCIDR = netip.MustParsePrefix(fmt.Sprintf("10.251.%d.0/24", octet))
+	ncfg.ClusterCIDR = netip.MustParsePrefix("10.251.0.0/16")
+	nw, err := network.New(ncfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { exec.Command("ip", "link", "del", ncfg.Bridge).Run() })
+
+	vcfg := volumes.DefaultConfig()
+	vcfg.Client, vcfg.PodsDir, vcfg.Logger = n.cs, filepath.Join(dir, "pods"), n.rtCfg.Logger
+	vols, err := volumes.New(vcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := record.NewBroadcaster()
+	b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: n.cs.CoreV1().Events("")})
+	t.Cleanup(b.Shutdown)
+
+	n.cfg = DefaultConfig()
+	n.cfg.Client, n.cfg.NodeName, n.cfg.NodeIP = n.cs, "n1", netip.MustParseAddr("127.0.0.1")
+	n.cfg.Network, n.cfg.Volumes = nw, VolumesAdapter{vols}
+	n.cfg.Recorder = b.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "kubelet", Host: "n1"})
+	n.cfg.LogDir, n.cfg.PodsDir = filepath.Join(dir, "logs"), filepath.Join(dir, "pods")
+	n.cfg.BackoffBase, n.cfg.BackoffMax, n.cfg.ResyncInterval = time.Second, 8*time.Second, 2*time.Second
+	n.cfg.Logger = n.rtCfg.Logger
+
+	// The test image, imported as `skiff image import` would.
+	spec, err := imagebuild.Busybox("skiff.test/busybox:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var archive bytes.Buffer
+	if err := imagebuild.WriteOCIArchive(&archive, spec); err != nil {
+		t.Fatal(err)
+	}
+	n.image = "skiff.test/busybox:1"
+	n.start()
+	if _, err := n.rt.ImportImages(ctx, &archive); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.cleanupRuntime() })
+	return n
+}
+
+// start starts a Runtime and a Manager, as an agent (re)starting does.
+func (n *node) start() {
+	n.t.Helper()
+	rt, err := containers.New(n.rtCfg)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	n.rt = rt
+	cfg := n.cfg
+	cfg.Runtime = rt
+	m, err := New(cfg)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{}, 2)
+	go func() { rt.Run(ctx); done <- struct{}{} }()
+	go func() { m.Run(ctx); done <- struct{}{} }()
+	n.stop = func() {
+		cancel()
+		<-done
+		<-done
+		rt.Close()
+	}
+	n.t.Cleanup(func() {
+		if n.stop != nil {
+			n.stop()
+			n.stop = nil
+		}
+	})
+}
+
+// restart stops the Manager and Runtime as if the agent died, then
+// starts new ones.
+func (n *node) restart() {
+	n.stop()
+	n.stop = nil
+	n.start()
+}
+
+// cleanupRuntime removes every container and sandbox the test left.
+func (n *node) cleanupRuntime() {
+	if n.stop != nil {
+		n.stop()
+		n.stop = nil
+	}
+	rt, err := containers.New(n.rtCfg)
+	if err != nil {
+		return
+	}
+	defer rt.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if cs, err := rt.Containers(ctx); err == nil {
+		for _, c := range cs {
+			rt.StopContainer(ctx, c.ID, 0)
+			rt.RemoveContainer(ctx, c.ID)
+		}
+	}
+	if sbs, err := rt.Sandboxes(ctx); err == nil {
+		for _, sb := range sbs {
+			n.cfg.Network.Teardown(ctx, sb.PodUID, sb.NetNS)
+			rt.RemoveSandbox(ctx, sb.PodUID)
+		}
+	}
+}
+
+// stopDaemon kills the test's containerd and its shims, and unmounts
+// what they left under dir.
+func stopDaemon(t *testing.T, pid int, dir string) {
+	if pid > 0 {
+		if p, err := os.FindProcess(pid); err == nil {
+			p.Kill()
+		}
+	}
+	exec.Command("pkill", "-9", "-f", "containerd-shim.*"+dir).Run()
+	out, _ := os.ReadFile("/proc/self/mountinfo")
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && strings.HasPrefix(f[4], dir) {
+			exec.Command("umount", "-l", f[4]).Run()
+		}
+	}
+}
+
+func (n *node) create(pod *corev1.Pod) *corev1.Pod {
+	n.t.Helper()
+	pod.Namespace = n.ns
+	pod.Spec.NodeName = "n1"
+	for i := range pod.Spec.Containers {
+		if pod.Spec.Containers[i].Image == "" {
+			pod.Spec.Containers[i].Image = n.image
+		}
+	}
+	for i := range pod.Spec.InitContainers {
+		if pod.Spec.InitContainers[i].Image == "" {
+			pod.Spec.InitContainers[i].Image = n.image
+		}
+	}
+	got, err := n.cs.CoreV1().Pods(n.ns).Create(context.Background(), pod, metav1.CreateOptions{})
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	return got
+}
+
+func (n *node) waitPod(name, what string, timeout time.Duration, cond func(*corev1.Pod) error) *corev1.Pod {
+	n.t.Helper()
+	var last *corev1.Pod
+	testapi.WaitFor(n.t, timeout, "pod "+name+": "+what, func() error {
+		p, err := n.cs.CoreV1().Pods(n.ns).Get(context.Background(), name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		last = p
+		return cond(p)
+	})
+	return last
+}
+
+func (n *node) logs(p *corev1.Pod, container string) string {
+	for _, cs := range p.Status.ContainerStatuses {
+		if cs.Name == container {
+			b, _ := os.ReadFile(filepath.Join(n.cfg.LogDir, p.Namespace+"_"+p.Name+"_"+string(p.UID), container, fmt.Sprint(cs.RestartCount)+".log"))
+			return string(b)
+		}
+	}
+	return ""
+}
+
+func running(p *corev1.Pod) error {
+	if p.Status.Phase != corev1.PodRunning {
+		return fmt.Errorf("phase %s, statuses %+v", p.Status.Phase, p.Status.ContainerStatuses)
+	}
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady && c.Status != corev1.ConditionTrue {
+			return fmt.Errorf("not ready: %s", c.Message)
+		}
+	}
+	return nil
+}
+
+func sh(script string) []string { return []string{"sh", "-c", script} }
+
+// TestPodLifecycle runs pods through the real runtime: shared emptyDir
+// and localhost, init containers, crash loops with growing back-off,
+// ErrImageNeverPull, graceful deletion with preStop, and an agent restart
+// that adopts running containers.
+func TestPodLifecycle(t *testing.T) {
+	n := startNode(t)
+	ctx := context.Background()
+
+	marks := t.TempDir()
+	// Two containers sharing an emptyDir and the network namespace; an
+	// init container runs first.
+	web := n.create(&corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "web"},
+		Spec: corev1.PodSpec{
+			TerminationGracePeriodSeconds: ptr(int64(10)),
+			Volumes: []corev1.Volume{
+				{Name: "shared", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+				{Name: "host", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: marks, Type: ptr(corev1.HostPathDirectoryOrCreate)}}},
+			},
+			InitContainers: []corev1.Container{{Name: "init", Command: sh("echo from-init > /data/init.txt"),
+				VolumeMounts: []corev1.VolumeMount{{Name: "shared", MountPath: "/data"}}}},
+			Containers: []corev1.Container{
+				{Name: "server", Command: sh("echo hello-over-localhost > /www/index.html; trap 'echo got-TERM >> /host/marks; exit 0' TERM; httpd -f -p 8080 -h /www & wait"),
+					VolumeMounts: []corev1.VolumeMount{{Name: "shared", MountPath: "/www"}, {Name: "host", MountPath: "/host"}},
+					Lifecycle:    &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{Command: sh("echo prestop-ran >> /host/marks")}}}},
+				{Name: "client", Command: sh("until wget -q -O - http://127.0.0.1:8080/index.html; do sleep 0.2; done; cat /data/init.txt; hostname; trap 'exit 0' TERM; while true; do sleep 1; done"),
+					VolumeMounts: []corev1.VolumeMount{{Name: "shared", MountPath: "/data"}}},
+			},
+		},
+	})
+	web = n.waitPod("web", "running with both containers", 90*time.Second, func(p *corev1.Pod) error {
+		if err := running(p); err != nil {
+			return err
+		}
+		if logs := n.logs(p, "client"); !strings.Contains(logs, "hello-over-localhost") || !strings.Contains(logs, "from-init") || !strings.Contains(logs, " web") {
+			return fmt.Errorf("client logs %q", logs)
+		}
+		return nil
+	})
+	if web.Status.PodIP == "" || !strings.HasPrefix(web.Status.PodIP, "10.251.") {
+		t.Fatalf("podIP %q, want one of the node's pod CIDR", web.Status.PodIP)
+	}
+	if web.Status.InitContainerStatuses[0].State.Terminated == nil || web.Status.InitContainerStatuses[0].State.Terminated.Reason != "Completed" {
+		t.Fatalf("init container status %+v", web.Status.InitContainerStatuses[0].State)
+	}
+
+	crash := n.create(&corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "crash"},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Command: sh("echo attempt; exit 3")}}},
+	})
+	_ = crash
+	never := n.create(&corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "never"},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "skiff.test/missing:1", ImagePullPolicy: corev1.PullNever}}},
+	})
+	_ = never
+	n.waitPod("never", "ErrImageNeverPull", 30*time.Second, func(p *corev1.Pod) error {
+		if len(p.Status.ContainerStatuses) == 0 || p.Status.ContainerStatuses[0].State.Waiting == nil || p.Status.ContainerStatuses[0].State.Waiting.Reason != "ErrImageNeverPull" {
+			return fmt.Errorf("statuses %+v", p.Status.ContainerStatuses)
+		}
+		return nil
+	})
+	// Back-off grows: restarts at 0, 1, 2, 4 s... (BackoffBase 1 s).
+
+	var backoffs []string // the distinct "back-off Ns" messages, in order
+	n.waitPod("crash", "CrashLoopBackOff, 3 restarts", 60*time.Second, func(p *corev1.Pod) error {
+		cs := p.Status.ContainerStatuses
+		if len(cs) == 0 {
+			return fmt.Errorf("no status")
+		}
+		if cs[0].State.Waiting != nil && cs[0].State.Waiting.Reason == "CrashLoopBackOff" {
+
+			if b, _, _ := strings.Cut(cs[0].State.Waiting.Message, " restarting"); len(backoffs) == 0 || backoffs[len(backoffs)-1] != b {
+				backoffs = append(backoffs, b)
+			}
+			if cs[0].LastTerminationState.Terminated == nil || cs[0].LastTerminationState.Terminated.ExitCode != 3 {
+				return fmt.Errorf("lastState %+v", cs[0].LastTerminationState)
+			}
+		}
+		if cs[0].RestartCount < 3 || len(backoffs) < 2 {
+			return fmt.Errorf("restarts %d, back-offs seen %q", cs[0].RestartCount, backoffs)
+		}
+		return nil
+	})
+
+	if backoffs[0] != "back-off 1s" || backoffs[1] != "back-off 2s" {
+		t.Fatalf("back-offs %q, want back-off 1s then 2s", backoffs)
+	}
+
+	// The agent dies and comes back: same containers, same IP, no restart.
+	before := n.waitPod("web", "running", 10*time.Second, running)
+	n.restart()
+	after := n.waitPod("web", "still running after the agent restarted", 30*time.Second, func(p *corev1.Pod) error {
+		if err := running(p); err != nil {
+			return err
+		}
+		if p.ResourceVersion == before.ResourceVersion {
+			return nil
+		}
+		return nil
+	})
+	for i := range before.Status.ContainerStatuses {
+		b, a := before.Status.ContainerStatuses[i], after.Status.ContainerStatuses[i]
+		if a.ContainerID != b.ContainerID || a.RestartCount != b.RestartCount {
+			t.Fatalf("container %s after agent restart: id %s restarts %d, want %s %d", a.Name, a.ContainerID, a.RestartCount, b.ContainerID, b.RestartCount)
+		}
+	}
+	if after.Status.PodIP != before.Status.PodIP {
+		t.Fatalf("pod IP after agent restart %s, want %s", after.Status.PodIP, before.Status.PodIP)
+	}
+
+	// Graceful deletion: preStop runs, then SIGTERM; the object goes once
+	// everything is released.
+	start := time.Now()
+	if err := n.cs.CoreV1().Pods(n.ns).Delete(ctx, "web", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	testapi.WaitFor(t, 30*time.Second, "web deleted", func() error {
+		_, err := n.cs.CoreV1().Pods(n.ns).Get(ctx, "web", metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("still there: %v", err)
+	})
+	if d := time.Since(start); d > 9*time.Second {
+		t.Fatalf("graceful deletion took %v: the server exits on TERM at once", d)
+	}
+	if b, _ := os.ReadFile(filepath.Join(marks, "marks")); string(b) != "prestop-ran\ngot-TERM\n" {
+		t.Fatalf("marks %q, want the preStop hook's line, then the TERM trap's", b)
+	}
+	testapi.WaitFor(t, 20*time.Second, "web's containers and sandbox removed", func() error {
+		cs, err := n.rt.Containers(ctx)
+		if err != nil {
+			return err
+		}
+		for _, c := range cs {
+			if c.PodUID == string(web.UID) {
+				return fmt.Errorf("container %s/%s left", c.Name, c.ID)
+			}
+		}
+		sbs, err := n.rt.Sandboxes(ctx)
+		if err != nil {
+			return err
+		}
+		for _, sb := range sbs {
+			if sb.PodUID == string(web.UID) {
+				return fmt.Errorf("sandbox left")
+			}
+		}
+		return nil
+	})
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// TestMain lets the test binary serve as containerd's log driver, as the
+// skiff binary does in production (`skiff log-driver`).
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == "log-driver" {
+		os.Exit(containers.LogDriverMain(os.Args[2:]))
+	}
+	os.Exit(m.Run())
+}
