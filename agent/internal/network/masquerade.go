@@ -71,14 +71,16 @@ func (c chainRules) listing() []string {
 	return out
 }
 
-// EnsureMasquerade turns on IPv4 forwarding and makes Skiff's chains hold
+// EnsureMasquerade turns on IPv4 forwarding (and
+// net.bridge.bridge-nf-call-iptables when br_netfilter is loaded; a
+// warning is logged when it is not) and makes Skiff's chains hold
 // exactly their rules: in nat, SKIFF-POSTROUTING (from POSTROUTING)
 // returns for traffic to the cluster CIDR and masquerades what the pods
 // send elsewhere; in filter, SKIFF-FORWARD (first in FORWARD) accepts
 // traffic from and to the cluster CIDR. A chain already right is not
 // touched, so calling it again is cheap and never opens a gap.
 func (n *Network) EnsureMasquerade() error {
-	if err := enableForwarding(); err != nil {
+	if err := n.ensureSysctls(); err != nil {
 		return err
 	}
 	ipt, err := iptables.NewWithProtocol(iptables.ProtocolIPv4)
@@ -130,17 +132,35 @@ func ensureChain(ipt *iptables.IPTables, c chainRules) error {
 	return nil
 }
 
-const ipForwardPath = "/proc/sys/net/ipv4/ip_forward"
+const (
+	ipForwardPath    = "/proc/sys/net/ipv4/ip_forward"
+	bridgeNFCallPath = "/proc/sys/net/bridge/bridge-nf-call-iptables"
+)
 
-func enableForwarding() error {
-	b, err := os.ReadFile(ipForwardPath)
+// ensureSysctls turns on IPv4 forwarding, and makes bridged traffic go
+// through iptables when br_netfilter is there (Service DNAT between two
+// pods on the same bridge needs it to undo the NAT on the reply).
+func (n *Network) ensureSysctls() error {
+	if err := setSysctl(ipForwardPath); err != nil {
+		return fmt.Errorf("network: enabling IPv4 forwarding: %w", err)
+	}
+	if _, err := os.Stat(bridgeNFCallPath); err != nil {
+		n.log.Warn("br_netfilter is not loaded (modprobe br_netfilter): Service traffic between pods on one node may fail", "err", err)
+		return nil
+	}
+	if err := setSysctl(bridgeNFCallPath); err != nil {
+		return fmt.Errorf("network: enabling iptables on bridged traffic: %w", err)
+	}
+	return nil
+}
+
+// setSysctl writes 1 to path unless it already holds 1.
+func setSysctl(path string) error {
+	b, err := os.ReadFile(path)
 	if err == nil && strings.TrimSpace(string(b)) == "1" {
 		return nil
 	}
-	if err := os.WriteFile(ipForwardPath, []byte("1\n"), 0o644); err != nil {
-		return fmt.Errorf("network: enabling IPv4 forwarding: %w", err)
-	}
-	return nil
+	return os.WriteFile(path, []byte("1\n"), 0o644)
 }
 
 // Cleanup removes what Skiff added to the node's network outside the pods:

@@ -11,10 +11,13 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/containernetworking/cni/libcni"
+	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/types"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/containernetworking/cni/pkg/version"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -25,6 +28,9 @@ const (
 	DefaultBridge = "skiff0"
 	DefaultMTU    = 1500
 )
+
+// rollbackTimeout bounds the CNI DEL that undoes a failed Setup.
+const rollbackTimeout = 30 * time.Second
 
 // DefaultClusterCIDR is the cluster CIDR every node's pod CIDR comes from.
 var DefaultClusterCIDR = netip.MustParsePrefix("10.244.0.0/16")
@@ -139,9 +145,14 @@ func New(cfg Config) (*Network, error) {
 		return nil, fmt.Errorf("network: writing the conflist: %w", err)
 	}
 	n := &Network{
-		cfg:  cfg,
-		log:  cfg.Logger,
-		cni:  libcni.NewCNIConfigWithCacheDir(cfg.PluginDirs, cfg.CacheDir, nil),
+		cfg: cfg,
+		log: cfg.Logger,
+		// An explicit Exec: libcni would otherwise set its default lazily
+		// on first use, a data race between concurrent Setups.
+		cni: libcni.NewCNIConfigWithCacheDir(cfg.PluginDirs, cfg.CacheDir, &invoke.DefaultExec{
+			RawExec:       &invoke.RawExec{Stderr: os.Stderr},
+			PluginDecoder: version.PluginDecoder{},
+		}),
 		list: list,
 	}
 	if err := n.ensureBridge(); err != nil {
@@ -210,14 +221,16 @@ func (n *Network) Setup(ctx context.Context, podUID, namespace, name, netnsPath 
 	}
 
 	res, err := n.cni.AddNetworkList(ctx, n.list, rt)
-	if err != nil {
-		err = fmt.Errorf("network: setting up pod %s: %w", pod, err)
-		return netip.Addr{}, errors.Join(err, n.Teardown(ctx, podUID, netnsPath))
+	var ip netip.Addr
+	if err == nil {
+		ip, err = resultIPv4(res)
 	}
-	ip, err := resultIPv4(res)
 	if err != nil {
+		// Roll back what the plugins did, even when ctx ended the attempt.
+		rbCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
+		defer cancel()
 		err = fmt.Errorf("network: setting up pod %s: %w", pod, err)
-		return netip.Addr{}, errors.Join(err, n.Teardown(ctx, podUID, netnsPath))
+		return netip.Addr{}, errors.Join(err, n.Teardown(rbCtx, podUID, netnsPath))
 	}
 	n.log.Debug("pod network set up", "pod", pod, "podUID", podUID, "ip", ip)
 	return ip, nil

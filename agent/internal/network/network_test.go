@@ -224,6 +224,95 @@ func TestTwoNodes(t *testing.T) {
 	if got, want := remoteOf(t, hostB, serverA, fmt.Sprintf("192.168.250.1:%d", hostPort)), cfgB.NodeIP; got != want {
 		t.Errorf("pod a saw host b's hostPort connection from %v, want %v", got, want)
 	}
+
+	// After an agent restart, Teardown still removes the hostPort rules
+	// (the port mappings come from libcni's cache).
+	nat := func() string { return run(t, "ip", "netns", "exec", hostA.name, "iptables", "-t", "nat", "-S") }
+	if !strings.Contains(nat(), fmt.Sprintf("--dport %d", hostPort)) {
+		t.Fatalf("no hostPort rule for %d on host a:\n%s", hostPort, nat())
+	}
+	hostA.must(t, func() error {
+		n, err := New(cfgA)
+		if err != nil {
+			return err
+		}
+		return n.Teardown(ctx, "uid-"+podA.name, podA.path)
+	})
+	if rules := nat(); strings.Contains(rules, fmt.Sprintf("--dport %d", hostPort)) {
+		t.Errorf("the hostPort rule outlived Teardown:\n%s", rules)
+	}
+}
+
+// TestSetupAfterNetnsRecreated: the cache says the pod is set up, but its
+// netns was replaced (a reboot, a recreated sandbox); Setup gives the new
+// netns an interface and does not leak the old address.
+func TestSetupAfterNetnsRecreated(t *testing.T) {
+	requireNetAdmin(t)
+	ctx := ctxT(t)
+	host, pod := newNS(t), newNS(t)
+	cfg := testConfig(t, "10.250.5.0/24", "10.250.0.0/16", "")
+	var n *Network
+	host.must(t, func() (err error) {
+		if n, err = New(cfg); err != nil {
+			return err
+		}
+		_, err = n.Setup(ctx, "uid-a", "default", "a", pod.path, nil)
+		return err
+	})
+	run(t, "ip", "netns", "del", pod.name)
+	run(t, "ip", "netns", "add", pod.name)
+	var ip netip.Addr
+	host.must(t, func() (err error) {
+		ip, err = n.Setup(ctx, "uid-a", "default", "a", pod.path, nil)
+		return err
+	})
+	if !hasAddress(pod.path, ip) {
+		t.Fatalf("the recreated netns has no %s with %v", podInterface, ip)
+	}
+	if got := allocated(t, cfg); !slices.Equal(got, []netip.Addr{ip}) {
+		t.Fatalf("host-local holds %v, want only %v", got, ip)
+	}
+}
+
+// TestConcurrentSetup sets up pods at once, as the agent does when many
+// pods arrive together.
+func TestConcurrentSetup(t *testing.T) {
+	requireNetAdmin(t)
+	ctx := ctxT(t)
+	host := newNS(t)
+	cfg := testConfig(t, "10.250.6.0/24", "10.250.0.0/16", "")
+	const pods = 8
+	nss := make([]ns, pods)
+	for i := range nss {
+		nss[i] = newNS(t)
+	}
+	var n *Network
+	host.must(t, func() (err error) {
+		n, err = New(cfg)
+		return err
+	})
+	ips := make([]netip.Addr, pods)
+	errs := make(chan error, pods)
+	for i := range pods {
+		go func() {
+			errs <- host.do(func() (err error) {
+				ips[i], err = n.Setup(ctx, fmt.Sprintf("uid-%d", i), "default", fmt.Sprint(i), nss[i].path, nil)
+				return err
+			})
+		}()
+	}
+	for range pods {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	if t.Failed() {
+		return
+	}
+	if got := allocated(t, cfg); !slices.Equal(got, sortedAddrs(slices.Clone(ips)...)) || len(slices.Compact(got)) != pods {
+		t.Fatalf("host-local holds %v, want the %d distinct pod IPs %v", got, pods, ips)
+	}
+	eventually(t, 10*time.Second, "first pod pings the last", func() error { return ping(nss[0], ips[pods-1]) })
 }
 
 // remoteOf connects from ns to ln (or to addr, when given) and returns the

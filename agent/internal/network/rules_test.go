@@ -23,6 +23,12 @@ func TestEnsureMasquerade(t *testing.T) {
 	if _, err := host.exec("iptables", "-A", "FORWARD", "-j", "DROP"); err != nil {
 		t.Fatal(err)
 	}
+	bridgeNF := fileExists(bridgeNFCallPath)
+	if bridgeNF {
+		if _, err := host.exec("busybox", "sh", "-c", "echo 0 > "+bridgeNFCallPath); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for range 2 { // the second run must change nothing
 		host.must(t, n.EnsureMasquerade)
 	}
@@ -49,6 +55,11 @@ func TestEnsureMasquerade(t *testing.T) {
 	}
 	if got, err := host.exec("cat", ipForwardPath); err != nil || strings.TrimSpace(got) != "1" {
 		t.Errorf("ip_forward: got %q %v, want 1", got, err)
+	}
+	if bridgeNF {
+		if got, err := host.exec("cat", bridgeNFCallPath); err != nil || strings.TrimSpace(got) != "1" {
+			t.Errorf("bridge-nf-call-iptables: got %q %v, want 1", got, err)
+		}
 	}
 
 	// Changed CIDRs replace the chain's rules.
@@ -150,4 +161,9 @@ func TestSyncRoutes(t *testing.T) {
 	if _, err := os.Stat(cfg.ConfDir); err != nil {
 		t.Error(err)
 	}
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }
