@@ -43,6 +43,9 @@ var (
 	// ErrNoIPv4 is returned by Setup when the plugins gave the pod no IPv4
 	// address (a plugin misconfiguration).
 	ErrNoIPv4 = errors.New("network: the CNI result has no IPv4 address")
+	// ErrNoPodUID is returned by Setup and Teardown for an empty pod UID
+	// (the CNI container ID).
+	ErrNoPodUID = errors.New("network: empty pod UID")
 )
 
 // Config configures a node's pod network.
@@ -187,6 +190,9 @@ func (n *Network) runtimeConf(podUID, netnsPath string) *libcni.RuntimeConf {
 // carries the address) it returns the same address without running the
 // plugins. A failed attempt is rolled back (CNI DEL) before returning.
 func (n *Network) Setup(ctx context.Context, podUID, namespace, name, netnsPath string, ports []HostPort) (netip.Addr, error) {
+	if podUID == "" {
+		return netip.Addr{}, ErrNoPodUID
+	}
 	rt := n.runtimeConf(podUID, netnsPath)
 	rt.Args = [][2]string{
 		{"IgnoreUnknown", "1"},
@@ -230,7 +236,7 @@ func (n *Network) Setup(ctx context.Context, podUID, namespace, name, netnsPath 
 		rbCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
 		defer cancel()
 		err = fmt.Errorf("network: setting up pod %s: %w", pod, err)
-		return netip.Addr{}, errors.Join(err, n.Teardown(rbCtx, podUID, netnsPath))
+		return netip.Addr{}, errors.Join(err, n.del(rbCtx, rt)) // rt has the port mappings to undo
 	}
 	n.log.Debug("pod network set up", "pod", pod, "podUID", podUID, "ip", ip)
 	return ip, nil
@@ -242,9 +248,18 @@ func (n *Network) Setup(ctx context.Context, podUID, namespace, name, netnsPath 
 // one, as the CNI spec allows). It uses the config the pod was added with,
 // from libcni's cache, when there is one.
 func (n *Network) Teardown(ctx context.Context, podUID, netnsPath string) error {
-	rt := n.runtimeConf(podUID, "")
-	if isNetNS(netnsPath) {
-		rt.NetNS = netnsPath
+	if podUID == "" {
+		return ErrNoPodUID
+	}
+	return n.del(ctx, n.runtimeConf(podUID, netnsPath))
+}
+
+// del runs CNI DEL for rt, without a netns when rt's is gone, and with the
+// config and runtime arguments of the pod's ADD when libcni cached them.
+func (n *Network) del(ctx context.Context, rt *libcni.RuntimeConf) error {
+	rt = &libcni.RuntimeConf{ContainerID: rt.ContainerID, NetNS: rt.NetNS, IfName: rt.IfName, Args: rt.Args, CapabilityArgs: rt.CapabilityArgs}
+	if !isNetNS(rt.NetNS) {
+		rt.NetNS = ""
 	}
 	list := n.list
 	if raw, cachedRT, err := n.cni.GetNetworkListCachedConfig(n.list, rt); err == nil && raw != nil {
@@ -253,7 +268,7 @@ func (n *Network) Teardown(ctx context.Context, podUID, netnsPath string) error 
 		}
 	}
 	if err := n.cni.DelNetworkList(ctx, list, rt); err != nil {
-		return fmt.Errorf("network: tearing down pod %s: %w", podUID, err)
+		return fmt.Errorf("network: tearing down pod %s: %w", rt.ContainerID, err)
 	}
 	return nil
 }

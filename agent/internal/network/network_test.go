@@ -225,6 +225,9 @@ func TestTwoNodes(t *testing.T) {
 		t.Errorf("pod a saw host b's hostPort connection from %v, want %v", got, want)
 	}
 
+	// Hairpin: pod a reaches itself through its own hostPort.
+	remoteOf(t, podA, serverA, fmt.Sprintf("192.168.250.1:%d", hostPort))
+
 	// After an agent restart, Teardown still removes the hostPort rules
 	// (the port mappings come from libcni's cache).
 	nat := func() string { return run(t, "ip", "netns", "exec", hostA.name, "iptables", "-t", "nat", "-S") }
