@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/containerd/containerd"
-	ctrcontainers "github.com/containerd/containerd/containers"
 	"github.com/containerd/containerd/cio"
+	ctrcontainers "github.com/containerd/containerd/containers"
 	"github.com/containerd/containerd/errdefs"
 	"github.com/containerd/containerd/oci"
 	"github.com/containerd/containerd/pkg/cap"
@@ -39,17 +39,17 @@ type ContainerSpec struct {
 	Image                         Image  // from EnsureImage
 	// Command replaces the image's Entrypoint, Args its Cmd (Kubernetes
 	// rules; $(VAR) references already expanded by the caller).
-	Command, Args []string
-	Env           []string // "K=V"; overrides the image's variable of the same name
-	WorkingDir    string
-	Mounts        []Mount
-	TTY, Stdin    bool
-	StdinOnce     bool
-	CPUShares     uint64 // cgroup cpu shares; 0 = default
-	CPUQuota      int64  // µs per 100000 µs period; 0 = none
-	MemoryLimit   int64  // bytes; 0 = none
-	RunAsUser     *int64
-	RunAsGroup    *int64
+	Command, Args              []string
+	Env                        []string // "K=V"; overrides the image's variable of the same name
+	WorkingDir                 string
+	Mounts                     []Mount
+	TTY, Stdin                 bool
+	StdinOnce                  bool
+	CPUShares                  uint64 // cgroup cpu shares; 0 = default
+	CPUQuota                   int64  // µs per 100000 µs period; 0 = none
+	MemoryLimit                int64  // bytes; 0 = none
+	RunAsUser                  *int64
+	RunAsGroup                 *int64
 	ReadOnlyRootFS, Privileged bool
 	CapAdd, CapDrop            []string // "NET_ADMIN" form; "ALL" allowed
 	LogPath                    string   // the podlogs file the container's output goes to

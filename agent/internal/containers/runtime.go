@@ -31,8 +31,8 @@ import (
 	"sync"
 	"time"
 
-	eventtypes "github.com/containerd/containerd/api/events"
 	"github.com/containerd/containerd"
+	eventtypes "github.com/containerd/containerd/api/events"
 	"github.com/containerd/containerd/namespaces"
 	"github.com/containerd/typeurl/v2"
 )
