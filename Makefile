@@ -16,7 +16,11 @@ GO ?= go
 #   ca-certificates  TLS roots for the Go module proxy
 #   etcd-server      etcd 3.4, the comparison point of `make bench` only
 #   procps psmisc    ps/pkill/fuser, used by the process-level tests
-DEB_PACKAGES := ca-certificates etcd-server procps psmisc
+#   containerd runc containernetworking-plugins iptables conntrack iproute2
+#                    the worker agent's runtime and networking, and the lab
+#   docker-registry busybox-static curl  the lab's registry, its test images
+#                    and the lab tests' HTTP client inside host namespaces
+DEB_PACKAGES := ca-certificates etcd-server procps psmisc containerd runc containernetworking-plugins iptables conntrack iproute2 docker-registry busybox-static curl
 
 # Staticcheck 2026.2.2; builds with and understands Go 1.26.
 STATICCHECK_VERSION := v0.8.2
@@ -29,6 +33,13 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # RUN_DIR is the data directory of the single-node cluster of `make run`.
 RUN_DIR ?= $(CURDIR)/.run
 
+# The lab of `make lab`: LAB_MASTERS masters and LAB_WORKERS workers, state,
+# logs and data in LAB_DIR; LAB_FLAGS are more `lab up` flags (--agents).
+LAB_MASTERS ?= 1
+LAB_WORKERS ?= 2
+LAB_DIR ?= $(CURDIR)/.lab
+LAB_FLAGS ?=
+
 TEST_TIMEOUT ?= 25m
 FUZZ_PKG := ./raftstore/internal/command/
 FUZZ_TARGET := FuzzDecode
@@ -36,10 +47,10 @@ FUZZ_TARGET := FuzzDecode
 TEST_FUZZTIME ?= 15s
 FUZZTIME ?= 5m
 
-.PHONY: help deps debs tools build run test fuzz bench lint clean
+.PHONY: help deps debs tools build run test fuzz bench lint clean lab lab-down
 
 help: ## list the targets
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z]+):.*## /  \1\t/'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## /  \1\t/'
 
 deps: ## install missing Debian packages and Go tools (idempotent)
 	@$(MAKE) debs
@@ -83,6 +94,12 @@ lint: tools ## gofmt, go vet and staticcheck
 	@unformatted="$$(gofmt -l .)"; if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
 	$(STATICCHECK) ./...
+
+lab: build ## bring up the multi-host lab (LAB_MASTERS, LAB_WORKERS; needs root) in the background and print how to use it
+	$(GO) run ./e2e/cmd/lab up --masters $(LAB_MASTERS) --workers $(LAB_WORKERS) --dir "$(LAB_DIR)" --skiff bin/skiff $(LAB_FLAGS)
+
+lab-down: ## remove everything `make lab` created (also after a crash)
+	$(GO) run ./e2e/cmd/lab down --dir "$(LAB_DIR)"
 
 clean: ## remove bin/ and .run/ (the default `make run` data directory)
 	rm -rf bin .run
