@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -23,7 +24,7 @@ import (
 func (m *Manager) runHook(ctx context.Context, pod *corev1.Pod, c *corev1.Container, id string, podIP netip.Addr, h *corev1.LifecycleHandler) (string, error) {
 	switch {
 	case h.Exec != nil:
-		var out bytes.Buffer
+		var out outputBuffer
 		code, err := m.cfg.Runtime.Exec(ctx, id, h.Exec.Command, containers.Streams{Stdout: &out, Stderr: &out})
 		if err != nil {
 			return out.String(), err
@@ -93,3 +94,24 @@ func resolvePort(p intstr.IntOrString, c *corev1.Container) (int, error) {
 	}
 	return 0, fmt.Errorf("couldn't find port %q in container %s", p.StrVal, c.Name)
 }
+
+// outputBuffer collects a command's stdout and stderr, which the runtime
+// copies from two goroutines.
+type outputBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *outputBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *outputBuffer) Bytes() []byte {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return bytes.Clone(b.buf.Bytes())
+}
+
+func (b *outputBuffer) String() string { return string(b.Bytes()) }

@@ -17,6 +17,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
@@ -39,7 +40,6 @@ type node struct {
 	rt    *containers.Runtime
 	ns    string
 	stop  func()
-	runs  atomic.Int32
 	image string
 }
 
@@ -285,7 +285,7 @@ func TestPodLifecycle(t *testing.T) {
 	marks := t.TempDir()
 	// Two containers sharing an emptyDir and the network namespace; an
 	// init container runs first.
-	web := n.create(&corev1.Pod{
+	n.create(&corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: "web"},
 		Spec: corev1.PodSpec{
 			TerminationGracePeriodSeconds: ptr(int64(10)),
@@ -304,7 +304,7 @@ func TestPodLifecycle(t *testing.T) {
 			},
 		},
 	})
-	web = n.waitPod("web", "running with both containers", 90*time.Second, func(p *corev1.Pod) error {
+	web := n.waitPod("web", "running with both containers", 90*time.Second, func(p *corev1.Pod) error {
 		if err := running(p); err != nil {
 			return err
 		}
@@ -436,4 +436,60 @@ func TestMain(m *testing.M) {
 		os.Exit(containers.LogDriverMain(os.Args[2:]))
 	}
 	os.Exit(m.Run())
+}
+
+// TestProbes: readiness gates the Ready condition; a failing liveness
+// probe restarts the container.
+func TestProbes(t *testing.T) {
+	n := startNode(t)
+	n.create(&corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "probed"},
+		Spec: corev1.PodSpec{TerminationGracePeriodSeconds: ptr(int64(1)), Containers: []corev1.Container{{
+			Name: "c",
+			// Ready after 2 s; alive for 4 s after each start.
+			Command: sh("mkdir -p /www; touch /tmp/alive; httpd -p 8080 -h /www; sleep 2; touch /www/ready; sleep 2; rm /tmp/alive; sleep 3600"),
+			Ports:   []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}},
+			ReadinessProbe: &corev1.Probe{
+				ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/ready", Port: intstr.FromString("http")}},
+				PeriodSeconds: 1, FailureThreshold: 1,
+			},
+			LivenessProbe: &corev1.Probe{
+				ProbeHandler:  corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"test", "-f", "/tmp/alive"}}},
+				PeriodSeconds: 1, FailureThreshold: 1,
+			},
+		}}},
+	})
+	sawUnready := false
+	n.waitPod("probed", "running but not ready, then ready", 60*time.Second, func(p *corev1.Pod) error {
+		if p.Status.Phase != corev1.PodRunning || len(p.Status.ContainerStatuses) == 0 {
+			return fmt.Errorf("phase %s", p.Status.Phase)
+		}
+		if !p.Status.ContainerStatuses[0].Ready {
+			sawUnready = true
+			return fmt.Errorf("not ready yet")
+		}
+		if !sawUnready {
+			return fmt.Errorf("ready without having been seen unready first")
+		}
+		return running(p)
+	})
+	p := n.waitPod("probed", "restarted by its liveness probe", 60*time.Second, func(p *corev1.Pod) error {
+		cs := p.Status.ContainerStatuses[0]
+		if cs.RestartCount < 1 || cs.LastTerminationState.Terminated == nil {
+			return fmt.Errorf("restarts %d", cs.RestartCount)
+		}
+		return nil
+	})
+	events, err := n.cs.CoreV1().Events(n.ns).List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var killing, unhealthy bool
+	for _, e := range events.Items {
+		killing = killing || (e.Reason == "Killing" && strings.Contains(e.Message, "failed liveness probe"))
+		unhealthy = unhealthy || (e.Reason == "Unhealthy" && strings.HasPrefix(e.Message, "Liveness probe failed"))
+	}
+	if !killing || !unhealthy {
+		t.Fatalf("events: Killing for liveness %v, Unhealthy %v (pod %s)", killing, unhealthy, p.Name)
+	}
 }

@@ -37,6 +37,19 @@ func (m *Manager) cleanupOrphans(ctx context.Context) {
 	} else {
 		m.log.Warn("listing sandboxes failed", "err", err)
 	}
+	// Network attachments whose sandbox is gone too (a reboot cleared
+	// RunDir) still hold IPs.
+	if al, ok := m.cfg.Network.(interface{ AttachedPods() ([]string, error) }); ok {
+		if uids, err := al.AttachedPods(); err == nil {
+			for _, u := range uids {
+				if uid := types.UID(u); !known[uid] {
+					if _, seen := orphans[uid]; !seen {
+						orphans[uid] = [2]string{"", ""}
+					}
+				}
+			}
+		}
+	}
 	for uid, n := range orphans {
 		m.log.Info("cleaning up a pod that is gone", "pod", n[0]+"/"+n[1], "uid", uid)
 		// Its worker finds no pod with that UID and removes everything.

@@ -191,21 +191,12 @@ func (w *worker) runPod(ctx context.Context, pod *corev1.Pod, mine []containers.
 			return next
 		}
 	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
+	// In order, as the kubelet: a sidecar listed first starts first.
 	for i := range pod.Spec.Containers {
 		c := &pod.Spec.Containers[i]
 		cur, _ := latest(mine, c.Name, false)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			d := w.step(ctx, pod, c, cur, paths)
-			mu.Lock()
-			soon(d)
-			mu.Unlock()
-		}()
+		soon(w.step(ctx, pod, c, cur, paths))
 	}
-	wg.Wait()
 	return next
 }
 
@@ -221,8 +212,8 @@ func (w *worker) step(ctx context.Context, pod *corev1.Pod, c *corev1.Container,
 		w.mu.Unlock()
 		if failed {
 			w.m.cfg.Recorder.Eventf(pod, corev1.EventTypeNormal, "Killing", "Container %s %s, will be restarted", c.Name, why)
-			grace := podGrace(pod)
-			w.stopContainer(ctx, pod, c, cur.ID, grace)
+			w.stopProbesOf(cur.ID)
+			w.stopContainer(ctx, pod, c, cur.ID, podGrace(pod))
 			w.mu.Lock()
 			delete(w.liveFailed, cur.ID)
 			w.mu.Unlock()
@@ -325,6 +316,7 @@ func (w *worker) start(ctx context.Context, pod *corev1.Pod, c *corev1.Container
 	if c.Lifecycle != nil && c.Lifecycle.PostStart != nil {
 		if msg, err := w.m.runHook(ctx, pod, c, id, w.ip, c.Lifecycle.PostStart); err != nil {
 			rec.Eventf(pod, corev1.EventTypeWarning, "FailedPostStartHook", "PostStartHook failed: %v %s", err, msg)
+			w.stopProbesOf(id)
 			w.stopContainer(ctx, pod, c, id, minGrace)
 		}
 	}
@@ -392,7 +384,6 @@ func (w *worker) stopContainer(ctx context.Context, pod *corev1.Pod, c *corev1.C
 	if grace == 0 {
 		left = 0
 	}
-	w.stopProbesOf(id)
 	if err := w.m.cfg.Runtime.StopContainer(ctx, id, left); err != nil {
 		w.m.log.Warn("stopping container failed", "pod", w.ns+"/"+w.name, "container", id, "err", err)
 	}
@@ -406,6 +397,7 @@ func (w *worker) killAll(ctx context.Context, pod *corev1.Pod, mine []containers
 		if cs.State != containers.StateRunning {
 			continue
 		}
+		w.stopProbesOf(cs.ID)
 		var spec *corev1.Container
 		if pod != nil {
 			spec = findContainer(pod, cs.Name, cs.Init)
