@@ -21,6 +21,7 @@ import (
 	"github.com/containerd/containerd/oci"
 	"github.com/containerd/containerd/pkg/cap"
 	"github.com/containerd/containerd/plugin"
+	"github.com/moby/sys/signal"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
@@ -377,7 +378,7 @@ func (r *Runtime) StopContainer(ctx context.Context, id string, grace time.Durat
 	}
 	sig := syscall.SIGTERM
 	if labels, err := c.Labels(ctx); err == nil && labels[labelStopSignal] != "" {
-		if s, err := containerd.ParseSignal(labels[labelStopSignal]); err == nil {
+		if s, err := signal.ParseSignal(labels[labelStopSignal]); err == nil {
 			sig = s
 		}
 	}
@@ -539,7 +540,7 @@ func (r *Runtime) status(ctx context.Context, c containerd.Container) (Container
 		st.ExitCode = int32(ts.ExitStatus)
 		st.FinishedAt = ts.ExitTime
 		switch {
-		case l[labelOOM] == "true" && ts.ExitStatus != 0:
+		case ts.ExitStatus != 0 && (l[labelOOM] == "true" || r.cgroupOOMKilled(ctx, c)):
 			st.Reason = "OOMKilled"
 		case ts.ExitStatus == 0:
 			st.Reason = "Completed"
@@ -553,6 +554,31 @@ func (r *Runtime) status(ctx context.Context, c containerd.Container) (Container
 		st.State = StateUnknown
 	}
 	return st, nil
+}
+
+// cgroupOOMKilled reads the OOM kill count of a container's cgroup (v1
+// memory controller, or v2), which lasts until its task is deleted; it
+// covers an OOM event that was missed or not yet processed.
+func (r *Runtime) cgroupOOMKilled(ctx context.Context, c containerd.Container) bool {
+	spec, err := c.Spec(ctx)
+	if err != nil || spec.Linux == nil || spec.Linux.CgroupsPath == "" {
+		return false
+	}
+	for _, f := range []string{
+		filepath.Join("/sys/fs/cgroup/memory", spec.Linux.CgroupsPath, "memory.oom_control"),
+		filepath.Join("/sys/fs/cgroup", spec.Linux.CgroupsPath, "memory.events"),
+	} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, " "); ok && k == "oom_kill" && v != "0" {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // markOOM records that the kernel's OOM killer hit a container.

@@ -350,3 +350,28 @@ func TestCreateContainerNeedsSandbox(t *testing.T) {
 		t.Error("created a container in a removed sandbox")
 	}
 }
+
+func TestOOMKilled(t *testing.T) {
+	t.Run("from events", func(t *testing.T) { testOOMKilled(t, true) })
+	t.Run("from the cgroup", func(t *testing.T) { testOOMKilled(t, false) })
+}
+
+func testOOMKilled(t *testing.T, events bool) {
+	p := newPod(t)
+	if events {
+		go p.r.Run(t.Context())
+	}
+	spec := p.spec("hog", "sh", "-c", `x=$(yes | head -c 200000000); echo survived`)
+	spec.MemoryLimit = 16 << 20
+	id := p.start(t, spec)
+	var st ContainerStatus
+	// The OOM event and the exit race: wait for both to be recorded.
+	waitFor(t, 30*time.Second, "OOMKilled", func() (bool, error) {
+		var err error
+		st, err = p.r.ContainerStatus(t.Context(), id)
+		return st.State == StateExited && st.Reason == "OOMKilled", err
+	})
+	if st.ExitCode != 137 {
+		t.Errorf("exit code %d, want 137", st.ExitCode)
+	}
+}
