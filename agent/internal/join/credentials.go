@@ -36,6 +36,9 @@ const (
 	ServingCertFile = "serving.crt"
 	ServingKeyFile  = "serving.key"
 	GossipKeyFile   = "gossip.key"
+	// MastersFile lists the masters' gossip addresses seen at the last
+	// start, also joined on the next.
+	MastersFile = "masters"
 )
 
 // credentials are what a joined node keeps: the cluster CA, its client and

@@ -32,7 +32,9 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -77,7 +79,8 @@ type Config struct {
 	// DataDir is the agent's data directory; credentials go in DataDir/pki.
 	DataDir string
 	// Timeout bounds how long Run waits for a master through Join before it
-	// fails with ErrNoMaster.
+	// fails with ErrNoMaster; with valid saved credentials, Run only warns
+	// every Timeout and waits on (the masters may be down for a while).
 	Timeout time.Duration
 	// RenewBefore: saved certificates that expire within it are renewed by
 	// joining again, with a join token.
@@ -249,8 +252,11 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	defer stopPool()
-	hosts, err := a.waitForMaster(ctx, pool, poolDone)
+	hosts, err := a.waitForMaster(ctx, pool, poolDone, creds != nil)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
 		return err
 	}
 	if creds == nil {
@@ -269,6 +275,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	a.pool = pool
+	if a.cfg.Pool == nil {
+		a.saveMasters(pool)
+	}
 	close(a.ready)
 
 	select {
@@ -330,15 +339,7 @@ func (a *Agent) startPool(ctx context.Context, key []byte) (*membership.Pool, <-
 	var pool *membership.Pool
 	// Every master the node has seen, so that a pool split by a partition
 	// heals even when the master at Join is gone.
-	cfg.Peers = func(context.Context) ([]string, error) {
-		peers := []string{a.cfg.Join}
-		for _, m := range pool.Members() {
-			if m.Meta.Master && m.Addr != a.cfg.Join {
-				peers = append(peers, m.Addr)
-			}
-		}
-		return peers, nil
-	}
+	cfg.Peers = func(context.Context) ([]string, error) { return a.seeds(pool), nil }
 	pool, err := membership.New(cfg)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("join: %w", err)
@@ -361,34 +362,83 @@ const retryInterval = 500 * time.Millisecond
 // waitForMaster returns the API hosts of the live masters once the pool
 // knows one. It joins Config.Join explicitly to learn why a join fails:
 // a refused key ends the wait at once, other failures are retried until
-// Config.Timeout.
-func (a *Agent) waitForMaster(ctx context.Context, pool *membership.Pool, poolDone <-chan error) ([]string, error) {
-	ctx, cancel := context.WithTimeout(ctx, a.cfg.Timeout)
-	defer cancel()
+// Config.Timeout; a patient wait (a node with saved credentials, whose
+// masters may be down for a while) only warns then, and goes on until ctx
+// ends.
+func (a *Agent) waitForMaster(ctx context.Context, pool *membership.Pool, poolDone <-chan error, patient bool) ([]string, error) {
+	deadline := time.NewTimer(a.cfg.Timeout)
+	defer deadline.Stop()
 	var lastErr error
 	for {
 		if hosts := pool.MasterAPIs(); len(hosts) > 0 {
 			return hosts, nil
 		}
 		if a.cfg.Pool == nil {
-			if _, err := pool.Join(ctx, []string{a.cfg.Join}); errors.Is(err, membership.ErrKeyRefused) {
-				return nil, fmt.Errorf("join: the join token does not match the cluster at %s (%w)", a.cfg.Join, ErrGossipKeyRefused)
-			} else if err != nil {
-				lastErr = err
-				a.log.Debug("joining the gossip pool", "join", a.cfg.Join, "err", err)
+			for _, addr := range a.seeds(pool) {
+				if _, err := pool.Join(ctx, []string{addr}); errors.Is(err, membership.ErrKeyRefused) {
+					return nil, fmt.Errorf("join: the join token does not match the cluster at %s (%w)", addr, ErrGossipKeyRefused)
+				} else if err != nil {
+					lastErr = err
+					a.log.Debug("joining the gossip pool", "addr", addr, "err", err)
+				} else {
+					break
+				}
 			}
 		}
 		select {
 		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-deadline.C:
 			if lastErr == nil {
 				lastErr = errors.New("no member announces an API server")
 			}
 			// memberlist's errors span lines.
-			return nil, fmt.Errorf("%w through %s within %v: %s", ErrNoMaster, a.cfg.Join, a.cfg.Timeout, strings.Join(strings.Fields(lastErr.Error()), " "))
+			err := fmt.Errorf("%w through %s within %v: %s", ErrNoMaster, a.cfg.Join, a.cfg.Timeout, strings.Join(strings.Fields(lastErr.Error()), " "))
+			if !patient {
+				return nil, err
+			}
+			a.log.Warn("still waiting for a master", "err", err)
+			deadline.Reset(a.cfg.Timeout)
 		case err := <-poolDone:
 			return nil, fmt.Errorf("join: the gossip pool stopped: %w", err)
 		case <-pool.Changed():
 		case <-time.After(retryInterval):
 		}
+	}
+}
+
+// seeds returns the gossip addresses to join: Config.Join, the masters the
+// pool knows (alive or not, so that a pool split by a partition heals even
+// when the master at Join is gone), and the masters saved at the last join.
+func (a *Agent) seeds(pool *membership.Pool) []string {
+	out := []string{a.cfg.Join}
+	add := func(addr string) {
+		if addr != "" && !slices.Contains(out, addr) {
+			out = append(out, addr)
+		}
+	}
+	for _, m := range pool.Members() {
+		if m.Meta.Master {
+			add(m.Addr)
+		}
+	}
+	if b, err := os.ReadFile(filepath.Join(a.dir, MastersFile)); err == nil {
+		for _, addr := range strings.Fields(string(b)) {
+			add(addr)
+		}
+	}
+	return out
+}
+
+// saveMasters keeps the masters' gossip addresses for the next start.
+func (a *Agent) saveMasters(pool *membership.Pool) {
+	var addrs []string
+	for _, m := range pool.Members() {
+		if m.Meta.Master && m.Alive {
+			addrs = append(addrs, m.Addr+"\n")
+		}
+	}
+	if err := writeFile(filepath.Join(a.dir, MastersFile), []byte(strings.Join(addrs, ""))); err != nil {
+		a.log.Warn("saving the masters' gossip addresses", "err", err)
 	}
 }

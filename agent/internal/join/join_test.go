@@ -196,14 +196,52 @@ func TestJoinAndRestart(t *testing.T) {
 		t.Fatalf("after a restart, get the Node: %v", err)
 	}
 
-	// A node name that the saved certificates are not for needs a token.
 	if err := b.stop(); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	cfg.NodeName = "worker-b"
-	if err := start(t, cfg).runErr(t, 10*time.Second); !errors.Is(err, ErrTokenRequired) {
+
+	// The masters seen at the last start are joined too: Join may be gone.
+	cfg.Join = closedPort(t)
+	c := start(t, cfg)
+	c.waitReady(t)
+	if err := c.stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+
+	// A node name that the saved certificates are not for needs a token.
+	other := cfg
+	other.NodeName = "worker-b"
+	if err := start(t, other).runErr(t, 10*time.Second); !errors.Is(err, ErrTokenRequired) {
 		t.Errorf("restart as another node without a token: got %v, want ErrTokenRequired", err)
 	}
+
+	// With valid credentials, a node whose masters are all down waits for
+	// them past Timeout instead of failing, until it is stopped.
+	m.Stop()
+	cfg.Timeout = 100 * time.Millisecond
+	d := start(t, cfg)
+	select {
+	case err := <-d.done:
+		d.done <- err
+		t.Fatalf("Run with saved credentials and no master returned %v, want it to wait", err)
+	case <-d.Ready():
+		t.Fatal("Ready without a master")
+	case <-time.After(10 * cfg.Timeout):
+	}
+	if err := d.stop(); err != nil {
+		t.Errorf("Run stopped while waiting for a master = %v, want nil", err)
+	}
+}
+
+// closedPort returns a loopback address where nothing listens.
+func closedPort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }
 
 func mapsEqual(a, b map[string][]byte) bool {
@@ -278,12 +316,7 @@ func TestJoinRefusals(t *testing.T) {
 	}
 	plain := m.Token(t, "jane", "dev")
 	waitAuthenticates(t, m, plain)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	nobody := ln.Addr().String()
-	ln.Close()
+	nobody := closedPort(t)
 
 	variant := func(f func(*bootstrap.Token)) string {
 		tok := good
