@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -125,6 +126,36 @@ func TestLab(t *testing.T) {
 	}
 	if fi, err := os.Stat(imgs.Archive); err != nil || fi.Size() == 0 {
 		t.Errorf("image archive %s: %v", imgs.Archive, err)
+	}
+
+	// A join token for the agents, and the agent's command line.
+	tok, err := l.JoinToken(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	args, err := l.AgentCommand(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{l.cfg.SkiffBin, "agent", "--join", l.Master(0).IP.String() + ":7946", "--token", tok,
+		"--node-name", "w1", "--node-ip", w1.IP.String(), "--data-dir", w1.AgentDataDir, "--run-dir", w1.AgentRunDir,
+		"--containerd-socket", w1.ContainerdSocket, "--gossip-addr", w1.IP.String() + ":7946", "--listen", w1.IP.String() + ":10250"}
+	if strings.Join(args, " ") != strings.Join(want, " ") {
+		t.Errorf("agent command:\ngot  %q\nwant %q", args, want)
+	}
+
+	// A killed master comes back on its data dir.
+	if err := l.KillMaster(0); err != nil {
+		t.Fatal(err)
+	}
+	if err := httpGet(ctx, http.DefaultClient, "http://"+l.Master(0).StatusAddr+"/readyz"); err == nil {
+		t.Errorf("/readyz of a killed master: got 200, want an error")
+	}
+	if err := l.StartMaster(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.CommandContext(ctx, "kubectl", "--kubeconfig", l.Kubeconfig(), "get", "ns", "default", "-o", "name").CombinedOutput(); err != nil || strings.TrimSpace(string(out)) != "namespace/default" {
+		t.Errorf("kubectl after the master's restart: got %q (%v), want namespace/default", out, err)
 	}
 
 	// Down removes everything, and again is a no-op.
