@@ -288,3 +288,41 @@ func (w tlog) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
 }
+
+// TestCleanupStale checks that CleanupStale leaves a lab whose owner runs
+// alone and removes it once its state file names an owner that is gone.
+func TestCleanupStale(t *testing.T) {
+	if why := Requirements(); why != "" {
+		t.Skip(why)
+	}
+	dir, err := os.MkdirTemp("", "skl-stale-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	l, err := Up(t.Context(), Config{Workers: 1, Dir: dir, NoImages: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Down() })
+
+	if err := CleanupStale(dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(statePath(dir)); err != nil {
+		t.Fatalf("CleanupStale removed a lab whose owner runs: %v", err)
+	}
+
+	// A process that has exited stands for the crashed owner.
+	gone := exec.Command("true")
+	if err := gone.Run(); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.record(func(s *state) { s.Owner = pstate{Pid: gone.Process.Pid, Start: 1} }); err != nil {
+		t.Fatal(err)
+	}
+	if err := CleanupStale(dir); err != nil {
+		t.Fatal(err)
+	}
+	assertGone(t, l.ID(), l.Dir(), nil)
+}

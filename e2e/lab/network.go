@@ -62,7 +62,10 @@ func (l *Lab) allocate() error {
 	if l.id == "" {
 		return fmt.Errorf("lab: no free ID and subnet in 10.99.0.0/16")
 	}
-	l.st = &state{ID: l.id, Subnet: l.subnet.String(), Bridge: l.bridge}
+	l.st = &state{ID: l.id, Subnet: l.subnet.String(), Bridge: l.bridge, Detached: l.cfg.Detach}
+	l.st.Owner.Pid = os.Getpid()
+	l.st.Owner.Start, _ = startTime(os.Getpid())
+	l.st.Owner.Cmd = strings.Join(os.Args, " ")
 	if err := l.record(func(*state) {}); err != nil {
 		return err
 	}

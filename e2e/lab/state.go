@@ -27,6 +27,11 @@ type state struct {
 	Rules   []rule            `json:"iptablesRules,omitempty"`
 	Sockets []string          `json:"containerdSockets,omitempty"`
 	Procs   map[string]pstate `json:"processes,omitempty"`
+	// Owner is the process that ran Up; Detached says its processes were
+	// meant to outlive it (`make lab`). CleanupStale removes labs whose
+	// owner is gone unless they are detached.
+	Owner    pstate `json:"owner"`
+	Detached bool   `json:"detached,omitempty"`
 }
 
 // rule is one iptables rule in the root namespace.
@@ -170,6 +175,36 @@ func Cleanup(dir string) error {
 		}
 	}
 	errs = append(errs, teardown(abs, &st))
+	return errors.Join(errs...)
+}
+
+// CleanupStale runs Cleanup for every lab directory matching the glob
+// pattern (e.g. "/tmp/skl-*") whose state file names an owner process that
+// is gone and that was not detached: labs of test binaries that crashed or
+// timed out before their t.Cleanup ran. Labs of running processes are left
+// alone.
+func CleanupStale(pattern string) error {
+	dirs, err := filepath.Glob(pattern)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, dir := range dirs {
+		b, err := os.ReadFile(statePath(dir))
+		if err != nil {
+			continue
+		}
+		var st state
+		if json.Unmarshal(b, &st) != nil || st.Detached || st.Owner.Pid == 0 {
+			continue
+		}
+		if start, err := startTime(st.Owner.Pid); err == nil && start == st.Owner.Start {
+			continue // its owner runs
+		}
+		if err := Cleanup(dir); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	return errors.Join(errs...)
 }
 

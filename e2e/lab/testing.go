@@ -31,13 +31,18 @@ func Requirements() string {
 }
 
 // Start brings a lab up for a test: it skips t when Requirements says the
-// machine cannot run one, defaults Dir to a new temp dir and SkiffBin to
+// machine cannot run one, removes the labs of crashed test binaries
+// (CleanupStale of $TMPDIR/skl-*), defaults Dir to a new temp dir and SkiffBin to
 // SkiffBinary(t), and registers with t.Cleanup the logs' tails (when t
 // failed) and Down. It fails t when Up fails.
 func Start(t testing.TB, cfg Config) *Lab {
 	t.Helper()
 	if why := Requirements(); why != "" {
 		t.Skip(why)
+	}
+	// Labs of earlier test binaries that died before their cleanup.
+	if err := CleanupStale(filepath.Join(os.TempDir(), "skl-*")); err != nil {
+		t.Logf("removing stale labs: %v", err)
 	}
 	if cfg.Dir == "" {
 		// Short: containerd's socket path must fit in a sockaddr_un.
