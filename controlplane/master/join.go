@@ -107,8 +107,8 @@ func GossipAddrs(ctx context.Context, kv TokenKV) ([]string, error) {
 // withJoin serves the bootstrap endpoints in front of api: bootstrap.CAPath
 // (reached without authentication: authenticate lets it through) and
 // bootstrap.JoinPath, which signs a joining worker's certificates with ca.
-// A user in bootstrap.BootstrapGroup may use nothing else: its requests to
-// other paths get 403.
+// A user in bootstrap.BootstrapGroup may use nothing else: authenticate
+// answers its requests to other paths 403 (confined).
 func withJoin(ca *pki.CA, log *slog.Logger, api http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
@@ -124,16 +124,15 @@ func withJoin(ca *pki.CA, log *slog.Logger, api http.Handler) http.Handler {
 			serveJoin(ca, log, w, r)
 			return
 		}
-		if u, ok := authn.UserFrom(r.Context()); ok && isBootstrapper(u) && !slices.Contains(u.Groups, AdminGroup) {
-			writeStatus(w, http.StatusForbidden, metav1.StatusReasonForbidden, fmt.Sprintf("user %q may only join nodes (%s)", u.Name, bootstrap.JoinPath))
-			return
-		}
 		api.ServeHTTP(w, r)
 	})
 }
 
-func isBootstrapper(u authn.User) bool {
-	return slices.Contains(u.Groups, bootstrap.BootstrapGroup) || strings.HasPrefix(u.Name, bootstrap.BootstrapUserPrefix)
+// confined reports whether u is a bootstrapper (and not an admin), which
+// may use bootstrap.JoinPath only, asking for path.
+func confined(u authn.User, path string) bool {
+	boot := slices.Contains(u.Groups, bootstrap.BootstrapGroup) || strings.HasPrefix(u.Name, bootstrap.BootstrapUserPrefix)
+	return boot && !slices.Contains(u.Groups, AdminGroup) && path != bootstrap.JoinPath
 }
 
 // serveJoin answers a bootstrap.JoinRequest from a user in

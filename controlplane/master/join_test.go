@@ -111,7 +111,7 @@ func TestJoinToken(t *testing.T) {
 		t.Errorf("GET %s: %v", bootstrap.CAPath, err)
 	}
 
-	// The bootstrapper may not use the API.
+	// The bootstrapper may not use the API, nor the status paths.
 	c := tokenClient(t, dataDir)
 	apitest.WaitFor(t, 10*time.Second, "the bootstrap token to authenticate", func() error {
 		code, body := getWithToken(t, c, url+"/api/v1/namespaces", tok.Bearer)
@@ -120,6 +120,15 @@ func TestJoinToken(t *testing.T) {
 		}
 		return nil
 	})
+	for _, path := range []string{"/status", "/metrics", "/apis"} {
+		if code, body := getWithToken(t, c, url+path, tok.Bearer); code != http.StatusForbidden || !strings.Contains(string(body), "may only join nodes") {
+			t.Errorf("GET %s as a bootstrapper = %d %s, want 403", path, code, body)
+		}
+	}
+	// /version and the health paths stay open to anyone.
+	if code, body := getWithToken(t, c, url+"/version", tok.Bearer); code != http.StatusOK {
+		t.Errorf("GET /version as a bootstrapper = %d %s, want 200", code, body)
+	}
 
 	// A negative TTL is refused.
 	if _, _, err := CreateJoinToken(ctx, store, -time.Second, ""); err == nil {

@@ -476,6 +476,10 @@ func authenticate(authr *authn.Authenticator, log *slog.Logger, status, api http
 			})
 			return
 		}
+		if confined(user, r.URL.Path) {
+			writeStatus(w, http.StatusForbidden, metav1.StatusReasonForbidden, fmt.Sprintf("user %q may only join nodes (%s)", user.Name, bootstrap.JoinPath))
+			return
+		}
 		r = r.WithContext(authn.WithUser(r.Context(), user))
 		switch r.URL.Path {
 		case "/status", "/metrics":
