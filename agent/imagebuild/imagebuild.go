@@ -10,7 +10,7 @@
 // Typical use:
 //
 //	bb, err := imagebuild.Busybox("registry.lab:5000/skiff/busybox:1")
-//	srv, err := imagebuild.GoBinary("registry.lab:5000/skiff/echo:1", "./e2e/lab/testimages/echo", imagebuild.OnBase(bb))
+//	srv, err := imagebuild.GoBinary("registry.lab:5000/skiff/echoserver:1", "./e2e/lab/testimages/echoserver", imagebuild.OnBase(bb))
 //	err = imagebuild.WriteOCIArchive(f, bb, srv)             // for `skiff image import`
 //	err = imagebuild.Push(ctx, "http://10.99.0.1:5000", srv) // for pulls
 //
