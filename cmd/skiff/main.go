@@ -11,6 +11,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/skiff-sh/skiff/agent"
 )
 
 func main() {
@@ -24,10 +26,12 @@ const usage = `usage: skiff <command> [flags]
 
 commands:
   server      run a master: the replicated store, the Kubernetes API and a status endpoint
-  up          run a single-node cluster on this machine
+  up          run a single-node cluster on this machine (a master and an agent)
+  agent       run a worker: join the cluster and run its pods through containerd
   members     show the cluster's members as one master sees them (or remove one)
   token       create, list and delete bearer tokens for the Kubernetes API
   kubeconfig  print a kubeconfig with a new client certificate of the cluster CA (or a bearer token)
+  image       import an OCI or docker image archive into a node's containerd
   hollow      run hollow nodes (register, heartbeat and run pods without containers) for scale tests
 
 Run 'skiff <command> -h' for a command's flags.
@@ -44,6 +48,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runServer(ctx, args[1:], stdout, stderr, false)
 	case "up":
 		return runServer(ctx, args[1:], stdout, stderr, true)
+	case "agent":
+		return runAgent(ctx, args[1:], stdout, stderr)
+	case "log-driver":
+		// Run by containerd's shim for every container: not for people.
+		return agent.LogDriverMain(args[1:])
+	case "image":
+		return runImage(ctx, args[1:], stdout, stderr)
 	case "members":
 		return runMembers(ctx, args[1:], stdout, stderr)
 	case "token":

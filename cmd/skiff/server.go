@@ -92,6 +92,12 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer, sin
 	fs.SetOutput(stderr)
 	var f serverFlags
 	f.register(fs, single)
+	var af agentFlags
+	if single {
+		af.register(fs, true)
+		// One host: the agent's own containerd, beside the data.
+		af.containerd = "/run/skiff/containerd/containerd.sock"
+	}
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -143,10 +149,22 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer, sin
 	if host, _, err := net.SplitHostPort(cfg.AdvertiseAddr); err == nil && host != "" {
 		mcfg.AdvertiseHost = host
 	}
+	apiReady := make(chan struct{})
 	mcfg.OnReady = func(url, kubeconfig string) {
 		if single {
-			fmt.Fprintf(stdout, "\nThe Kubernetes API is up at %s. Use it with:\n\n  export KUBECONFIG=%s\n  kubectl get namespaces\n\n", url, kubeconfig)
+			fmt.Fprintf(stdout, `
+The Kubernetes API is up at %s. Use it with:
+
+  export KUBECONFIG=%s
+  kubectl get nodes
+  kubectl create deployment web --image=%s --replicas=3
+  kubectl expose deployment web --port=80 --target-port=8080
+  kubectl rollout status deployment/web
+  kubectl get pods -o wide
+
+`, url, kubeconfig, DemoImage)
 		}
+		close(apiReady)
 	}
 	api, err := master.New(mcfg)
 	if err != nil {
@@ -157,6 +175,15 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer, sin
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return store.Run(gctx) })
 	g.Go(func() error { return api.Run(gctx) })
+	if single {
+		af.clusterCIDR = f.clusterCIDR
+		g.Go(func() error {
+			if err := runUpAgent(gctx, store, &af, cfg.DataDir, apiReady, logger); err != nil {
+				return fmt.Errorf("agent: %w", err)
+			}
+			return nil
+		})
+	}
 	g.Go(func() error {
 		var err error
 		if f.httpCert != "" {
@@ -181,8 +208,9 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer, sin
   status:   curl %s://%s/status
   health:   curl %s://%s/readyz
 
-Workers (the agent) arrive in a later milestone: Pods are stored but not run
-yet. Press Ctrl-C to stop.
+This host is also the cluster's worker: its pods run in containerd (a
+containerd of Skiff's own at /run/skiff/containerd). Press Ctrl-C to stop;
+the pods keep running and are adopted at the next start.
 `, cfg.NodeID, cfg.DataDir, scheme, httpLn.Addr(), scheme, httpLn.Addr())
 	}
 	logger.Info("skiff master starting", "node", cfg.NodeID, "peer_addr", cfg.BindAddr, "advertise", cfg.AdvertiseAddr, "http_addr", httpLn.Addr().String())
