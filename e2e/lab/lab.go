@@ -85,13 +85,14 @@ type AgentParams struct {
 	ContainerdSocket string     // Dir/w0/containerd/c.sock
 	GossipAddr       string     // IP:7946
 	Listen           string     // IP:10250, the stream endpoint
+	Registry         string     // the lab registry, host:port, plain HTTP
 }
 
 // DefaultAgentArgs is the `skiff` command line of a worker's agent:
 //
 //	skiff agent --join M0IP:7946 --token TOKEN --node-name w0 --node-ip IP
 //	  --data-dir DIR/w0/agent --run-dir DIR/w0/run --containerd-socket DIR/w0/containerd/c.sock
-//	  --gossip-addr IP:7946 --listen IP:10250
+//	  --gossip-addr IP:7946 --listen IP:10250 --insecure-registries REGISTRY
 func DefaultAgentArgs(p AgentParams) []string {
 	return []string{"agent",
 		"--join", p.Join, "--token", p.Token,
@@ -99,6 +100,7 @@ func DefaultAgentArgs(p AgentParams) []string {
 		"--data-dir", p.DataDir, "--run-dir", p.RunDir,
 		"--containerd-socket", p.ContainerdSocket,
 		"--gossip-addr", p.GossipAddr, "--listen", p.Listen,
+		"--insecure-registries", p.Registry,
 	}
 }
 

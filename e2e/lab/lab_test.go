@@ -139,7 +139,7 @@ func TestLab(t *testing.T) {
 	}
 	want := []string{l.cfg.SkiffBin, "agent", "--join", l.Master(0).IP.String() + ":7946", "--token", tok,
 		"--node-name", "w1", "--node-ip", w1.IP.String(), "--data-dir", w1.AgentDataDir, "--run-dir", w1.AgentRunDir,
-		"--containerd-socket", w1.ContainerdSocket, "--gossip-addr", w1.IP.String() + ":7946", "--listen", w1.IP.String() + ":10250"}
+		"--containerd-socket", w1.ContainerdSocket, "--gossip-addr", w1.IP.String() + ":7946", "--listen", w1.IP.String() + ":10250", "--insecure-registries", l.Registry()}
 	if strings.Join(args, " ") != strings.Join(want, " ") {
 		t.Errorf("agent command:\ngot  %q\nwant %q", args, want)
 	}

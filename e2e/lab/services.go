@@ -257,7 +257,7 @@ func (l *Lab) AgentCommand(ctx context.Context, i int) ([]string, error) {
 	p := AgentParams{
 		Join: l.masters[0].GossipAddr, Token: tok, NodeName: h.Name, NodeIP: h.IP,
 		DataDir: h.AgentDataDir, RunDir: h.AgentRunDir, ContainerdSocket: h.ContainerdSocket,
-		GossipAddr: h.GossipAddr, Listen: h.AgentListen,
+		GossipAddr: h.GossipAddr, Listen: h.AgentListen, Registry: l.Registry(),
 	}
 	build := l.cfg.AgentArgs
 	if build == nil {
