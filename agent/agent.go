@@ -70,6 +70,9 @@ type Config struct {
 	ClusterDNS  []string
 	// Bridge is the pods' Linux bridge.
 	Bridge string
+	// BackoffBase and BackoffMax bound crashing containers' restart
+	// back-off (10 s doubling to 5 min, as the kubelet's).
+	BackoffBase, BackoffMax time.Duration
 	// Preload are images imported into containerd at start (the offline
 	// demo images of `skiff up`).
 	Preload []imagebuild.Spec
@@ -244,6 +247,12 @@ func (a *Agent) run(ctx context.Context, g *errgroup.Group, creds *Credentials, 
 	pcfg.Recorder = broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "kubelet", Host: cfg.NodeName})
 	pcfg.LogDir, pcfg.PodsDir = filepath.Join(cfg.DataDir, "logs"), filepath.Join(cfg.DataDir, "pods")
 	pcfg.ClusterDNS, pcfg.Logger = cfg.ClusterDNS, a.log
+	if cfg.BackoffBase > 0 {
+		pcfg.BackoffBase = cfg.BackoffBase
+	}
+	if cfg.BackoffMax > 0 {
+		pcfg.BackoffMax = max(cfg.BackoffMax, pcfg.BackoffBase)
+	}
 	pm, err := pods.New(pcfg)
 	if err != nil {
 		return err

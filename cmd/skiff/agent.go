@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -31,6 +32,8 @@ type agentFlags struct {
 	taints              string
 	insecure            string
 	logLevel            string
+	backoffBase         time.Duration
+	backoffMax          time.Duration
 }
 
 func (f *agentFlags) register(fs *flag.FlagSet, single bool) {
@@ -47,6 +50,8 @@ func (f *agentFlags) register(fs *flag.FlagSet, single bool) {
 	fs.StringVar(&f.bridge, "bridge", def.Bridge, "the pods' Linux bridge")
 	fs.StringVar(&f.labels, "node-labels", "", "labels for the Node at registration, k=v,k2=v2")
 	fs.StringVar(&f.taints, "register-with-taints", "", "taints for the Node at registration, key=value:Effect,...")
+	fs.DurationVar(&f.backoffBase, "restart-backoff", 10*time.Second, "first restart back-off of a crashing container; it doubles with every restart")
+	fs.DurationVar(&f.backoffMax, "max-restart-backoff", 5*time.Minute, "longest restart back-off of a crashing container")
 	fs.StringVar(&f.insecure, "insecure-registries", "", "comma-separated registry hosts (host:port) pulled from with plain HTTP")
 	if single {
 		return
@@ -102,6 +107,10 @@ func (f *agentFlags) config(logger *slog.Logger) (agent.Config, error) {
 	}
 	cfg.ClusterCIDR = p
 	cfg.ClusterDNS = splitList(f.clusterDNS)
+	if f.backoffBase <= 0 || f.backoffMax < f.backoffBase {
+		return cfg, fmt.Errorf("--restart-backoff %v and --max-restart-backoff %v: want 0 < restart-backoff ≤ max-restart-backoff", f.backoffBase, f.backoffMax)
+	}
+	cfg.BackoffBase, cfg.BackoffMax = f.backoffBase, f.backoffMax
 	cfg.InsecureRegistries = splitList(f.insecure)
 	if f.labels != "" {
 		cfg.Labels = map[string]string{}
