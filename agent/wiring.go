@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"strconv"
 
@@ -94,4 +95,15 @@ func ImportImages(ctx context.Context, socket string, archive io.Reader) ([]stri
 	}
 	defer rt.Close()
 	return rt.ImportImages(ctx, archive)
+}
+
+// ErrTokenRequired is returned by Run when the agent has no valid
+// credentials of an earlier join and was given no join token.
+var ErrTokenRequired = join.ErrTokenRequired
+
+// Joined reports whether dataDir holds the credentials of an earlier join
+// (they may still need renewing: Run says so with ErrTokenRequired).
+func Joined(dataDir string) bool {
+	_, err := os.Stat(filepath.Join(dataDir, "pki", join.ClientCertFile))
+	return err == nil
 }

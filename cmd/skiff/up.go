@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -59,22 +60,30 @@ func runUpAgent(ctx context.Context, store *raftstore.Store, f *agentFlags, data
 			}
 		}
 	}
-	token, _, err := master.CreateJoinToken(ctx, store, time.Hour, "the agent of skiff up")
-	if err != nil {
-		return fmt.Errorf("join token for the local agent: %w", err)
-	}
 	cfg, err := f.config(logger.With("component", "agent"))
 	if err != nil {
 		return err
 	}
 	cfg.DataDir = filepath.Join(dataDir, "agent")
-	cfg.Join, cfg.Token, cfg.GossipAddr = gossip[0], token, "127.0.0.1:0"
+	cfg.Join, cfg.GossipAddr = gossip[0], "127.0.0.1:0"
 	if cfg.Preload, err = demoImages(); err != nil {
 		logger.Warn("no offline demo images", "err", err)
 	}
-	a, err := agent.New(cfg)
-	if err != nil {
-		return err
+	// A joined agent keeps its credentials: a token only for the first
+	// start, or when they need renewing.
+	for _, withToken := range []bool{!agent.Joined(cfg.DataDir), true} {
+		if withToken {
+			if cfg.Token, _, err = master.CreateJoinToken(ctx, store, time.Hour, "the agent of skiff up"); err != nil {
+				return fmt.Errorf("join token for the local agent: %w", err)
+			}
+		}
+		a, err := agent.New(cfg)
+		if err != nil {
+			return err
+		}
+		if err = a.Run(ctx); !errors.Is(err, agent.ErrTokenRequired) || withToken {
+			return err
+		}
 	}
-	return a.Run(ctx)
+	return nil
 }

@@ -234,7 +234,22 @@ func (l *Lab) JoinToken(ctx context.Context) (string, error) {
 	if len(l.masters) == 0 {
 		return "", fmt.Errorf("%w: no master to create a join token", ErrNoAgent)
 	}
-	out, err := run(ctx, l.cfg.SkiffBin, "token", "create", "--join", "--peer", l.masters[0].PeerAddr)
+	// A master that serves Raft may not have created the cluster CA and
+	// gossip key yet: ask again until it has, within a deadline.
+	deadline := time.Now().Add(time.Minute)
+	var out string
+	var err error
+	for {
+		out, err = run(ctx, l.cfg.SkiffBin, "token", "create", "--join", "--peer", l.masters[0].PeerAddr)
+		if err == nil || !strings.Contains(err.Error(), "no CA or gossip key yet") || time.Now().After(deadline) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 	if err != nil {
 		return "", fmt.Errorf("lab: join token: %w", err)
 	}

@@ -1,0 +1,475 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/creack/pty"
+
+	"github.com/skiff-sh/skiff/e2e/lab"
+)
+
+// agentLab is a lab of one master and two workers with their agents, and
+// the namespace a test's pods go in.
+type agentLab struct {
+	*lab.Lab
+	t  *testing.T
+	kc string
+	ns string
+}
+
+// startAgentLab brings up the lab the agent's acceptance tests run on:
+// real skiff processes in network namespaces, a containerd per worker, the
+// lab registry. Crashing containers back off from 1 s (not 10 s) so the
+// test sees the back-off grow within seconds.
+func startAgentLab(t *testing.T, serverArgs ...string) *agentLab {
+	t.Helper()
+	cfg := lab.DefaultConfig()
+	cfg.SkiffBin = skiffBinary(t)
+	cfg.StartAgents = true
+	cfg.ServerArgs = serverArgs
+	cfg.ExtraAgentArgs = []string{"--restart-backoff", "1s", "--max-restart-backoff", "8s"}
+	l := lab.Start(t, cfg)
+	al := &agentLab{Lab: l, t: t, kc: l.Kubeconfig(), ns: "agent-e2e"}
+	al.waitFor(90*time.Second, "both workers Ready", func() error {
+		out, err := al.kubectl("get", "nodes", "-o", `jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type=="Ready")].status} {end}`)
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		if !strings.Contains(out, "w0=True") || !strings.Contains(out, "w1=True") {
+			return fmt.Errorf("nodes: %s", out)
+		}
+		return nil
+	})
+	al.mustKubectl("create", "namespace", al.ns)
+	return al
+}
+
+func (al *agentLab) kubectl(args ...string) (string, error) {
+	al.t.Helper()
+	return kubectl(al.t, al.kc, args...)
+}
+
+func (al *agentLab) mustKubectl(args ...string) string {
+	al.t.Helper()
+	out, err := al.kubectl(args...)
+	if err != nil {
+		al.t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+// apply applies a manifest in the test namespace.
+func (al *agentLab) apply(manifest string) {
+	al.t.Helper()
+	path := filepath.Join(al.t.TempDir(), "m.yaml")
+	if err := os.WriteFile(path, []byte(manifest), 0o600); err != nil {
+		al.t.Fatal(err)
+	}
+	al.mustKubectl("apply", "-n", al.ns, "-f", path)
+}
+
+func (al *agentLab) waitFor(timeout time.Duration, what string, cond func() error) {
+	al.t.Helper()
+	deadline := time.Now().Add(timeout)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = cond(); err == nil {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	al.t.Fatalf("%s: not within %v: %v", what, timeout, err)
+}
+
+// podField reads a jsonpath of a pod in the test namespace.
+func (al *agentLab) podField(pod, jsonpath string) (string, error) {
+	out, err := al.kubectl("get", "pod", "-n", al.ns, pod, "-o", "jsonpath="+jsonpath)
+	if err != nil {
+		return "", fmt.Errorf("%v: %s", err, out)
+	}
+	return out, nil
+}
+
+func (al *agentLab) waitRunning(pod string, timeout time.Duration) {
+	al.t.Helper()
+	al.waitFor(timeout, "pod "+pod+" Running and Ready", func() error {
+		out, err := al.podField(pod, `{.status.phase} {.status.conditions[?(@.type=="Ready")].status}`)
+		if err != nil {
+			return err
+		}
+		if out != "Running True" {
+			return fmt.Errorf("phase/ready %q", out)
+		}
+		return nil
+	})
+}
+
+// TestAgentAcceptance is issue 4's acceptance on a lab of one master and
+// two workers, with the real kubectl: pods through containerd, CNI across
+// hosts, logs/exec/port-forward through the API server, restarts, probes,
+// graceful deletion, an agent killed -9, images from the lab registry.
+func TestAgentAcceptance(t *testing.T) {
+	al := startAgentLab(t)
+	img := al.Images()
+	marks := t.TempDir()
+
+	al.apply(fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata: {name: duo}
+spec:
+  nodeName: w0
+  terminationGracePeriodSeconds: 20
+  volumes:
+  - {name: shared, emptyDir: {}}
+  - {name: marks, hostPath: {path: %[3]s, type: Directory}}
+  containers:
+  - name: server
+    image: %[1]s
+    env: [{name: PORT, value: "8080"}]
+    volumeMounts: [{name: marks, mountPath: /marks}]
+    lifecycle:
+      preStop:
+        exec: {command: [sh, -c, "echo prestop >> /marks/duo; sleep 1"]}
+  - name: client
+    image: %[2]s
+    command: [sh, -c, "echo from-client > /shared/note; until wget -q -O - http://127.0.0.1:8080/; do sleep 0.2; done; i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.3; done"]
+    volumeMounts: [{name: shared, mountPath: /shared}]
+  - name: reader
+    image: %[2]s
+    command: [sh, -c, "until cat /shared/note; do sleep 0.2; done; exec sleep 3600"]
+    volumeMounts: [{name: shared, mountPath: /shared}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: peer}
+spec:
+  nodeName: w1
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: %[1]s
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: never}
+spec:
+  nodeName: w1
+  containers:
+  - {name: c, image: %[4]s/skiff/not-there:1, imagePullPolicy: Never}
+`, img.Echo, img.Busybox, marks, al.Registry()))
+
+	// Pulled from the lab registry; two containers share localhost and an
+	// emptyDir.
+	al.waitRunning("duo", 2*time.Minute)
+	al.waitRunning("peer", time.Minute)
+	al.waitFor(30*time.Second, "client reached the server over localhost; reader saw the emptyDir", func() error {
+		out, err := al.kubectl("logs", "-n", al.ns, "duo", "-c", "client")
+		if err != nil || !strings.Contains(out, "hostname=duo") {
+			return fmt.Errorf("client logs %q %v", out, err)
+		}
+		out, err = al.kubectl("logs", "-n", al.ns, "duo", "-c", "reader")
+		if err != nil || !strings.Contains(out, "from-client") {
+			return fmt.Errorf("reader logs %q %v", out, err)
+		}
+		return nil
+	})
+	imageID, _ := al.podField("duo", `{.status.containerStatuses[?(@.name=="server")].imageID}`)
+	if !strings.Contains(imageID, "@sha256:") {
+		t.Errorf("server imageID %q, want a repo digest", imageID)
+	}
+
+	t.Run("ErrImageNeverPull", func(t *testing.T) {
+		al.waitFor(30*time.Second, "never's waiting reason", func() error {
+			out, err := al.podField("never", `{.status.containerStatuses[0].state.waiting.reason}`)
+			if err != nil || out != "ErrImageNeverPull" {
+				return fmt.Errorf("reason %q %v", out, err)
+			}
+			return nil
+		})
+	})
+
+	t.Run("pod to pod across workers, and to the host network", func(t *testing.T) {
+		duoIP, _ := al.podField("duo", "{.status.podIP}")
+		peerIP, _ := al.podField("peer", "{.status.podIP}")
+		out, err := al.kubectl("exec", "-n", al.ns, "duo", "-c", "client", "--", "wget", "-q", "-O", "-", "http://"+peerIP+":8080/")
+		if err != nil || strings.TrimSpace(out) != "hostname=peer" {
+			t.Fatalf("duo → peer (%s): %q %v", peerIP, out, err)
+		}
+		// The master's status endpoint is on the host network.
+		out, err = al.kubectl("exec", "-n", al.ns, "duo", "-c", "client", "--", "wget", "-q", "-O", "-", "http://"+al.Master(0).StatusAddr+"/readyz")
+		if err != nil || !strings.Contains(out, "ok") {
+			t.Fatalf("duo → master status endpoint: %q %v", out, err)
+		}
+		_ = duoIP
+	})
+
+	t.Run("exec exit codes", func(t *testing.T) {
+		out, err := al.kubectl("exec", "-n", al.ns, "duo", "-c", "client", "--", "sh", "-c", "echo out; echo err >&2; exit 7")
+		var ee *exec.ExitError
+		if !errorsAs(err, &ee) || ee.ExitCode() != 7 {
+			t.Fatalf("exit code: %v, want 7 (output %q)", err, out)
+		}
+		if !strings.Contains(out, "out") || !strings.Contains(out, "err") {
+			t.Fatalf("output %q, want out and err", out)
+		}
+	})
+
+	t.Run("exec -it with a TTY", func(t *testing.T) {
+		home := t.TempDir()
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "kubectl", "--kubeconfig", al.kc, "exec", "-it", "-n", al.ns, "duo", "-c", "client", "--", "sh")
+		cmd.Env = append(os.Environ(), "HOME="+home, "KUBECONFIG=")
+		f, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 40, Cols: 123})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		io.WriteString(f, "tty; stty size; exit 5\n")
+		var out strings.Builder
+		io.Copy(&out, f) // ends when kubectl exits (EIO)
+		err = cmd.Wait()
+		var ee *exec.ExitError
+		if !errorsAs(err, &ee) || ee.ExitCode() != 5 {
+			t.Fatalf("exit: %v, want 5; output %q", err, out.String())
+		}
+		if !strings.Contains(out.String(), "/dev/pts/") || !strings.Contains(out.String(), "40 123") {
+			t.Fatalf("output %q, want a pts device and the terminal size 40 123", out.String())
+		}
+	})
+
+	t.Run("logs -f", func(t *testing.T) {
+		home := t.TempDir()
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "kubectl", "--kubeconfig", al.kc, "logs", "-f", "--tail=1", "-n", al.ns, "duo", "-c", "client")
+		cmd.Env = append(os.Environ(), "HOME="+home, "KUBECONFIG=")
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { cmd.Process.Kill(); cmd.Wait() }()
+		sc := bufio.NewScanner(stdout)
+		re := regexp.MustCompile(`^tick (\d+)$`)
+		var ticks []string
+		for len(ticks) < 4 && sc.Scan() {
+			if m := re.FindStringSubmatch(sc.Text()); m != nil {
+				ticks = append(ticks, m[1])
+			} else {
+				t.Fatalf("unexpected line %q", sc.Text())
+			}
+		}
+		if len(ticks) < 4 {
+			t.Fatalf("followed %q before the stream ended: %v", ticks, sc.Err())
+		}
+		// Lines arrive as they are written, in order, without gaps.
+		for i := 1; i < len(ticks); i++ {
+			var a, b int
+			fmt.Sscan(ticks[i-1], &a)
+			fmt.Sscan(ticks[i], &b)
+			if b != a+1 {
+				t.Fatalf("ticks %v are not consecutive", ticks)
+			}
+		}
+	})
+
+	t.Run("port-forward", func(t *testing.T) {
+		home := t.TempDir()
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "kubectl", "--kubeconfig", al.kc, "port-forward", "-n", al.ns, "pod/peer", ":8080")
+		cmd.Env = append(os.Environ(), "HOME="+home, "KUBECONFIG=")
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { cmd.Process.Kill(); cmd.Wait() }()
+		sc := bufio.NewScanner(stdout)
+		re := regexp.MustCompile(`Forwarding from 127\.0\.0\.1:(\d+) -> 8080`)
+		var port string
+		for port == "" && sc.Scan() {
+			if m := re.FindStringSubmatch(sc.Text()); m != nil {
+				port = m[1]
+			}
+		}
+		if port == "" {
+			t.Fatalf("no forwarding line: %v", sc.Err())
+		}
+		go io.Copy(io.Discard, stdout)
+		for i := 0; i < 3; i++ { // several connections over one forward
+			resp, err := http.Get("http://127.0.0.1:" + port + "/echo?msg=through-the-forward")
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if string(body) != "through-the-forward" {
+				t.Fatalf("forwarded answer %q", body)
+			}
+		}
+	})
+
+	t.Run("crash loop, liveness and readiness", func(t *testing.T) {
+		al.apply(fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata: {name: crasher}
+spec:
+  nodeName: w1
+  containers:
+  - {name: c, image: %[1]s, command: [sh, -c, "echo crashing; exit 2"]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: probed}
+spec:
+  nodeName: w0
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: %[1]s
+    command: [sh, -c, "touch /tmp/ready /tmp/alive; exec sleep 3600"]
+    readinessProbe:
+      exec: {command: [test, -f, /tmp/ready]}
+      periodSeconds: 1
+      failureThreshold: 1
+    livenessProbe:
+      exec: {command: [test, -f, /tmp/alive]}
+      periodSeconds: 1
+      failureThreshold: 2
+`, img.Busybox))
+		var backoffs []string
+		al.waitFor(60*time.Second, "crasher in CrashLoopBackOff with a growing back-off", func() error {
+			out, err := al.podField("crasher", `{.status.containerStatuses[0].state.waiting.reason}|{.status.containerStatuses[0].state.waiting.message}|{.status.containerStatuses[0].restartCount}|{.status.containerStatuses[0].lastState.terminated.exitCode}`)
+			if err != nil {
+				return err
+			}
+			f := strings.Split(out, "|")
+			if len(f) == 4 && f[0] == "CrashLoopBackOff" {
+				if f[3] != "2" {
+					return fmt.Errorf("lastState exit code %q, want 2", f[3])
+				}
+				b, _, _ := strings.Cut(f[1], " restarting")
+				if len(backoffs) == 0 || backoffs[len(backoffs)-1] != b {
+					backoffs = append(backoffs, b)
+				}
+			}
+			if len(backoffs) < 3 {
+				return fmt.Errorf("back-offs seen %q (status %q)", backoffs, out)
+			}
+			return nil
+		})
+		if backoffs[0] != "back-off 1s" || backoffs[1] != "back-off 2s" || backoffs[2] != "back-off 4s" {
+			t.Fatalf("back-offs %q, want 1s, 2s, 4s", backoffs)
+		}
+		if out := al.mustKubectl("get", "pod", "-n", al.ns, "crasher"); !strings.Contains(out, "CrashLoopBackOff") {
+			t.Fatalf("kubectl get shows %q, want CrashLoopBackOff", out)
+		}
+		if out, _ := al.kubectl("logs", "-n", al.ns, "crasher", "--previous"); !strings.Contains(out, "crashing") {
+			t.Fatalf("logs --previous %q", out)
+		}
+
+		// Readiness gates Ready, both ways; the container is not restarted.
+		al.waitRunning("probed", time.Minute)
+		al.mustKubectl("exec", "-n", al.ns, "probed", "--", "rm", "/tmp/ready")
+		al.waitFor(20*time.Second, "probed not Ready", func() error {
+			out, err := al.podField("probed", `{.status.conditions[?(@.type=="Ready")].status} {.status.containerStatuses[0].restartCount}`)
+			if err != nil || out != "False 0" {
+				return fmt.Errorf("ready/restarts %q %v", out, err)
+			}
+			return nil
+		})
+		al.mustKubectl("exec", "-n", al.ns, "probed", "--", "touch", "/tmp/ready")
+		al.waitRunning("probed", 20*time.Second)
+		// A failing liveness probe restarts the container.
+		al.mustKubectl("exec", "-n", al.ns, "probed", "--", "rm", "/tmp/alive")
+		al.waitFor(30*time.Second, "probed restarted by its liveness probe", func() error {
+			out, err := al.podField("probed", `{.status.containerStatuses[0].restartCount}`)
+			if err != nil || out != "1" {
+				return fmt.Errorf("restarts %q %v", out, err)
+			}
+			return nil
+		})
+		al.waitRunning("probed", 30*time.Second)
+		if out := al.mustKubectl("get", "events", "-n", al.ns, "--field-selector", "involvedObject.name=probed"); !strings.Contains(out, "Liveness probe failed") || !strings.Contains(out, "Readiness probe failed") {
+			t.Fatalf("events of probed:\n%s", out)
+		}
+	})
+
+	t.Run("agent killed -9 and restarted", func(t *testing.T) {
+		const status = `{.status.podIP} {.status.containerStatuses[*].containerID} {.status.containerStatuses[*].restartCount}`
+		before, err := al.podField("duo", status)
+		if err != nil {
+			t.Fatal(err)
+		}
+		probedUID, _ := al.podField("probed", "{.metadata.uid}")
+		if err := al.KillAgent(0); err != nil {
+			t.Fatal(err)
+		}
+		// Deleted while the agent is down: cleaned up when it is back.
+		al.mustKubectl("delete", "pod", "-n", al.ns, "probed", "--grace-period=0", "--force")
+		if err := al.StartAgent(t.Context(), 0); err != nil {
+			t.Fatal(err)
+		}
+		al.waitFor(60*time.Second, "probed's containers removed from w0", func() error {
+			out, err := al.Exec(t.Context(), al.Worker(0), "ctr", "-a", al.Worker(0).ContainerdSocket, "-n", "skiff", "containers", "ls", "-q", "labels.\"skiff.pod.uid\"=="+probedUID)
+			if err != nil {
+				return fmt.Errorf("%v: %s", err, out)
+			}
+			if strings.TrimSpace(out) != "" {
+				return fmt.Errorf("left: %s", out)
+			}
+			return nil
+		})
+		after, err := al.podField("duo", status)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if after != before {
+			t.Fatalf("duo after the agent's restart: %q, want unchanged %q", after, before)
+		}
+		al.waitRunning("duo", 10*time.Second)
+	})
+
+	t.Run("graceful deletion honours preStop and the grace period", func(t *testing.T) {
+		start := time.Now()
+		al.mustKubectl("delete", "pod", "-n", al.ns, "duo", "--wait=true", "--timeout=60s")
+		took := time.Since(start)
+		b, _ := os.ReadFile(filepath.Join(marks, "duo"))
+		if string(b) != "prestop\n" {
+			t.Fatalf("marks %q, want the preStop hook's line", b)
+		}
+		// The echo server exits on SIGTERM; sh containers ignore it and
+		// are killed when the 20 s grace period ends.
+		if took < 15*time.Second || took > 40*time.Second {
+			t.Fatalf("deletion took %v, want about the 20 s grace period (sh ignores SIGTERM)", took)
+		}
+	})
+}
+
+func errorsAs(err error, target **exec.ExitError) bool {
+	if err == nil {
+		return false
+	}
+	ee, ok := err.(*exec.ExitError)
+	if ok {
+		*target = ee
+	}
+	return ok
+}
