@@ -40,7 +40,11 @@ func (f *agentFlags) register(fs *flag.FlagSet, single bool) {
 	def := agent.DefaultConfig()
 	fs.StringVar(&f.nodeName, "node-name", "", "the Node's name (default: this host's name)")
 	fs.StringVar(&f.nodeIP, "node-ip", "", "the Node's InternalIP, which other nodes route this node's pods through (default: the address of the default route's interface)")
-	fs.StringVar(&f.containerd, "containerd-socket", def.ContainerdSocket, "containerd's socket")
+	if single {
+		fs.StringVar(&f.containerd, "containerd-socket", "", "containerd's socket (default: a containerd of Skiff's own, RUN_DIR/containerd/containerd.sock)")
+	} else {
+		fs.StringVar(&f.containerd, "containerd-socket", def.ContainerdSocket, "containerd's socket")
+	}
 	fs.BoolVar(&f.manageContainerd, "manage-containerd", true, "start a containerd of the agent's own on --containerd-socket when none answers there (it outlives the agent, as k3s's)")
 	fs.StringVar(&f.listen, "listen", def.ListenAddr, "listen address of the agent's endpoint for the API server (logs, exec, attach, port-forward)")
 	if !single { // up: the master's --cluster-cidr
@@ -53,11 +57,11 @@ func (f *agentFlags) register(fs *flag.FlagSet, single bool) {
 	fs.DurationVar(&f.backoffBase, "restart-backoff", 10*time.Second, "first restart back-off of a crashing container; it doubles with every restart")
 	fs.DurationVar(&f.backoffMax, "max-restart-backoff", 5*time.Minute, "longest restart back-off of a crashing container")
 	fs.StringVar(&f.insecure, "insecure-registries", "", "comma-separated registry hosts (host:port) pulled from with plain HTTP")
+	fs.StringVar(&f.runDir, "run-dir", def.RunDir, "runtime directory, on a tmpfs (pods' namespaces, FIFOs)")
 	if single {
 		return
 	}
 	fs.StringVar(&f.dataDir, "data-dir", def.DataDir, "data directory (credentials, pod IPs, logs, volumes, a managed containerd's images)")
-	fs.StringVar(&f.runDir, "run-dir", def.RunDir, "runtime directory, on a tmpfs (pods' namespaces, FIFOs)")
 	fs.StringVar(&f.join, "join", "", "gossip address (host:port) of any master")
 	fs.StringVar(&f.token, "token", "", "join token from 'skiff token create --join' (or the file it is in, with @FILE)")
 	fs.StringVar(&f.gossip, "gossip-addr", def.GossipAddr, "listen address (TCP and UDP) of this agent's gossip member")

@@ -95,8 +95,6 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer, sin
 	var af agentFlags
 	if single {
 		af.register(fs, true)
-		// One host: the agent's own containerd, beside the data.
-		af.containerd = "/run/skiff/containerd/containerd.sock"
 	}
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -177,6 +175,9 @@ The Kubernetes API is up at %s. Use it with:
 	g.Go(func() error { return api.Run(gctx) })
 	if single {
 		af.clusterCIDR = f.clusterCIDR
+		if af.containerd == "" {
+			af.containerd = filepath.Join(af.runDir, "containerd", "containerd.sock")
+		}
 		g.Go(func() error {
 			if err := runUpAgent(gctx, store, &af, cfg.DataDir, apiReady, logger); err != nil {
 				return fmt.Errorf("agent: %w", err)

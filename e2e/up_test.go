@@ -1,0 +1,158 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestUpDemo is `make run` and the README's quick start: `skiff up` on a
+// fresh machine (here: a fresh network namespace and fresh directories),
+// then `kubectl create deployment web --image=skiff.local/demo:1
+// --replicas=3` and `kubectl expose`: three Running pods serving the demo
+// page, `kubectl rollout status` succeeds.
+func TestUpDemo(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: a network namespace, containerd, CNI")
+	}
+	for _, bin := range []string{"/usr/bin/containerd", "/usr/lib/cni/bridge", "/bin/busybox", "/usr/sbin/ip"} {
+		if _, err := os.Stat(bin); err != nil {
+			t.Skipf("needs %s (make deps)", bin)
+		}
+	}
+	bin := skiffBinary(t)
+	dir, err := os.MkdirTemp("", "skup-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	netns := fmt.Sprintf("skup%d", os.Getpid())
+	// nsenter --net, not `ip netns exec`: that one also remounts /sys,
+	// hiding the cgroup mounts runc needs.
+	inNS := func(args ...string) *exec.Cmd {
+		return exec.Command("nsenter", append([]string{"--net=/run/netns/" + netns, "--"}, args...)...)
+	}
+	if out, err := exec.Command("ip", "netns", "add", netns).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add: %v: %s", err, out)
+	}
+	var up *exec.Cmd
+	t.Cleanup(func() {
+		if up != nil && up.Process != nil {
+			syscall.Kill(-up.Process.Pid, syscall.SIGKILL)
+			up.Wait()
+		}
+		cleanupUnder(dir)
+		exec.Command("ip", "netns", "del", netns).Run()
+		os.RemoveAll(dir)
+	})
+	if out, err := inNS("ip", "link", "set", "lo", "up").CombinedOutput(); err != nil {
+		t.Fatalf("lo up: %v: %s", err, out)
+	}
+	dataDir, runDir := filepath.Join(dir, "data"), filepath.Join(dir, "run")
+	var output bytes.Buffer
+	up = inNS(bin, "up", "--data-dir", dataDir, "--run-dir", runDir)
+	up.Stdout, up.Stderr = &output, &output
+	up.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := up.Start(); err != nil {
+		t.Fatal(err)
+	}
+	kc := filepath.Join(dataDir, "admin.kubeconfig")
+	kubectlNS := func(args ...string) (string, error) {
+		ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
+		defer cancel()
+		home := t.TempDir()
+		cmd := exec.CommandContext(ctx, "nsenter", append([]string{"--net=/run/netns/" + netns, "--", "kubectl", "--kubeconfig", kc, "--cache-dir", filepath.Join(home, "cache")}, args...)...)
+		cmd.Env = append(os.Environ(), "HOME="+home, "KUBECONFIG=")
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	waitFor := func(timeout time.Duration, what string, cond func() error) {
+		t.Helper()
+		deadline := time.Now().Add(timeout)
+		var err error
+		for time.Now().Before(deadline) {
+			if err = cond(); err == nil {
+				return
+			}
+			time.Sleep(250 * time.Millisecond)
+		}
+		t.Fatalf("%s: not within %v: %v\nskiff up output:\n%s", what, timeout, err, output.String())
+	}
+	waitFor(60*time.Second, "the node Ready", func() error {
+		out, err := kubectlNS("get", "nodes", "-o", `jsonpath={.items[*].status.conditions[?(@.type=="Ready")].status}`)
+		if err != nil || out != "True" {
+			return fmt.Errorf("%q %v", out, err)
+		}
+		return nil
+	})
+	if !strings.Contains(output.String(), "kubectl create deployment web --image=skiff.local/demo:1") {
+		t.Fatalf("skiff up did not print the quick start:\n%s", output.String())
+	}
+	for _, args := range [][]string{
+		{"create", "deployment", "web", "--image=skiff.local/demo:1", "--replicas=3"},
+		{"expose", "deployment", "web", "--port=80", "--target-port=8080"},
+		{"rollout", "status", "deployment/web", "--timeout=90s"},
+	} {
+		if out, err := kubectlNS(args...); err != nil {
+			t.Fatalf("kubectl %s: %v\n%s\nskiff up output:\n%s", strings.Join(args, " "), err, out, output.String())
+		}
+	}
+	out, err := kubectlNS("get", "pods", "-l", "app=web", "-o", `jsonpath={range .items[*]}{.status.phase} {.status.podIP}{"\n"}{end}`)
+	if err != nil {
+		t.Fatal(err, out)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("pods: %q, want 3", out)
+	}
+	for _, l := range lines {
+		phase, ip, _ := strings.Cut(l, " ")
+		if phase != "Running" || ip == "" {
+			t.Fatalf("pod %q, want Running with an IP", l)
+		}
+		page, err := inNS("busybox", "wget", "-q", "-O", "-", "http://"+ip+":8080/").CombinedOutput()
+		if err != nil || !strings.Contains(string(page), "Hello from Skiff") {
+			t.Fatalf("GET %s:8080: %q %v", ip, page, err)
+		}
+	}
+	waitFor(30*time.Second, "the service's endpoints", func() error {
+		out, err := kubectlNS("get", "endpoints", "web", "-o", "jsonpath={.subsets[*].addresses[*].ip}")
+		if err != nil || len(strings.Fields(out)) != 3 {
+			return fmt.Errorf("%q %v", out, err)
+		}
+		return nil
+	})
+}
+
+// cleanupUnder kills every process whose command line names dir (a
+// managed containerd, its shims, containers' log drivers) and unmounts
+// everything mounted under dir.
+func cleanupUnder(dir string) {
+	exec.Command("pkill", "-9", "-f", dir).Run()
+	// The shims' children (containers) die with their pid namespace's init.
+	for i := 0; i < 3; i++ {
+		b, err := os.ReadFile("/proc/self/mountinfo")
+		if err != nil {
+			return
+		}
+		var points []string
+		for _, line := range strings.Split(string(b), "\n") {
+			f := strings.Fields(line)
+			if len(f) > 4 && strings.HasPrefix(f[4], dir) {
+				points = append(points, f[4])
+			}
+		}
+		if len(points) == 0 {
+			return
+		}
+		for j := len(points) - 1; j >= 0; j-- {
+			syscall.Unmount(points[j], syscall.MNT_DETACH)
+		}
+	}
+}
