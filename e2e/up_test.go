@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io/fs"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -130,12 +133,33 @@ func TestUpDemo(t *testing.T) {
 	})
 }
 
-// cleanupUnder kills every process whose command line names dir (a
-// managed containerd, its shims, containers' log drivers) and unmounts
-// everything mounted under dir.
+// cleanupUnder kills what a `skiff up` with its directories under dir
+// left running — a managed containerd, its shims, the containers (found by
+// the pod network namespaces pinned under dir), their log drivers — and
+// unmounts everything mounted under dir.
 func cleanupUnder(dir string) {
-	exec.Command("pkill", "-9", "-f", dir).Run()
-	// The shims' children (containers) die with their pid namespace's init.
+	podNets := map[string]bool{}
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.Name() == "net" && filepath.Base(filepath.Dir(filepath.Dir(p))) == "sandboxes" {
+			var st syscall.Stat_t
+			if syscall.Stat(p, &st) == nil {
+				podNets[fmt.Sprintf("net:[%d]", st.Ino)] = true
+			}
+		}
+		return nil
+	})
+	procs, _ := os.ReadDir("/proc")
+	for _, e := range procs {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		ns, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", pid))
+		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if podNets[ns] || bytes.Contains(cmdline, []byte(dir)) || bytes.Contains(cmdline, []byte(url.QueryEscape(dir))) {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
 	for i := 0; i < 3; i++ {
 		b, err := os.ReadFile("/proc/self/mountinfo")
 		if err != nil {
