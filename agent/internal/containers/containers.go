@@ -308,12 +308,8 @@ func (r *Runtime) StartContainer(ctx context.Context, id string) error {
 		creator = h.creator(r.fifoDir())
 	} else {
 		arg := driverArg(labels[labelLogPath], r.cfg.LogMaxSize, r.cfg.LogMaxFiles)
-		args := map[string]string{logDriverCommand: arg}
-		if tty {
-			creator = cio.TerminalBinaryIO(r.cfg.LogDriver, args)
-		} else {
-			creator = cio.BinaryIO(r.cfg.LogDriver, args)
-		}
+		// (A TTY container always has FIFOs, see CreateContainer.)
+		creator = cio.BinaryIO(r.cfg.LogDriver, map[string]string{logDriverCommand: arg})
 	}
 	task, err := c.NewTask(ctx, creator)
 	if err != nil {

@@ -71,10 +71,10 @@ func logDriver(args []string) error {
 	ready := os.NewFile(5, "ready")
 	w, err := podlogs.NewWriter(path, maxSize, maxFiles)
 	if err != nil {
-		if ready != nil {
-			ready.Close() // let the container start regardless; its output is lost
-		}
-		return err
+		// Keep reading regardless: a container whose output pipe has no
+		// reader would block or die of SIGPIPE.
+		fmt.Fprintln(os.Stderr, "skiff log-driver:", err)
+		w = nil
 	}
 	var wg sync.WaitGroup
 	for _, s := range []struct {
@@ -84,10 +84,14 @@ func logDriver(args []string) error {
 		if s.f == nil {
 			continue
 		}
+		var dst io.Writer = io.Discard
+		if w != nil {
+			dst = &forgivingWriter{w: w.Stream(s.stream)}
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			io.Copy(w.Stream(s.stream), s.f)
+			io.Copy(dst, s.f)
 		}()
 	}
 	if ready != nil {
@@ -103,5 +107,24 @@ func logDriver(args []string) error {
 		case <-time.After(2 * time.Second):
 		}
 	}
+	if w == nil {
+		return nil
+	}
 	return w.Close()
+}
+
+// forgivingWriter reports success even when the log cannot be written
+// (disk full): the container's output is then dropped instead of
+// blocking the container.
+type forgivingWriter struct {
+	w      io.Writer
+	failed bool
+}
+
+func (f *forgivingWriter) Write(p []byte) (int, error) {
+	if _, err := f.w.Write(p); err != nil && !f.failed {
+		f.failed = true
+		fmt.Fprintln(os.Stderr, "skiff log-driver:", err)
+	}
+	return len(p), nil
 }

@@ -99,6 +99,8 @@ type Runtime struct {
 
 	mu   sync.Mutex
 	hubs map[string]*hub // FIFO-based containers' stream copiers, by container ID
+
+	sandboxMu sync.Mutex // serializes CreateSandbox and RemoveSandbox
 }
 
 // New connects to containerd (failing when it does not answer within 10 s).

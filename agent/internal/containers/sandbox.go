@@ -58,12 +58,14 @@ func (r *Runtime) CreateSandbox(ctx context.Context, spec SandboxSpec) (Sandbox,
 	if spec.Hostname == "" {
 		spec.Hostname = spec.Name
 	}
+	r.sandboxMu.Lock()
+	defer r.sandboxMu.Unlock()
 	dir := r.sandboxDir(spec.PodUID)
 	if sb, err := r.readSandbox(dir); err == nil && sb.pinned() {
 		return sb, nil
 	}
 	// A partial one (crash midway) is redone from scratch.
-	if err := r.RemoveSandbox(ctx, spec.PodUID); err != nil {
+	if err := r.removeSandbox(spec.PodUID); err != nil {
 		return Sandbox{}, err
 	}
 	if err := r.privateSandboxesMount(); err != nil {
@@ -73,17 +75,17 @@ func (r *Runtime) CreateSandbox(ctx context.Context, spec SandboxSpec) (Sandbox,
 		return Sandbox{}, fmt.Errorf("containers: sandbox: %w", err)
 	}
 	if err := pinNamespaces(dir, spec.Hostname); err != nil {
-		r.RemoveSandbox(ctx, spec.PodUID)
+		r.removeSandbox(spec.PodUID)
 		return Sandbox{}, fmt.Errorf("containers: sandbox %s/%s: %w", spec.Namespace, spec.Name, err)
 	}
 	meta, _ := json.Marshal(spec)
 	tmp := filepath.Join(dir, sandboxMeta+".tmp")
 	if err := os.WriteFile(tmp, meta, 0o644); err != nil {
-		r.RemoveSandbox(ctx, spec.PodUID)
+		r.removeSandbox(spec.PodUID)
 		return Sandbox{}, fmt.Errorf("containers: sandbox: %w", err)
 	}
 	if err := os.Rename(tmp, filepath.Join(dir, sandboxMeta)); err != nil {
-		r.RemoveSandbox(ctx, spec.PodUID)
+		r.removeSandbox(spec.PodUID)
 		return Sandbox{}, fmt.Errorf("containers: sandbox: %w", err)
 	}
 	r.log.Info("created sandbox", "pod", spec.Namespace+"/"+spec.Name, "uid", spec.PodUID)
@@ -121,6 +123,12 @@ func (r *Runtime) RemoveSandbox(ctx context.Context, podUID string) error {
 	if podUID == "" || strings.ContainsAny(podUID, "/.") {
 		return fmt.Errorf("containers: bad pod UID %q", podUID)
 	}
+	r.sandboxMu.Lock()
+	defer r.sandboxMu.Unlock()
+	return r.removeSandbox(podUID)
+}
+
+func (r *Runtime) removeSandbox(podUID string) error {
 	dir := r.sandboxDir(podUID)
 	for _, ns := range sandboxNamespaces {
 		p := filepath.Join(dir, ns)
@@ -193,35 +201,53 @@ func pinNamespaces(dir, hostname string) error {
 		// The thread is never unlocked: it is in the pod's namespaces, so it
 		// must not run other goroutines; it exits with this goroutine.
 		runtime.LockOSThread()
-		errc <- func() error {
-			if err := unix.Unshare(unix.CLONE_NEWNET | unix.CLONE_NEWIPC | unix.CLONE_NEWUTS); err != nil {
-				return fmt.Errorf("unshare: %w", err)
-			}
-			if err := unix.Sethostname([]byte(hostname)); err != nil {
-				return fmt.Errorf("sethostname: %w", err)
-			}
-			tid := unix.Gettid()
-			for _, ns := range sandboxNamespaces {
-				target := filepath.Join(dir, ns)
-				f, err := os.OpenFile(target, os.O_CREATE|os.O_RDONLY, 0o444)
-				if err != nil {
-					return err
-				}
-				f.Close()
-				src := fmt.Sprintf("/proc/%d/task/%d/ns/%s", os.Getpid(), tid, ns)
-				if err := unix.Mount(src, target, "", unix.MS_BIND, ""); err != nil {
-					return fmt.Errorf("bind %s: %w", src, err)
-				}
-			}
-			lo, err := netlink.LinkByName("lo")
-			if err != nil {
-				return fmt.Errorf("loopback: %w", err)
-			}
-			if err := netlink.LinkSetUp(lo); err != nil {
-				return fmt.Errorf("loopback up: %w", err)
-			}
-			return nil
-		}()
+		if unix.Gettid() == unix.Getpid() {
+			// The main thread never exits (the runtime parks it instead), and
+			// /proc/self/ns names its namespaces: do the work on another
+			// thread, which this one, locked and waiting, cannot be.
+			inner := make(chan error, 1)
+			go func() {
+				runtime.LockOSThread()
+				inner <- unshareAndPin(dir, hostname)
+			}()
+			err := <-inner
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		errc <- unshareAndPin(dir, hostname)
 	}()
 	return <-errc
+}
+
+// unshareAndPin moves the calling thread, which the caller has locked
+// and will discard, into new namespaces and pins them.
+func unshareAndPin(dir, hostname string) error {
+	if err := unix.Unshare(unix.CLONE_NEWNET | unix.CLONE_NEWIPC | unix.CLONE_NEWUTS); err != nil {
+		return fmt.Errorf("unshare: %w", err)
+	}
+	if err := unix.Sethostname([]byte(hostname)); err != nil {
+		return fmt.Errorf("sethostname: %w", err)
+	}
+	tid := unix.Gettid()
+	for _, ns := range sandboxNamespaces {
+		target := filepath.Join(dir, ns)
+		f, err := os.OpenFile(target, os.O_CREATE|os.O_RDONLY, 0o444)
+		if err != nil {
+			return err
+		}
+		f.Close()
+		src := fmt.Sprintf("/proc/%d/task/%d/ns/%s", os.Getpid(), tid, ns)
+		if err := unix.Mount(src, target, "", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("bind %s: %w", src, err)
+		}
+	}
+	lo, err := netlink.LinkByName("lo")
+	if err != nil {
+		return fmt.Errorf("loopback: %w", err)
+	}
+	if err := netlink.LinkSetUp(lo); err != nil {
+		return fmt.Errorf("loopback up: %w", err)
+	}
+	return nil
 }

@@ -63,3 +63,41 @@ func TestSandboxLifecycle(t *testing.T) {
 		t.Errorf("Sandboxes after removal: %+v", list)
 	}
 }
+
+func TestSandboxesConcurrent(t *testing.T) {
+	r, _ := newTestRuntime(t)
+	const n = 6
+	sbs := make([]Sandbox, n)
+	errs := make([]error, n)
+	done := make(chan struct{})
+	for i := range n {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			sbs[i], errs[i] = r.CreateSandbox(t.Context(), SandboxSpec{PodUID: "c" + string(rune('a'+i)), Namespace: "ns", Name: "p"})
+		}()
+	}
+	for range n {
+		<-done
+	}
+	inodes := map[uint64]bool{}
+	for i, sb := range sbs {
+		if errs[i] != nil {
+			t.Fatal(errs[i])
+		}
+		var st unix.Stat_t
+		if err := unix.Stat(sb.NetNS, &st); err != nil || !sb.pinned() {
+			t.Fatalf("sandbox %d not pinned: %v", i, err)
+		}
+		inodes[st.Ino] = true
+		if sb.Hostname != "p" {
+			t.Errorf("hostname %q, want the pod name", sb.Hostname)
+		}
+	}
+	if len(inodes) != n {
+		t.Errorf("got %d distinct network namespaces, want %d", len(inodes), n)
+	}
+	list, err := r.Sandboxes(t.Context())
+	if err != nil || len(list) != n {
+		t.Errorf("Sandboxes: %d, %v; want %d", len(list), err, n)
+	}
+}
