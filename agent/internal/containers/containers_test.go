@@ -280,6 +280,24 @@ func TestStopContainer(t *testing.T) {
 	}
 }
 
+func TestStopSignalFromImage(t *testing.T) {
+	p := newPod(t)
+	img := importImage(t, p.r, testImage{Name: "skiff.test/usr1:1", StopSignal: "SIGUSR1",
+		Cmd: []string{"sh", "-c", `trap 'echo got-usr1; exit 7' USR1; trap 'echo got-term; exit 8' TERM; echo ready; while true; do sleep 0.1; done`}})
+	spec := p.spec("usr1")
+	spec.Image = img
+	id := p.start(t, spec)
+	waitLog(t, spec.LogPath, "stdout:ready")
+	if err := p.r.StopContainer(t.Context(), id, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	st, err := p.r.ContainerStatus(t.Context(), id)
+	if err != nil || st.ExitCode != 7 {
+		t.Errorf("got %+v, %v; want exit 7 from the USR1 trap", st, err)
+	}
+	waitLog(t, spec.LogPath, "stdout:got-usr1")
+}
+
 // TestLogsAndContainersOutliveRuntime: the agent goes away (its Runtime
 // closes), the container keeps running and logging, and a new Runtime
 // adopts it.

@@ -1,7 +1,10 @@
 package containers
 
 import (
+	"archive/tar"
+	"bytes"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -164,5 +167,36 @@ func TestPullFromRegistry(t *testing.T) {
 	}
 	if got.ID != img.ID {
 		t.Errorf("got ID %s, want %s (same image)", got.ID, img.ID)
+	}
+}
+
+func TestImportDockerArchive(t *testing.T) {
+	r, _ := newTestRuntime(t)
+	layer, config, _ := imageBlobs(t, testImage{Cmd: []string{"echo", "docker"}})
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	add := func(name string, data []byte) {
+		tw.WriteHeader(&tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(data))})
+		tw.Write(data)
+	}
+	cfgName := strings.TrimPrefix(digestOf(config), "sha256:") + ".json"
+	add(cfgName, config)
+	add("l1/layer.tar", layer)
+	manifest, _ := json.Marshal([]map[string]any{{"Config": cfgName, "RepoTags": []string{"skiff.test/docker:2"}, "Layers": []string{"l1/layer.tar"}}})
+	add("manifest.json", manifest)
+	tw.Close()
+	names, err := r.ImportImages(t.Context(), &b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(names) != 1 || names[0] != "skiff.test/docker:2" {
+		t.Fatalf("imported %v, want skiff.test/docker:2", names)
+	}
+	img, err := r.EnsureImage(t.Context(), "skiff.test/docker:2", corev1.PullNever, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img.ID != digestOf(config) || strings.Join(img.Cmd, " ") != "echo docker" {
+		t.Errorf("got %+v, want config %s", img, digestOf(config))
 	}
 }
