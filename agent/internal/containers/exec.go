@@ -54,6 +54,9 @@ func (r *Runtime) Exec(ctx context.Context, id string, cmd []string, s Streams) 
 	if err != nil {
 		return 0, fmt.Errorf("containers: exec in %s: %w", id, err)
 	}
+	if st, err := task.Status(ctx); err != nil || st.Status != containerd.Running {
+		return 0, fmt.Errorf("%w: %s", ErrNotRunning, id)
+	}
 	spec, err := c.Spec(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("containers: exec in %s: %w", id, err)

@@ -94,6 +94,12 @@ func TestExec(t *testing.T) {
 	if err := p.r.Attach(t.Context(), id, Streams{}); !errors.Is(err, ErrNotAttachable) {
 		t.Errorf("attach to a container without stdin/tty: got %v, want ErrNotAttachable", err)
 	}
+	if err := p.r.StopContainer(t.Context(), id, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.r.Exec(t.Context(), id, []string{"true"}, Streams{}); !errors.Is(err, ErrNotRunning) {
+		t.Errorf("exec in an exited container: got %v, want ErrNotRunning", err)
+	}
 }
 
 func TestAttachStdinOnce(t *testing.T) {
