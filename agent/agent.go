@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/skiff-sh/skiff/agent/internal/stream"
+
 	"github.com/skiff-sh/skiff/agent/imagebuild"
 
 	"golang.org/x/sync/errgroup"
@@ -317,6 +319,16 @@ func (a *Agent) syncRoutes(ctx context.Context, client kubernetes.Interface, nw 
 // serveStream serves the API server's calls for logs, exec, attach and
 // port-forward.
 func (a *Agent) serveStream(ctx context.Context, g *errgroup.Group, creds *Credentials, pm *pods.Manager) error {
-	<-ctx.Done()
+	scfg := stream.DefaultConfig()
+	scfg.Addr, scfg.TLS, scfg.Backend, scfg.Logger = a.cfg.ListenAddr, creds.StreamTLS, pm, a.log
+	srv, err := stream.New(scfg)
+	if err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	if err := srv.Listen(); err != nil {
+		return fmt.Errorf("agent: endpoint: %w", err)
+	}
+	a.log.Info("endpoint for the API server listening", "addr", srv.Addr())
+	g.Go(func() error { return srv.Run(ctx) })
 	return nil
 }

@@ -111,3 +111,31 @@ func (m *Manager) PodNetNS(namespace, name string) (string, error) {
 	}
 	return "", apierrors.NewBadRequest(fmt.Sprintf("pod %s has no network yet", name))
 }
+
+// CheckContainer fails for a container that does not exist or does not
+// run, before an exec or attach is upgraded.
+func (m *Manager) CheckContainer(namespace, pod, container string) error {
+	_, c, err := m.lookup(context.Background(), namespace, pod, container, false)
+	if err != nil {
+		return err
+	}
+	if c.State != containers.StateRunning {
+		return apierrors.NewBadRequest(fmt.Sprintf("container %s is not running", container))
+	}
+	return nil
+}
+
+// LogActive reports whether the container writing the log at path still
+// runs, so that `logs -f` ends once it has exited.
+func (m *Manager) LogActive(namespace, pod, container, path string) bool {
+	all, err := m.cfg.Runtime.Containers(context.Background())
+	if err != nil {
+		return true
+	}
+	for _, c := range all {
+		if c.LogPath == path {
+			return c.State == containers.StateRunning || c.State == containers.StateCreated
+		}
+	}
+	return false
+}
