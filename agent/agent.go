@@ -10,7 +10,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/skiff-sh/skiff/agent/internal/stream"
@@ -131,9 +130,6 @@ func (c *Config) Validate() error {
 type Agent struct {
 	cfg Config
 	log *slog.Logger
-
-	mu       sync.Mutex
-	streamAt string
 }
 
 // New returns an Agent for cfg.
