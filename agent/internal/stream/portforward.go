@@ -87,6 +87,7 @@ func (s *Server) servePortForward(w http.ResponseWriter, r *http.Request) {
 	}
 	defer conn.Close()
 	conn.SetIdleTimeout(s.cfg.StreamIdleTimeout)
+	log.Debug("port-forward open", "websocket", wsstream.IsWebSocketRequest(r))
 	pf.serve(r.Context(), conn)
 }
 

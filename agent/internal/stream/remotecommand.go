@@ -251,6 +251,7 @@ func (s *Server) commandSPDY(w http.ResponseWriter, r *http.Request, o commandOp
 		}
 	}
 
+	log.Debug("streams open", "protocol", "SPDY "+protocol)
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	go func() {
@@ -324,6 +325,7 @@ func (s *Server) commandWebSocket(w http.ResponseWriter, r *http.Request, o comm
 		return // the websocket server answered
 	}
 	defer conn.Close()
+	log.Debug("streams open", "protocol", "WebSocket "+protocol)
 
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
