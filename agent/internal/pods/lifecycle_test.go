@@ -493,3 +493,59 @@ func TestProbes(t *testing.T) {
 		t.Fatalf("events: Killing for liveness %v, Unhealthy %v (pod %s)", killing, unhealthy, p.Name)
 	}
 }
+
+// TestConfigAndEnv: env from a ConfigMap, a Secret and the downward API
+// ($(VAR) expanded); a configMap volume follows the ConfigMap's changes.
+func TestConfigAndEnv(t *testing.T) {
+	n := startNode(t)
+	ctx := context.Background()
+	if _, err := n.cs.CoreV1().ConfigMaps(n.ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "cfg"}, Data: map[string]string{"greeting": "v1"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.cs.CoreV1().Secrets(n.ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "sec"}, Data: map[string][]byte{"pw": []byte("s3cret")}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	n.create(&corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "envy", Labels: map[string]string{"tier": "gold"}},
+		Spec: corev1.PodSpec{
+			TerminationGracePeriodSeconds: ptr(int64(1)),
+			Volumes:                       []corev1.Volume{{Name: "cfg", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: "cfg"}}}}},
+			Containers: []corev1.Container{{
+				Name:    "c",
+				Command: sh(`echo "env: $GREETING $PW $POD $TIER $MSG"; while true; do echo "file: $(cat /cfg/greeting)"; sleep 0.3; done`),
+				Env: []corev1.EnvVar{
+					{Name: "GREETING", ValueFrom: &corev1.EnvVarSource{ConfigMapKeyRef: &corev1.ConfigMapKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "cfg"}, Key: "greeting"}}},
+					{Name: "PW", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "sec"}, Key: "pw"}}},
+					{Name: "POD", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
+					{Name: "TIER", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.labels['tier']"}}},
+					{Name: "MSG", Value: "hello-$(POD)"},
+				},
+				VolumeMounts: []corev1.VolumeMount{{Name: "cfg", MountPath: "/cfg"}},
+			}},
+		},
+	})
+	n.waitPod("envy", "env resolved and the configMap file read", 60*time.Second, func(p *corev1.Pod) error {
+		logs := n.logs(p, "c")
+		if !strings.Contains(logs, "env: v1 s3cret envy gold hello-envy") || !strings.Contains(logs, "file: v1") {
+			return fmt.Errorf("logs %q", logs)
+		}
+		return nil
+	})
+	cm, err := n.cs.CoreV1().ConfigMaps(n.ns).Get(ctx, "cfg", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cm.Data["greeting"] = "v2"
+	if _, err := n.cs.CoreV1().ConfigMaps(n.ns).Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	n.waitPod("envy", "the configMap volume updated in the running container", 30*time.Second, func(p *corev1.Pod) error {
+		if logs := n.logs(p, "c"); !strings.Contains(logs, "file: v2") {
+			return fmt.Errorf("no v2 yet")
+		}
+		if p.Status.ContainerStatuses[0].RestartCount != 0 {
+			return fmt.Errorf("restarted")
+		}
+		return nil
+	})
+}
