@@ -6,7 +6,9 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +16,7 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/remotecommand"
 
 	"github.com/skiff-sh/skiff/agent/internal/podlogs"
 )
@@ -208,5 +211,74 @@ func TestConfigValidate(t *testing.T) {
 		if err := c.Validate(); err == nil {
 			t.Errorf("%s: got nil, want an error", name)
 		}
+	}
+}
+
+// TestRunEndsStreams: when Run's context ends, it ends the hijacked
+// streams (an attach) and the following log requests, and returns.
+func TestRunEndsStreams(t *testing.T) {
+	b := &fakeBackend{logDir: t.TempDir(), active: true}
+	p := newPKI(t)
+	cfg := DefaultConfig()
+	cfg.Addr = "127.0.0.1:0"
+	cfg.TLS = &tls.Config{Certificates: []tls.Certificate{p.tlsCert(t, "agent", true)}, ClientCAs: p.pool}
+	cfg.Backend = b
+	cfg.Logger = slog.New(slog.DiscardHandler)
+	srv, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	e := &env{pki: p, backend: b, srv: srv, addr: srv.Addr()}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	runDone := make(chan error, 1)
+	go func() { runDone <- srv.Run(ctx) }()
+
+	writeRecords(t, filepath.Join(b.logDir, "default_p1", "main", "1.log"), line(time.Now(), "x"))
+	resp, err := e.httpClient(t, DefaultAllowedUser).Get("https://" + e.addr + "/containerLogs/default/p1/main?follow=true")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	r := bufio.NewReader(resp.Body)
+	if got, err := r.ReadString('\n'); err != nil || got != "x\n" {
+		t.Fatalf("got %q, %v", got, err)
+	}
+
+	rcfg := e.restConfig(t, DefaultAllowedUser)
+	x, err := executors[0].make(rcfg, execURL(rcfg, "/attach/default/p1/main", url.Values{"stdout": {"true"}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := &lockedBuffer{}
+	attachDone := make(chan error, 1)
+	go func() { attachDone <- x.StreamWithContext(t.Context(), remotecommand.StreamOptions{Stdout: out}) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for out.String() != "attached\n" {
+		if time.Now().After(deadline) {
+			t.Fatalf("attach: got %q", out.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	cancel()
+	select {
+	case err := <-runDone:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Run did not return with an attach and a log follow open")
+	}
+	select {
+	case <-attachDone:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the attach client did not see the end")
+	}
+	if rest, err := io.ReadAll(r); err != nil || len(rest) != 0 {
+		t.Fatalf("log follow after Run: got %q, %v; want its end", rest, err)
 	}
 }
