@@ -17,6 +17,7 @@ import (
 
 	"github.com/skiff-sh/skiff/agent/internal/containers"
 	"github.com/skiff-sh/skiff/agent/internal/join"
+	"github.com/skiff-sh/skiff/agent/internal/network"
 )
 
 // metaSetter announces the node's pod CIDR in its gossip metadata.
@@ -107,3 +108,9 @@ func Joined(dataDir string) bool {
 	_, err := os.Stat(filepath.Join(dataDir, "pki", join.ClientCertFile))
 	return err == nil
 }
+
+// CleanupNetwork removes what agents set up in this network namespace's
+// kernel state outside pods: Skiff's iptables chains and the routes to
+// other nodes' pods (`skiff agent --cleanup-network`). Pods' own
+// interfaces go with their network namespaces.
+func CleanupNetwork() error { return network.Cleanup() }

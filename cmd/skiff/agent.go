@@ -175,8 +175,17 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	var f agentFlags
 	f.register(fs, false)
+	cleanup := fs.Bool("cleanup-network", false, "remove Skiff's iptables chains and routes to other nodes' pods from this host, then exit")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *cleanup {
+		if err := agent.CleanupNetwork(); err != nil {
+			fmt.Fprintf(stderr, "skiff agent: %v\n", err)
+			return 1
+		}
+		fmt.Fprintln(stdout, "removed Skiff's iptables chains and routes")
+		return 0
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "skiff agent: unexpected arguments %q\n", fs.Args())
