@@ -77,10 +77,33 @@ type Config struct {
 	// Preload are images imported into containerd at start (the offline
 	// demo images of `skiff up`).
 	Preload []imagebuild.Spec
+	// Addons run beside the pods once the pod network is up (the Service
+	// proxy and cluster DNS, which cmd wires in: agent may not import
+	// netproxy).
+	Addons []Addon
 	// Labels and Taints are set on the Node at registration.
 	Labels map[string]string
 	Taints []corev1.Taint
 	Logger *slog.Logger
+}
+
+// Addon is a component that runs on every node beside the pods.
+type Addon interface {
+	// Run runs until ctx ends; an error stops the agent.
+	Run(ctx context.Context, env AddonEnv) error
+}
+
+// AddonEnv is what an Addon knows of its node.
+type AddonEnv struct {
+	// REST is the node's API client configuration.
+	REST     *rest.Config
+	NodeName string
+	NodeIP   netip.Addr
+	// PodCIDR is this node's, ClusterCIDR every node's; Gateway is the
+	// pods' bridge address (the first of PodCIDR), where node-local
+	// services for pods listen.
+	PodCIDR, ClusterCIDR netip.Prefix
+	Gateway              netip.Addr
 }
 
 // Credentials are an agent's identity when it does not join with a token.
@@ -228,6 +251,12 @@ func (a *Agent) run(ctx context.Context, g *errgroup.Group, creds *Credentials, 
 		return fmt.Errorf("agent: %w", err)
 	}
 	g.Go(func() error { return a.syncRoutes(ctx, client, nw) })
+
+	env := AddonEnv{REST: rest.CopyConfig(creds.REST), NodeName: cfg.NodeName, NodeIP: cfg.NodeIP,
+		PodCIDR: podCIDR, ClusterCIDR: cfg.ClusterCIDR, Gateway: podCIDR.Masked().Addr().Next()}
+	for _, ad := range cfg.Addons {
+		g.Go(func() error { return ad.Run(ctx, env) })
+	}
 
 	vcfg := volumes.DefaultConfig()
 	vcfg.Client, vcfg.PodsDir, vcfg.Logger = client, filepath.Join(cfg.DataDir, "pods"), a.log

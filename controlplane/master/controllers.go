@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/skiff-sh/skiff/controlplane/internal/clusterdns"
+
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/metadata"
@@ -164,6 +166,11 @@ func (m *Master) controllers(addr *net.TCPAddr, ca *pki.CA, pool *membership.Poo
 			cfg.Informers = shared
 			return endpointslice.New(cfg)
 		}},
+		{"cluster-dns-service", func() (runner, error) {
+			cfg := clusterdns.DefaultConfig()
+			cfg.Client, cfg.Logger = c.cs, log
+			return clusterdns.New(cfg)
+		}},
 		{"pod-garbage-collector", func() (runner, error) {
 			cfg := podgc.DefaultConfig()
 			cfg.Client, cfg.Logger = c.cs, log
@@ -171,7 +178,7 @@ func (m *Master) controllers(addr *net.TCPAddr, ca *pki.CA, pool *membership.Poo
 			return podgc.New(cfg)
 		}},
 	}
-	shared = sharedinformers.New(c.cs, len(builds)-1) // all but the garbage collector
+	shared = sharedinformers.New(c.cs, len(builds)-2) // all but the garbage collector and the DNS service keeper
 	lcfg := leadership.DefaultConfig()
 	lcfg.Source, lcfg.Logger = m.cfg.Store, m.log
 	for _, b := range builds {
