@@ -1,0 +1,623 @@
+// Package rules owns the translation of Services and EndpointSlices into
+// the iptables rules of one node: a pure function from (Services,
+// EndpointSlices, node) to two iptables-restore payloads, one for the nat
+// table and one for the filter table. It does no I/O and keeps no state.
+//
+// Call sequence (the proxy's sync loop):
+//
+//	res := rules.Compute(rules.Input{Services: ..., Slices: ..., NodeName: ..., ClusterCIDR: ...})
+//	dataplane.Apply(ctx, res.NAT, res.Filter, res.NATChains, res.FilterChains)
+//
+// Every chain the payloads use starts with "SKP-" and is declared (thus
+// flushed) by the payload before it is filled, so applying a payload with
+// `iptables-restore --noflush` replaces the previous rule set in one atomic
+// commit per table. The chains the result no longer uses are listed by
+// their absence from NATChains/FilterChains; deleting them is the
+// dataplane's job.
+//
+// The semantics follow kube-proxy's iptables mode (written here from its
+// observable behaviour): ClusterIP, NodePort, externalIPs, the Local
+// external traffic policy, ClientIP session affinity, masquerading of
+// traffic from outside the cluster CIDR, of NodePort traffic and of
+// hairpin traffic, and REJECT/DROP in the filter table for service ports
+// that have no (local) endpoints. Only IPv4 is programmed.
+package rules
+
+import (
+	"bytes"
+	"cmp"
+	"crypto/sha256"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+)
+
+// Chains with fixed names. Per-service chains are named by prefix plus the
+// hash of the service port (and endpoint), see chainHash.
+const (
+	// ServicesChain exists in both tables. In nat it is jumped to from
+	// PREROUTING and OUTPUT and dispatches VIPs; in filter it is jumped to
+	// from INPUT, FORWARD and OUTPUT and rejects service ports without
+	// endpoints.
+	ServicesChain = "SKP-SERVICES"
+	// NodePortsChain (nat) holds one rule per NodePort; SKP-SERVICES jumps
+	// to it last, for packets addressed to the node.
+	NodePortsChain = "SKP-NODEPORTS"
+	// MarkMasqChain (nat) marks a packet for masquerading.
+	MarkMasqChain = "SKP-MARK-MASQ"
+	// PostroutingChain (nat), jumped to from POSTROUTING, masquerades the
+	// marked packets.
+	PostroutingChain = "SKP-POSTROUTING"
+	// ExternalChain (filter), jumped to from INPUT, rejects or drops
+	// NodePort traffic that has no (local) endpoint.
+	ExternalChain = "SKP-EXTERNAL"
+	// ForwardChain (filter), jumped to from FORWARD, accepts marked and
+	// established service traffic whatever FORWARD's policy.
+	ForwardChain = "SKP-FORWARD"
+
+	// ChainPrefix starts the name of every chain this package produces.
+	ChainPrefix = "SKP-"
+
+	svcPrefix = "SKP-SVC-"
+	sepPrefix = "SKP-SEP-"
+	extPrefix = "SKP-EXT-"
+	svlPrefix = "SKP-SVL-"
+
+	// MasqMark is the packet mark (value and mask) that asks SKP-POSTROUTING
+	// to masquerade.
+	MasqMark = "0x4000/0x4000"
+	masqBit  = "0x4000"
+
+	// defaultAffinitySeconds is the ClientIP affinity timeout when the
+	// service does not set one (Kubernetes' default, 3 hours).
+	defaultAffinitySeconds = 10800
+)
+
+// Input is everything Compute looks at. Compute does not modify it.
+type Input struct {
+	Services []*corev1.Service
+	// Slices are all EndpointSlices; a slice belongs to the service named
+	// by its label kubernetes.io/service-name in its own namespace.
+	Slices []*discoveryv1.EndpointSlice
+	// NodeName decides which endpoints are local (endpoint.nodeName), for
+	// externalTrafficPolicy Local.
+	NodeName string
+	// NodeIPs are the addresses NodePorts answer on. Empty means every
+	// local address except 127.0.0.0/8 (-m addrtype --dst-type LOCAL).
+	NodeIPs []netip.Addr
+	// ClusterCIDR holds the pods. Traffic to a ClusterIP from outside it is
+	// masqueraded; pod traffic to a Local-policy NodePort or external IP
+	// is sent to all endpoints. The zero prefix disables both.
+	ClusterCIDR netip.Prefix
+	// LocalDNS, when set, sends DNS to VIP to this node's DNS listener,
+	// ahead of every service rule.
+	LocalDNS *LocalDNS
+	// MasqueradeRandomFully adds --random-fully to the MASQUERADE rule;
+	// set it when the installed iptables supports it (see
+	// RandomFullySupported).
+	MasqueradeRandomFully bool
+}
+
+// LocalDNS is the node-local cluster DNS redirect.
+type LocalDNS struct {
+	VIP    netip.Addr     // the cluster DNS service IP, e.g. 10.96.0.10
+	Target netip.AddrPort // this node's DNS listener, e.g. 10.244.1.1:53
+}
+
+// Result is the rule set for one node.
+type Result struct {
+	// NAT and Filter are complete input for `iptables-restore --noflush`,
+	// each "*<table>\n", the chain declarations, the rules, "COMMIT\n".
+	NAT, Filter []byte
+	// NATChains and FilterChains are the SKP- chains each payload declares,
+	// in declaration order (fixed chains first). Any other SKP- chain in
+	// the table is stale.
+	NATChains, FilterChains []string
+	// Services counts the service ports that got rules (including REJECT
+	// and DROP rules); Endpoints counts the endpoint (SEP) chains.
+	Services, Endpoints int
+}
+
+// endpoint is one ip:port of a service port, merged over all slices.
+type endpoint struct {
+	addr                        netip.AddrPort
+	ready, serving, terminating bool
+	local                       bool
+	chain                       string // SKP-SEP-...
+}
+
+// svcPort is one port of one service with its endpoints, ready to render.
+type svcPort struct {
+	svc  *corev1.Service
+	port corev1.ServicePort
+	name string // "ns/svc:port" or "ns/svc" for an unnamed port
+	hash string
+	// all are the service port's endpoints; cluster are the ones for
+	// cluster-wide traffic, local the ones on this node; all sorted by
+	// address.
+	all, cluster, local []*endpoint
+}
+
+// Compute returns the nat and filter rules for in. It is pure and
+// deterministic: the same input in any order gives byte-identical output
+// (services sorted by namespace/name, ports by name, protocol and port,
+// endpoints by address).
+func Compute(in Input) Result {
+	g := newGen(in)
+	for _, svc := range sortedServices(in.Services) {
+		for _, sp := range g.servicePorts(svc) {
+			g.servicePort(sp)
+		}
+	}
+	return g.finish()
+}
+
+func sortedServices(in []*corev1.Service) []*corev1.Service {
+	out := make([]*corev1.Service, 0, len(in))
+	for _, s := range in {
+		if s != nil {
+			out = append(out, s)
+		}
+	}
+	slices.SortFunc(out, func(a, b *corev1.Service) int {
+		return cmp.Or(strings.Compare(a.Namespace, b.Namespace), strings.Compare(a.Name, b.Name))
+	})
+	return out
+}
+
+// gen accumulates the payloads. Shared chains get their own buffers; the
+// per-service chains are written contiguously into svcRules as each
+// service port is rendered.
+type gen struct {
+	in       Input
+	slices   map[string][]*discoveryv1.EndpointSlice // by "ns/service"
+	nodeDsts [][]string                              // matches for "addressed to this node"
+
+	natChains                      []string
+	natServices, natNodePorts      bytes.Buffer
+	svcRules                       bytes.Buffer
+	filterServices, filterExternal bytes.Buffer
+	services, endpoints            int
+	hasher                         [sha256.Size]byte
+	hashBuf                        []byte
+}
+
+func newGen(in Input) *gen {
+	g := &gen{in: in, slices: map[string][]*discoveryv1.EndpointSlice{}}
+	for _, s := range in.Slices {
+		if s == nil {
+			continue
+		}
+		name := s.Labels[discoveryv1.LabelServiceName]
+		if name == "" || s.AddressType != discoveryv1.AddressTypeIPv4 {
+			continue
+		}
+		key := s.Namespace + "/" + name
+		g.slices[key] = append(g.slices[key], s)
+	}
+	if len(in.NodeIPs) == 0 {
+		g.nodeDsts = [][]string{{"-m", "addrtype", "--dst-type", "LOCAL", "!", "-d", "127.0.0.0/8"}}
+	} else {
+		ips := slices.Clone(in.NodeIPs)
+		slices.SortFunc(ips, netip.Addr.Compare)
+		ips = slices.Compact(ips)
+		for _, ip := range ips {
+			if ip.Is4() {
+				g.nodeDsts = append(g.nodeDsts, []string{"-d", ip.String() + "/32"})
+			}
+		}
+	}
+	g.natChains = []string{ServicesChain, NodePortsChain, MarkMasqChain, PostroutingChain}
+	if d := in.LocalDNS; d != nil && d.VIP.Is4() && d.Target.IsValid() {
+		for _, proto := range []string{"udp", "tcp"} {
+			line(&g.natServices, "-A", ServicesChain, "-d", d.VIP.String()+"/32", "-p", proto,
+				"-m", "comment", "--comment", quote("skiff node-local dns "+proto),
+				"-m", proto, "--dport", "53", "-j", "DNAT", "--to-destination", d.Target.String())
+		}
+	}
+	return g
+}
+
+// servicePorts returns svc's ports with their endpoints, or nil for
+// services that get no rules (headless, ExternalName, no IPv4 address).
+func (g *gen) servicePorts(svc *corev1.Service) []*svcPort {
+	if svc.Spec.Type == corev1.ServiceTypeExternalName || svc.Spec.ClusterIP == corev1.ClusterIPNone {
+		return nil
+	}
+	if ip, err := netip.ParseAddr(svc.Spec.ClusterIP); err != nil || !ip.Is4() {
+		return nil
+	}
+	ports := slices.Clone(svc.Spec.Ports)
+	slices.SortFunc(ports, func(a, b corev1.ServicePort) int {
+		return cmp.Or(strings.Compare(a.Name, b.Name), strings.Compare(string(protocolOf(a.Protocol)), string(protocolOf(b.Protocol))), cmp.Compare(a.Port, b.Port))
+	})
+	svcName := svc.Namespace + "/" + svc.Name
+	out := make([]*svcPort, 0, len(ports))
+	for _, p := range ports {
+		proto := protocolOf(p.Protocol)
+		if proto != corev1.ProtocolTCP && proto != corev1.ProtocolUDP && proto != corev1.ProtocolSCTP {
+			continue
+		}
+		p.Protocol = proto
+		sp := &svcPort{svc: svc, port: p, name: svcName}
+		if p.Name != "" {
+			sp.name += ":" + p.Name
+		}
+		sp.hash = g.hash(svcName, ":", p.Name, ":", string(proto))
+		g.collectEndpoints(sp)
+		out = append(out, sp)
+	}
+	return out
+}
+
+func protocolOf(p corev1.Protocol) corev1.Protocol {
+	if p == "" {
+		return corev1.ProtocolTCP
+	}
+	return p
+}
+
+// collectEndpoints fills sp.cluster and sp.local from the slices of sp's
+// service, matching the slice port by name and protocol.
+func (g *gen) collectEndpoints(sp *svcPort) {
+	byAddr := map[netip.AddrPort]*endpoint{}
+	for _, s := range g.slices[sp.svc.Namespace+"/"+sp.svc.Name] {
+		var port int32
+		for _, p := range s.Ports {
+			name := ""
+			if p.Name != nil {
+				name = *p.Name
+			}
+			proto := corev1.ProtocolTCP
+			if p.Protocol != nil {
+				proto = protocolOf(*p.Protocol)
+			}
+			if name == sp.port.Name && proto == sp.port.Protocol && p.Port != nil {
+				port = *p.Port
+				break
+			}
+		}
+		if port <= 0 || port > 65535 {
+			continue
+		}
+		for _, e := range s.Endpoints {
+			if len(e.Addresses) == 0 {
+				continue
+			}
+			ip, err := netip.ParseAddr(e.Addresses[0])
+			if err != nil || !ip.Is4() {
+				continue
+			}
+			ready := e.Conditions.Ready == nil || *e.Conditions.Ready
+			serving := ready
+			if e.Conditions.Serving != nil {
+				serving = *e.Conditions.Serving
+			}
+			terminating := e.Conditions.Terminating != nil && *e.Conditions.Terminating
+			local := e.NodeName != nil && *e.NodeName == g.in.NodeName && g.in.NodeName != ""
+			ap := netip.AddrPortFrom(ip, uint16(port))
+			if ep := byAddr[ap]; ep != nil {
+				// The same endpoint in two slices (a slice being replaced):
+				// usable if either copy says so.
+				ep.ready = ep.ready || ready
+				ep.serving = ep.serving || serving
+				ep.terminating = ep.terminating && terminating
+				ep.local = ep.local || local
+				continue
+			}
+			byAddr[ap] = &endpoint{addr: ap, ready: ready, serving: serving, terminating: terminating, local: local}
+		}
+	}
+	all := make([]*endpoint, 0, len(byAddr))
+	for _, ep := range byAddr {
+		all = append(all, ep)
+	}
+	slices.SortFunc(all, func(a, b *endpoint) int { return a.addr.Compare(b.addr) })
+	sp.all = all
+	sp.cluster = usable(all, false)
+	sp.local = usable(all, true)
+}
+
+// usable picks the ready endpoints (only the local ones if local is set);
+// when there are none, the serving terminating ones, so that a service
+// whose every pod is shutting down keeps answering until they are gone.
+func usable(all []*endpoint, local bool) []*endpoint {
+	var ready, terminating []*endpoint
+	for _, ep := range all {
+		if local && !ep.local {
+			continue
+		}
+		if ep.ready {
+			ready = append(ready, ep)
+		} else if ep.serving && ep.terminating {
+			terminating = append(terminating, ep)
+		}
+	}
+	if len(ready) > 0 {
+		return ready
+	}
+	return terminating
+}
+
+// servicePort renders the rules of one service port.
+func (g *gen) servicePort(sp *svcPort) {
+	svc, p := sp.svc, sp.port
+	proto := strings.ToLower(string(p.Protocol))
+	port := strconv.Itoa(int(p.Port))
+	clusterIP := svc.Spec.ClusterIP + "/32"
+	svcChain := svcPrefix + sp.hash
+	extChain := extPrefix + sp.hash
+	svlChain := svlPrefix + sp.hash
+	comment := quote(sp.name)
+
+	hasEndpoints := len(sp.cluster) > 0
+	nodePort := 0
+	if svc.Spec.Type == corev1.ServiceTypeNodePort || svc.Spec.Type == corev1.ServiceTypeLoadBalancer {
+		nodePort = int(p.NodePort)
+	}
+	externalIPs := externalIPs(svc)
+	external := nodePort != 0 || len(externalIPs) > 0
+	localPolicy := external && svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal
+	// Endpoints for external traffic: the local ones under policy Local.
+	hasExtEndpoints := hasEndpoints
+	if localPolicy {
+		hasExtEndpoints = len(sp.local) > 0
+	}
+	g.services++
+
+	// Filter: refuse at once what has nowhere to go. No endpoints at all:
+	// REJECT; endpoints, but none on this node under policy Local: DROP,
+	// as kube-proxy does (the client's traffic belongs to another node).
+	if !hasEndpoints {
+		line(&g.filterServices, "-A", ServicesChain, "-d", clusterIP, "-p", proto,
+			"-m", "comment", "--comment", quote(sp.name+" has no endpoints"),
+			"-m", proto, "--dport", port, "-m", "conntrack", "--ctstate", "NEW",
+			"-j", "REJECT", "--reject-with", "icmp-port-unreachable")
+	}
+	if !hasExtEndpoints {
+		target, why := []string{"REJECT", "--reject-with", "icmp-port-unreachable"}, " has no endpoints"
+		if hasEndpoints {
+			target, why = []string{"DROP"}, " has no local endpoints"
+		}
+		for _, ip := range externalIPs {
+			line(&g.filterServices, append([]string{"-A", ServicesChain, "-d", ip + "/32", "-p", proto,
+				"-m", "comment", "--comment", quote(sp.name + why),
+				"-m", proto, "--dport", port, "-m", "conntrack", "--ctstate", "NEW", "-j"}, target...)...)
+		}
+		if nodePort != 0 {
+			np := strconv.Itoa(nodePort)
+			for _, dst := range g.nodeDsts {
+				args := append([]string{"-A", ExternalChain}, dst...)
+				args = append(args, "-p", proto, "-m", "comment", "--comment", quote(sp.name+why),
+					"-m", proto, "--dport", np, "-m", "conntrack", "--ctstate", "NEW", "-j")
+				line(&g.filterExternal, append(args, target...)...)
+			}
+		}
+	}
+	if !hasEndpoints {
+		return
+	}
+
+	// nat: dispatch from SKP-SERVICES and SKP-NODEPORTS.
+	line(&g.natServices, "-A", ServicesChain, "-d", clusterIP, "-p", proto,
+		"-m", "comment", "--comment", quote(sp.name+" cluster IP"),
+		"-m", proto, "--dport", port, "-j", svcChain)
+	if external {
+		for _, ip := range externalIPs {
+			line(&g.natServices, "-A", ServicesChain, "-d", ip+"/32", "-p", proto,
+				"-m", "comment", "--comment", quote(sp.name+" external IP"),
+				"-m", proto, "--dport", port, "-j", extChain)
+		}
+		if nodePort != 0 {
+			line(&g.natNodePorts, "-A", NodePortsChain, "-p", proto,
+				"-m", "comment", "--comment", comment,
+				"-m", proto, "--dport", strconv.Itoa(nodePort), "-j", extChain)
+		}
+	}
+
+	// SKP-SVC: all endpoints; traffic from outside the pods is masqueraded
+	// so replies come back through this node.
+	g.natChains = append(g.natChains, svcChain)
+	if g.in.ClusterCIDR.IsValid() {
+		line(&g.svcRules, "-A", svcChain, "!", "-s", g.in.ClusterCIDR.Masked().String(), "-d", clusterIP, "-p", proto,
+			"-m", "comment", "--comment", quote(sp.name+" cluster IP"),
+			"-m", proto, "--dport", port, "-j", MarkMasqChain)
+	}
+	g.spread(sp, svcChain, sp.cluster)
+
+	if external {
+		g.natChains = append(g.natChains, extChain)
+		if !localPolicy {
+			line(&g.svcRules, "-A", extChain, "-m", "comment", "--comment", quote("masquerade traffic for "+sp.name+" external destinations"), "-j", MarkMasqChain)
+			line(&g.svcRules, "-A", extChain, "-j", svcChain)
+		} else {
+			// Policy Local keeps the client's address and only uses this
+			// node's endpoints — except for traffic from pods and from the
+			// node itself, which has no outside client to preserve.
+			if g.in.ClusterCIDR.IsValid() {
+				line(&g.svcRules, "-A", extChain, "-s", g.in.ClusterCIDR.Masked().String(),
+					"-m", "comment", "--comment", quote("pod traffic for "+sp.name+" external destinations"), "-j", svcChain)
+			}
+			line(&g.svcRules, "-A", extChain, "-m", "comment", "--comment", quote("masquerade LOCAL traffic for "+sp.name+" external destinations"),
+				"-m", "addrtype", "--src-type", "LOCAL", "-j", MarkMasqChain)
+			line(&g.svcRules, "-A", extChain, "-m", "comment", "--comment", quote("route LOCAL traffic for "+sp.name+" external destinations"),
+				"-m", "addrtype", "--src-type", "LOCAL", "-j", svcChain)
+			if hasExtEndpoints {
+				line(&g.svcRules, "-A", extChain, "-j", svlChain)
+				g.natChains = append(g.natChains, svlChain)
+				g.spread(sp, svlChain, sp.local)
+			}
+			// Without local endpoints the packet falls through undNATed
+			// and the filter table drops it (SKP-EXTERNAL / SKP-SERVICES).
+		}
+	}
+
+	// SKP-SEP: one per endpoint used by SVC or SVL (spread named them).
+	for _, ep := range sp.all {
+		if ep.chain != "" {
+			g.endpointChain(sp, ep, proto)
+		}
+	}
+}
+
+// spread writes into chain the jumps to eps' SEP chains: affinity checks
+// first, then an even random split, the last rule unconditional.
+func (g *gen) spread(sp *svcPort, chain string, eps []*endpoint) {
+	for _, ep := range eps {
+		if ep.chain == "" {
+			ep.chain = sepPrefix + g.hash(sp.svc.Namespace, "/", sp.svc.Name, ":", sp.port.Name, ":", string(sp.port.Protocol), ":", ep.addr.String())
+		}
+	}
+	if secs, ok := affinity(sp.svc); ok {
+		for _, ep := range eps {
+			line(&g.svcRules, "-A", chain, "-m", "comment", "--comment", quote(sp.name+" -> "+ep.addr.String()),
+				"-m", "recent", "--rcheck", "--seconds", secs, "--reap", "--name", ep.chain, "--mask", "255.255.255.255", "--rsource",
+				"-j", ep.chain)
+		}
+	}
+	n := len(eps)
+	for i, ep := range eps {
+		c := quote(sp.name + " -> " + ep.addr.String())
+		if i < n-1 {
+			line(&g.svcRules, "-A", chain, "-m", "comment", "--comment", c,
+				"-m", "statistic", "--mode", "random", "--probability", probability(n-i), "-j", ep.chain)
+		} else {
+			line(&g.svcRules, "-A", chain, "-m", "comment", "--comment", c, "-j", ep.chain)
+		}
+	}
+}
+
+func (g *gen) endpointChain(sp *svcPort, ep *endpoint, proto string) {
+	g.natChains = append(g.natChains, ep.chain)
+	g.endpoints++
+	comment := quote(sp.name)
+	// Hairpin: a pod reaching itself through the VIP must see the reply
+	// come from the VIP, so its source is rewritten to the node.
+	line(&g.svcRules, "-A", ep.chain, "-s", ep.addr.Addr().String()+"/32", "-m", "comment", "--comment", comment, "-j", MarkMasqChain)
+	args := []string{"-A", ep.chain, "-p", proto, "-m", "comment", "--comment", comment}
+	if _, ok := affinity(sp.svc); ok {
+		args = append(args, "-m", "recent", "--set", "--name", ep.chain, "--mask", "255.255.255.255", "--rsource")
+	}
+	line(&g.svcRules, append(args, "-m", proto, "-j", "DNAT", "--to-destination", ep.addr.String())...)
+}
+
+// affinity returns the ClientIP affinity timeout in seconds, if any.
+func affinity(svc *corev1.Service) (string, bool) {
+	if svc.Spec.SessionAffinity != corev1.ServiceAffinityClientIP {
+		return "", false
+	}
+	secs := int32(defaultAffinitySeconds)
+	if c := svc.Spec.SessionAffinityConfig; c != nil && c.ClientIP != nil && c.ClientIP.TimeoutSeconds != nil && *c.ClientIP.TimeoutSeconds > 0 {
+		secs = *c.ClientIP.TimeoutSeconds
+	}
+	return strconv.Itoa(int(secs)), true
+}
+
+// externalIPs returns svc's valid IPv4 external IPs, sorted, without
+// duplicates.
+func externalIPs(svc *corev1.Service) []string {
+	if len(svc.Spec.ExternalIPs) == 0 {
+		return nil
+	}
+	var ips []netip.Addr
+	for _, s := range svc.Spec.ExternalIPs {
+		if ip, err := netip.ParseAddr(s); err == nil && ip.Is4() {
+			ips = append(ips, ip)
+		}
+	}
+	slices.SortFunc(ips, netip.Addr.Compare)
+	ips = slices.Compact(ips)
+	out := make([]string, len(ips))
+	for i, ip := range ips {
+		out[i] = ip.String()
+	}
+	return out
+}
+
+// probability is the chance, formatted as iptables-save prints it (10
+// decimals), that a rule picks one of the n endpoints still left.
+func probability(n int) string {
+	return strconv.FormatFloat(1/float64(n), 'f', 10, 64)
+}
+
+// hash returns the first 16 hex digits, upper case, of the SHA-256 of the
+// concatenated parts.
+func (g *gen) hash(parts ...string) string {
+	g.hashBuf = g.hashBuf[:0]
+	for _, p := range parts {
+		g.hashBuf = append(g.hashBuf, p...)
+	}
+	g.hasher = sha256.Sum256(g.hashBuf)
+	const digits = "0123456789ABCDEF"
+	var out [16]byte
+	for i := range 8 {
+		out[2*i] = digits[g.hasher[i]>>4]
+		out[2*i+1] = digits[g.hasher[i]&0xf]
+	}
+	return string(out[:])
+}
+
+func quote(s string) string { return `"` + s + `"` }
+
+func line(b *bytes.Buffer, args ...string) {
+	for i, a := range args {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(a)
+	}
+	b.WriteByte('\n')
+}
+
+// finish assembles the payloads.
+func (g *gen) finish() Result {
+	res := Result{Services: g.services, Endpoints: g.endpoints}
+
+	// The NodePorts dispatch must be the last rule of SKP-SERVICES: a VIP
+	// that happens to be a local address still goes to its service.
+	for _, dst := range g.nodeDsts {
+		args := append([]string{"-A", ServicesChain}, dst...)
+		line(&g.natServices, append(args, "-m", "comment", "--comment", quote("skiff service nodeports; must be the last rule in this chain"), "-j", NodePortsChain)...)
+	}
+
+	var nat bytes.Buffer
+	nat.Grow(g.natServices.Len() + g.natNodePorts.Len() + g.svcRules.Len() + 40*len(g.natChains) + 1024)
+	nat.WriteString("*nat\n")
+	for _, c := range g.natChains {
+		nat.WriteString(":" + c + " - [0:0]\n")
+	}
+	line(&nat, "-A", PostroutingChain, "-m", "mark", "!", "--mark", MasqMark, "-j", "RETURN")
+	// Clear the mark so a packet re-entering the stack (e.g. over a
+	// tunnel) is not masqueraded twice.
+	line(&nat, "-A", PostroutingChain, "-j", "MARK", "--xor-mark", masqBit)
+	masq := []string{"-A", PostroutingChain, "-m", "comment", "--comment", quote("skiff service traffic requiring SNAT"), "-j", "MASQUERADE"}
+	if g.in.MasqueradeRandomFully {
+		masq = append(masq, "--random-fully")
+	}
+	line(&nat, masq...)
+	line(&nat, "-A", MarkMasqChain, "-j", "MARK", "--or-mark", masqBit)
+	nat.Write(g.natServices.Bytes())
+	nat.Write(g.natNodePorts.Bytes())
+	nat.Write(g.svcRules.Bytes())
+	nat.WriteString("COMMIT\n")
+
+	res.FilterChains = []string{ServicesChain, ExternalChain, ForwardChain}
+	var filter bytes.Buffer
+	filter.WriteString("*filter\n")
+	for _, c := range res.FilterChains {
+		filter.WriteString(":" + c + " - [0:0]\n")
+	}
+	filter.Write(g.filterServices.Bytes())
+	filter.Write(g.filterExternal.Bytes())
+	line(&filter, "-A", ForwardChain, "-m", "comment", "--comment", quote("skiff forwarding rules"), "-m", "mark", "--mark", MasqMark, "-j", "ACCEPT")
+	line(&filter, "-A", ForwardChain, "-m", "comment", "--comment", quote("skiff forwarding conntrack rule"), "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT")
+	filter.WriteString("COMMIT\n")
+
+	res.NAT, res.Filter = nat.Bytes(), filter.Bytes()
+	res.NATChains = g.natChains
+	return res
+}
