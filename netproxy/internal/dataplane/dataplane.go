@@ -1,0 +1,376 @@
+package dataplane
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os/exec"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// ChainPrefix starts the name of every chain netproxy owns.
+const ChainPrefix = "SKP-"
+
+// The tables netproxy writes.
+const (
+	TableNAT    = "nat"
+	TableFilter = "filter"
+)
+
+var (
+	// ErrBadTable is returned by Chains for a table other than nat and filter.
+	ErrBadTable = errors.New("dataplane: table is neither nat nor filter")
+	// ErrBadPayload is returned by Apply and ApplyPartial when a payload is
+	// not empty and does not start with the "*<table>" line of the table it
+	// is passed as, or names a chain outside netproxy's prefix in a chain
+	// list.
+	ErrBadPayload = errors.New("dataplane: malformed payload")
+	// ErrRestore is wrapped by every RestoreError: iptables-restore refused
+	// a payload. The table it was meant for is unchanged.
+	ErrRestore = errors.New("dataplane: iptables-restore failed")
+)
+
+// RestoreError is an iptables-restore run that failed. Line is the
+// payload line iptables-restore complained about (1-based; 0 when its
+// message names none) and Text that line.
+type RestoreError struct {
+	Table  string
+	Line   int
+	Text   string
+	Stderr string
+	Err    error
+}
+
+func (e *RestoreError) Error() string {
+	msg := fmt.Sprintf("dataplane: iptables-restore of table %s: %v: %s", e.Table, e.Err, strings.TrimSpace(e.Stderr))
+	if e.Line > 0 {
+		msg += fmt.Sprintf(" (line %d: %q)", e.Line, e.Text)
+	}
+	return msg
+}
+
+// Unwrap returns ErrRestore and the exec error.
+func (e *RestoreError) Unwrap() []error { return []error{ErrRestore, e.Err} }
+
+// Config configures a Dataplane.
+type Config struct {
+	// IPTablesRestore is the iptables-restore binary (a name looked up in
+	// PATH, or a path). Default "iptables-restore".
+	IPTablesRestore string
+	// IPTablesSave is the iptables-save binary matching IPTablesRestore
+	// (same backend). Default "iptables-save".
+	IPTablesSave string
+	// IPTables is the iptables binary go-iptables runs for the jump rules.
+	// Default "iptables".
+	IPTables string
+	Logger   *slog.Logger
+}
+
+// DefaultConfig returns the binaries found in PATH and slog's default
+// logger.
+func DefaultConfig() Config {
+	return Config{
+		IPTablesRestore: "iptables-restore",
+		IPTablesSave:    "iptables-save",
+		IPTables:        "iptables",
+		Logger:          slog.Default(),
+	}
+}
+
+// Validate fills unset fields with their defaults and checks that the
+// binaries exist.
+func (c *Config) Validate() error {
+	def := DefaultConfig()
+	if c.IPTablesRestore == "" {
+		c.IPTablesRestore = def.IPTablesRestore
+	}
+	if c.IPTablesSave == "" {
+		c.IPTablesSave = def.IPTablesSave
+	}
+	if c.IPTables == "" {
+		c.IPTables = def.IPTables
+	}
+	if c.Logger == nil {
+		c.Logger = def.Logger
+	}
+	for _, bin := range []*string{&c.IPTablesRestore, &c.IPTablesSave, &c.IPTables} {
+		p, err := exec.LookPath(*bin)
+		if err != nil {
+			return fmt.Errorf("dataplane: %w", err)
+		}
+		*bin = p
+	}
+	return nil
+}
+
+// Dataplane writes rule sets into the kernel. Its methods may be called
+// from several goroutines (they are serialised), but the iptables
+// commands run in the network namespace of the calling OS thread, so a
+// Dataplane is meant for one namespace: the node's.
+type Dataplane struct {
+	cfg Config
+	log *slog.Logger
+
+	mu sync.Mutex
+	// known holds, per table, the SKP- chains in the kernel after the last
+	// successful write; a missing table means "unknown: list the kernel's".
+	// It saves an iptables-save of 100,000 chains on every sync.
+	known map[string]map[string]bool
+}
+
+// New validates cfg and returns a Dataplane. It runs nothing.
+func New(cfg Config) (*Dataplane, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Dataplane{cfg: cfg, log: cfg.Logger, known: map[string]map[string]bool{}}, nil
+}
+
+// jumpTargets are the chains the built-in chains jump to (EnsureJumps).
+// They are never deleted as stale, since the jumps reference them.
+var jumpTargets = map[string][]string{
+	TableNAT:    {"SKP-SERVICES", "SKP-POSTROUTING"},
+	TableFilter: {"SKP-SERVICES", "SKP-EXTERNAL", "SKP-FORWARD"},
+}
+
+// Apply makes nat and filter hold exactly the given rule sets: each
+// payload (complete `iptables-restore --noflush` input for its table,
+// "*nat\n:SKP-X - [0:0]\n-A SKP-X ...\nCOMMIT\n"; empty means no rules)
+// is written by one iptables-restore, nat first, each an atomic commit.
+// Then the SKP- chains of each table that are not in natChains /
+// filterChains (which must list every chain the payload declares) are
+// flushed and deleted by a second restore per table; the chains the
+// built-in chains jump to are kept. Non-SKP chains and rules are never
+// touched. The first call lists the kernel's chains (iptables-save);
+// later ones remember what they wrote.
+func (d *Dataplane) Apply(ctx context.Context, nat, filter []byte, natChains, filterChains []string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	start := time.Now()
+	for _, t := range []struct {
+		table   string
+		payload []byte
+		chains  []string
+	}{{TableNAT, nat, natChains}, {TableFilter, filter, filterChains}} {
+		if err := checkPayload(t.table, t.payload); err != nil {
+			return err
+		}
+		for _, c := range t.chains {
+			if !strings.HasPrefix(c, ChainPrefix) {
+				return fmt.Errorf("%w: chain %q in the %s list is not an %s chain", ErrBadPayload, c, t.table, ChainPrefix)
+			}
+		}
+		before := d.known[t.table]
+		if before == nil {
+			have, err := d.chains(ctx, t.table)
+			if err != nil {
+				return err
+			}
+			before = setOf(have)
+		}
+		if err := d.restore(ctx, t.table, t.payload); err != nil {
+			delete(d.known, t.table)
+			return err
+		}
+		now := setOf(t.chains)
+		for _, c := range jumpTargets[t.table] {
+			if before[c] {
+				now[c] = true
+			}
+		}
+		var stale []string
+		for c := range before {
+			if !now[c] {
+				stale = append(stale, c)
+			}
+		}
+		if len(stale) > 0 {
+			slices.Sort(stale)
+			if err := d.restore(ctx, t.table, deletion(t.table, nil, stale)); err != nil {
+				delete(d.known, t.table)
+				return fmt.Errorf("deleting %d stale chains: %w", len(stale), err)
+			}
+			d.log.Debug("deleted stale chains", "table", t.table, "chains", len(stale))
+		}
+		d.known[t.table] = now
+	}
+	d.log.Debug("applied rules", "natChains", len(natChains), "filterChains", len(filterChains),
+		"bytes", len(nat)+len(filter), "took", time.Since(start))
+	return nil
+}
+
+// ApplyPartial writes payloads that declare only the chains that changed
+// (nat first, then filter; each atomic; an empty payload skips its
+// table). Chains the payloads do not declare are left as they are, and
+// nothing is deleted unless the payload itself says so: it may end with
+// "-X SKP-..." lines for chains it also declares (iptables-nft deletes
+// only a chain emptied earlier in the same transaction) and no longer
+// references. Chains left unreferenced are removed by the next Apply.
+// The chains a payload declares and deletes are remembered for Apply's
+// stale-chain removal.
+func (d *Dataplane) ApplyPartial(ctx context.Context, nat, filter []byte) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, t := range []struct {
+		table   string
+		payload []byte
+	}{{TableNAT, nat}, {TableFilter, filter}} {
+		if len(t.payload) == 0 {
+			continue
+		}
+		if err := checkPayload(t.table, t.payload); err != nil {
+			return err
+		}
+		if err := d.restore(ctx, t.table, t.payload); err != nil {
+			delete(d.known, t.table)
+			return err
+		}
+		if known := d.known[t.table]; known != nil {
+			declared, deleted := scanChains(t.payload)
+			for _, c := range declared {
+				known[c] = true
+			}
+			for _, c := range deleted {
+				delete(known, c)
+			}
+		}
+	}
+	return nil
+}
+
+// Chains returns the SKP- chains present in table (nat or filter), sorted.
+func (d *Dataplane) Chains(table string) ([]string, error) {
+	return d.chains(context.Background(), table)
+}
+
+func (d *Dataplane) chains(ctx context.Context, table string) ([]string, error) {
+	return listChains(ctx, d.cfg.IPTablesSave, table)
+}
+
+// listChains runs `iptables-save -t table` and returns its SKP- chains.
+func listChains(ctx context.Context, save, table string) ([]string, error) {
+	out, err := saveTable(ctx, save, table)
+	if err != nil {
+		return nil, err
+	}
+	declared, _ := scanChains(out)
+	slices.Sort(declared)
+	return declared, nil
+}
+
+func saveTable(ctx context.Context, save, table string) ([]byte, error) {
+	if table != TableNAT && table != TableFilter {
+		return nil, fmt.Errorf("%w: %q", ErrBadTable, table)
+	}
+	var stdout, stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, save, "-t", table)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("dataplane: iptables-save -t %s: %w: %s", table, err, strings.TrimSpace(stderr.String()))
+	}
+	return stdout.Bytes(), nil
+}
+
+// scanChains returns the SKP- chains a restore payload (or iptables-save
+// output) declares (":SKP-X - [0:0]") and deletes ("-X SKP-X").
+func scanChains(payload []byte) (declared, deleted []string) {
+	sc := bufio.NewScanner(bytes.NewReader(payload))
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		line := sc.Bytes()
+		switch {
+		case bytes.HasPrefix(line, []byte(":"+ChainPrefix)):
+			if name, _, _ := bytes.Cut(line[1:], []byte(" ")); len(name) > 0 {
+				declared = append(declared, string(name))
+			}
+		case bytes.HasPrefix(line, []byte("-X "+ChainPrefix)):
+			deleted = append(deleted, strings.TrimSpace(string(line[3:])))
+		}
+	}
+	return declared, deleted
+}
+
+func setOf(chains []string) map[string]bool {
+	s := make(map[string]bool, len(chains))
+	for _, c := range chains {
+		s[c] = true
+	}
+	return s
+}
+
+func checkPayload(table string, payload []byte) error {
+	if len(payload) == 0 {
+		return nil
+	}
+	if !bytes.HasPrefix(payload, []byte("*"+table+"\n")) {
+		first, _, _ := bytes.Cut(payload, []byte("\n"))
+		return fmt.Errorf("%w: the %s payload starts with %q, want %q", ErrBadPayload, table, first, "*"+table)
+	}
+	return nil
+}
+
+// deletion is a restore payload that deletes the rules (iptables-save
+// "-A" lines, turned into "-D") and then flushes and deletes the chains.
+// Every chain is flushed before any is deleted, since the chains may jump
+// to one another.
+func deletion(table string, rules, chains []string) []byte {
+	var b bytes.Buffer
+	b.WriteString("*" + table + "\n")
+	for _, r := range rules {
+		b.WriteString("-D " + strings.TrimPrefix(r, "-A ") + "\n")
+	}
+	for _, c := range chains {
+		b.WriteString("-F " + c + "\n")
+	}
+	for _, c := range chains {
+		b.WriteString("-X " + c + "\n")
+	}
+	b.WriteString("COMMIT\n")
+	return b.Bytes()
+}
+
+// restore writes payload into table with one iptables-restore.
+func (d *Dataplane) restore(ctx context.Context, table string, payload []byte) error {
+	if len(payload) == 0 {
+		return nil
+	}
+	return restore(ctx, d.cfg.IPTablesRestore, table, payload)
+}
+
+var errorLine = regexp.MustCompile(`(?:line:? )(\d+)`)
+
+func restore(ctx context.Context, bin, table string, payload []byte) error {
+	var stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, bin, "--noflush", "--wait")
+	cmd.Stdin = bytes.NewReader(payload)
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		re := &RestoreError{Table: table, Stderr: stderr.String(), Err: err}
+		if m := errorLine.FindStringSubmatch(re.Stderr); m != nil {
+			re.Line, _ = strconv.Atoi(m[1])
+			re.Text = payloadLine(payload, re.Line)
+		}
+		return re
+	}
+	return nil
+}
+
+// payloadLine returns line n (1-based) of payload.
+func payloadLine(payload []byte, n int) string {
+	for i := 1; len(payload) > 0; i++ {
+		line, rest, _ := bytes.Cut(payload, []byte("\n"))
+		if i == n {
+			return string(line)
+		}
+		payload = rest
+	}
+	return ""
+}
