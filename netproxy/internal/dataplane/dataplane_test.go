@@ -179,8 +179,13 @@ func TestApplyRemovesStaleChains(t *testing.T) {
 			d := newDataplane(t)
 			apply(t, node, d, genRules(all[1:]))
 			// A partial update adds web's chains without declaring the rest.
-			rs := genRules(all)
-			node.must(t, func() error { return d.ApplyPartial(context.Background(), rs.partial(all[:1], nil), nil) })
+			before, _ := genRules(all[1:]).payloads()
+			after, _ := genRules(all).payloads()
+			partial, err := Changes(before, after)
+			if err != nil {
+				t.Fatal(err)
+			}
+			node.must(t, func() error { return d.ApplyPartial(context.Background(), partial, nil) })
 			return d
 		}},
 	}
@@ -386,16 +391,16 @@ func TestEndpointsChangeUnderLoad(t *testing.T) {
 	for i := range 40 {
 		next := web(sets[i%len(sets)]...)
 		rs := genRules(append([]svc{next}, other...))
-		var gone []string
-		for _, ep := range cur.eps {
-			if !slices.Contains(next.eps, ep) {
-				gone = append(gone, cur.sepChain(ep))
-			}
-		}
 		if i%2 == 0 {
 			apply(t, l.node, d, rs)
 		} else {
-			l.node.must(t, func() error { return d.ApplyPartial(context.Background(), rs.partial([]svc{next}, gone), nil) })
+			before, _ := genRules(append([]svc{cur}, other...)).payloads()
+			after, _ := rs.payloads()
+			partial, err := Changes(before, after)
+			if err != nil {
+				t.Fatal(err)
+			}
+			l.node.must(t, func() error { return d.ApplyPartial(context.Background(), partial, nil) })
 		}
 		cur = next
 		// Let the client through at least once per rule set.
@@ -414,7 +419,7 @@ func TestEndpointsChangeUnderLoad(t *testing.T) {
 		t.Errorf("answers: %v, want both endpoints", seen)
 	}
 	t.Logf("%d connections during 40 updates: %v", fetches.Load(), seen)
-	// ApplyPartial's -X lines removed the endpoint chains no longer used.
+	// Changes' -X lines removed the endpoint chains no longer used.
 	rs := genRules(append([]svc{cur}, other...))
 	if got := chainsIn(t, l.node, d, "nat"); !slices.Equal(got, rs.natChains) {
 		t.Errorf("nat chains: got %d, want %d", len(got), len(rs.natChains))

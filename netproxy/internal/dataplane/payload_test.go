@@ -117,40 +117,6 @@ func (rs ruleSet) payload(table string, chains []string) []byte {
 	return b.Bytes()
 }
 
-// partial renders only the chains of the service ports in changed and
-// their rules, and flushes and deletes the chains in gone (endpoint
-// chains the changed services no longer use): iptables-nft deletes only
-// chains emptied earlier in the same transaction.
-func (rs ruleSet) partial(changed []svc, gone []string) []byte {
-	want := map[string]bool{}
-	for _, s := range changed {
-		want[s.svcChain()] = true
-		for _, ep := range s.eps {
-			want[s.sepChain(ep)] = true
-		}
-	}
-	var b bytes.Buffer
-	b.WriteString("*nat\n")
-	for _, c := range rs.natChains {
-		if want[c] {
-			b.WriteString(":" + c + " - [0:0]\n")
-		}
-	}
-	for _, c := range gone {
-		b.WriteString(":" + c + " - [0:0]\n")
-	}
-	for _, r := range rs.rules {
-		if r.table == "nat" && want[r.chain] {
-			b.WriteString("-A " + r.chain + " " + strings.Join(r.args, " ") + "\n")
-		}
-	}
-	for _, c := range gone {
-		b.WriteString("-X " + c + "\n")
-	}
-	b.WriteString("COMMIT\n")
-	return b.Bytes()
-}
-
 // bulk returns n service ports, 10.96.0.0/12 VIPs port 80, each with eps
 // endpoints in 10.128.0.0/10 port 8080.
 func bulk(n, eps int) []svc {
