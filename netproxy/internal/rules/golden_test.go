@@ -144,7 +144,7 @@ func goldenCases() []goldenCase {
 				endpointSlice("default", "legacy", "legacy-manual", []discoveryv1.EndpointPort{slicePort("pg", tcp, 5432)}, ep("192.168.1.50", ""))),
 			services: 2, endpoints: 2},
 		{name: "no-cluster-cidr", what: "without a cluster CIDR: no VIP masquerade rule, no pod shortcut in the Local EXT chain",
-			in: with(func(in *Input) { in.ClusterCIDR = netip.Prefix{} }, webNP(withLocalPolicy()), twoNodes),
+			in:       with(func(in *Input) { in.ClusterCIDR = netip.Prefix{} }, webNP(withLocalPolicy()), twoNodes),
 			services: 1, endpoints: 2},
 	}
 }

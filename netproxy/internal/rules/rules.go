@@ -175,7 +175,7 @@ func sortedServices(in []*corev1.Service) []*corev1.Service {
 type gen struct {
 	in       Input
 	slices   map[string][]*discoveryv1.EndpointSlice // by "ns/service"
-	nodeDsts [][]string                              // matches for "addressed to this node"
+	nodeDsts []nodeDst                               // "addressed to this node"
 
 	natChains                      []string
 	natServices, natNodePorts      bytes.Buffer
@@ -186,8 +186,13 @@ type gen struct {
 	hashBuf                        []byte
 }
 
+// nodeDst matches packets addressed to this node, split as iptables-save
+// orders a rule: addresses first, then modules.
+type nodeDst struct{ addr, match []string }
+
 func newGen(in Input) *gen {
-	g := &gen{in: in, slices: map[string][]*discoveryv1.EndpointSlice{}}
+	g := &gen{in: in, slices: make(map[string][]*discoveryv1.EndpointSlice, len(in.Slices))}
+	estimate := 0
 	for _, s := range in.Slices {
 		if s == nil {
 			continue
@@ -198,16 +203,20 @@ func newGen(in Input) *gen {
 		}
 		key := s.Namespace + "/" + name
 		g.slices[key] = append(g.slices[key], s)
+		// About 550 bytes of rules per endpoint and port: sizing the
+		// buffer once saves copying tens of megabytes at scale.
+		estimate += len(s.Endpoints) * max(1, len(s.Ports)) * 550
 	}
+	g.svcRules.Grow(estimate)
 	if len(in.NodeIPs) == 0 {
-		g.nodeDsts = [][]string{{"-m", "addrtype", "--dst-type", "LOCAL", "!", "-d", "127.0.0.0/8"}}
+		g.nodeDsts = []nodeDst{{addr: []string{"!", "-d", "127.0.0.0/8"}, match: []string{"-m", "addrtype", "--dst-type", "LOCAL"}}}
 	} else {
 		ips := slices.Clone(in.NodeIPs)
 		slices.SortFunc(ips, netip.Addr.Compare)
 		ips = slices.Compact(ips)
 		for _, ip := range ips {
 			if ip.Is4() {
-				g.nodeDsts = append(g.nodeDsts, []string{"-d", ip.String() + "/32"})
+				g.nodeDsts = append(g.nodeDsts, nodeDst{addr: []string{"-d", ip.String() + "/32"}})
 			}
 		}
 	}
@@ -391,8 +400,9 @@ func (g *gen) servicePort(sp *svcPort) {
 		if nodePort != 0 {
 			np := strconv.Itoa(nodePort)
 			for _, dst := range g.nodeDsts {
-				args := append([]string{"-A", ExternalChain}, dst...)
-				args = append(args, "-p", proto, "-m", "comment", "--comment", quote(sp.name+why),
+				args := append([]string{"-A", ExternalChain}, dst.addr...)
+				args = append(append(args, "-p", proto), dst.match...)
+				args = append(args, "-m", "comment", "--comment", quote(sp.name+why),
 					"-m", proto, "--dport", np, "-m", "conntrack", "--ctstate", "NEW", "-j")
 				line(&g.filterExternal, append(args, target...)...)
 			}
@@ -498,11 +508,14 @@ func (g *gen) endpointChain(sp *svcPort, ep *endpoint, proto string) {
 	// Hairpin: a pod reaching itself through the VIP must see the reply
 	// come from the VIP, so its source is rewritten to the node.
 	line(&g.svcRules, "-A", ep.chain, "-s", ep.addr.Addr().String()+"/32", "-m", "comment", "--comment", comment, "-j", MarkMasqChain)
-	args := []string{"-A", ep.chain, "-p", proto, "-m", "comment", "--comment", comment}
 	if _, ok := affinity(sp.svc); ok {
-		args = append(args, "-m", "recent", "--set", "--name", ep.chain, "--mask", "255.255.255.255", "--rsource")
+		line(&g.svcRules, "-A", ep.chain, "-p", proto, "-m", "comment", "--comment", comment,
+			"-m", "recent", "--set", "--name", ep.chain, "--mask", "255.255.255.255", "--rsource",
+			"-m", proto, "-j", "DNAT", "--to-destination", ep.addr.String())
+		return
 	}
-	line(&g.svcRules, append(args, "-m", proto, "-j", "DNAT", "--to-destination", ep.addr.String())...)
+	line(&g.svcRules, "-A", ep.chain, "-p", proto, "-m", "comment", "--comment", comment,
+		"-m", proto, "-j", "DNAT", "--to-destination", ep.addr.String())
 }
 
 // affinity returns the ClientIP affinity timeout in seconds, if any.
@@ -580,15 +593,21 @@ func (g *gen) finish() Result {
 	// The NodePorts dispatch must be the last rule of SKP-SERVICES: a VIP
 	// that happens to be a local address still goes to its service.
 	for _, dst := range g.nodeDsts {
-		args := append([]string{"-A", ServicesChain}, dst...)
+		args := append(append([]string{"-A", ServicesChain}, dst.addr...), dst.match...)
 		line(&g.natServices, append(args, "-m", "comment", "--comment", quote("skiff service nodeports; must be the last rule in this chain"), "-j", NodePortsChain)...)
 	}
 
 	var nat bytes.Buffer
-	nat.Grow(g.natServices.Len() + g.natNodePorts.Len() + g.svcRules.Len() + 40*len(g.natChains) + 1024)
+	size := g.natServices.Len() + g.natNodePorts.Len() + g.svcRules.Len() + 1024
+	for _, c := range g.natChains {
+		size += len(c) + 9
+	}
+	nat.Grow(size)
 	nat.WriteString("*nat\n")
 	for _, c := range g.natChains {
-		nat.WriteString(":" + c + " - [0:0]\n")
+		nat.WriteByte(':')
+		nat.WriteString(c)
+		nat.WriteString(" - [0:0]\n")
 	}
 	line(&nat, "-A", PostroutingChain, "-m", "mark", "!", "--mark", MasqMark, "-j", "RETURN")
 	// Clear the mark so a packet re-entering the stack (e.g. over a

@@ -1,0 +1,369 @@
+package rules
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+)
+
+// payload is a parsed iptables-restore payload.
+type payload struct {
+	table    string
+	declared []string
+	rules    []rule
+}
+
+type rule struct {
+	chain, target, text string
+	recentName          string // the -m recent --name, if any
+}
+
+// parsePayload reads what Compute writes: "*table", ":CHAIN - [0:0]"
+// lines, "-A" lines, "COMMIT". Anything else is an error.
+func parsePayload(t *testing.T, b []byte) payload {
+	t.Helper()
+	var p payload
+	if !bytes.HasSuffix(b, []byte("COMMIT\n")) {
+		t.Fatalf("payload does not end with COMMIT:\n%s", b)
+	}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	sc.Buffer(nil, 1<<20)
+	first := true
+	for sc.Scan() {
+		l := sc.Text()
+		switch {
+		case first:
+			if !strings.HasPrefix(l, "*") {
+				t.Fatalf("first line %q is not a table", l)
+			}
+			p.table = l[1:]
+			first = false
+		case strings.HasPrefix(l, ":"):
+			name, rest, _ := strings.Cut(l[1:], " ")
+			if rest != "- [0:0]" {
+				t.Errorf("chain declaration %q", l)
+			}
+			if len(p.rules) > 0 {
+				t.Errorf("chain %s declared after the first rule", name)
+			}
+			p.declared = append(p.declared, name)
+		case strings.HasPrefix(l, "-A "):
+			f := strings.Fields(l)
+			r := rule{chain: f[1], text: l}
+			for i := range f {
+				if f[i] == "-j" && i+1 < len(f) {
+					r.target = f[i+1]
+				}
+				if f[i] == "--name" && i+1 < len(f) {
+					r.recentName = f[i+1]
+				}
+			}
+			if r.target == "" {
+				t.Errorf("rule without a target: %q", l)
+			}
+			if strings.Count(l, `"`)%2 != 0 {
+				t.Errorf("unbalanced quotes: %q", l)
+			}
+			p.rules = append(p.rules, r)
+		case l == "COMMIT":
+		default:
+			t.Errorf("unexpected line %q", l)
+		}
+	}
+	return p
+}
+
+var builtinTargets = map[string]bool{"RETURN": true, "MARK": true, "MASQUERADE": true, "DNAT": true, "REJECT": true, "DROP": true, "ACCEPT": true}
+
+var fixedChains = map[string]bool{ServicesChain: true, NodePortsChain: true, MarkMasqChain: true, PostroutingChain: true, ExternalChain: true, ForwardChain: true}
+
+// checkInvariants checks what must hold for any input: every chain a rule
+// jumps to or appends to is declared; every declared chain is in the
+// result's list and vice versa; names are SKP- and at most 28 chars; no
+// per-service chain is empty or unreachable.
+func checkInvariants(t *testing.T, res Result) {
+	t.Helper()
+	for _, tc := range []struct {
+		table  string
+		data   []byte
+		chains []string
+	}{{"nat", res.NAT, res.NATChains}, {"filter", res.Filter, res.FilterChains}} {
+		p := parsePayload(t, tc.data)
+		if p.table != tc.table {
+			t.Errorf("table: got %q, want %q", p.table, tc.table)
+		}
+		if !slices.Equal(p.declared, tc.chains) {
+			t.Errorf("%s: declared chains %v, result lists %v", tc.table, p.declared, tc.chains)
+		}
+		declared := map[string]bool{}
+		for _, c := range p.declared {
+			if declared[c] {
+				t.Errorf("%s: chain %s declared twice", tc.table, c)
+			}
+			declared[c] = true
+			if !strings.HasPrefix(c, ChainPrefix) || len(c) > 28 {
+				t.Errorf("%s: bad chain name %q (%d chars)", tc.table, c, len(c))
+			}
+		}
+		filled, jumped := map[string]int{}, map[string]bool{}
+		for _, r := range p.rules {
+			if !declared[r.chain] {
+				t.Errorf("%s: rule appends to undeclared chain: %s", tc.table, r.text)
+			}
+			filled[r.chain]++
+			switch {
+			case strings.HasPrefix(r.target, ChainPrefix):
+				if !declared[r.target] {
+					t.Errorf("%s: jump to undeclared chain: %s", tc.table, r.text)
+				}
+				jumped[r.target] = true
+			case !builtinTargets[r.target]:
+				t.Errorf("%s: unknown target %q: %s", tc.table, r.target, r.text)
+			}
+			if r.recentName != "" && (!declared[r.recentName] || !strings.HasPrefix(r.recentName, sepPrefix)) {
+				t.Errorf("%s: recent list %s is not a declared endpoint chain", tc.table, r.recentName)
+			}
+		}
+		for _, c := range p.declared {
+			if fixedChains[c] {
+				continue
+			}
+			if filled[c] == 0 {
+				t.Errorf("%s: chain %s is empty", tc.table, c)
+			}
+			if !jumped[c] {
+				t.Errorf("%s: nothing jumps to chain %s", tc.table, c)
+			}
+		}
+	}
+	if got := strings.Count(string(res.NAT), "\n:"+sepPrefix); got != res.Endpoints {
+		t.Errorf("Endpoints = %d, but %d endpoint chains declared", res.Endpoints, got)
+	}
+}
+
+// randomInput builds a messy input: every service type, policy and
+// affinity, named and unnamed ports of every protocol, endpoints ready or
+// not, local or not, duplicated across slices, and stray slices.
+func randomInput(r *rand.Rand) Input {
+	in := baseInput()
+	if r.IntN(2) == 0 {
+		in.NodeIPs = []netip.Addr{netip.MustParseAddr("192.168.1.11"), netip.MustParseAddr("10.244.1.1")}
+	}
+	if r.IntN(3) == 0 {
+		in.LocalDNS = &LocalDNS{VIP: netip.MustParseAddr("10.96.0.10"), Target: netip.MustParseAddrPort("10.244.1.1:53")}
+	}
+	in.MasqueradeRandomFully = r.IntN(2) == 0
+	protos := []corev1.Protocol{tcp, udp, sctp, ""}
+	names := []string{"", "http", "dns", "metrics"}
+	nodes := []string{thisNode, "node-b", "node-c", ""}
+	for i := range 5 + r.IntN(20) {
+		ns := []string{"default", "prod", "kube-system"}[r.IntN(3)]
+		name := fmt.Sprintf("svc%d", i)
+		var opts []svcOpt
+		switch r.IntN(6) {
+		case 0:
+			opts = append(opts, withType(corev1.ServiceTypeNodePort))
+		case 1:
+			opts = append(opts, withType(corev1.ServiceTypeLoadBalancer))
+		case 2:
+			opts = append(opts, withExternalIPs(fmt.Sprintf("203.0.113.%d", i+1)))
+		}
+		if r.IntN(3) == 0 {
+			opts = append(opts, withLocalPolicy())
+		}
+		if r.IntN(4) == 0 {
+			opts = append(opts, withAffinity(int32(r.IntN(2)*600)))
+		}
+		clusterIP := fmt.Sprintf("10.96.1.%d", i+1)
+		switch r.IntN(12) {
+		case 0:
+			clusterIP = corev1.ClusterIPNone
+		case 1:
+			opts = append(opts, withType(corev1.ServiceTypeExternalName))
+			clusterIP = ""
+		}
+		var ports []corev1.ServicePort
+		var slicePorts []discoveryv1.EndpointPort
+		used := map[string]bool{}
+		for j := range 1 + r.IntN(3) {
+			pn, proto := names[r.IntN(len(names))], protos[r.IntN(len(protos))]
+			if used[pn] {
+				continue
+			}
+			used[pn] = true
+			sp := nodePort(pn, proto, int32(80+j), int32(8080+j), int32(30000+i*4+j))
+			ports = append(ports, sp)
+			slicePorts = append(slicePorts, slicePort(pn, proto, int32(8080+j)))
+		}
+		in.Services = append(in.Services, service(ns, name, clusterIP, ports, opts...))
+		for k := range r.IntN(3) {
+			var eps []discoveryv1.Endpoint
+			for range r.IntN(5) {
+				var eo []epOpt
+				switch r.IntN(5) {
+				case 0:
+					eo = append(eo, notReady())
+				case 1:
+					eo = append(eo, terminating())
+				case 2:
+					eo = append(eo, readyUnknown())
+				}
+				eps = append(eps, ep(fmt.Sprintf("10.244.%d.%d", r.IntN(3), r.IntN(6)+1), nodes[r.IntN(len(nodes))], eo...))
+			}
+			svcName := name
+			if r.IntN(8) == 0 {
+				svcName = "nobody" // a slice for a service that does not exist
+			}
+			in.Slices = append(in.Slices, endpointSlice(ns, svcName, fmt.Sprintf("%s-%d", name, k), slicePorts, eps...))
+		}
+	}
+	return in
+}
+
+// permute returns a deep copy of in with every list shuffled.
+func permute(r *rand.Rand, in Input) Input {
+	out := in
+	out.Services = nil
+	for _, s := range in.Services {
+		c := s.DeepCopy()
+		r.Shuffle(len(c.Spec.Ports), func(i, j int) { c.Spec.Ports[i], c.Spec.Ports[j] = c.Spec.Ports[j], c.Spec.Ports[i] })
+		r.Shuffle(len(c.Spec.ExternalIPs), func(i, j int) {
+			c.Spec.ExternalIPs[i], c.Spec.ExternalIPs[j] = c.Spec.ExternalIPs[j], c.Spec.ExternalIPs[i]
+		})
+		out.Services = append(out.Services, c)
+	}
+	out.Slices = nil
+	for _, s := range in.Slices {
+		c := s.DeepCopy()
+		r.Shuffle(len(c.Ports), func(i, j int) { c.Ports[i], c.Ports[j] = c.Ports[j], c.Ports[i] })
+		r.Shuffle(len(c.Endpoints), func(i, j int) { c.Endpoints[i], c.Endpoints[j] = c.Endpoints[j], c.Endpoints[i] })
+		out.Slices = append(out.Slices, c)
+	}
+	out.NodeIPs = slices.Clone(in.NodeIPs)
+	for _, l := range []any{out.Services, out.Slices, out.NodeIPs} {
+		v := reflect.ValueOf(l)
+		r.Shuffle(v.Len(), reflect.Swapper(l))
+	}
+	return out
+}
+
+func propertyInputs() map[string]Input {
+	ins := map[string]Input{}
+	for _, tc := range goldenCases() {
+		ins["golden/"+tc.name] = tc.in
+	}
+	r := rand.New(rand.NewPCG(6, 1))
+	for i := range 200 {
+		ins[fmt.Sprintf("random/%d", i)] = randomInput(r)
+	}
+	ins["scale"] = scale(300, 10)
+	return ins
+}
+
+func TestInvariants(t *testing.T) {
+	for name, in := range propertyInputs() {
+		t.Run(name, func(t *testing.T) { checkInvariants(t, Compute(in)) })
+	}
+}
+
+func TestDeterministicUnderPermutation(t *testing.T) {
+	r := rand.New(rand.NewPCG(6, 2))
+	for name, in := range propertyInputs() {
+		t.Run(name, func(t *testing.T) {
+			want := Compute(in)
+			for range 5 {
+				got := Compute(permute(r, in))
+				if !bytes.Equal(got.NAT, want.NAT) || !bytes.Equal(got.Filter, want.Filter) {
+					t.Fatalf("a permuted input gives other rules:\ngot:\n%s%s\nwant:\n%s%s", got.NAT, got.Filter, want.NAT, want.Filter)
+				}
+				if !slices.Equal(got.NATChains, want.NATChains) || !slices.Equal(got.FilterChains, want.FilterChains) ||
+					got.Services != want.Services || got.Endpoints != want.Endpoints {
+					t.Fatalf("a permuted input gives another result: got %d/%d %v, want %d/%d %v",
+						got.Services, got.Endpoints, got.NATChains, want.Services, want.Endpoints, want.NATChains)
+				}
+			}
+		})
+	}
+}
+
+func TestComputeDoesNotModifyInput(t *testing.T) {
+	in := randomInput(rand.New(rand.NewPCG(6, 3)))
+	var svcs []*corev1.Service
+	var sls []*discoveryv1.EndpointSlice
+	for _, s := range in.Services {
+		svcs = append(svcs, s.DeepCopy())
+	}
+	for _, s := range in.Slices {
+		sls = append(sls, s.DeepCopy())
+	}
+	Compute(in)
+	if !reflect.DeepEqual(svcs, in.Services) || !reflect.DeepEqual(sls, in.Slices) {
+		t.Fatal("Compute modified its input")
+	}
+}
+
+// TestSpread checks the probabilities: rule i of n picks with 1/(n-i), so
+// each endpoint gets 1/n overall, and the last rule is unconditional.
+func TestSpread(t *testing.T) {
+	for _, n := range []int{1, 2, 3, 7, 10} {
+		var eps []discoveryv1.Endpoint
+		for i := range n {
+			eps = append(eps, ep(fmt.Sprintf("10.244.1.%d", i+1), "node-b"))
+		}
+		in := baseInput()
+		in.Services = []*corev1.Service{service("default", "web", "10.96.0.20", []corev1.ServicePort{port("", tcp, 80, 80)})}
+		in.Slices = []*discoveryv1.EndpointSlice{endpointSlice("default", "web", "web-1", []discoveryv1.EndpointPort{slicePort("", tcp, 80)}, eps...)}
+		p := parsePayload(t, Compute(in).NAT)
+		var probs []float64
+		for _, r := range p.rules {
+			if !strings.HasPrefix(r.chain, svcPrefix) || !strings.HasPrefix(r.target, sepPrefix) {
+				continue
+			}
+			var pr float64 = 1
+			if _, after, ok := strings.Cut(r.text, "--probability "); ok {
+				if _, err := fmt.Sscanf(after, "%g", &pr); err != nil {
+					t.Fatal(err)
+				}
+				if f := strings.Fields(after)[0]; len(f) != 12 {
+					t.Errorf("probability %q: want 10 decimals", f)
+				}
+			}
+			probs = append(probs, pr)
+		}
+		if len(probs) != n || probs[n-1] != 1 {
+			t.Fatalf("n=%d: got probabilities %v, want %d rules, the last unconditional", n, probs, n)
+		}
+		left := 1.0
+		for i, pr := range probs {
+			share := left * pr
+			left -= share
+			if share < 1/float64(n)-1e-9 || share > 1/float64(n)+1e-9 {
+				t.Errorf("n=%d: endpoint %d gets %v, want %v", n, i, share, 1/float64(n))
+			}
+		}
+	}
+}
+
+func TestChainNamesStable(t *testing.T) {
+	// The hash is part of the contract (sha256 of ns/name:port:proto[:ip:port],
+	// 16 upper-case hex digits): a restart must produce the same names.
+	g := newGen(Input{})
+	if got, want := g.hash("default/web", ":", "http", ":", "TCP"), strings.ToUpper(fmt.Sprintf("%x", sha256Sum("default/web:http:TCP"))[:16]); got != want {
+		t.Errorf("hash: got %s, want %s", got, want)
+	}
+}
+
+func sha256Sum(s string) []byte {
+	h := sha256.Sum256([]byte(s))
+	return h[:]
+}
