@@ -367,3 +367,44 @@ func sha256Sum(s string) []byte {
 	h := sha256.Sum256([]byte(s))
 	return h[:]
 }
+
+// TestOddInputs feeds input the API server would not produce, or only
+// rarely: the rules must stay loadable (declared once, every jump
+// resolved) and the odd parts must be ignored.
+func TestOddInputs(t *testing.T) {
+	httpSlice := []discoveryv1.EndpointPort{slicePort("http", tcp, 8080)}
+	web := service("default", "web", "10.96.0.20", []corev1.ServicePort{port("http", tcp, 80, 8080), port("http", tcp, 81, 8081)})
+	dual := service("default", "dual", "fd00::20", []corev1.ServicePort{port("http", tcp, 80, 8080)})
+	dual.Spec.ClusterIPs = []string{"fd00::20", "10.96.0.21"}
+	v6 := service("default", "v6", "fd00::22", []corev1.ServicePort{port("http", tcp, 80, 8080)})
+	fqdn := endpointSlice("default", "web", "web-fqdn", httpSlice, ep("example.com", "node-a"))
+	fqdn.AddressType = discoveryv1.AddressTypeFQDN
+	noPort := endpointSlice("default", "web", "web-noport", []discoveryv1.EndpointPort{{Name: ptr("http")}}, ep("10.244.1.9", "node-a"))
+	noAddr := endpointSlice("default", "web", "web-noaddr", httpSlice, discoveryv1.Endpoint{})
+	unlabeled := endpointSlice("default", "web", "web-unlabeled", httpSlice, ep("10.244.1.8", "node-a"))
+	unlabeled.Labels = nil
+	in := baseInput()
+	in.Services = []*corev1.Service{web, web.DeepCopy(), dual, v6, nil}
+	in.Slices = []*discoveryv1.EndpointSlice{
+		endpointSlice("default", "web", "web-1", httpSlice, ep("10.244.1.5", "node-a")),
+		endpointSlice("default", "dual", "dual-1", httpSlice, ep("10.244.1.6", "node-a")),
+		fqdn, noPort, noAddr, unlabeled, nil,
+	}
+	in.LocalDNS = &LocalDNS{VIP: netip.MustParseAddr("10.96.0.10"), Target: netip.MustParseAddrPort("[fd00::1]:53")}
+	res := Compute(in)
+	checkInvariants(t, res)
+	nat := string(res.NAT)
+	for _, want := range []string{"-d 10.96.0.20/32", "-d 10.96.0.21/32", "--to-destination 10.244.1.5:8080", "--to-destination 10.244.1.6:8080"} {
+		if !strings.Contains(nat, want) {
+			t.Errorf("nat payload lacks %q:\n%s", want, nat)
+		}
+	}
+	for _, unwanted := range []string{"fd00", "10.244.1.8", "10.244.1.9", "example.com", "node-local dns"} {
+		if strings.Contains(nat, unwanted) {
+			t.Errorf("nat payload has %q:\n%s", unwanted, nat)
+		}
+	}
+	if res.Services != 2 || res.Endpoints != 2 {
+		t.Errorf("counts: got %d services, %d endpoints; want 2, 2", res.Services, res.Endpoints)
+	}
+}

@@ -132,10 +132,11 @@ type endpoint struct {
 
 // svcPort is one port of one service with its endpoints, ready to render.
 type svcPort struct {
-	svc  *corev1.Service
-	port corev1.ServicePort
-	name string // "ns/svc:port" or "ns/svc" for an unnamed port
-	hash string
+	svc       *corev1.Service
+	port      corev1.ServicePort
+	name      string // "ns/svc:port" or "ns/svc" for an unnamed port
+	clusterIP string // "a.b.c.d/32"
+	hash      string
 	// all are the service port's endpoints; cluster are the ones for
 	// cluster-wide traffic, local the ones on this node; all sorted by
 	// address.
@@ -166,7 +167,12 @@ func sortedServices(in []*corev1.Service) []*corev1.Service {
 	slices.SortFunc(out, func(a, b *corev1.Service) int {
 		return cmp.Or(strings.Compare(a.Namespace, b.Namespace), strings.Compare(a.Name, b.Name))
 	})
-	return out
+	// Two objects with one name would declare the same chains twice and
+	// fail the whole restore; an informer never lists them, so keeping
+	// either is fine.
+	return slices.CompactFunc(out, func(a, b *corev1.Service) bool {
+		return a.Namespace == b.Namespace && a.Name == b.Name
+	})
 }
 
 // gen accumulates the payloads. Shared chains get their own buffers; the
@@ -221,7 +227,7 @@ func newGen(in Input) *gen {
 		}
 	}
 	g.natChains = []string{ServicesChain, NodePortsChain, MarkMasqChain, PostroutingChain}
-	if d := in.LocalDNS; d != nil && d.VIP.Is4() && d.Target.IsValid() {
+	if d := in.LocalDNS; d != nil && d.VIP.Is4() && d.Target.Addr().Is4() {
 		for _, proto := range []string{"udp", "tcp"} {
 			line(&g.natServices, "-A", ServicesChain, "-d", d.VIP.String()+"/32", "-p", proto,
 				"-m", "comment", "--comment", quote("skiff node-local dns "+proto),
@@ -237,7 +243,8 @@ func (g *gen) servicePorts(svc *corev1.Service) []*svcPort {
 	if svc.Spec.Type == corev1.ServiceTypeExternalName || svc.Spec.ClusterIP == corev1.ClusterIPNone {
 		return nil
 	}
-	if ip, err := netip.ParseAddr(svc.Spec.ClusterIP); err != nil || !ip.Is4() {
+	clusterIP := clusterIPv4(svc)
+	if !clusterIP.IsValid() {
 		return nil
 	}
 	ports := slices.Clone(svc.Spec.Ports)
@@ -246,13 +253,16 @@ func (g *gen) servicePorts(svc *corev1.Service) []*svcPort {
 	})
 	svcName := svc.Namespace + "/" + svc.Name
 	out := make([]*svcPort, 0, len(ports))
-	for _, p := range ports {
+	for i, p := range ports {
 		proto := protocolOf(p.Protocol)
 		if proto != corev1.ProtocolTCP && proto != corev1.ProtocolUDP && proto != corev1.ProtocolSCTP {
 			continue
 		}
+		if i > 0 && ports[i-1].Name == p.Name && protocolOf(ports[i-1].Protocol) == proto {
+			continue // a repeated name and protocol (invalid): same chain names
+		}
 		p.Protocol = proto
-		sp := &svcPort{svc: svc, port: p, name: svcName}
+		sp := &svcPort{svc: svc, port: p, name: svcName, clusterIP: clusterIP.String() + "/32"}
 		if p.Name != "" {
 			sp.name += ":" + p.Name
 		}
@@ -261,6 +271,17 @@ func (g *gen) servicePorts(svc *corev1.Service) []*svcPort {
 		out = append(out, sp)
 	}
 	return out
+}
+
+// clusterIPv4 returns svc's IPv4 cluster IP (the primary one, or the
+// IPv4 one of a dual-stack service), or the zero Addr.
+func clusterIPv4(svc *corev1.Service) netip.Addr {
+	for _, s := range append([]string{svc.Spec.ClusterIP}, svc.Spec.ClusterIPs...) {
+		if ip, err := netip.ParseAddr(s); err == nil && ip.Is4() {
+			return ip
+		}
+	}
+	return netip.Addr{}
 }
 
 func protocolOf(p corev1.Protocol) corev1.Protocol {
@@ -357,7 +378,7 @@ func (g *gen) servicePort(sp *svcPort) {
 	svc, p := sp.svc, sp.port
 	proto := strings.ToLower(string(p.Protocol))
 	port := strconv.Itoa(int(p.Port))
-	clusterIP := svc.Spec.ClusterIP + "/32"
+	clusterIP := sp.clusterIP
 	svcChain := svcPrefix + sp.hash
 	extChain := extPrefix + sp.hash
 	svlChain := svlPrefix + sp.hash
