@@ -69,6 +69,9 @@ type Config struct {
 	// nameservers (none yet: pods get the host's resolvers).
 	ClusterCIDR netip.Prefix
 	ClusterDNS  []string
+	// ResolvConf is the host resolver configuration pods with dnsPolicy
+	// Default get (the kubelet's --resolv-conf).
+	ResolvConf string
 	// Bridge is the pods' Linux bridge.
 	Bridge string
 	// BackoffBase and BackoffMax bound crashing containers' restart
@@ -124,6 +127,7 @@ func DefaultConfig() Config {
 		ContainerdSocket: "/run/containerd/containerd.sock",
 		LogDriver:        exe,
 		ListenAddr:       ":10250",
+		ResolvConf:       "/etc/resolv.conf",
 		ClusterCIDR:      network.DefaultClusterCIDR,
 		Bridge:           network.DefaultBridge,
 		Logger:           slog.Default(),
@@ -274,6 +278,9 @@ func (a *Agent) run(ctx context.Context, g *errgroup.Group, creds *Credentials, 
 	pcfg.Recorder = broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "kubelet", Host: cfg.NodeName})
 	pcfg.LogDir, pcfg.PodsDir = filepath.Join(cfg.DataDir, "logs"), filepath.Join(cfg.DataDir, "pods")
 	pcfg.ClusterDNS, pcfg.Logger = cfg.ClusterDNS, a.log
+	if cfg.ResolvConf != "" {
+		pcfg.HostResolvConf = cfg.ResolvConf
+	}
 	if cfg.BackoffBase > 0 {
 		pcfg.BackoffBase = cfg.BackoffBase
 	}

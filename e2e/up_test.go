@@ -58,9 +58,16 @@ func TestUpDemo(t *testing.T) {
 		t.Fatalf("lo up: %v: %s", err, out)
 	}
 	dataDir, runDir := filepath.Join(dir, "data"), filepath.Join(dir, "run")
-	var output bytes.Buffer
+	// A file, not a buffer: the process writes it while the test reads it.
+	outPath := filepath.Join(dir, "up.log")
+	outFile, err := os.Create(outPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer outFile.Close()
+	output := logFile(outPath)
 	up = inNS(bin, "up", "--data-dir", dataDir, "--run-dir", runDir)
-	up.Stdout, up.Stderr = &output, &output
+	up.Stdout, up.Stderr = outFile, outFile
 	up.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := up.Start(); err != nil {
 		t.Fatal(err)
@@ -179,4 +186,12 @@ func cleanupUnder(dir string) {
 			syscall.Unmount(points[j], syscall.MNT_DETACH)
 		}
 	}
+}
+
+// logFile reads a process's output file as it is now.
+type logFile string
+
+func (f logFile) String() string {
+	b, _ := os.ReadFile(string(f))
+	return string(b)
 }

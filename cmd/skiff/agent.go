@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -11,6 +12,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/skiff-sh/skiff/netproxy"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -32,6 +35,8 @@ type agentFlags struct {
 	taints              string
 	insecure            string
 	logLevel            string
+	resolvConf          string
+	serviceProxy        bool
 	backoffBase         time.Duration
 	backoffMax          time.Duration
 }
@@ -50,7 +55,9 @@ func (f *agentFlags) register(fs *flag.FlagSet, single bool) {
 	if !single { // up: the master's --cluster-cidr
 		fs.StringVar(&f.clusterCIDR, "cluster-cidr", def.ClusterCIDR.String(), "the pods' address range (the masters' --cluster-cidr)")
 	}
-	fs.StringVar(&f.clusterDNS, "cluster-dns", "", "comma-separated nameservers of ClusterFirst pods (default: none, pods use the host's resolvers)")
+	fs.BoolVar(&f.serviceProxy, "service-proxy", true, "program Service virtual IPs and NodePorts (iptables) and serve cluster DNS on this node")
+	fs.StringVar(&f.clusterDNS, "cluster-dns", netproxy.DefaultDNSIP.String(), "comma-separated nameservers of ClusterFirst pods; the first is the cluster DNS address this node answers when --service-proxy is on (\"\": pods use the host's resolvers)")
+	fs.StringVar(&f.resolvConf, "resolv-conf", def.ResolvConf, "resolver configuration for pods with dnsPolicy Default, and the upstreams of cluster DNS")
 	fs.StringVar(&f.bridge, "bridge", def.Bridge, "the pods' Linux bridge")
 	fs.StringVar(&f.labels, "node-labels", "", "labels for the Node at registration, k=v,k2=v2")
 	fs.StringVar(&f.taints, "register-with-taints", "", "taints for the Node at registration, key=value:Effect,...")
@@ -111,6 +118,18 @@ func (f *agentFlags) config(logger *slog.Logger) (agent.Config, error) {
 	}
 	cfg.ClusterCIDR = p
 	cfg.ClusterDNS = splitList(f.clusterDNS)
+	cfg.ResolvConf = f.resolvConf
+	if f.serviceProxy {
+		sp := serviceProxy{resolvConf: f.resolvConf, logger: logger}
+		if len(cfg.ClusterDNS) > 0 {
+			ip, err := netip.ParseAddr(cfg.ClusterDNS[0])
+			if err != nil {
+				return cfg, fmt.Errorf("--cluster-dns: %w", err)
+			}
+			sp.dnsIP = ip
+		}
+		cfg.Addons = append(cfg.Addons, sp)
+	}
 	if f.backoffBase <= 0 || f.backoffMax < f.backoffBase {
 		return cfg, fmt.Errorf("--restart-backoff %v and --max-restart-backoff %v: want 0 < restart-backoff ≤ max-restart-backoff", f.backoffBase, f.backoffMax)
 	}
@@ -175,16 +194,16 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	var f agentFlags
 	f.register(fs, false)
-	cleanup := fs.Bool("cleanup-network", false, "remove Skiff's iptables chains and routes to other nodes' pods from this host, then exit")
+	cleanup := fs.Bool("cleanup-network", false, "remove Skiff's iptables chains (pod network and services) and routes to other nodes' pods from this host, then exit")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	if *cleanup {
-		if err := agent.CleanupNetwork(); err != nil {
+		if err := errors.Join(netproxy.Cleanup(), agent.CleanupNetwork()); err != nil {
 			fmt.Fprintf(stderr, "skiff agent: %v\n", err)
 			return 1
 		}
-		fmt.Fprintln(stdout, "removed Skiff's iptables chains and routes")
+		fmt.Fprintln(stdout, "removed Skiff's iptables chains (pod network and services) and routes")
 		return 0
 	}
 	if fs.NArg() > 0 {

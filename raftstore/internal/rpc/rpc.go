@@ -210,6 +210,13 @@ func (c *Client) conn(ctx context.Context) (*clientConn, error) {
 		c.cur.mu.Lock()
 		dead := c.cur.err != nil
 		c.cur.mu.Unlock()
+		if !dead && peerClosed(c.cur.conn) {
+			// The peer closed (it was killed) but the read loop has not
+			// seen it yet: a request written now would be lost with an
+			// unknown outcome, though the peer can never act on it.
+			c.cur.fail(io.EOF)
+			dead = true
+		}
 		if !dead {
 			return c.cur, nil
 		}
