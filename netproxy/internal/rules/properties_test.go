@@ -26,6 +26,8 @@ type payload struct {
 type rule struct {
 	chain, target, text string
 	recentName          string // the -m recent --name, if any
+	dnatTo              string // the DNAT --to-destination, if any
+	source              string // the -s address, if any (not negated)
 }
 
 // parsePayload reads what Compute writes: "*table", ":CHAIN - [0:0]"
@@ -67,6 +69,12 @@ func parsePayload(t *testing.T, b []byte) payload {
 				if f[i] == "--name" && i+1 < len(f) {
 					r.recentName = f[i+1]
 				}
+				if f[i] == "--to-destination" && i+1 < len(f) {
+					r.dnatTo = f[i+1]
+				}
+				if f[i] == "-s" && i+1 < len(f) && f[i-1] != "!" {
+					r.source = f[i+1]
+				}
 			}
 			if r.target == "" {
 				t.Errorf("rule without a target: %q", l)
@@ -85,12 +93,14 @@ func parsePayload(t *testing.T, b []byte) payload {
 
 var builtinTargets = map[string]bool{"RETURN": true, "MARK": true, "MASQUERADE": true, "DNAT": true, "REJECT": true, "DROP": true, "ACCEPT": true}
 
-var fixedChains = map[string]bool{ServicesChain: true, NodePortsChain: true, MarkMasqChain: true, PostroutingChain: true, ExternalChain: true, ForwardChain: true}
+var fixedChains = map[string]bool{ServicesChain: true, NodePortsChain: true, PostroutingChain: true, ExternalChain: true, ForwardChain: true}
 
 // checkInvariants checks what must hold for any input: every chain a rule
 // jumps to or appends to is declared; every declared chain is in the
 // result's list and vice versa; names are SKP- and at most 28 chars; no
-// per-service chain is empty or unreachable.
+// per-service chain is empty or unreachable; the SVC and SVL chains have
+// the shape spread writes (see checkSpreadChain); every affinity list
+// belongs to one endpoint.
 func checkInvariants(t *testing.T, res Result) {
 	t.Helper()
 	for _, tc := range []struct {
@@ -130,9 +140,12 @@ func checkInvariants(t *testing.T, res Result) {
 			case !builtinTargets[r.target]:
 				t.Errorf("%s: unknown target %q: %s", tc.table, r.target, r.text)
 			}
-			if r.recentName != "" && (!declared[r.recentName] || !strings.HasPrefix(r.recentName, sepPrefix)) {
-				t.Errorf("%s: recent list %s is not a declared endpoint chain", tc.table, r.recentName)
+			if r.recentName != "" && (declared[r.recentName] || !strings.HasPrefix(r.recentName, affPrefix)) {
+				t.Errorf("%s: recent list %s is not named %s<hash> or is a chain", tc.table, r.recentName, affPrefix)
 			}
+		}
+		if tc.table == "nat" {
+			checkNATShape(t, p)
 		}
 		for _, c := range p.declared {
 			if fixedChains[c] {
@@ -146,8 +159,106 @@ func checkInvariants(t *testing.T, res Result) {
 			}
 		}
 	}
-	if got := strings.Count(string(res.NAT), "\n:"+sepPrefix); got != res.Endpoints {
-		t.Errorf("Endpoints = %d, but %d endpoint chains declared", res.Endpoints, got)
+	// Endpoints: the distinct DNAT destinations of each service port
+	// (its SVC and SVL chains together).
+	dests := map[string]bool{}
+	for _, r := range parsePayload(t, res.NAT).rules {
+		if h, ok := serviceChainHash(r.chain); ok && r.dnatTo != "" {
+			dests[h+" "+r.dnatTo] = true
+		}
+	}
+	if len(dests) != res.Endpoints {
+		t.Errorf("Endpoints = %d, but %d distinct endpoints are DNATed to", res.Endpoints, len(dests))
+	}
+}
+
+// serviceChainHash returns the hash of an SVC or SVL chain.
+func serviceChainHash(chain string) (string, bool) {
+	for _, p := range []string{svcPrefix, svlPrefix} {
+		if h, ok := strings.CutPrefix(chain, p); ok {
+			return h, true
+		}
+	}
+	return "", false
+}
+
+// checkNATShape checks the nat payload beyond loadability:
+//   - MARK is only ever --or-mark 0x4000 (the masquerade bit);
+//   - each SVC/SVL chain is: MARK rules, then DNAT rules; the affinity
+//     (--update) rules before the split; the split has one rule per
+//     affinity rule's endpoint, in the same order; its last rule is an
+//     unconditional DNAT; --set comes after --probability, so only the
+//     picked endpoint records the client;
+//   - an affinity list names one endpoint: the same list always DNATs
+//     to the same address, and two endpoints never share a list.
+func checkNATShape(t *testing.T, p payload) {
+	t.Helper()
+	byChain := map[string][]rule{}
+	listDest, destList := map[string]string{}, map[string]string{}
+	for _, r := range p.rules {
+		byChain[r.chain] = append(byChain[r.chain], r)
+		if r.target == "MARK" && !strings.HasSuffix(r.text, "-j MARK --or-mark "+masqBit) && !strings.HasSuffix(r.text, "-j MARK --xor-mark "+masqBit) {
+			t.Errorf("MARK rule with another mark: %s", r.text)
+		}
+		if r.recentName != "" {
+			h, _ := serviceChainHash(r.chain)
+			key := h + " " + r.dnatTo
+			if d, ok := listDest[r.recentName]; ok && d != key {
+				t.Errorf("affinity list %s DNATs to %s and %s", r.recentName, d, key)
+			}
+			if l, ok := destList[key]; ok && l != r.recentName {
+				t.Errorf("endpoint %s has affinity lists %s and %s", key, l, r.recentName)
+			}
+			listDest[r.recentName], destList[key] = key, r.recentName
+		}
+	}
+	for chain, rules := range byChain {
+		if _, ok := serviceChainHash(chain); !ok {
+			continue
+		}
+		var updates, splits []rule
+		for _, r := range rules {
+			switch {
+			case r.target == "MARK":
+				if len(updates)+len(splits) > 0 {
+					t.Errorf("%s: MARK after a DNAT: %s", chain, r.text)
+				}
+			case r.target == "DNAT" && strings.Contains(r.text, " --update "):
+				if len(splits) > 0 {
+					t.Errorf("%s: affinity rule after the split: %s", chain, r.text)
+				}
+				if !strings.Contains(r.text, " --seconds ") || !strings.Contains(r.text, " --reap ") {
+					t.Errorf("%s: affinity rule without --seconds/--reap: %s", chain, r.text)
+				}
+				updates = append(updates, r)
+			case r.target == "DNAT":
+				splits = append(splits, r)
+			default:
+				t.Errorf("%s: unexpected rule: %s", chain, r.text)
+			}
+		}
+		if len(splits) == 0 {
+			t.Errorf("%s: no DNAT rule", chain)
+			continue
+		}
+		if last := splits[len(splits)-1]; strings.Contains(last.text, "--probability") {
+			t.Errorf("%s: last rule is not unconditional: %s", chain, last.text)
+		}
+		if len(updates) > 0 && len(updates) != len(splits) {
+			t.Errorf("%s: %d affinity rules for %d endpoints", chain, len(updates), len(splits))
+		}
+		for i, r := range splits {
+			if len(updates) > 0 {
+				if updates[i].dnatTo != r.dnatTo || updates[i].recentName != r.recentName || !strings.Contains(r.text, " --set ") {
+					t.Errorf("%s: split rule %d does not record the client in its endpoint's list:\n%s\n%s", chain, i, updates[i].text, r.text)
+				}
+				if pr, set := strings.Index(r.text, "--probability"), strings.Index(r.text, "--set"); pr > set {
+					t.Errorf("%s: --set before --probability: %s", chain, r.text)
+				}
+			} else if r.recentName != "" {
+				t.Errorf("%s: --set without affinity rules: %s", chain, r.text)
+			}
+		}
 	}
 }
 
@@ -326,7 +437,7 @@ func TestSpread(t *testing.T) {
 		p := parsePayload(t, Compute(in).NAT)
 		var probs []float64
 		for _, r := range p.rules {
-			if !strings.HasPrefix(r.chain, svcPrefix) || !strings.HasPrefix(r.target, sepPrefix) {
+			if !strings.HasPrefix(r.chain, svcPrefix) || r.target != "DNAT" {
 				continue
 			}
 			var pr float64 = 1
@@ -406,5 +517,75 @@ func TestOddInputs(t *testing.T) {
 	}
 	if res.Services != 2 || res.Endpoints != 2 {
 		t.Errorf("counts: got %d services, %d endpoints; want 2, 2", res.Services, res.Endpoints)
+	}
+}
+
+// TestHairpinMarks checks the hairpin rule of every SVC and SVL chain: an
+// endpoint that may be a pod on this node (its node is this one or
+// unknown) is masqueraded when it is the source, before any DNAT, so a
+// pod reaching itself through its service sees the reply come from the
+// VIP; an endpoint on another node, which can never be the source of a
+// packet this node DNATs, gets no such rule.
+func TestHairpinMarks(t *testing.T) {
+	for name, in := range propertyInputs() {
+		t.Run(name, func(t *testing.T) {
+			// Per service and address: whether every entry of it is on
+			// this node or of unknown node (all), or none is (none).
+			type flags struct{ all, none bool }
+			byIP := map[string]*flags{}
+			for _, s := range in.Slices {
+				for _, e := range s.Endpoints {
+					if len(e.Addresses) == 0 {
+						continue
+					}
+					key := s.Namespace + "/" + s.Labels[discoveryv1.LabelServiceName] + " " + e.Addresses[0]
+					f := byIP[key]
+					if f == nil {
+						f = &flags{all: true, none: true}
+						byIP[key] = f
+					}
+					hp := e.NodeName == nil || *e.NodeName == "" || *e.NodeName == in.NodeName || in.NodeName == ""
+					f.all = f.all && hp
+					f.none = f.none && !hp
+				}
+			}
+			// The service of each chain, from the comments.
+			p := parsePayload(t, Compute(in).NAT)
+			marked := map[string]map[string]bool{} // chain → source IPs marked so far
+			checked := 0
+			for _, r := range p.rules {
+				if _, ok := serviceChainHash(r.chain); !ok {
+					continue
+				}
+				if marked[r.chain] == nil {
+					marked[r.chain] = map[string]bool{}
+				}
+				if r.target == "MARK" && r.source != "" {
+					marked[r.chain][strings.TrimSuffix(r.source, "/32")] = true
+					continue
+				}
+				if r.target != "DNAT" {
+					continue
+				}
+				_, rest, _ := strings.Cut(r.text, `--comment "`)
+				svc, _, _ := strings.Cut(rest, " ")
+				svc, _, _ = strings.Cut(svc, ":")
+				ip, _, _ := strings.Cut(r.dnatTo, ":")
+				f := byIP[svc+" "+ip]
+				if f == nil {
+					t.Fatalf("%s: DNAT to %s, not an endpoint of %s: %s", r.chain, ip, svc, r.text)
+				}
+				switch {
+				case f.all && !marked[r.chain][ip]:
+					t.Errorf("%s: endpoint %s of %s may be local but is not masqueraded as a source first", r.chain, ip, svc)
+				case f.none && marked[r.chain][ip]:
+					t.Errorf("%s: endpoint %s of %s is on another node but is masqueraded as a source", r.chain, ip, svc)
+				}
+				checked++
+			}
+			if len(p.rules) > 0 && checked == 0 && strings.Contains(name, "random") {
+				t.Logf("%s: no DNAT rules", name)
+			}
+		})
 	}
 }

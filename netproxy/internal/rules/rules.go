@@ -21,6 +21,29 @@
 // traffic from outside the cluster CIDR, of NodePort traffic and of
 // hairpin traffic, and REJECT/DROP in the filter table for service ports
 // that have no (local) endpoints. Only IPv4 is programmed.
+//
+// Layout (nat), built for few chains and few jumps, which is what costs
+// time in iptables-restore (nf_tables backend):
+//
+//	SKP-SERVICES   per service port: -d VIP --dport P -j SKP-SVC-<h>; per
+//	               external IP (policy Cluster) a MARK rule then -j SKP-SVC-<h>
+//	               (policy Local: -j SKP-EXT-<h>); last: -j SKP-NODEPORTS
+//	SKP-NODEPORTS  per NodePort the same: MARK then -j SKP-SVC-<h>
+//	               (policy Local: -j SKP-EXT-<h>)
+//	SKP-SVC-<h>    MARK for traffic from outside the cluster CIDR; MARK for
+//	               each endpoint that may be a pod of this node (hairpin);
+//	               affinity DNATs; the random split of DNATs to the endpoints
+//	SKP-EXT-<h>    only for policy Local: pods and the node → SKP-SVC-<h>
+//	               (the node masqueraded), the rest → SKP-SVL-<h>
+//	SKP-SVL-<h>    as SKP-SVC-<h> over this node's endpoints
+//	SKP-POSTROUTING masquerades what carries the mark 0x4000
+//
+// There is no chain per endpoint: the hairpin mark is set before the
+// endpoint is picked, so a packet from an endpoint of the service is
+// masqueraded wherever it goes (kube-proxy masquerades it only when it
+// goes back to its sender; the difference: another endpoint sees the
+// node's address instead of the sender's, for traffic between endpoints
+// of one service through that service's VIP).
 package rules
 
 import (
@@ -37,7 +60,7 @@ import (
 )
 
 // Chains with fixed names. Per-service chains are named by prefix plus the
-// hash of the service port (and endpoint), see chainHash.
+// hash of the service port, see gen.hash.
 const (
 	// ServicesChain exists in both tables. In nat it is jumped to from
 	// PREROUTING and OUTPUT and dispatches VIPs; in filter it is jumped to
@@ -47,8 +70,6 @@ const (
 	// NodePortsChain (nat) holds one rule per NodePort; SKP-SERVICES jumps
 	// to it last, for packets addressed to the node.
 	NodePortsChain = "SKP-NODEPORTS"
-	// MarkMasqChain (nat) marks a packet for masquerading.
-	MarkMasqChain = "SKP-MARK-MASQ"
 	// PostroutingChain (nat), jumped to from POSTROUTING, masquerades the
 	// marked packets.
 	PostroutingChain = "SKP-POSTROUTING"
@@ -63,7 +84,9 @@ const (
 	ChainPrefix = "SKP-"
 
 	svcPrefix = "SKP-SVC-"
-	sepPrefix = "SKP-SEP-"
+	// affPrefix starts the name of an endpoint's ClientIP affinity list
+	// (-m recent --name); it names no chain.
+	affPrefix = "SKP-AFF-"
 	extPrefix = "SKP-EXT-"
 	svlPrefix = "SKP-SVL-"
 
@@ -118,7 +141,8 @@ type Result struct {
 	// the table is stale.
 	NATChains, FilterChains []string
 	// Services counts the service ports that got rules (including REJECT
-	// and DROP rules); Endpoints counts the endpoint (SEP) chains.
+	// and DROP rules); Endpoints counts the endpoints that get traffic
+	// (each distinct endpoint of a service port once).
 	Services, Endpoints int
 }
 
@@ -127,7 +151,13 @@ type endpoint struct {
 	addr                        netip.AddrPort
 	ready, serving, terminating bool
 	local                       bool
-	chain                       string // SKP-SEP-...
+	// hairpin: the endpoint may be a pod on this node (its node is this
+	// one or unknown), so it may reach itself through the service.
+	hairpin bool
+	// affinity is the name of its ClientIP affinity list (-m recent).
+	affinity string
+	// used: an SVC or SVL chain sends traffic to it.
+	used bool
 }
 
 // svcPort is one port of one service with its endpoints, ready to render.
@@ -226,7 +256,7 @@ func newGen(in Input) *gen {
 			}
 		}
 	}
-	g.natChains = []string{ServicesChain, NodePortsChain, MarkMasqChain, PostroutingChain}
+	g.natChains = []string{ServicesChain, NodePortsChain, PostroutingChain}
 	if d := in.LocalDNS; d != nil && d.VIP.Is4() && d.Target.Addr().Is4() {
 		for _, proto := range []string{"udp", "tcp"} {
 			line(&g.natServices, "-A", ServicesChain, "-d", d.VIP.String()+"/32", "-p", proto,
@@ -329,6 +359,7 @@ func (g *gen) collectEndpoints(sp *svcPort) {
 			}
 			terminating := e.Conditions.Terminating != nil && *e.Conditions.Terminating
 			local := e.NodeName != nil && *e.NodeName == g.in.NodeName && g.in.NodeName != ""
+			hairpin := local || e.NodeName == nil || *e.NodeName == "" || g.in.NodeName == ""
 			ap := netip.AddrPortFrom(ip, uint16(port))
 			if ep := byAddr[ap]; ep != nil {
 				// The same endpoint in two slices (a slice being replaced):
@@ -337,9 +368,10 @@ func (g *gen) collectEndpoints(sp *svcPort) {
 				ep.serving = ep.serving || serving
 				ep.terminating = ep.terminating && terminating
 				ep.local = ep.local || local
+				ep.hairpin = ep.hairpin || hairpin
 				continue
 			}
-			byAddr[ap] = &endpoint{addr: ap, ready: ready, serving: serving, terminating: terminating, local: local}
+			byAddr[ap] = &endpoint{addr: ap, ready: ready, serving: serving, terminating: terminating, local: local, hairpin: hairpin}
 		}
 	}
 	all := make([]*endpoint, 0, len(byAddr))
@@ -433,21 +465,35 @@ func (g *gen) servicePort(sp *svcPort) {
 		return
 	}
 
-	// nat: dispatch from SKP-SERVICES and SKP-NODEPORTS.
+	// nat: dispatch from SKP-SERVICES and SKP-NODEPORTS. Under policy
+	// Cluster, external traffic (external IPs, NodePorts) is marked for
+	// masquerading right there and sent to the SVC chain; policy Local
+	// needs its own SKP-EXT chain to tell external clients from pods and
+	// the node itself.
 	line(&g.natServices, "-A", ServicesChain, "-d", clusterIP, "-p", proto,
 		"-m", "comment", "--comment", quote(sp.name+" cluster IP"),
 		"-m", proto, "--dport", port, "-j", svcChain)
-	if external {
-		for _, ip := range externalIPs {
-			line(&g.natServices, "-A", ServicesChain, "-d", ip+"/32", "-p", proto,
-				"-m", "comment", "--comment", quote(sp.name+" external IP"),
-				"-m", proto, "--dport", port, "-j", extChain)
+	entry := svcChain
+	if localPolicy {
+		entry = extChain
+	}
+	for _, ip := range externalIPs {
+		c := quote(sp.name + " external IP")
+		if !localPolicy {
+			line(&g.natServices, "-A", ServicesChain, "-d", ip+"/32", "-p", proto, "-m", "comment", "--comment", c,
+				"-m", proto, "--dport", port, "-j", "MARK", "--or-mark", masqBit)
 		}
-		if nodePort != 0 {
-			line(&g.natNodePorts, "-A", NodePortsChain, "-p", proto,
-				"-m", "comment", "--comment", comment,
-				"-m", proto, "--dport", strconv.Itoa(nodePort), "-j", extChain)
+		line(&g.natServices, "-A", ServicesChain, "-d", ip+"/32", "-p", proto, "-m", "comment", "--comment", c,
+			"-m", proto, "--dport", port, "-j", entry)
+	}
+	if nodePort != 0 {
+		np := strconv.Itoa(nodePort)
+		if !localPolicy {
+			line(&g.natNodePorts, "-A", NodePortsChain, "-p", proto, "-m", "comment", "--comment", comment,
+				"-m", proto, "--dport", np, "-j", "MARK", "--or-mark", masqBit)
 		}
+		line(&g.natNodePorts, "-A", NodePortsChain, "-p", proto, "-m", "comment", "--comment", comment,
+			"-m", proto, "--dport", np, "-j", entry)
 	}
 
 	// SKP-SVC: all endpoints; traffic from outside the pods is masqueraded
@@ -456,87 +502,83 @@ func (g *gen) servicePort(sp *svcPort) {
 	if g.in.ClusterCIDR.IsValid() {
 		line(&g.svcRules, "-A", svcChain, "!", "-s", g.in.ClusterCIDR.Masked().String(), "-d", clusterIP, "-p", proto,
 			"-m", "comment", "--comment", quote(sp.name+" cluster IP"),
-			"-m", proto, "--dport", port, "-j", MarkMasqChain)
+			"-m", proto, "--dport", port, "-j", "MARK", "--or-mark", masqBit)
 	}
-	g.spread(sp, svcChain, sp.cluster)
+	g.spread(sp, svcChain, proto, sp.cluster)
 
-	if external {
+	if localPolicy {
+		// Policy Local keeps the client's address and only uses this
+		// node's endpoints — except for traffic from pods and from the
+		// node itself, which has no outside client to preserve.
 		g.natChains = append(g.natChains, extChain)
-		if !localPolicy {
-			line(&g.svcRules, "-A", extChain, "-m", "comment", "--comment", quote("masquerade traffic for "+sp.name+" external destinations"), "-j", MarkMasqChain)
-			line(&g.svcRules, "-A", extChain, "-j", svcChain)
-		} else {
-			// Policy Local keeps the client's address and only uses this
-			// node's endpoints — except for traffic from pods and from the
-			// node itself, which has no outside client to preserve.
-			if g.in.ClusterCIDR.IsValid() {
-				line(&g.svcRules, "-A", extChain, "-s", g.in.ClusterCIDR.Masked().String(),
-					"-m", "comment", "--comment", quote("pod traffic for "+sp.name+" external destinations"), "-j", svcChain)
-			}
-			line(&g.svcRules, "-A", extChain, "-m", "comment", "--comment", quote("masquerade LOCAL traffic for "+sp.name+" external destinations"),
-				"-m", "addrtype", "--src-type", "LOCAL", "-j", MarkMasqChain)
-			line(&g.svcRules, "-A", extChain, "-m", "comment", "--comment", quote("route LOCAL traffic for "+sp.name+" external destinations"),
-				"-m", "addrtype", "--src-type", "LOCAL", "-j", svcChain)
-			if hasExtEndpoints {
-				line(&g.svcRules, "-A", extChain, "-j", svlChain)
-				g.natChains = append(g.natChains, svlChain)
-				g.spread(sp, svlChain, sp.local)
-			}
-			// Without local endpoints the packet falls through undNATed
-			// and the filter table drops it (SKP-EXTERNAL / SKP-SERVICES).
+		if g.in.ClusterCIDR.IsValid() {
+			line(&g.svcRules, "-A", extChain, "-s", g.in.ClusterCIDR.Masked().String(),
+				"-m", "comment", "--comment", quote("pod traffic for "+sp.name+" external destinations"), "-j", svcChain)
 		}
-	}
-
-	// SKP-SEP: one per endpoint used by SVC or SVL (spread named them).
-	for _, ep := range sp.all {
-		if ep.chain != "" {
-			g.endpointChain(sp, ep, proto)
+		line(&g.svcRules, "-A", extChain, "-m", "comment", "--comment", quote("masquerade LOCAL traffic for "+sp.name+" external destinations"),
+			"-m", "addrtype", "--src-type", "LOCAL", "-j", "MARK", "--or-mark", masqBit)
+		line(&g.svcRules, "-A", extChain, "-m", "comment", "--comment", quote("route LOCAL traffic for "+sp.name+" external destinations"),
+			"-m", "addrtype", "--src-type", "LOCAL", "-j", svcChain)
+		if hasExtEndpoints {
+			line(&g.svcRules, "-A", extChain, "-j", svlChain)
+			g.natChains = append(g.natChains, svlChain)
+			g.spread(sp, svlChain, proto, sp.local)
 		}
+		// Without local endpoints the packet falls through undNATed
+		// and the filter table drops it (SKP-EXTERNAL / SKP-SERVICES).
 	}
 }
 
-// spread writes into chain the jumps to eps' SEP chains: affinity checks
-// first, then an even random split, the last rule unconditional.
-func (g *gen) spread(sp *svcPort, chain string, eps []*endpoint) {
+// spread writes the body of an SVC or SVL chain, which DNATs straight to
+// the endpoints (there are no per-endpoint chains):
+//
+//  1. hairpin marks: a packet from one of eps' addresses (only those that
+//     may be pods on this node) is marked for masquerading before the
+//     endpoint is picked. MARK does not end the chain;
+//  2. with ClientIP affinity, one rule per endpoint that sends a client
+//     seen within the timeout back to the endpoint it was given (and
+//     refreshes its entry, --update);
+//  3. the even random split: rule i of n matches with probability
+//     1/(n-i), the last rule unconditionally; with affinity each rule
+//     also records the client in the endpoint's list (-m recent --set
+//     after -m statistic, so only the picked endpoint records it).
+func (g *gen) spread(sp *svcPort, chain, proto string, eps []*endpoint) {
+	secs, hasAffinity := affinity(sp.svc)
+	lastHairpin := netip.Addr{}
 	for _, ep := range eps {
-		if ep.chain == "" {
-			ep.chain = sepPrefix + g.hash(sp.svc.Namespace, "/", sp.svc.Name, ":", sp.port.Name, ":", string(sp.port.Protocol), ":", ep.addr.String())
+		if !ep.used {
+			ep.used = true
+			g.endpoints++
+		}
+		if hasAffinity && ep.affinity == "" {
+			ep.affinity = affPrefix + g.hash(sp.svc.Namespace, "/", sp.svc.Name, ":", sp.port.Name, ":", string(sp.port.Protocol), ":", ep.addr.String())
+		}
+		if ep.hairpin && ep.addr.Addr() != lastHairpin {
+			lastHairpin = ep.addr.Addr()
+			line(&g.svcRules, "-A", chain, "-s", lastHairpin.String()+"/32",
+				"-m", "comment", "--comment", quote(sp.name+" hairpin "+lastHairpin.String()),
+				"-j", "MARK", "--or-mark", masqBit)
 		}
 	}
-	if secs, ok := affinity(sp.svc); ok {
+	if hasAffinity {
 		for _, ep := range eps {
-			line(&g.svcRules, "-A", chain, "-m", "comment", "--comment", quote(sp.name+" -> "+ep.addr.String()),
-				"-m", "recent", "--rcheck", "--seconds", secs, "--reap", "--name", ep.chain, "--mask", "255.255.255.255", "--rsource",
-				"-j", ep.chain)
+			line(&g.svcRules, "-A", chain, "-p", proto, "-m", "comment", "--comment", quote(sp.name+" -> "+ep.addr.String()+" affinity"),
+				"-m", "recent", "--update", "--seconds", secs, "--reap", "--name", ep.affinity, "--mask", "255.255.255.255", "--rsource",
+				"-j", "DNAT", "--to-destination", ep.addr.String())
 		}
 	}
 	n := len(eps)
+	args := make([]string, 0, 24)
 	for i, ep := range eps {
-		c := quote(sp.name + " -> " + ep.addr.String())
+		args = append(args[:0], "-A", chain, "-p", proto, "-m", "comment", "--comment", quote(sp.name+" -> "+ep.addr.String()))
 		if i < n-1 {
-			line(&g.svcRules, "-A", chain, "-m", "comment", "--comment", c,
-				"-m", "statistic", "--mode", "random", "--probability", probability(n-i), "-j", ep.chain)
-		} else {
-			line(&g.svcRules, "-A", chain, "-m", "comment", "--comment", c, "-j", ep.chain)
+			args = append(args, "-m", "statistic", "--mode", "random", "--probability", probability(n-i))
 		}
+		if hasAffinity {
+			args = append(args, "-m", "recent", "--set", "--name", ep.affinity, "--mask", "255.255.255.255", "--rsource")
+		}
+		line(&g.svcRules, append(args, "-j", "DNAT", "--to-destination", ep.addr.String())...)
 	}
-}
-
-func (g *gen) endpointChain(sp *svcPort, ep *endpoint, proto string) {
-	g.natChains = append(g.natChains, ep.chain)
-	g.endpoints++
-	comment := quote(sp.name)
-	// Hairpin: a pod reaching itself through the VIP must see the reply
-	// come from the VIP, so its source is rewritten to the node.
-	line(&g.svcRules, "-A", ep.chain, "-s", ep.addr.Addr().String()+"/32", "-m", "comment", "--comment", comment, "-j", MarkMasqChain)
-	if _, ok := affinity(sp.svc); ok {
-		line(&g.svcRules, "-A", ep.chain, "-p", proto, "-m", "comment", "--comment", comment,
-			"-m", "recent", "--set", "--name", ep.chain, "--mask", "255.255.255.255", "--rsource",
-			"-m", proto, "-j", "DNAT", "--to-destination", ep.addr.String())
-		return
-	}
-	line(&g.svcRules, "-A", ep.chain, "-p", proto, "-m", "comment", "--comment", comment,
-		"-m", proto, "-j", "DNAT", "--to-destination", ep.addr.String())
 }
 
 // affinity returns the ClientIP affinity timeout in seconds, if any.
@@ -639,7 +681,6 @@ func (g *gen) finish() Result {
 		masq = append(masq, "--random-fully")
 	}
 	line(&nat, masq...)
-	line(&nat, "-A", MarkMasqChain, "-j", "MARK", "--or-mark", masqBit)
 	nat.Write(g.natServices.Bytes())
 	nat.Write(g.natNodePorts.Bytes())
 	nat.Write(g.svcRules.Bytes())
