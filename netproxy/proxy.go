@@ -86,9 +86,10 @@ type Proxy struct {
 	log *slog.Logger
 	dp  *dataplane.Dataplane
 
-	mu       sync.Mutex
-	lastSync time.Time
-	synced   chan struct{}
+	synced chan struct{}
+	// udp are the UDP service VIPs and endpoint addresses of the last
+	// sync; those gone since have their conntrack entries flushed.
+	udp map[netip.Addr]bool
 }
 
 // New returns a Proxy for cfg.
@@ -220,6 +221,21 @@ func (p *Proxy) sync(ctx context.Context, svcs []*corev1.Service, slices []*disc
 	if err := p.dp.Apply(ctx, res.NAT, res.Filter, res.NATChains, res.FilterChains); err != nil {
 		return err
 	}
+	udp := udpTargets(svcs, slices)
+	var gone []netip.Addr
+	for ip := range p.udp {
+		if !udp[ip] {
+			gone = append(gone, ip)
+		}
+	}
+	p.udp = udp
+	if len(gone) > 0 {
+		// A client's next datagram must be NATed afresh, not follow a
+		// stale entry to an endpoint that is gone.
+		if err := dataplane.FlushConntrackUDP(gone); err != nil {
+			p.log.Warn("conntrack entries of removed UDP endpoints not flushed", "err", err)
+		}
+	}
 	p.log.Debug("service rules applied", "services", res.Services, "endpoints", res.Endpoints,
 		"compute", computed, "apply", time.Since(start)-computed)
 	return nil
@@ -263,3 +279,37 @@ func allSlices(l interface {
 
 // Cleanup removes every rule and chain a Proxy installed.
 func Cleanup() error { return dataplane.Cleanup() }
+
+// udpTargets are the cluster IPs of UDP service ports and the ready
+// endpoint addresses behind them.
+func udpTargets(svcs []*corev1.Service, slices []*discoveryv1.EndpointSlice) map[netip.Addr]bool {
+	out := map[netip.Addr]bool{}
+	udpSvc := map[string]bool{}
+	for _, s := range svcs {
+		for _, port := range s.Spec.Ports {
+			if port.Protocol != corev1.ProtocolUDP {
+				continue
+			}
+			udpSvc[s.Namespace+"/"+s.Name] = true
+			if ip, err := netip.ParseAddr(s.Spec.ClusterIP); err == nil {
+				out[ip] = true
+			}
+		}
+	}
+	for _, sl := range slices {
+		if !udpSvc[sl.Namespace+"/"+sl.Labels[discoveryv1.LabelServiceName]] {
+			continue
+		}
+		for _, ep := range sl.Endpoints {
+			if ep.Conditions.Ready != nil && !*ep.Conditions.Ready {
+				continue
+			}
+			for _, a := range ep.Addresses {
+				if ip, err := netip.ParseAddr(a); err == nil {
+					out[ip] = true
+				}
+			}
+		}
+	}
+	return out
+}
