@@ -194,7 +194,8 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	var f agentFlags
 	f.register(fs, false)
-	cleanup := fs.Bool("cleanup-network", false, "remove Skiff's iptables chains (pod network and services) and routes to other nodes' pods from this host, then exit")
+	cleanup := fs.Bool("cleanup-iptables", false, "remove every Skiff iptables rule and chain (pod network and services) and the routes to other nodes' pods from this host, then exit")
+	fs.BoolVar(cleanup, "cleanup-network", false, "the same as --cleanup-iptables")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
