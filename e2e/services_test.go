@@ -386,6 +386,24 @@ spec:
 			t.Fatalf("rules changed across the agent restart:\nbefore:\n%s\nafter:\n%s", before, after)
 		}
 	})
+
+	t.Run("skiff agent --cleanup-iptables removes every Skiff rule", func(t *testing.T) {
+		if err := al.KillAgent(1); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := al.Exec(t.Context(), w1, skiffBinary(t), "agent", "--cleanup-iptables"); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		for _, table := range []string{"nat", "filter"} {
+			out, err := al.Exec(t.Context(), w1, "iptables-save", "-t", table)
+			if err != nil {
+				t.Fatal(err, out)
+			}
+			if strings.Contains(out, "SKP-") || strings.Contains(out, "SKIFF-") {
+				t.Fatalf("%s table after cleanup:\n%s", table, out)
+			}
+		}
+	})
 }
 
 func readFile(path string) string {
