@@ -138,6 +138,15 @@ func TestUpDemo(t *testing.T) {
 		}
 		return nil
 	})
+	// The quick start's last steps: the Service by name, through cluster
+	// DNS and the Service's virtual IP.
+	waitFor(30*time.Second, "the demo page through the service's name", func() error {
+		out, err := kubectlNS("exec", "deployment/web", "--", "wget", "-q", "-O", "-", "http://web/")
+		if err != nil || !strings.Contains(out, "Hello from Skiff") {
+			return fmt.Errorf("%q %v", out, err)
+		}
+		return nil
+	})
 }
 
 // cleanupUnder kills what a `skiff up` with its directories under dir
