@@ -20,6 +20,9 @@
 //	                                     target's records are appended, as CoreDNS does)
 //	<domain>                             SOA and NS
 //	dns-version.<domain>                 TXT "1.1.0"
+//	<reversed ip>.in-addr.arpa / ip6.arpa PTR for a ClusterIP (the service name) or a ready
+//	                                     endpoint (its endpoint name); other addresses
+//	                                     are forwarded (kubeadm's "fallthrough")
 //
 // An unknown name in the cluster domain is NXDOMAIN and an existing name with
 // no records of the asked type is NODATA, both with the zone's SOA in the
@@ -27,7 +30,9 @@
 // question's case. Names outside the cluster domain are forwarded to the
 // upstream resolvers in order (UDP, then TCP when the answer is truncated,
 // or TCP when the client asked over TCP), SERVFAIL if none answers; names in
-// the cluster domain are never forwarded.
+// the cluster domain are never forwarded. At most MaxForwards queries are
+// forwarded at once (beyond: REFUSED at once), and an upstream that is this
+// server itself is dropped. There is no cache.
 //
 // Call sequence:
 //

@@ -15,6 +15,14 @@ import (
 // forward relays a query for a name outside the cluster domain to the
 // upstreams; SERVFAIL when none answers.
 func (s *Server) forward(ctx context.Context, r *dns.Msg, proto string) *dns.Msg {
+	select {
+	case s.forwards <- struct{}{}:
+		defer func() { <-s.forwards }()
+	default:
+		m := new(dns.Msg)
+		m.SetRcode(r, dns.RcodeRefused)
+		return m
+	}
 	req := r.Copy()
 	resp := s.exchange(ctx, req, proto)
 	if resp == nil {
@@ -32,7 +40,7 @@ func (s *Server) forward(ctx context.Context, r *dns.Msg, proto string) *dns.Msg
 // is neither SERVFAIL nor REFUSED, else the last such answer, else nil.
 func (s *Server) exchange(ctx context.Context, req *dns.Msg, proto string) *dns.Msg {
 	var last *dns.Msg
-	for _, up := range s.cfg.Upstreams {
+	for _, up := range s.upstreams {
 		resp, err := s.exchangeOne(ctx, req, up, proto)
 		if err == nil && resp.Truncated && proto == "udp" {
 			resp, err = s.exchangeOne(ctx, req, up, "tcp")

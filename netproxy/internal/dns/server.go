@@ -25,6 +25,7 @@ const (
 	DefaultDomain         = "cluster.local"
 	DefaultTTL            = 5
 	DefaultForwardTimeout = 2 * time.Second
+	DefaultMaxForwards    = 1000
 )
 
 // Errors.
@@ -67,6 +68,10 @@ type Config struct {
 	Upstreams []string
 	// ForwardTimeout bounds each exchange with one upstream.
 	ForwardTimeout time.Duration
+	// MaxForwards bounds the queries being forwarded at once; beyond it a
+	// forwarded query is REFUSED at once (as CoreDNS's max_concurrent),
+	// so a slow upstream cannot pile up goroutines. 0: DefaultMaxForwards.
+	MaxForwards int
 	// TTL of every answer, in seconds.
 	TTL    uint32
 	Logger *slog.Logger
@@ -78,6 +83,7 @@ func DefaultConfig() Config {
 	return Config{
 		Domain:         DefaultDomain,
 		ForwardTimeout: DefaultForwardTimeout,
+		MaxForwards:    DefaultMaxForwards,
 		TTL:            DefaultTTL,
 		Logger:         slog.Default(),
 	}
@@ -112,6 +118,9 @@ func (cfg Config) Validate() error {
 	if cfg.ForwardTimeout <= 0 {
 		return bad("ForwardTimeout %v is not positive", cfg.ForwardTimeout)
 	}
+	if cfg.MaxForwards < 0 {
+		return bad("MaxForwards %d is negative", cfg.MaxForwards)
+	}
 	if cfg.TTL > 3600 {
 		return bad("TTL %d above 3600", cfg.TTL)
 	}
@@ -125,6 +134,11 @@ type Server struct {
 	log    *slog.Logger
 	zone   string // lower-case FQDN of the cluster domain, "cluster.local."
 	serial uint32 // of the SOA
+
+	forwards chan struct{} // a slot per query being forwarded
+	// upstreams are cfg.Upstreams without this server's own addresses;
+	// written by run before serving starts, read-only afterwards.
+	upstreams []string
 
 	ready   chan struct{}
 	running atomic.Bool // Run was called
@@ -140,12 +154,17 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.MaxForwards == 0 {
+		cfg.MaxForwards = DefaultMaxForwards
+	}
 	return &Server{
-		cfg:    cfg,
-		log:    cfg.Logger,
-		zone:   dns.Fqdn(strings.ToLower(strings.Trim(cfg.Domain, "."))),
-		serial: uint32(time.Now().Unix()),
-		ready:  make(chan struct{}),
+		cfg:       cfg,
+		log:       cfg.Logger,
+		zone:      dns.Fqdn(strings.ToLower(strings.Trim(cfg.Domain, "."))),
+		serial:    uint32(time.Now().Unix()),
+		forwards:  make(chan struct{}, cfg.MaxForwards),
+		upstreams: cfg.Upstreams,
+		ready:     make(chan struct{}),
 	}, nil
 }
 
@@ -196,6 +215,8 @@ func (s *Server) run(ctx context.Context) error {
 		addrs = append(addrs, ln.Addr().String())
 	}
 
+	s.upstreams = s.withoutSelf(addrs)
+
 	handler := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) { s.serve(ctx, w, r) })
 	var servers []*dns.Server
 	for i := range conns {
@@ -230,14 +251,14 @@ func (s *Server) run(ctx context.Context) error {
 		s.addrs = addrs
 		s.mu.Unlock()
 		readyOnce()
-		s.log.Info("cluster DNS serving", "addrs", addrs, "domain", s.zone, "upstreams", s.cfg.Upstreams)
+		s.log.Info("cluster DNS serving", "addrs", addrs, "domain", s.zone, "upstreams", s.upstreams)
 		select {
 		case <-ctx.Done():
 		case err := <-errs:
 			runErr = fmt.Errorf("dns: serving: %w", err)
 		}
 	}
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), s.cfg.ForwardTimeout*time.Duration(len(s.cfg.Upstreams)+1)+time.Second)
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), s.cfg.ForwardTimeout*time.Duration(len(s.upstreams)+1)+time.Second)
 	defer cancel()
 	for _, srv := range servers {
 		_ = srv.ShutdownContext(shutdownCtx) // "not started" for a server that failed
@@ -245,6 +266,30 @@ func (s *Server) run(ctx context.Context) error {
 	closeAll()
 	wg.Wait()
 	return runErr
+}
+
+// withoutSelf drops the upstreams that are this server (bound at addrs,
+// or on every address of a port bound on the unspecified address): a node
+// whose resolv.conf names the cluster DNS would forward in a loop.
+func (s *Server) withoutSelf(addrs []string) []string {
+	var out []string
+	for _, up := range s.cfg.Upstreams {
+		upAP, err := netip.ParseAddrPort(up)
+		self := false
+		for _, a := range addrs {
+			ap := netip.MustParseAddrPort(a)
+			if err == nil && ap.Port() == upAP.Port() &&
+				(ap.Addr() == upAP.Addr() || (ap.Addr().IsUnspecified() && upAP.Addr().IsLoopback())) {
+				self = true
+			}
+		}
+		if self {
+			s.log.Warn("cluster DNS: an upstream is this server; not forwarding to it", "upstream", up)
+			continue
+		}
+		out = append(out, up)
+	}
+	return out
 }
 
 // idleTimeout closes idle TCP connections of clients that keep them open.
@@ -305,8 +350,13 @@ func (s *Server) serve(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) {
 	case s.inZone(strings.ToLower(r.Question[0].Name)):
 		m = s.local(ctx, r)
 	default:
-		forwarded = true
-		m = s.forward(ctx, r, proto)
+		if r.Question[0].Qtype == dns.TypePTR {
+			m = s.reverse(ctx, r)
+		}
+		if m == nil {
+			forwarded = true
+			m = s.forward(ctx, r, proto)
+		}
 	}
 	m.RecursionAvailable = true
 
