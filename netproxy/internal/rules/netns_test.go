@@ -34,7 +34,7 @@ func requireIPTables(t *testing.T) {
 
 // newNetns creates a network namespace with a unique name, deleted at
 // cleanup even when the test fails.
-func newNetns(t *testing.T) string {
+func newNetns(t testing.TB) string {
 	t.Helper()
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)

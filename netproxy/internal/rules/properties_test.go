@@ -31,7 +31,8 @@ type rule struct {
 }
 
 // parsePayload reads what Compute writes: "*table", ":CHAIN - [0:0]"
-// lines, "-A" lines, "COMMIT". Anything else is an error.
+// lines, "-A" lines, "COMMIT". Anything else is an error, and so is a rule
+// that appends to or jumps to a chain not declared on an earlier line.
 func parsePayload(t *testing.T, b []byte) payload {
 	t.Helper()
 	var p payload
@@ -55,9 +56,6 @@ func parsePayload(t *testing.T, b []byte) payload {
 			if rest != "- [0:0]" {
 				t.Errorf("chain declaration %q", l)
 			}
-			if len(p.rules) > 0 {
-				t.Errorf("chain %s declared after the first rule", name)
-			}
 			p.declared = append(p.declared, name)
 		case strings.HasPrefix(l, "-A "):
 			f := strings.Fields(l)
@@ -78,6 +76,11 @@ func parsePayload(t *testing.T, b []byte) payload {
 			}
 			if r.target == "" {
 				t.Errorf("rule without a target: %q", l)
+			}
+			for _, c := range []string{r.chain, r.target} {
+				if strings.HasPrefix(c, ChainPrefix) && !slices.Contains(p.declared, c) {
+					t.Errorf("%s used before it is declared: %q", c, l)
+				}
 			}
 			if strings.Count(l, `"`)%2 != 0 {
 				t.Errorf("unbalanced quotes: %q", l)
