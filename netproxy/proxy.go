@@ -158,7 +158,14 @@ func (p *Proxy) Run(ctx context.Context) error {
 	defer wg.Wait()
 	var dnsErr chan error
 	if p.cfg.DNSListen.IsValid() {
-		srv, err := p.dnsServer(services, slicesOf)
+		service := func(ns, name string) *corev1.Service {
+			s, err := svcInf.Lister().Services(ns).Get(name)
+			if err != nil {
+				return nil
+			}
+			return s
+		}
+		srv, err := p.dnsServer(services, service, slicesOf)
 		if err != nil {
 			return err
 		}
@@ -241,7 +248,7 @@ func (p *Proxy) sync(ctx context.Context, svcs []*corev1.Service, slices []*disc
 	return nil
 }
 
-func (p *Proxy) dnsServer(services func() []*corev1.Service, slices func(ns, name string) []*discoveryv1.EndpointSlice) (*dns.Server, error) {
+func (p *Proxy) dnsServer(services func() []*corev1.Service, service func(ns, name string) *corev1.Service, slices func(ns, name string) []*discoveryv1.EndpointSlice) (*dns.Server, error) {
 	ups := p.cfg.Upstreams
 	if len(ups) == 0 && p.cfg.ResolvConf != "" {
 		var err error
@@ -251,6 +258,7 @@ func (p *Proxy) dnsServer(services func() []*corev1.Service, slices func(ns, nam
 	}
 	dcfg := dns.DefaultConfig()
 	dcfg.Services, dcfg.Slices, dcfg.Domain, dcfg.Upstreams, dcfg.Logger = services, slices, p.cfg.Domain, ups, p.log
+	dcfg.Service = service
 	dcfg.Listen = []string{net.JoinHostPort(p.cfg.DNSListen.Addr().String(), strconv.Itoa(int(p.cfg.DNSListen.Port())))}
 	return dns.New(dcfg)
 }
