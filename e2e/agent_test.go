@@ -34,12 +34,27 @@ type agentLab struct {
 // test sees the back-off grow within seconds.
 func startAgentLab(t *testing.T, serverArgs ...string) *agentLab {
 	t.Helper()
+	return startAgentLabWith(t, serverArgs, nil, nil)
+}
+
+// startAgentLabWith is startAgentLab with extra agent flags, and a hook
+// that runs once the lab is up, before the agents start.
+func startAgentLabWith(t *testing.T, serverArgs, agentArgs []string, beforeAgents func(*lab.Lab)) *agentLab {
+	t.Helper()
 	cfg := lab.DefaultConfig()
 	cfg.SkiffBin = skiffBinary(t)
-	cfg.StartAgents = true
+	cfg.StartAgents = beforeAgents == nil
 	cfg.ServerArgs = serverArgs
-	cfg.ExtraAgentArgs = []string{"--restart-backoff", "1s", "--max-restart-backoff", "8s"}
+	cfg.ExtraAgentArgs = append([]string{"--restart-backoff", "1s", "--max-restart-backoff", "8s"}, agentArgs...)
 	l := lab.Start(t, cfg)
+	if beforeAgents != nil {
+		beforeAgents(l)
+		for i := range l.Workers() {
+			if err := l.StartAgent(t.Context(), i); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 	al := &agentLab{Lab: l, t: t, kc: l.Kubeconfig(), ns: "agent-e2e"}
 	al.waitFor(90*time.Second, "both workers Ready", func() error {
 		out, err := al.kubectl("get", "nodes", "-o", `jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type=="Ready")].status} {end}`)
