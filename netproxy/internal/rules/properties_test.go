@@ -552,12 +552,23 @@ func TestHairpinMarks(t *testing.T) {
 					f.none = f.none && !hp
 				}
 			}
-			// The service of each chain, from the comments.
+			// The service of each chain, from the comment of the
+			// cluster IP rule jumping to its SVC chain.
 			p := parsePayload(t, Compute(in).NAT)
+			svcOf := map[string]string{} // hash → "ns/name"
+			for _, r := range p.rules {
+				if h, ok := strings.CutPrefix(r.target, svcPrefix); ok && r.chain == ServicesChain && strings.Contains(r.text, " cluster IP\"") {
+					_, rest, _ := strings.Cut(r.text, `--comment "`)
+					svc, _, _ := strings.Cut(rest, " ")
+					svc, _, _ = strings.Cut(svc, ":")
+					svcOf[h] = svc
+				}
+			}
 			marked := map[string]map[string]bool{} // chain → source IPs marked so far
 			checked := 0
 			for _, r := range p.rules {
-				if _, ok := serviceChainHash(r.chain); !ok {
+				h, ok := serviceChainHash(r.chain)
+				if !ok {
 					continue
 				}
 				if marked[r.chain] == nil {
@@ -570,9 +581,7 @@ func TestHairpinMarks(t *testing.T) {
 				if r.target != "DNAT" {
 					continue
 				}
-				_, rest, _ := strings.Cut(r.text, `--comment "`)
-				svc, _, _ := strings.Cut(rest, " ")
-				svc, _, _ = strings.Cut(svc, ":")
+				svc := svcOf[h]
 				ip, _, _ := strings.Cut(r.dnatTo, ":")
 				f := byIP[svc+" "+ip]
 				if f == nil {

@@ -569,7 +569,10 @@ func (g *gen) natRules(sp *svcPort) {
 }
 
 // spread writes the body of an SVC or SVL chain, which DNATs straight to
-// the endpoints (there are no per-endpoint chains):
+// the endpoints (there are no per-endpoint chains). Its rules carry no
+// comment (the chain's first rule and the rules jumping to it name the
+// service): a comment is one more match for the kernel to set up, about
+// a tenth of the restore time at 10,000 services.
 //
 //  1. hairpin marks: a packet from one of eps' addresses (only those that
 //     may be pods on this node) is marked for masquerading before the
@@ -594,22 +597,19 @@ func (g *gen) spread(sp *svcPort, chain, proto string, eps []*endpoint) {
 		}
 		if ep.hairpin && ep.addr.Addr() != lastHairpin {
 			lastHairpin = ep.addr.Addr()
-			line(&g.svcRules, "-A", chain, "-s", lastHairpin.String()+"/32",
-				"-m", "comment", "--comment", quote(sp.name+" hairpin "+lastHairpin.String()),
-				"-j", "MARK", "--or-mark", masqBit)
+			line(&g.svcRules, "-A", chain, "-s", lastHairpin.String()+"/32", "-j", "MARK", "--or-mark", masqBit)
 		}
 	}
 	if hasAffinity {
 		for _, ep := range eps {
-			line(&g.svcRules, "-A", chain, "-p", proto, "-m", "comment", "--comment", quote(sp.name+" -> "+ep.addr.String()+" affinity"),
-				"-m", "recent", "--update", "--seconds", secs, "--reap", "--name", ep.affinity, "--mask", "255.255.255.255", "--rsource",
+			line(&g.svcRules, "-A", chain, "-p", proto, "-m", "recent", "--update", "--seconds", secs, "--reap", "--name", ep.affinity, "--mask", "255.255.255.255", "--rsource",
 				"-j", "DNAT", "--to-destination", ep.addr.String())
 		}
 	}
 	n := len(eps)
 	args := make([]string, 0, 24)
 	for i, ep := range eps {
-		args = append(args[:0], "-A", chain, "-p", proto, "-m", "comment", "--comment", quote(sp.name+" -> "+ep.addr.String()))
+		args = append(args[:0], "-A", chain, "-p", proto)
 		if i < n-1 {
 			args = append(args, "-m", "statistic", "--mode", "random", "--probability", probability(n-i))
 		}
