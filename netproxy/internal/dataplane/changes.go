@@ -31,6 +31,11 @@ func Changes(old, new []byte) ([]byte, error) {
 	if o.table != n.table && o.table != "" && n.table != "" {
 		return nil, fmt.Errorf("%w: old payload is for table %s, new for %s", ErrBadPayload, o.table, n.table)
 	}
+	return diffTables(o, n), nil
+}
+
+// diffTables is Changes on parsed payloads.
+func diffTables(o, n parsedTable) []byte {
 	var changed, gone []string
 	for _, c := range n.order {
 		or, ok := o.rules[c]
@@ -44,7 +49,7 @@ func Changes(old, new []byte) ([]byte, error) {
 		}
 	}
 	if len(changed) == 0 && len(gone) == 0 {
-		return nil, nil
+		return nil
 	}
 	table := n.table
 	if table == "" {
@@ -67,7 +72,7 @@ func Changes(old, new []byte) ([]byte, error) {
 		b.WriteString("-X " + c + "\n")
 	}
 	b.WriteString("COMMIT\n")
-	return b.Bytes(), nil
+	return b.Bytes()
 }
 
 // parsedTable is a payload grouped by chain: the declared chains in

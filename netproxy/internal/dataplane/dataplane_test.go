@@ -342,7 +342,7 @@ func TestRejectWithoutEndpoints(t *testing.T) {
 }
 
 // TestEndpointsChangeUnderLoad changes a service's endpoints over and over
-// (full Apply and ApplyPartial in turn) while a client connects to it
+// (Apply, Sync and ApplyPartial in turn) while a client connects to it
 // without a pause: no connection may fail.
 func TestEndpointsChangeUnderLoad(t *testing.T) {
 	requireRoot(t)
@@ -391,9 +391,13 @@ func TestEndpointsChangeUnderLoad(t *testing.T) {
 	for i := range 40 {
 		next := web(sets[i%len(sets)]...)
 		rs := genRules(append([]svc{next}, other...))
-		if i%2 == 0 {
+		switch i % 3 {
+		case 0:
 			apply(t, l.node, d, rs)
-		} else {
+		case 1:
+			nat, filter := rs.payloads()
+			l.node.must(t, func() error { return d.Sync(context.Background(), nat, filter, rs.natChains, rs.filterChains) })
+		default:
 			before, _ := genRules(append([]svc{cur}, other...)).payloads()
 			after, _ := rs.payloads()
 			partial, err := Changes(before, after)
@@ -553,5 +557,54 @@ func TestDeletionPayload(t *testing.T) {
 		if got := payloadLine([]byte("a\nb\n"), tt.n); got != tt.want {
 			t.Errorf("payloadLine(%d): got %q, want %q", tt.n, got, tt.want)
 		}
+	}
+}
+
+// TestSync checks that Sync leaves the tables exactly as Apply does, over
+// a series of rule sets, and that it writes nothing when nothing changed.
+func TestSync(t *testing.T) {
+	requireRoot(t)
+	synced, applied := newNS(t), newNS(t)
+	ds, da := newDataplane(t), newDataplane(t)
+	all := testServices()
+	moved := slices.Clone(all)
+	moved[0].eps = []netip.AddrPort{netip.MustParseAddrPort("172.31.2.2:8080"), netip.MustParseAddrPort("172.31.2.9:8080")}
+	steps := []struct {
+		name string
+		svcs []svc
+	}{
+		{"first (full)", all},
+		{"one endpoint moved", moved},
+		{"same again", moved},
+		{"service removed, one added", append(moved[:1:1], svc{name: "default/new:http", vip: netip.MustParseAddrPort("10.96.0.12:80"),
+			eps: []netip.AddrPort{netip.MustParseAddrPort("172.31.2.7:80")}})},
+		{"no services", nil},
+		{"all back", all},
+	}
+	for i, st := range steps {
+		rs := genRules(st.svcs)
+		nat, filter := rs.payloads()
+		synced.must(t, func() error { return ds.Sync(context.Background(), nat, filter, rs.natChains, rs.filterChains) })
+		apply(t, applied, da, rs)
+		if i == 0 {
+			synced.must(t, ds.EnsureJumps)
+			applied.must(t, da.EnsureJumps)
+		}
+		if got, want := saveAll(t, synced), saveAll(t, applied); got != want {
+			t.Fatalf("%s: after Sync:\n%s\nafter Apply:\n%s", st.name, got, want)
+		}
+	}
+	// A rule someone slipped into a chain survives a Sync that changes
+	// nothing (nothing is written), and the next Apply repairs it.
+	rs := genRules(all)
+	nat, filter := rs.payloads()
+	synced.mustExec(t, "iptables", "-t", "nat", "-A", "SKP-MARK-MASQ", "-j", "RETURN")
+	synced.must(t, func() error { return ds.Sync(context.Background(), nat, filter, rs.natChains, rs.filterChains) })
+	if out := synced.mustExec(t, "iptables", "-t", "nat", "-S", "SKP-MARK-MASQ"); !strings.Contains(out, "-j RETURN") {
+		t.Errorf("an unchanged Sync rewrote SKP-MARK-MASQ:\n%s", out)
+	}
+	apply(t, synced, ds, rs)
+	if got, want := saveAll(t, synced), saveAll(t, applied); got != want {
+		t.Errorf("Apply did not repair the drift:\n%s\nwant:\n%s", got, want)
 	}
 }
