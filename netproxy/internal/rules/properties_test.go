@@ -553,11 +553,12 @@ func TestHairpinMarks(t *testing.T) {
 				}
 			}
 			// The service of each chain, from the comment of the
-			// cluster IP rule jumping to its SVC chain.
+			// cluster IP rule jumping to its SVC chain (in an SKP-DST
+			// chain).
 			p := parsePayload(t, Compute(in).NAT)
 			svcOf := map[string]string{} // hash → "ns/name"
 			for _, r := range p.rules {
-				if h, ok := strings.CutPrefix(r.target, svcPrefix); ok && r.chain == ServicesChain && strings.Contains(r.text, " cluster IP\"") {
+				if h, ok := strings.CutPrefix(r.target, svcPrefix); ok && strings.HasPrefix(r.chain, dstPrefix) && strings.Contains(r.text, " cluster IP\"") {
 					_, rest, _ := strings.Cut(r.text, `--comment "`)
 					svc, _, _ := strings.Cut(rest, " ")
 					svc, _, _ = strings.Cut(svc, ":")
