@@ -86,6 +86,15 @@ type parsedTable struct {
 func parseTable(payload []byte) (parsedTable, error) {
 	p := parsedTable{rules: map[string][][]byte{}}
 	committed := false
+	// Rules of one chain usually come in a run: append to it without a
+	// map lookup per line.
+	var runName []byte
+	var run [][]byte
+	flush := func() {
+		if runName != nil {
+			p.rules[string(runName)] = run
+		}
+	}
 	for rest := payload; len(rest) > 0; {
 		var line []byte
 		line, rest, _ = bytes.Cut(rest, []byte("\n"))
@@ -100,22 +109,28 @@ func parseTable(payload []byte) (parsedTable, error) {
 		case line[0] == ':' && p.table != "":
 			name, _, _ := bytes.Cut(line[1:], []byte(" "))
 			c := string(name)
-			if _, dup := p.rules[c]; dup || !bytes.HasPrefix(name, []byte(ChainPrefix)) {
+			_, dup := p.rules[c]
+			if dup || bytes.Equal(name, runName) || !bytes.HasPrefix(name, []byte(ChainPrefix)) {
 				return p, fmt.Errorf("%w: declaration %q", ErrBadPayload, line)
 			}
 			p.order = append(p.order, c)
 			p.rules[c] = nil
 		case bytes.HasPrefix(line, []byte("-A ")) && p.table != "":
 			name, _, _ := bytes.Cut(line[3:], []byte(" "))
-			rs, ok := p.rules[string(name)]
-			if !ok {
-				return p, fmt.Errorf("%w: rule for an undeclared chain: %q", ErrBadPayload, line)
+			if !bytes.Equal(name, runName) {
+				flush()
+				rs, ok := p.rules[string(name)]
+				if !ok {
+					return p, fmt.Errorf("%w: rule for an undeclared chain: %q", ErrBadPayload, line)
+				}
+				runName, run = name, rs
 			}
-			p.rules[string(name)] = append(rs, line)
+			run = append(run, line)
 		default:
 			return p, fmt.Errorf("%w: unexpected line %q", ErrBadPayload, line)
 		}
 	}
+	flush()
 	if len(payload) > 0 && !committed {
 		return p, fmt.Errorf("%w: no COMMIT", ErrBadPayload)
 	}

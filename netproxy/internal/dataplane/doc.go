@@ -13,14 +13,20 @@
 //
 //	d, err := dataplane.New(cfg)
 //	res := rules.Compute(input)
-//	err = d.Apply(ctx, res.NAT, res.Filter, res.NATChains, res.FilterChains)
-//	err = d.EnsureJumps()
-//	... on every change: Apply again (or ApplyPartial with only the
-//	    changed chains when latency matters; a later Apply removes what
-//	    ApplyPartial left behind) ...
+//	err = d.Apply(ctx, res.NAT, res.Filter, res.NATChains, res.FilterChains) // at start: full write, stale chains removed
+//	err = d.EnsureJumps()                                                   // at start and now and then
+//	... on every change: d.Sync(ctx, res.NAT, ...) with the new Result: it
+//	    writes only the chains that differ from the last write; call Apply
+//	    now and then to repair drift ...
 //	err = dataplane.FlushConntrackUDP(removedUDPAddrs)
 //
 // and, when Skiff is removed from a node, dataplane.Cleanup().
+// ApplyPartial writes a hand-made partial payload (see Changes).
+//
+// Cost with 10,000 services × 10 endpoints (220,000 rules, iptables-nft,
+// 2 shared cores): Apply about 5 s; Sync of a one-endpoint change about
+// 0.1-0.2 s, most of it the kernel re-validating every rule reachable
+// from the built-in chains on each commit, whatever the commit's size.
 //
 // Each table is written with one `iptables-restore --noflush --wait`,
 // which the kernel commits atomically, so a Service never has a moment
