@@ -3,7 +3,6 @@ package rules
 import (
 	"bufio"
 	"bytes"
-	"fmt"
 	"os"
 	"os/exec"
 	"slices"
@@ -60,12 +59,33 @@ func natRuleCount(tb testing.TB, ns, bin string) int {
 	return strings.Count(string(out), "\n-A SKP-")
 }
 
+// noAffinity is in without ClientIP affinity: every -m recent rule costs
+// the kernel a walk over all affinity lists (one per endpoint of an
+// affinity service), which dominates a full sync of scale(10000, 10).
+func noAffinity(in Input) Input {
+	out := in
+	out.Services = nil
+	for _, s := range in.Services {
+		c := s.DeepCopy()
+		c.Spec.SessionAffinity = ""
+		out.Services = append(out.Services, c)
+	}
+	return out
+}
+
 // BenchmarkRestore is a full sync into empty tables (a node's first sync).
 func BenchmarkRestore(b *testing.B) {
 	for _, bin := range restoreBins(b) {
-		for _, n := range []int{1000, 10000} {
-			b.Run(fmt.Sprintf("%s/services=%d", bin, n), func(b *testing.B) {
-				res := Compute(scale(n, 10))
+		for _, tc := range []struct {
+			name string
+			in   Input
+		}{
+			{"services=1000", scale(1000, 10)},
+			{"services=10000", scale(10000, 10)},
+			{"services=10000/no-affinity", noAffinity(scale(10000, 10))},
+		} {
+			b.Run(bin+"/"+tc.name, func(b *testing.B) {
+				res := Compute(tc.in)
 				want := strings.Count(string(res.NAT), "\n-A ")
 				for range b.N {
 					b.StopTimer()
@@ -109,9 +129,12 @@ func BenchmarkRestoreResync(b *testing.B) {
 //
 //   - endpoint: one endpoint of one service moves to another address:
 //     its SVC chain alone;
-//   - service-add: a new ClusterIP service: its SVC chain and a rewrite of
-//     SKP-SERVICES (10,000 rules);
-//   - services-rewrite: SKP-SERVICES alone, rewritten unchanged.
+//   - service-add: a new ClusterIP service (with affinity): its SVC chain
+//     and the SKP-DST shard of its VIP (~40 rules); every other iteration
+//     removes it again;
+//   - dispatch-rewrite: SKP-SERVICES and every SKP-DST chain rewritten
+//     (10,256 rules): what adding a service cost before SKP-SERVICES was
+//     sharded.
 //
 // Each iteration alternates between the two states, so every apply is a
 // real change.
@@ -131,7 +154,13 @@ func BenchmarkRestoreSingleChange(b *testing.B) {
 	added.Slices = append(slices.Clone(base.Slices), more.Slices[n+1])
 
 	baseRes := Compute(base)
-	servicesOnly := chainOnly(b, baseRes.NAT, ServicesChain)
+	var dispatch []string
+	for _, c := range baseRes.NATChains {
+		if c == ServicesChain || strings.HasPrefix(c, dstPrefix) {
+			dispatch = append(dispatch, c)
+		}
+	}
+	dispatchOnly := chainsOnly(b, baseRes.NAT, dispatch)
 	for _, bin := range restoreBins(b) {
 		for _, tc := range []struct {
 			name string
@@ -164,15 +193,15 @@ func BenchmarkRestoreSingleChange(b *testing.B) {
 				}
 			})
 		}
-		b.Run(bin+"/services-rewrite", func(b *testing.B) {
+		b.Run(bin+"/dispatch-rewrite", func(b *testing.B) {
 			ns := newNetns(b)
 			restoreIn(b, ns, bin, baseRes.NAT)
 			b.ResetTimer()
 			for range b.N {
-				restoreIn(b, ns, bin, servicesOnly)
+				restoreIn(b, ns, bin, dispatchOnly)
 			}
 			b.StopTimer()
-			b.ReportMetric(float64(strings.Count(string(servicesOnly), "\n-A ")), "rules")
+			b.ReportMetric(float64(strings.Count(string(dispatchOnly), "\n-A ")), "rules")
 		})
 	}
 }
@@ -238,14 +267,19 @@ func partialPayload(tb testing.TB, from, to []byte) []byte {
 	return b.Bytes()
 }
 
-// chainOnly is a payload that rewrites chain of payload alone.
-func chainOnly(tb testing.TB, payload []byte, chain string) []byte {
+// chainsOnly is a payload that rewrites the given chains of payload alone.
+func chainsOnly(tb testing.TB, payload []byte, names []string) []byte {
 	tb.Helper()
 	table, _, rules := chains(tb, payload)
 	var b bytes.Buffer
-	b.WriteString("*" + table + "\n:" + chain + " - [0:0]\n")
-	for _, r := range rules[chain] {
-		b.WriteString(r + "\n")
+	b.WriteString("*" + table + "\n")
+	for _, c := range names {
+		b.WriteString(":" + c + " - [0:0]\n")
+	}
+	for _, c := range names {
+		for _, r := range rules[c] {
+			b.WriteString(r + "\n")
+		}
 	}
 	b.WriteString("COMMIT\n")
 	return b.Bytes()
