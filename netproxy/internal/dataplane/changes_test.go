@@ -42,6 +42,9 @@ func TestChanges(t *testing.T) {
 		{name: "service removed", old: base, new: "*nat\n:SKP-SERVICES - [0:0]\nCOMMIT\n",
 			want: "*nat\n:SKP-SERVICES - [0:0]\n:SKP-SVC-A - [0:0]\n:SKP-SEP-1 - [0:0]\n:SKP-SEP-2 - [0:0]\n" +
 				"-X SKP-SVC-A\n-X SKP-SEP-1\n-X SKP-SEP-2\nCOMMIT\n"},
+		{name: "everything removed", old: base, new: "*nat\nCOMMIT\n",
+			want: "*nat\n:SKP-SERVICES - [0:0]\n:SKP-SVC-A - [0:0]\n:SKP-SEP-1 - [0:0]\n:SKP-SEP-2 - [0:0]\n" +
+				"-X SKP-SVC-A\n-X SKP-SEP-1\n-X SKP-SEP-2\nCOMMIT\n"},
 		{name: "rule for an undeclared chain", old: base, new: "*nat\n-A SKP-X -j RETURN\nCOMMIT\n", err: ErrBadPayload},
 		{name: "foreign chain", old: base, new: "*nat\n:FOO - [0:0]\nCOMMIT\n", err: ErrBadPayload},
 		{name: "other commands", old: base, new: "*nat\n:SKP-X - [0:0]\n-I SKP-X -j RETURN\nCOMMIT\n", err: ErrBadPayload},
