@@ -363,11 +363,13 @@ spec:
     readinessProbe:
       exec: {command: [test, -f, /tmp/ready]}
       periodSeconds: 1
+      timeoutSeconds: 5
       failureThreshold: 1
     livenessProbe:
       exec: {command: [test, -f, /tmp/alive]}
       periodSeconds: 1
-      failureThreshold: 2
+      timeoutSeconds: 5
+      failureThreshold: 3
 `, img.Busybox))
 		var backoffs []string
 		al.waitFor(60*time.Second, "crasher in CrashLoopBackOff with a growing back-off", func() error {

@@ -397,7 +397,9 @@ func acceptanceScript(t *testing.T, k *kubectlRunner, a acceptance) []kstep {
 			`^controllerrevisions\.apps\ndaemonsets\.apps\ndeployments\.apps\nreplicasets\.apps\nstatefulsets\.apps\n$`,
 		}},
 		{args: []string{"cluster-info"}, out: []string{
-			`^Kubernetes control plane is running at ` + q(server) + "\n\nTo further debug and diagnose cluster problems, use 'kubectl cluster-info dump'.\n$",
+			// The cluster DNS service (kube-system/kube-dns) shows as
+			// CoreDNS, as on kubeadm's clusters.
+			`^Kubernetes control plane is running at ` + q(server) + "\nCoreDNS is running at " + q(server) + `/api/v1/namespaces/kube-system/services/kube-dns:dns/proxy` + "\n\nTo further debug and diagnose cluster problems, use 'kubectl cluster-info dump'.\n$",
 		}},
 		{args: []string{"explain", "pod.spec.containers"}, out: []string{
 			`(?m)^KIND:\s+Pod$`, `(?m)^VERSION:\s+v1$`, `(?m)^FIELD: containers <\[\]Container>$`,

@@ -60,7 +60,7 @@ func DefaultConfig() Config {
 	return Config{
 		ClusterCIDR: netip.MustParsePrefix("10.244.0.0/16"),
 		DNSIP:       DefaultDNSIP, Domain: "cluster.local", ResolvConf: "/etc/resolv.conf",
-		MinSyncInterval: 20 * time.Millisecond, ResyncInterval: time.Minute,
+		MinSyncInterval: 20 * time.Millisecond, ResyncInterval: 15 * time.Minute,
 		Logger: slog.Default(),
 	}
 }
@@ -181,21 +181,27 @@ func (p *Proxy) Run(ctx context.Context) error {
 	}
 	resync := time.NewTicker(p.cfg.ResyncInterval)
 	defer resync.Stop()
-	first := true
+	first, full := true, true
 	for {
 		start := time.Now()
-		if err := p.sync(ctx, services(), allSlices(sliceInf.Lister())); err != nil {
+		var retry <-chan time.Time
+		if err := p.sync(ctx, services(), allSlices(sliceInf.Lister()), full); err != nil {
+			full = true // write everything again next time
+			retry = time.After(time.Second)
 			p.log.Warn("service rules not applied", "err", err)
 		} else if first {
 			p.log.Info("service rules in place", "took", time.Since(start).Round(time.Millisecond))
 			close(p.synced)
-			first = false
+			first, full = false, false
+		} else {
+			full = false
 		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case err := <-dnsErr:
 			return fmt.Errorf("netproxy: dns: %w", err)
+		case <-retry:
 		case <-changed:
 			// Debounce: let a burst of changes land, then apply them all.
 			if wait := p.cfg.MinSyncInterval - time.Since(start); wait > 0 {
@@ -206,15 +212,19 @@ func (p *Proxy) Run(ctx context.Context) error {
 				}
 			}
 		case <-resync.C:
+			// Now and then everything is written again, repairing what
+			// someone else changed.
 			if err := p.dp.EnsureJumps(); err != nil {
 				p.log.Warn("service jump rules not ensured", "err", err)
 			}
+			full = true
 		}
 	}
 }
 
-// sync computes and applies the rules for the current objects.
-func (p *Proxy) sync(ctx context.Context, svcs []*corev1.Service, slices []*discoveryv1.EndpointSlice) error {
+// sync computes and applies the rules for the current objects: every
+// chain when full, else only the chains that changed since the last sync.
+func (p *Proxy) sync(ctx context.Context, svcs []*corev1.Service, slices []*discoveryv1.EndpointSlice, full bool) error {
 	in := rules.Input{
 		Services: svcs, Slices: slices, NodeName: p.cfg.NodeName, NodeIPs: p.cfg.NodeIPs,
 		ClusterCIDR: p.cfg.ClusterCIDR,
@@ -225,7 +235,11 @@ func (p *Proxy) sync(ctx context.Context, svcs []*corev1.Service, slices []*disc
 	start := time.Now()
 	res := rules.Compute(in)
 	computed := time.Since(start)
-	if err := p.dp.Apply(ctx, res.NAT, res.Filter, res.NATChains, res.FilterChains); err != nil {
+	apply := p.dp.Sync
+	if full {
+		apply = p.dp.Apply
+	}
+	if err := apply(ctx, res.NAT, res.Filter, res.NATChains, res.FilterChains); err != nil {
 		return err
 	}
 	udp := udpTargets(svcs, slices)

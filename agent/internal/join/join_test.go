@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/client-go/util/retry"
+
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -410,11 +412,15 @@ func TestFailover(t *testing.T) {
 			t.Fatalf("get %d after %s stopped: %v", i, victim.Name, err)
 		}
 	}
-	// A write, too.
+	// A write, too (retried on a conflict: the masters' controllers, node
+	// IPAM, may write the Node at the same time).
 	node.Labels = map[string]string{"failover": "ok"}
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if _, err := cs.CoreV1().Nodes().Update(rctx, mustGet(t, cs, a.cfg.NodeName), metav1.UpdateOptions{}); err != nil {
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		_, err := cs.CoreV1().Nodes().Update(rctx, mustGet(t, cs, a.cfg.NodeName), metav1.UpdateOptions{})
+		return err
+	}); err != nil {
 		t.Fatalf("update after %s stopped: %v", victim.Name, err)
 	}
 	waitFor(t, 20*time.Second, "gossip to drop the stopped master", func() error {
