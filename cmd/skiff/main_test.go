@@ -109,7 +109,11 @@ func startUp(t *testing.T) *upCluster {
 	up := &upCluster{dataDir: t.TempDir(), stdout: &syncBuffer{}, stderr: &syncBuffer{}}
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, []string{"up", "--data-dir", up.dataDir, "--name", "solo", "--peer-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0", "--gossip-addr", "127.0.0.1:0"}, up.stdout, up.stderr)
+		done <- run(ctx, []string{"up", "--data-dir", up.dataDir, "--name", "solo", "--peer-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0", "--gossip-addr", "127.0.0.1:0",
+			// No agent: it would set up a bridge, routes and iptables
+			// rules in the test machine's network namespace (e2e's
+			// TestUpDemo runs one in a namespace of its own).
+			"--agent=false"}, up.stdout, up.stderr)
 	}()
 	t.Cleanup(func() {
 		cancel()

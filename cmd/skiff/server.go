@@ -93,8 +93,10 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer, sin
 	var f serverFlags
 	f.register(fs, single)
 	var af agentFlags
+	runAgent := true
 	if single {
 		af.register(fs, true)
+		fs.BoolVar(&runAgent, "agent", true, "run the agent too, so this machine runs the pods (false: a master only)")
 	}
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -173,7 +175,7 @@ The Kubernetes API is up at %s. Use it with:
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return store.Run(gctx) })
 	g.Go(func() error { return api.Run(gctx) })
-	if single {
+	if single && runAgent {
 		af.clusterCIDR = f.clusterCIDR
 		if af.containerd == "" {
 			af.containerd = filepath.Join(af.runDir, "containerd", "containerd.sock")
@@ -204,16 +206,21 @@ The Kubernetes API is up at %s. Use it with:
 		return srv.Shutdown(sctx)
 	})
 	if single {
+		worker := `This host is also the cluster's worker: its pods run in containerd (a
+containerd of Skiff's own in --run-dir). Press Ctrl-C to stop; the pods keep
+running and are adopted at the next start.`
+		if !runAgent {
+			worker = "No agent (--agent=false): Pods are stored but not run. Press Ctrl-C to stop."
+		}
 		fmt.Fprintf(stdout, `Skiff single-node cluster starting (node %s, data in %s).
 
   status:   curl %s://%s/status
   health:   curl %s://%s/readyz
 
-This host is also the cluster's worker: its pods run in containerd (a
-containerd of Skiff's own at /run/skiff/containerd). Press Ctrl-C to stop;
-the pods keep running and are adopted at the next start.
-`, cfg.NodeID, cfg.DataDir, scheme, httpLn.Addr(), scheme, httpLn.Addr())
+%s
+`, cfg.NodeID, cfg.DataDir, scheme, httpLn.Addr(), scheme, httpLn.Addr(), worker)
 	}
+
 	logger.Info("skiff master starting", "node", cfg.NodeID, "peer_addr", cfg.BindAddr, "advertise", cfg.AdvertiseAddr, "http_addr", httpLn.Addr().String())
 	if err := g.Wait(); err != nil && ctx.Err() == nil {
 		fmt.Fprintf(stderr, "skiff %s: %v\n", cmd, err)
