@@ -203,7 +203,7 @@ func splitArgs(line string) []string {
 	return args
 }
 
-// BenchmarkSingleChange has 10,000 services × 10 endpoints installed and
+// BenchmarkSingleChange has 1,000 or 10,000 services × 10 endpoints installed and
 // moves one endpoint of one service back and forth: "full" re-applies
 // everything with Apply (what a plain resync does); "partial" writes only
 // Changes(old, new) with ApplyPartial; "sync" is Sync with the whole new
@@ -213,7 +213,12 @@ func splitArgs(line string) []string {
 // rules.Compute of the whole input).
 func BenchmarkSingleChange(b *testing.B) {
 	requireRoot(b)
-	const n = 10000
+	for _, n := range []int{1000, 10000} {
+		b.Run(fmt.Sprintf("services=%d", n), func(b *testing.B) { benchSingleChange(b, n) })
+	}
+}
+
+func benchSingleChange(b *testing.B, n int) {
 	inA, inB := bulkInput(n, 10, false, netip.AddrPort{}), bulkInput(n, 10, true, netip.AddrPort{})
 	results := [2]rules.Result{rules.Compute(inA), rules.Compute(inB)}
 	var partial [2][2][]byte // [to][table]: from the other result to this one
