@@ -182,14 +182,17 @@ func killShims(sockets []string) error {
 	for _, pid := range victims {
 		syscall.Kill(pid, syscall.SIGKILL)
 	}
+	// A container's pid-namespace init exits only once the kernel has
+	// reaped every process of its namespace, which can take a while on a
+	// loaded machine: give them time, and say what is left.
 	var stuck []string
 	for _, pid := range victims {
-		if !waitGone(pid, 10*time.Second) {
-			stuck = append(stuck, strconv.Itoa(pid))
+		if !waitGone(pid, 30*time.Second) {
+			stuck = append(stuck, describeProc(pid))
 		}
 	}
 	if len(stuck) > 0 {
-		return fmt.Errorf("lab: shim or container processes %s still running 10s after SIGKILL", strings.Join(stuck, ","))
+		return fmt.Errorf("lab: shim or container processes still running 30s after SIGKILL: %s", strings.Join(stuck, "; "))
 	}
 	return nil
 }
@@ -280,4 +283,17 @@ func run(ctx context.Context, name string, args ...string) (string, error) {
 		return stdout.String(), fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
 	}
 	return stdout.String(), nil
+}
+
+// describeProc names a process for an error: pid, command and state.
+func describeProc(pid int) string {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return strconv.Itoa(pid) + " (gone)"
+	}
+	f := statFields(b)
+	if len(f) < 3 {
+		return strconv.Itoa(pid)
+	}
+	return fmt.Sprintf("%d %s state %s", pid, f[1], f[2])
 }
