@@ -51,7 +51,22 @@ type Config struct {
 	// ResyncInterval is how often the rules are written again even when
 	// nothing changed (repairing what someone else removed).
 	ResyncInterval time.Duration
-	Logger         *slog.Logger
+	// OnSync, if set, is called after every successful sync, from Run's
+	// goroutine (for metrics and benchmarks).
+	OnSync func(SyncInfo)
+	Logger *slog.Logger
+}
+
+// SyncInfo describes one sync of the rules.
+type SyncInfo struct {
+	// Full is set for a sync that wrote every chain.
+	Full bool
+	// Took is the sync itself: computing, diffing, writing.
+	Took time.Duration
+	// SinceObserved is how long ago the informers observed the oldest
+	// change this sync carries to the kernel (0 for a periodic resync):
+	// the network programming latency.
+	SinceObserved time.Duration
 }
 
 // DefaultConfig returns a Config without Client, NodeName, NodeIPs and
@@ -121,7 +136,14 @@ func (p *Proxy) Run(ctx context.Context) error {
 		return err
 	}
 	changed := make(chan struct{}, 1)
+	var pendingMu sync.Mutex
+	var pendingSince time.Time // the oldest change not yet synced
 	poke := func() {
+		pendingMu.Lock()
+		if pendingSince.IsZero() {
+			pendingSince = time.Now()
+		}
+		pendingMu.Unlock()
 		select {
 		case changed <- struct{}{}:
 		default:
@@ -184,8 +206,18 @@ func (p *Proxy) Run(ctx context.Context) error {
 	first, full := true, true
 	for {
 		start := time.Now()
+		pendingMu.Lock()
+		observed := pendingSince
+		pendingSince = time.Time{}
+		pendingMu.Unlock()
+		wasFull := full
 		var retry <-chan time.Time
 		if err := p.sync(ctx, services(), allSlices(sliceInf.Lister()), full); err != nil {
+			pendingMu.Lock()
+			if pendingSince.IsZero() || (!observed.IsZero() && observed.Before(pendingSince)) {
+				pendingSince = observed // still to be carried
+			}
+			pendingMu.Unlock()
 			full = true // write everything again next time
 			retry = time.After(time.Second)
 			p.log.Warn("service rules not applied", "err", err)
@@ -195,6 +227,13 @@ func (p *Proxy) Run(ctx context.Context) error {
 			first, full = false, false
 		} else {
 			full = false
+		}
+		if p.cfg.OnSync != nil && retry == nil {
+			info := SyncInfo{Full: wasFull, Took: time.Since(start)}
+			if !observed.IsZero() {
+				info.SinceObserved = time.Since(observed)
+			}
+			p.cfg.OnSync(info)
 		}
 		select {
 		case <-ctx.Done():
