@@ -324,11 +324,14 @@ func (r *Runtime) StartContainer(ctx context.Context, id string) error {
 		r.hubs[id] = h
 		r.mu.Unlock()
 	}
+	// Taken before Start returns: a process that exits at once must not
+	// look as if it finished before it started.
+	startedAt := time.Now().UTC()
 	if err := task.Start(ctx); err != nil {
 		task.Delete(ctx, containerd.WithProcessKill)
 		return fmt.Errorf("containers: start %s: %w", id, err)
 	}
-	if _, err := c.SetLabels(ctx, map[string]string{labelStartedAt: time.Now().UTC().Format(time.RFC3339Nano)}); err != nil {
+	if _, err := c.SetLabels(ctx, map[string]string{labelStartedAt: startedAt.Format(time.RFC3339Nano)}); err != nil {
 		return fmt.Errorf("containers: start %s: %w", id, err)
 	}
 	return nil
@@ -543,7 +546,7 @@ func (r *Runtime) status(ctx context.Context, c containerd.Container) (Container
 		default:
 			st.Reason = "Error"
 		}
-		if st.StartedAt.IsZero() {
+		if st.StartedAt.IsZero() || st.FinishedAt.Before(st.StartedAt) {
 			st.StartedAt = st.FinishedAt
 		}
 	default:
