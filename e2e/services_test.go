@@ -315,10 +315,18 @@ spec:
 		}
 		done := make(chan result, 1)
 		go func() {
-			out, err := execIn("cli1", `end=$(( $(date +%s) + 30 )); ok=0; fail=0; while [ $(date +%s) -lt $end ]; do if timeout 4 wget -q -O /dev/null http://web/; then ok=$((ok+1)); else fail=$((fail+1)); fi; done; echo "ok=$ok fail=$fail"`)
+			out, err := execIn("cli1", `rm -f /tmp/sent; end=$(( $(date +%s) + 30 )); ok=0; fail=0; while [ $(date +%s) -lt $end ]; do if timeout 4 wget -q -O /dev/null http://web/; then ok=$((ok+1)); else fail=$((fail+1)); fi; echo $((ok+fail)) > /tmp/sent; done; echo "ok=$ok fail=$fail"`)
 			done <- result{out, err}
 		}()
-		time.Sleep(2 * time.Second) // the client loop is running: this is load, not an assertion
+		// The rollout starts once the client is sending.
+		al.waitFor(30*time.Second, "the client loop sending requests", func() error {
+			out, err := execIn("cli1", "cat /tmp/sent")
+			var n int
+			if _, serr := fmt.Sscan(strings.TrimSpace(out), &n); err != nil || serr != nil || n < 20 {
+				return fmt.Errorf("sent %q %v", out, err)
+			}
+			return nil
+		})
 		al.mustKubectl("set", "env", "-n", al.ns, "deployment/web", "ROLL=2")
 		al.mustKubectl("rollout", "status", "-n", al.ns, "deployment/web", "--timeout=120s")
 		r := <-done

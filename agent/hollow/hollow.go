@@ -44,8 +44,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/skiff-sh/skiff/agent/internal/nodestatus"
+
 	"golang.org/x/sync/errgroup"
-	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -55,11 +56,11 @@ import (
 )
 
 // LeaseNamespace holds the nodes' heartbeat leases.
-const LeaseNamespace = corev1.NamespaceNodeLease
+const LeaseNamespace = nodestatus.LeaseNamespace
 
 // LeaseDurationSeconds is the duration the leases declare, as the
 // kubelet's default.
-const LeaseDurationSeconds = 40
+const LeaseDurationSeconds = nodestatus.LeaseDurationSeconds
 
 // KubeletVersion is what the hollow nodes report as their kubelet
 // version.
@@ -355,7 +356,7 @@ func (h *Hollow) nodeStatus(n *node, old corev1.NodeStatus) corev1.NodeStatus {
 		Capacity:    h.cfg.Capacity.DeepCopy(),
 		Allocatable: h.cfg.Capacity.DeepCopy(),
 		Phase:       old.Phase,
-		Conditions:  h.conditions(old.Conditions),
+		Conditions:  nodestatus.Conditions(old.Conditions, h.cfg.Now()),
 		Addresses: []corev1.NodeAddress{
 			{Type: corev1.NodeInternalIP, Address: n.ip},
 			{Type: corev1.NodeHostName, Address: n.name},
@@ -377,27 +378,6 @@ func (h *Hollow) nodeStatus(n *node, old corev1.NodeStatus) corev1.NodeStatus {
 	return st
 }
 
-// conditions returns the four standard node conditions a healthy kubelet
-// posts, with wording as the kubelet's.
-func (h *Hollow) conditions(old []corev1.NodeCondition) []corev1.NodeCondition {
-	now := metav1.NewTime(h.cfg.Now())
-	mk := func(t corev1.NodeConditionType, s corev1.ConditionStatus, reason, msg string) corev1.NodeCondition {
-		c := corev1.NodeCondition{Type: t, Status: s, Reason: reason, Message: msg, LastHeartbeatTime: now, LastTransitionTime: now}
-		for _, o := range old {
-			if o.Type == t && o.Status == s {
-				c.LastTransitionTime = o.LastTransitionTime
-			}
-		}
-		return c
-	}
-	return []corev1.NodeCondition{
-		mk(corev1.NodeMemoryPressure, corev1.ConditionFalse, "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
-		mk(corev1.NodeDiskPressure, corev1.ConditionFalse, "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
-		mk(corev1.NodePIDPressure, corev1.ConditionFalse, "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
-		mk(corev1.NodeReady, corev1.ConditionTrue, "KubeletReady", "kubelet is posting ready status"),
-	}
-}
-
 // refreshStatus posts the node's conditions again, heartbeating now.
 func (h *Hollow) refreshStatus(ctx context.Context, n *node) error {
 	nodes := h.cfg.Client.CoreV1().Nodes()
@@ -414,40 +394,12 @@ func (h *Hollow) refreshStatus(ctx context.Context, n *node) error {
 }
 
 // renewLease renews the node's Lease, creating it (and its namespace)
-// when missing.
+// when missing, as a kubelet does.
 func (h *Hollow) renewLease(ctx context.Context, n *node) error {
-	leases := h.cfg.Client.CoordinationV1().Leases(LeaseNamespace)
-	now := metav1.NewMicroTime(h.cfg.Now())
-	cur, err := leases.Get(ctx, n.name, metav1.GetOptions{})
-	if err == nil {
-		cur.Spec.RenewTime = &now
-		cur.Spec.HolderIdentity = &n.name
-		_, err = leases.Update(ctx, cur, metav1.UpdateOptions{})
-		return err
-	}
-	if !apierrors.IsNotFound(err) {
-		return err
-	}
-	dur := int32(LeaseDurationSeconds)
-	l := &coordinationv1.Lease{
-		ObjectMeta: metav1.ObjectMeta{Name: n.name, Namespace: LeaseNamespace},
-		Spec:       coordinationv1.LeaseSpec{HolderIdentity: &n.name, LeaseDurationSeconds: &dur, RenewTime: &now},
-	}
 	n.mu.Lock()
-	if n.uid != "" {
-		// As the kubelet: the Node owns its Lease.
-		l.OwnerReferences = []metav1.OwnerReference{{APIVersion: "v1", Kind: "Node", Name: n.name, UID: n.uid}}
-	}
+	uid := n.uid
 	n.mu.Unlock()
-	_, err = leases.Create(ctx, l, metav1.CreateOptions{})
-	if apierrors.IsNotFound(err) {
-		// No kube-node-lease namespace yet: create it, renew next time.
-		_, nerr := h.cfg.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: LeaseNamespace}}, metav1.CreateOptions{})
-		if nerr != nil && !apierrors.IsAlreadyExists(nerr) {
-			return errors.Join(err, nerr)
-		}
-	}
-	return err
+	return nodestatus.RenewLease(ctx, h.cfg.Client, n.name, uid, h.cfg.Now())
 }
 
 // madeUpID returns a stable hex identifier derived from its parts.

@@ -36,7 +36,7 @@ import (
 )
 
 // LeaseNamespace holds the nodes' Leases.
-const LeaseNamespace = "kube-node-lease"
+const LeaseNamespace = corev1.NamespaceNodeLease
 
 // LeaseDurationSeconds is what the Lease declares (the kubelet's default).
 const LeaseDurationSeconds = 40
@@ -258,7 +258,7 @@ func (r *Reporter) status(old corev1.NodeStatus) corev1.NodeStatus {
 	return corev1.NodeStatus{
 		Capacity:    capacity,
 		Allocatable: capacity.DeepCopy(),
-		Conditions:  r.conditions(old.Conditions),
+		Conditions:  Conditions(old.Conditions, r.cfg.Now()),
 		Addresses: []corev1.NodeAddress{
 			{Type: corev1.NodeInternalIP, Address: r.cfg.NodeIP.String()},
 			{Type: corev1.NodeHostName, Address: r.cfg.NodeName},
@@ -337,12 +337,15 @@ func osImage() string {
 	return "Linux"
 }
 
-func (r *Reporter) conditions(old []corev1.NodeCondition) []corev1.NodeCondition {
-	now := metav1.NewTime(r.cfg.Now())
-	mk := func(t corev1.NodeConditionType, s corev1.ConditionStatus, reason, msg string) corev1.NodeCondition {
-		c := corev1.NodeCondition{Type: t, Status: s, Reason: reason, Message: msg, LastHeartbeatTime: now, LastTransitionTime: now}
+// Conditions are the four standard conditions a healthy kubelet posts,
+// heartbeating at now, worded as the kubelet's; transition times are kept
+// from old where the status is the same. Hollow nodes post them too.
+func Conditions(old []corev1.NodeCondition, now time.Time) []corev1.NodeCondition {
+	t := metav1.NewTime(now)
+	mk := func(typ corev1.NodeConditionType, s corev1.ConditionStatus, reason, msg string) corev1.NodeCondition {
+		c := corev1.NodeCondition{Type: typ, Status: s, Reason: reason, Message: msg, LastHeartbeatTime: t, LastTransitionTime: t}
 		for _, o := range old {
-			if o.Type == t && o.Status == s {
+			if o.Type == typ && o.Status == s {
 				c.LastTransitionTime = o.LastTransitionTime
 			}
 		}
@@ -359,19 +362,22 @@ func (r *Reporter) conditions(old []corev1.NodeCondition) []corev1.NodeCondition
 // renewLease renews the node's Lease, creating it when missing. Failures
 // are logged: the next tick tries again.
 func (r *Reporter) renewLease(ctx context.Context) {
-	if err := r.lease(ctx); err != nil && ctx.Err() == nil {
+	if err := RenewLease(ctx, r.cfg.Client, r.cfg.NodeName, r.uid, r.cfg.Now()); err != nil && ctx.Err() == nil {
 		r.cfg.Logger.Warn("node lease not renewed", "node", r.cfg.NodeName, "err", err)
 	}
 }
 
-func (r *Reporter) lease(ctx context.Context) error {
-	leases := r.cfg.Client.CoordinationV1().Leases(LeaseNamespace)
-	name := r.cfg.NodeName
-	now := metav1.NewMicroTime(r.cfg.Now())
-	cur, err := leases.Get(ctx, name, metav1.GetOptions{})
+// RenewLease renews node's Lease in LeaseNamespace at now, creating it
+// (owned by the Node with uid, when known) when missing, and the namespace
+// when that is missing too (the Lease is created on the next renewal).
+// Hollow nodes renew theirs with it too.
+func RenewLease(ctx context.Context, client kubernetes.Interface, node string, uid types.UID, now time.Time) error {
+	leases := client.CoordinationV1().Leases(LeaseNamespace)
+	renew := metav1.NewMicroTime(now)
+	cur, err := leases.Get(ctx, node, metav1.GetOptions{})
 	if err == nil {
-		cur.Spec.RenewTime = &now
-		cur.Spec.HolderIdentity = &name
+		cur.Spec.RenewTime = &renew
+		cur.Spec.HolderIdentity = &node
 		_, err = leases.Update(ctx, cur, metav1.UpdateOptions{})
 		return err
 	}
@@ -380,13 +386,20 @@ func (r *Reporter) lease(ctx context.Context) error {
 	}
 	dur := int32(LeaseDurationSeconds)
 	l := &coordinationv1.Lease{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: LeaseNamespace},
-		Spec:       coordinationv1.LeaseSpec{HolderIdentity: &name, LeaseDurationSeconds: &dur, RenewTime: &now},
+		ObjectMeta: metav1.ObjectMeta{Name: node, Namespace: LeaseNamespace},
+		Spec:       coordinationv1.LeaseSpec{HolderIdentity: &node, LeaseDurationSeconds: &dur, RenewTime: &renew},
 	}
-	if r.uid != "" {
-		l.OwnerReferences = []metav1.OwnerReference{{APIVersion: "v1", Kind: "Node", Name: name, UID: r.uid}}
+	if uid != "" {
+		// As the kubelet: the Node owns its Lease.
+		l.OwnerReferences = []metav1.OwnerReference{{APIVersion: "v1", Kind: "Node", Name: node, UID: uid}}
 	}
 	_, err = leases.Create(ctx, l, metav1.CreateOptions{})
+	if apierrors.IsNotFound(err) {
+		_, nerr := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: LeaseNamespace}}, metav1.CreateOptions{})
+		if nerr != nil && !apierrors.IsAlreadyExists(nerr) {
+			return errors.Join(err, nerr)
+		}
+	}
 	return err
 }
 

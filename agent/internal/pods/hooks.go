@@ -12,8 +12,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/skiff-sh/skiff/agent/internal/probe"
+
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/skiff-sh/skiff/agent/internal/containers"
 )
@@ -47,7 +48,7 @@ func (m *Manager) runHook(ctx context.Context, pod *corev1.Pod, c *corev1.Contai
 
 // httpHook does a hook's GET; any status below 400 succeeds.
 func httpHook(ctx context.Context, c *corev1.Container, podIP netip.Addr, g *corev1.HTTPGetAction) (string, error) {
-	port, err := resolvePort(g.Port, c)
+	port, err := probe.ResolvePort(g.Port, c.Ports)
 	if err != nil {
 		return "", err
 	}
@@ -77,22 +78,6 @@ func httpHook(ctx context.Context, c *corev1.Container, podIP netip.Addr, g *cor
 		return string(body), fmt.Errorf("HTTP lifecycle hook (%s) for Container %q in Pod returned status %d", g.Path, c.Name, resp.StatusCode)
 	}
 	return "", nil
-}
-
-// resolvePort resolves a port by number or by the container's port name.
-func resolvePort(p intstr.IntOrString, c *corev1.Container) (int, error) {
-	if p.Type == intstr.Int {
-		return p.IntValue(), nil
-	}
-	for _, cp := range c.Ports {
-		if cp.Name == p.StrVal {
-			return int(cp.ContainerPort), nil
-		}
-	}
-	if n, err := strconv.Atoi(p.StrVal); err == nil {
-		return n, nil
-	}
-	return 0, fmt.Errorf("couldn't find port %q in container %s", p.StrVal, c.Name)
 }
 
 // outputBuffer collects a command's stdout and stderr, which the runtime

@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/skiff-sh/skiff/agent/internal/expansion"
+
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -51,7 +53,7 @@ func (m *Manager) containerSpec(ctx context.Context, pod *corev1.Pod, c *corev1.
 	spec := containers.ContainerSpec{
 		PodUID: string(pod.UID), PodNamespace: pod.Namespace, PodName: pod.Name,
 		Name: c.Name, Attempt: attempt, Init: init, Image: img,
-		Command: expandAll(c.Command, vars), Args: expandAll(c.Args, vars),
+		Command: expansion.ExpandAll(c.Command, vars), Args: expansion.ExpandAll(c.Args, vars),
 		Env: env, WorkingDir: c.WorkingDir, Mounts: mounts,
 		TTY: c.TTY, Stdin: c.Stdin, StdinOnce: c.StdinOnce,
 		LogPath: m.logPath(pod, c.Name, attempt),
@@ -145,7 +147,7 @@ func (m *Manager) env(ctx context.Context, pod *corev1.Pod, c *corev1.Container,
 	}
 	for _, e := range c.Env {
 		if e.ValueFrom == nil {
-			set(e.Name, expand(e.Value, vars))
+			set(e.Name, expansion.Expand(e.Value, vars))
 			continue
 		}
 		v, skip, err := m.envValue(ctx, pod, c, e.ValueFrom, podIP)
@@ -273,53 +275,6 @@ func resourceValue(pod *corev1.Pod, c *corev1.Container, ref *corev1.ResourceFie
 		return strconv.FormatInt((q.MilliValue()+divisor.MilliValue()-1)/divisor.MilliValue(), 10), nil
 	}
 	return strconv.FormatInt((q.Value()+divisor.Value()-1)/divisor.Value(), 10), nil
-}
-
-// expand replaces $(VAR) references to known variables; $$ escapes a $;
-// unknown references stay as written, as the kubelet does.
-func expand(s string, vars map[string]string) string {
-	if !strings.Contains(s, "$") {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] != '$' || i+1 >= len(s) {
-			b.WriteByte(s[i])
-			continue
-		}
-		switch s[i+1] {
-		case '$':
-			b.WriteByte('$')
-			i++
-		case '(':
-			end := strings.IndexByte(s[i+2:], ')')
-			if end < 0 {
-				b.WriteString(s[i:])
-				return b.String()
-			}
-			name := s[i+2 : i+2+end]
-			if v, ok := vars[name]; ok {
-				b.WriteString(v)
-			} else {
-				b.WriteString(s[i : i+3+end])
-			}
-			i += 2 + end
-		default:
-			b.WriteByte('$')
-		}
-	}
-	return b.String()
-}
-
-func expandAll(in []string, vars map[string]string) []string {
-	if in == nil {
-		return nil
-	}
-	out := make([]string, len(in))
-	for i, s := range in {
-		out[i] = expand(s, vars)
-	}
-	return out
 }
 
 func sortedKeys[V any](m map[string]V) []string {

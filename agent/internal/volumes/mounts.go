@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/skiff-sh/skiff/agent/internal/expansion"
+
 	corev1 "k8s.io/api/core/v1"
 )
 
@@ -43,7 +45,7 @@ func ContainerMounts(pod *corev1.Pod, c *corev1.Container, paths map[string]stri
 		}
 		sub := vm.SubPath
 		if vm.SubPathExpr != "" {
-			sub = expand(vm.SubPathExpr, env)
+			sub = expansion.Expand(vm.SubPathExpr, env)
 		}
 		if sub != "" {
 			p, err := subPath(host, sub)
@@ -111,37 +113,4 @@ func subPath(root, sub string) (string, error) {
 		return "", fmt.Errorf("volumes: create subPath %q: %w", sub, err)
 	}
 	return full, nil
-}
-
-// expand replaces $(VAR) with env[VAR] (left as is when undefined) and $$
-// with $, the Kubernetes expansion rules.
-func expand(s string, env map[string]string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] != '$' || i+1 >= len(s) {
-			b.WriteByte(s[i])
-			continue
-		}
-		switch s[i+1] {
-		case '$':
-			b.WriteByte('$')
-			i++
-		case '(':
-			end := strings.IndexByte(s[i+2:], ')')
-			if end < 0 {
-				b.WriteString(s[i:])
-				return b.String()
-			}
-			name := s[i+2 : i+2+end]
-			if v, ok := env[name]; ok {
-				b.WriteString(v)
-			} else {
-				b.WriteString(s[i : i+3+end])
-			}
-			i += 2 + end
-		default:
-			b.WriteByte('$')
-		}
-	}
-	return b.String()
 }
