@@ -259,3 +259,36 @@ func TestJoinErrors(t *testing.T) {
 		t.Logf("closed port: %v", err)
 	}
 }
+
+// TestLogWriter: memberlist's lines are logged at their level, without
+// their prefixes.
+func TestLogWriter(t *testing.T) {
+	var b bytes.Buffer
+	l := slog.New(slog.NewTextHandler(&b, &slog.HandlerOptions{Level: slog.LevelDebug, ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+		if a.Key == slog.TimeKey {
+			return slog.Attr{}
+		}
+		return a
+	}}))
+	w := logWriter{l}
+	for _, line := range []string{
+		"[INFO] memberlist: Suspect w1 has failed, no acks received\n",
+		"[WARN] memberlist: Refuting a suspect message (from: m0)\n",
+		"[ERR] memberlist: Failed fallback TCP ping: timeout\n",
+		"[DEBUG] memberlist: Stream connection from=10.0.0.1:4000\n",
+		"something else\n",
+	} {
+		if n, err := w.Write([]byte(line)); n != len(line) || err != nil {
+			t.Fatalf("Write(%q) = %d, %v", line, n, err)
+		}
+	}
+	want := `level=INFO msg="Suspect w1 has failed, no acks received"
+level=WARN msg="Refuting a suspect message (from: m0)"
+level=WARN msg="Failed fallback TCP ping: timeout"
+level=DEBUG msg="Stream connection from=10.0.0.1:4000"
+level=DEBUG msg="something else"
+`
+	if b.String() != want {
+		t.Errorf("logged\n%s\nwant\n%s", b.String(), want)
+	}
+}
