@@ -35,6 +35,9 @@ type Config struct {
 	// ClusterCIDR holds the pods' addresses: traffic to a Service from
 	// outside it is masqueraded.
 	ClusterCIDR netip.Prefix
+	// PodCIDR, if valid, is this node's pod range: it tells this node's
+	// pods among endpoints that name no node (for hairpin traffic).
+	PodCIDR netip.Prefix
 	// DNSIP is the cluster DNS Service's address; DNSListen the node-local
 	// listener it leads to (the pods' bridge address, port 53). An
 	// invalid DNSListen runs no DNS server.
@@ -266,7 +269,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 func (p *Proxy) sync(ctx context.Context, svcs []*corev1.Service, slices []*discoveryv1.EndpointSlice, full bool) error {
 	in := rules.Input{
 		Services: svcs, Slices: slices, NodeName: p.cfg.NodeName, NodeIPs: p.cfg.NodeIPs,
-		ClusterCIDR: p.cfg.ClusterCIDR,
+		ClusterCIDR: p.cfg.ClusterCIDR, PodCIDR: p.cfg.PodCIDR,
 	}
 	if p.cfg.DNSListen.IsValid() && p.cfg.DNSIP.IsValid() {
 		in.LocalDNS = &rules.LocalDNS{VIP: p.cfg.DNSIP, Target: p.cfg.DNSListen}

@@ -26,6 +26,7 @@ func (s serviceProxy) Run(ctx context.Context, env agent.AddonEnv) error {
 	}
 	cfg := netproxy.DefaultConfig()
 	cfg.Client, cfg.NodeName, cfg.NodeIPs, cfg.ClusterCIDR = client, env.NodeName, []netip.Addr{env.NodeIP}, env.ClusterCIDR
+	cfg.PodCIDR = env.PodCIDR
 	cfg.Logger, cfg.ResolvConf = s.logger.With("component", "netproxy"), s.resolvConf
 	if s.dnsIP.IsValid() {
 		cfg.DNSIP, cfg.DNSListen = s.dnsIP, netip.AddrPortFrom(env.Gateway, 53)

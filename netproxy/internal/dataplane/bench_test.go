@@ -30,8 +30,13 @@ import (
 // about 230,000 of them, each slower as the table grows: hours) runs only
 // with SKIFF_BENCH_PERRULE_10K=1.
 
+// benchNodes is how many nodes the endpoints of bulkInput are spread
+// over, round robin; the benchmarks' node is node1. 10,000 services × 10
+// endpoints put 100 on it, about what one node runs (110 pods at most).
+const benchNodes = 1000
+
 // bulkInput returns n services ns/svcNNNNN (VIP 10.96.0.0+i+1, port 80)
-// with eps endpoints each in 10.128.0.0/10 port 8080. moved replaces the
+// with eps endpoints each in 10.128.0.0/10 port 8080, on benchNodes nodes. moved replaces the
 // first endpoint of the first service by another address; last, when
 // valid, is the only endpoint of the last service (the last rule of
 // SKP-SERVICES).
@@ -69,10 +74,11 @@ func bulkInput(n, eps int, moved bool, last netip.AddrPort) rules.Input {
 				ip = last.Addr()
 				port = int32(last.Port())
 			}
+			node := fmt.Sprintf("node%d", (i*eps+j)%benchNodes+1)
 			slice.Endpoints = append(slice.Endpoints, discoveryv1.Endpoint{
 				Addresses:  []string{ip.String()},
 				Conditions: discoveryv1.EndpointConditions{Ready: &ready},
-				NodeName:   &in.NodeName,
+				NodeName:   &node,
 			})
 		}
 		in.Slices = append(in.Slices, slice)

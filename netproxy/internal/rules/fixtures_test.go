@@ -118,7 +118,8 @@ func endpointSlice(ns, svc, name string, ports []discoveryv1.EndpointPort, eps .
 
 func ptr[T any](v T) *T { return &v }
 
-// scale builds n services with k endpoints each, spread over 3 nodes, one
+// scale builds n services with k endpoints each, spread over 1,000 nodes
+// (thisNode holds one endpoint in 1,000, like one node of 1,000), one
 // in ten a NodePort and one in ten with ClientIP affinity.
 func scale(n, k int) Input {
 	in := baseInput()
@@ -139,7 +140,11 @@ func scale(n, k int) Input {
 		in.Services = append(in.Services, service(ns, name, ip, []corev1.ServicePort{p}, opts...))
 		var eps []discoveryv1.Endpoint
 		for j := range k {
-			eps = append(eps, ep(fmt.Sprintf("10.%d.%d.%d", 100+j, i/250, i%250+1), fmt.Sprintf("node-%c", 'a'+j%3)))
+			node := thisNode // one endpoint in 1,000: ~100 pods of this node at 10,000 services
+			if (i*k+j)%1000 != 0 {
+				node = fmt.Sprintf("node-%d", (i*k+j)%1000)
+			}
+			eps = append(eps, ep(fmt.Sprintf("10.%d.%d.%d", 100+j, i/250, i%250+1), node))
 		}
 		in.Slices = append(in.Slices, endpointSlice(ns, name, name+"-abcde", []discoveryv1.EndpointPort{slicePort("http", tcp, 8080)}, eps...))
 	}

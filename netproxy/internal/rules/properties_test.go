@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/netip"
 	"reflect"
@@ -96,7 +97,7 @@ func parsePayload(t *testing.T, b []byte) payload {
 
 var builtinTargets = map[string]bool{"RETURN": true, "MARK": true, "MASQUERADE": true, "DNAT": true, "REJECT": true, "DROP": true, "ACCEPT": true}
 
-var fixedChains = map[string]bool{ServicesChain: true, NodePortsChain: true, PostroutingChain: true, ExternalChain: true, ForwardChain: true}
+var fixedChains = map[string]bool{ServicesChain: true, NodePortsChain: true, PostroutingChain: true, HairpinChain: true, ExternalChain: true, ForwardChain: true}
 
 // checkInvariants checks what must hold for any input: every chain a rule
 // jumps to or appends to is declared; every declared chain is in the
@@ -277,6 +278,9 @@ func randomInput(r *rand.Rand) Input {
 		in.LocalDNS = &LocalDNS{VIP: netip.MustParseAddr("10.96.0.10"), Target: netip.MustParseAddrPort("10.244.1.1:53")}
 	}
 	in.MasqueradeRandomFully = r.IntN(2) == 0
+	if r.IntN(2) == 0 {
+		in.PodCIDR = netip.MustParsePrefix("10.244.1.0/24")
+	}
 	protos := []corev1.Protocol{tcp, udp, sctp, ""}
 	names := []string{"", "http", "dns", "metrics"}
 	nodes := []string{thisNode, "node-b", "node-c", ""}
@@ -523,81 +527,67 @@ func TestOddInputs(t *testing.T) {
 	}
 }
 
-// TestHairpinMarks checks the hairpin rule of every SVC and SVL chain: an
-// endpoint that may be a pod on this node (its node is this one or
-// unknown) is masqueraded when it is the source, before any DNAT, so a
-// pod reaching itself through its service sees the reply come from the
-// VIP; an endpoint on another node, which can never be the source of a
-// packet this node DNATs, gets no such rule.
+// TestHairpinMarks checks SKP-HAIRPIN: it marks, source and destination
+// alike, exactly the addresses traffic is DNATed to that may be pods of
+// this node (an entry naming this node, or no node and in the node's pod
+// range when that is known), so a pod reaching itself through a service
+// sees the reply come from the VIP; an address only ever on other nodes,
+// which can never be both ends of a packet this node DNATs, gets no rule.
+// SKP-POSTROUTING sends DNATed packets there before its mark test.
 func TestHairpinMarks(t *testing.T) {
 	for name, in := range propertyInputs() {
 		t.Run(name, func(t *testing.T) {
-			// Per service and address: whether every entry of it is on
-			// this node or of unknown node (all), or none is (none).
-			type flags struct{ all, none bool }
-			byIP := map[string]*flags{}
+			mayBeLocal := map[string]bool{}
 			for _, s := range in.Slices {
+				if s == nil || s.Labels[discoveryv1.LabelServiceName] == "" || s.AddressType != discoveryv1.AddressTypeIPv4 {
+					continue
+				}
 				for _, e := range s.Endpoints {
 					if len(e.Addresses) == 0 {
 						continue
 					}
-					key := s.Namespace + "/" + s.Labels[discoveryv1.LabelServiceName] + " " + e.Addresses[0]
-					f := byIP[key]
-					if f == nil {
-						f = &flags{all: true, none: true}
-						byIP[key] = f
+					ip, err := netip.ParseAddr(e.Addresses[0])
+					if err != nil {
+						continue
 					}
-					hp := e.NodeName == nil || *e.NodeName == "" || *e.NodeName == in.NodeName || in.NodeName == ""
-					f.all = f.all && hp
-					f.none = f.none && !hp
+					unknown := e.NodeName == nil || *e.NodeName == "" || in.NodeName == ""
+					if unknown && (!in.PodCIDR.IsValid() || in.PodCIDR.Contains(ip)) || !unknown && *e.NodeName == in.NodeName {
+						mayBeLocal[ip.String()] = true
+					}
 				}
 			}
-			// The service of each chain, from the comment of the
-			// cluster IP rule jumping to its SVC chain (in an SKP-DST
-			// chain).
 			p := parsePayload(t, Compute(in).NAT)
-			svcOf := map[string]string{} // hash → "ns/name"
+			want := map[string]bool{}
 			for _, r := range p.rules {
-				if h, ok := strings.CutPrefix(r.target, svcPrefix); ok && strings.HasPrefix(r.chain, dstPrefix) && strings.Contains(r.text, " cluster IP\"") {
-					_, rest, _ := strings.Cut(r.text, `--comment "`)
-					svc, _, _ := strings.Cut(rest, " ")
-					svc, _, _ = strings.Cut(svc, ":")
-					svcOf[h] = svc
+				if _, ok := serviceChainHash(r.chain); ok && r.target == "DNAT" {
+					ip, _, _ := strings.Cut(r.dnatTo, ":")
+					if mayBeLocal[ip] {
+						want[ip] = true
+					}
 				}
 			}
-			marked := map[string]map[string]bool{} // chain → source IPs marked so far
-			checked := 0
+			got := map[string]bool{}
+			var post []string
 			for _, r := range p.rules {
-				h, ok := serviceChainHash(r.chain)
-				if !ok {
-					continue
+				switch r.chain {
+				case PostroutingChain:
+					post = append(post, r.target)
+				case HairpinChain:
+					src, _ := strings.CutSuffix(r.source, "/32")
+					if r.target != "MARK" || !strings.Contains(r.text, " -d "+r.source+" ") || !strings.HasSuffix(r.text, "--or-mark "+masqBit) {
+						t.Errorf("hairpin rule %q: want -s IP/32 -d IP/32 -j MARK --or-mark %s", r.text, masqBit)
+					}
+					if got[src] {
+						t.Errorf("hairpin rule for %s twice", src)
+					}
+					got[src] = true
 				}
-				if marked[r.chain] == nil {
-					marked[r.chain] = map[string]bool{}
-				}
-				if r.target == "MARK" && r.source != "" {
-					marked[r.chain][strings.TrimSuffix(r.source, "/32")] = true
-					continue
-				}
-				if r.target != "DNAT" {
-					continue
-				}
-				svc := svcOf[h]
-				ip, _, _ := strings.Cut(r.dnatTo, ":")
-				f := byIP[svc+" "+ip]
-				if f == nil {
-					t.Fatalf("%s: DNAT to %s, not an endpoint of %s: %s", r.chain, ip, svc, r.text)
-				}
-				switch {
-				case f.all && !marked[r.chain][ip]:
-					t.Errorf("%s: endpoint %s of %s may be local but is not masqueraded as a source first", r.chain, ip, svc)
-				case f.none && marked[r.chain][ip]:
-					t.Errorf("%s: endpoint %s of %s is on another node but is masqueraded as a source", r.chain, ip, svc)
-				}
-				checked++
 			}
-			if len(p.rules) > 0 && checked == 0 && strings.Contains(name, "random") {
-				t.Logf("%s: no DNAT rules", name)
+			if !maps.Equal(got, want) {
+				t.Errorf("hairpin addresses %v, want %v", slices.Sorted(maps.Keys(got)), slices.Sorted(maps.Keys(want)))
+			}
+			if len(post) == 0 || post[0] != HairpinChain {
+				t.Errorf("SKP-POSTROUTING targets %v: the hairpin chain must come first", post)
 			}
 		})
 	}

@@ -15,7 +15,7 @@ import (
 //
 //	go test -run '^$' -bench Restore -benchtime 1x ./netproxy/internal/rules/
 //
-// The inputs are scale(n, 10): n services × 10 endpoints over 3 nodes,
+// The inputs are scale(n, 10): n services × 10 endpoints over 1,000 nodes,
 // one in ten a NodePort, one in ten with ClientIP affinity. Each
 // benchmark runs with iptables-restore (nf_tables on Debian 12) and, when
 // installed, iptables-legacy-restore.

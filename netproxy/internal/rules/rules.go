@@ -35,20 +35,22 @@
 //	               10,000-rule chain, and a first packet scans ≤ 256 + ~40 rules
 //	SKP-NODEPORTS  per NodePort the same: MARK then -j SKP-SVC-<h>
 //	               (policy Local: -j SKP-EXT-<h>)
-//	SKP-SVC-<h>    MARK for traffic from outside the cluster CIDR; MARK for
-//	               each endpoint that may be a pod of this node (hairpin);
-//	               affinity DNATs; the random split of DNATs to the endpoints
+//	SKP-SVC-<h>    MARK for traffic from outside the cluster CIDR; affinity
+//	               DNATs; the random split of DNATs to the endpoints
 //	SKP-EXT-<h>    only for policy Local: pods and the node → SKP-SVC-<h>
 //	               (the node masqueraded), the rest → SKP-SVL-<h>
 //	SKP-SVL-<h>    as SKP-SVC-<h> over this node's endpoints
-//	SKP-POSTROUTING masquerades what carries the mark 0x4000
+//	SKP-POSTROUTING sends DNATed packets through SKP-HAIRPIN, then
+//	               masquerades what carries the mark 0x4000
+//	SKP-HAIRPIN    per endpoint address that may be a pod of this node:
+//	               -s IP -d IP (a pod that reached itself through a
+//	               service) MARK
 //
-// There is no chain per endpoint: the hairpin mark is set before the
-// endpoint is picked, so a packet from an endpoint of the service is
-// masqueraded wherever it goes (kube-proxy masquerades it only when it
-// goes back to its sender; the difference: another endpoint sees the
-// node's address instead of the sender's, for traffic between endpoints
-// of one service through that service's VIP).
+// There is no chain per endpoint. kube-proxy marks hairpin traffic in
+// each endpoint's chain; here the test is made once the endpoint has been
+// picked, in POSTROUTING, with one rule per local pod address whatever
+// the number of services, so only a packet going back to its sender is
+// masqueraded, as with kube-proxy.
 package rules
 
 import (
@@ -78,6 +80,9 @@ const (
 	// PostroutingChain (nat), jumped to from POSTROUTING, masquerades the
 	// marked packets.
 	PostroutingChain = "SKP-POSTROUTING"
+	// HairpinChain (nat), jumped to from SKP-POSTROUTING for DNATed
+	// packets, marks those a pod of this node sent to itself.
+	HairpinChain = "SKP-HAIRPIN"
 	// ExternalChain (filter), jumped to from INPUT, rejects or drops
 	// NodePort traffic that has no (local) endpoint.
 	ExternalChain = "SKP-EXTERNAL"
@@ -116,8 +121,12 @@ type Input struct {
 	// by its label kubernetes.io/service-name in its own namespace.
 	Slices []*discoveryv1.EndpointSlice
 	// NodeName decides which endpoints are local (endpoint.nodeName), for
-	// externalTrafficPolicy Local.
+	// externalTrafficPolicy Local and hairpin traffic.
 	NodeName string
+	// PodCIDR, if valid, is this node's pod range: an endpoint that names
+	// no node is taken for one of this node's pods (for hairpin traffic)
+	// only when its address is in it. Without it, every such endpoint is.
+	PodCIDR netip.Prefix
 	// NodeIPs are the addresses NodePorts answer on. Empty means every
 	// local address except 127.0.0.0/8 (-m addrtype --dst-type LOCAL).
 	NodeIPs []netip.Addr
@@ -156,16 +165,13 @@ type Result struct {
 }
 
 // fixedNATChains are declared first in every nat payload.
-var fixedNATChains = []string{ServicesChain, NodePortsChain, PostroutingChain}
+var fixedNATChains = []string{ServicesChain, NodePortsChain, PostroutingChain, HairpinChain}
 
 // endpoint is one ip:port of a service port, merged over all slices.
 type endpoint struct {
 	addr                        netip.AddrPort
 	ready, serving, terminating bool
 	local                       bool
-	// hairpin: the endpoint may be a pod on this node (its node is this
-	// one or unknown), so it may reach itself through the service.
-	hairpin bool
 	// affinity is the name of its ClientIP affinity list (-m recent).
 	affinity string
 	// used: an SVC or SVL chain sends traffic to it.
@@ -253,8 +259,11 @@ type gen struct {
 	filterServices, filterExternal bytes.Buffer
 	services, endpoints            int
 	shards                         [256]bool // the SKP-DST chains used
-	hasher                         [sha256.Size]byte
-	hashBuf                        []byte
+	// mayBeLocal are the endpoint addresses that may be pods of this
+	// node (by any slice's word); dnatTo are those traffic goes to.
+	mayBeLocal, dnatTo map[netip.Addr]bool
+	hasher             [sha256.Size]byte
+	hashBuf            []byte
 }
 
 // nodeDst matches packets addressed to this node, split as iptables-save
@@ -262,7 +271,7 @@ type gen struct {
 type nodeDst struct{ addr, match []string }
 
 func newGen(in Input) *gen {
-	g := &gen{in: in, slices: make(map[string][]*discoveryv1.EndpointSlice, len(in.Slices))}
+	g := &gen{in: in, slices: make(map[string][]*discoveryv1.EndpointSlice, len(in.Slices)), mayBeLocal: map[netip.Addr]bool{}, dnatTo: map[netip.Addr]bool{}}
 	estimate := 0
 	for _, s := range in.Slices {
 		if s == nil {
@@ -274,9 +283,17 @@ func newGen(in Input) *gen {
 		}
 		key := s.Namespace + "/" + name
 		g.slices[key] = append(g.slices[key], s)
-		// About 550 bytes of rules per endpoint and port: sizing the
+		for _, e := range s.Endpoints {
+			if len(e.Addresses) == 0 {
+				continue
+			}
+			if ip, err := netip.ParseAddr(e.Addresses[0]); err == nil && ip.Is4() && g.mayBeLocalEndpoint(e.NodeName, ip) {
+				g.mayBeLocal[ip] = true
+			}
+		}
+		// About 200 bytes of rules per endpoint and port: sizing the
 		// buffer once saves copying tens of megabytes at scale.
-		estimate += len(s.Endpoints) * max(1, len(s.Ports)) * 550
+		estimate += len(s.Endpoints) * max(1, len(s.Ports)) * 200
 	}
 	g.svcRules.Grow(estimate)
 	if len(in.NodeIPs) == 0 {
@@ -300,6 +317,16 @@ func newGen(in Input) *gen {
 		}
 	}
 	return g
+}
+
+// mayBeLocalEndpoint reports whether an endpoint at ip on node may be a
+// pod of this node: its node is this one, or it names none and ip is in
+// this node's pod range (any address when that is unknown).
+func (g *gen) mayBeLocalEndpoint(node *string, ip netip.Addr) bool {
+	if node == nil || *node == "" || g.in.NodeName == "" {
+		return !g.in.PodCIDR.IsValid() || g.in.PodCIDR.Contains(ip)
+	}
+	return *node == g.in.NodeName
 }
 
 // servicePorts returns svc's ports with their endpoints, or nil for
@@ -394,7 +421,6 @@ func (g *gen) collectEndpoints(sp *svcPort) {
 			}
 			terminating := e.Conditions.Terminating != nil && *e.Conditions.Terminating
 			local := e.NodeName != nil && *e.NodeName == g.in.NodeName && g.in.NodeName != ""
-			hairpin := local || e.NodeName == nil || *e.NodeName == "" || g.in.NodeName == ""
 			ap := netip.AddrPortFrom(ip, uint16(port))
 			if ep := byAddr[ap]; ep != nil {
 				// The same endpoint in two slices (a slice being replaced):
@@ -403,10 +429,9 @@ func (g *gen) collectEndpoints(sp *svcPort) {
 				ep.serving = ep.serving || serving
 				ep.terminating = ep.terminating && terminating
 				ep.local = ep.local || local
-				ep.hairpin = ep.hairpin || hairpin
 				continue
 			}
-			byAddr[ap] = &endpoint{addr: ap, ready: ready, serving: serving, terminating: terminating, local: local, hairpin: hairpin}
+			byAddr[ap] = &endpoint{addr: ap, ready: ready, serving: serving, terminating: terminating, local: local}
 		}
 	}
 	all := make([]*endpoint, 0, len(byAddr))
@@ -586,19 +611,17 @@ func (g *gen) natRules(sp *svcPort) {
 // service): a comment is one more match for the kernel to set up, about
 // a tenth of the restore time at 10,000 services.
 //
-//  1. hairpin marks: a packet from one of eps' addresses (only those that
-//     may be pods on this node) is marked for masquerading before the
-//     endpoint is picked. MARK does not end the chain;
-//  2. with ClientIP affinity, one rule per endpoint that sends a client
+//  1. with ClientIP affinity, one rule per endpoint that sends a client
 //     seen within the timeout back to the endpoint it was given (and
 //     refreshes its entry, --update);
-//  3. the even random split: rule i of n matches with probability
+//  2. the even random split: rule i of n matches with probability
 //     1/(n-i), the last rule unconditionally; with affinity each rule
 //     also records the client in the endpoint's list (-m recent --set
 //     after -m statistic, so only the picked endpoint records it).
+//
+// The endpoints' addresses are noted for SKP-HAIRPIN.
 func (g *gen) spread(sp *svcPort, chain, proto string, eps []*endpoint) {
 	secs, hasAffinity := affinity(sp.svc)
-	lastHairpin := netip.Addr{}
 	for _, ep := range eps {
 		if !ep.used {
 			ep.used = true
@@ -607,10 +630,7 @@ func (g *gen) spread(sp *svcPort, chain, proto string, eps []*endpoint) {
 		if hasAffinity && ep.affinity == "" {
 			ep.affinity = affPrefix + g.hash(sp.svc.Namespace, "/", sp.svc.Name, ":", sp.port.Name, ":", string(sp.port.Protocol), ":", ep.addr.String())
 		}
-		if ep.hairpin && ep.addr.Addr() != lastHairpin {
-			lastHairpin = ep.addr.Addr()
-			line(&g.svcRules, "-A", chain, "-s", lastHairpin.String()+"/32", "-j", "MARK", "--or-mark", masqBit)
-		}
+		g.dnatTo[ep.addr.Addr()] = true
 	}
 	if hasAffinity {
 		for _, ep := range eps {
@@ -739,6 +759,10 @@ func (g *gen) finish() Result {
 		nat.WriteString(c)
 		nat.WriteString(" - [0:0]\n")
 	}
+	// Hairpin: a DNATed packet going back to its sender, a pod of this
+	// node, is masqueraded, or the pod would get its own reply from
+	// itself rather than from the service.
+	line(&nat, "-A", PostroutingChain, "-m", "conntrack", "--ctstate", "DNAT", "-j", HairpinChain)
 	line(&nat, "-A", PostroutingChain, "-m", "mark", "!", "--mark", MasqMark, "-j", "RETURN")
 	// Clear the mark so a packet re-entering the stack (e.g. over a
 	// tunnel) is not masqueraded twice.
@@ -748,6 +772,17 @@ func (g *gen) finish() Result {
 		masq = append(masq, "--random-fully")
 	}
 	line(&nat, masq...)
+	var hairpin []netip.Addr
+	for ip := range g.dnatTo {
+		if g.mayBeLocal[ip] {
+			hairpin = append(hairpin, ip)
+		}
+	}
+	slices.SortFunc(hairpin, netip.Addr.Compare)
+	for _, ip := range hairpin {
+		a := ip.String() + "/32"
+		line(&nat, "-A", HairpinChain, "-s", a, "-d", a, "-j", "MARK", "--or-mark", masqBit)
+	}
 	nat.Write(g.natServices.Bytes())
 	for _, b := range shards {
 		// -d 0.0.0.B/0.0.0.255: the destination's last byte is B.
