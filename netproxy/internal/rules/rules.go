@@ -57,6 +57,7 @@ import (
 	"bytes"
 	"cmp"
 	"crypto/sha256"
+	"maps"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -260,10 +261,10 @@ type gen struct {
 	services, endpoints            int
 	shards                         [256]bool // the SKP-DST chains used
 	// mayBeLocal are the endpoint addresses that may be pods of this
-	// node (by any slice's word); dnatTo are those traffic goes to.
-	mayBeLocal, dnatTo map[netip.Addr]bool
-	hasher             [sha256.Size]byte
-	hashBuf            []byte
+	// node (by any slice's word); hairpin are those traffic goes to.
+	mayBeLocal, hairpin map[netip.Addr]bool
+	hasher              [sha256.Size]byte
+	hashBuf             []byte
 }
 
 // nodeDst matches packets addressed to this node, split as iptables-save
@@ -271,7 +272,7 @@ type gen struct {
 type nodeDst struct{ addr, match []string }
 
 func newGen(in Input) *gen {
-	g := &gen{in: in, slices: make(map[string][]*discoveryv1.EndpointSlice, len(in.Slices)), mayBeLocal: map[netip.Addr]bool{}, dnatTo: map[netip.Addr]bool{}}
+	g := &gen{in: in, slices: make(map[string][]*discoveryv1.EndpointSlice, len(in.Slices)), mayBeLocal: map[netip.Addr]bool{}, hairpin: map[netip.Addr]bool{}}
 	estimate := 0
 	for _, s := range in.Slices {
 		if s == nil {
@@ -630,7 +631,9 @@ func (g *gen) spread(sp *svcPort, chain, proto string, eps []*endpoint) {
 		if hasAffinity && ep.affinity == "" {
 			ep.affinity = affPrefix + g.hash(sp.svc.Namespace, "/", sp.svc.Name, ":", sp.port.Name, ":", string(sp.port.Protocol), ":", ep.addr.String())
 		}
-		g.dnatTo[ep.addr.Addr()] = true
+		if g.mayBeLocal[ep.addr.Addr()] {
+			g.hairpin[ep.addr.Addr()] = true
+		}
 	}
 	if hasAffinity {
 		for _, ep := range eps {
@@ -772,12 +775,7 @@ func (g *gen) finish() Result {
 		masq = append(masq, "--random-fully")
 	}
 	line(&nat, masq...)
-	var hairpin []netip.Addr
-	for ip := range g.dnatTo {
-		if g.mayBeLocal[ip] {
-			hairpin = append(hairpin, ip)
-		}
-	}
+	hairpin := slices.Collect(maps.Keys(g.hairpin))
 	slices.SortFunc(hairpin, netip.Addr.Compare)
 	for _, ip := range hairpin {
 		a := ip.String() + "/32"
