@@ -36,7 +36,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"net/netip"
 	"runtime"
 	"slices"
@@ -288,58 +287,15 @@ func (h *Hollow) registerAll(ctx context.Context) error {
 	return g.Wait()
 }
 
-// nodeLabels returns the labels a kubelet registers with.
-func (h *Hollow) nodeLabels(n *node) map[string]string {
-	l := maps.Clone(h.cfg.Labels)
-	if l == nil {
-		l = map[string]string{}
-	}
-	l[corev1.LabelHostname] = n.name
-	l[corev1.LabelOSStable] = "linux"
-	l[corev1.LabelArchStable] = runtime.GOARCH
-	l["beta.kubernetes.io/os"] = "linux"
-	l["beta.kubernetes.io/arch"] = runtime.GOARCH
-	return l
-}
-
 // register creates the Node (or takes over an existing one) and writes
 // its status.
 func (h *Hollow) register(ctx context.Context, n *node) error {
 	rctx, cancel := context.WithTimeout(ctx, h.cfg.RequestTimeout)
 	defer cancel()
-	nodes := h.cfg.Client.CoreV1().Nodes()
-	obj := &corev1.Node{
-		ObjectMeta: metav1.ObjectMeta{Name: n.name, Labels: h.nodeLabels(n)},
+	got, err := nodestatus.Register(rctx, h.cfg.Client, &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: n.name, Labels: nodestatus.Labels(n.name, h.cfg.Labels)},
 		Spec:       corev1.NodeSpec{Taints: slices.Clone(h.cfg.Taints)},
-	}
-	got, err := nodes.Create(rctx, obj, metav1.CreateOptions{})
-	if apierrors.IsAlreadyExists(err) {
-		// A kubelet restarting on a registered node keeps the Node and
-		// makes its labels current.
-		got, err = nodes.Get(rctx, n.name, metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		if got.Labels == nil {
-			got.Labels = map[string]string{}
-		}
-		changed := false
-		for k, v := range obj.Labels {
-			if got.Labels[k] != v {
-				got.Labels[k], changed = v, true
-			}
-		}
-		if changed {
-			if got, err = nodes.Update(rctx, got, metav1.UpdateOptions{}); err != nil {
-				return err
-			}
-		}
-	}
-	if err != nil {
-		return err
-	}
-	got.Status = h.nodeStatus(n, got.Status)
-	got, err = nodes.UpdateStatus(rctx, got, metav1.UpdateOptions{})
+	}, func(old corev1.NodeStatus) corev1.NodeStatus { return h.nodeStatus(n, old) })
 	if err != nil {
 		return err
 	}

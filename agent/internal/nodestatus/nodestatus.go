@@ -180,13 +180,14 @@ func (r *Reporter) podCIDR(ctx context.Context) (netip.Prefix, bool) {
 	return p, true
 }
 
-// labels returns the labels a kubelet registers with.
-func (r *Reporter) labels() map[string]string {
-	l := maps.Clone(r.cfg.Labels)
+// Labels returns the labels a kubelet registers node with: extra, plus
+// its hostname, OS and architecture.
+func Labels(node string, extra map[string]string) map[string]string {
+	l := maps.Clone(extra)
 	if l == nil {
 		l = map[string]string{}
 	}
-	l[corev1.LabelHostname] = r.cfg.NodeName
+	l[corev1.LabelHostname] = node
 	l[corev1.LabelOSStable] = "linux"
 	l[corev1.LabelArchStable] = runtime.GOARCH
 	l["beta.kubernetes.io/os"] = "linux"
@@ -197,42 +198,49 @@ func (r *Reporter) labels() map[string]string {
 // register creates the Node, or takes over the existing one (an agent
 // restarting), and posts its status.
 func (r *Reporter) register(ctx context.Context) error {
-	nodes := r.cfg.Client.CoreV1().Nodes()
-	obj := &corev1.Node{
-		ObjectMeta: metav1.ObjectMeta{Name: r.cfg.NodeName, Labels: r.labels()},
+	got, err := Register(ctx, r.cfg.Client, &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: r.cfg.NodeName, Labels: Labels(r.cfg.NodeName, r.cfg.Labels)},
 		Spec:       corev1.NodeSpec{Taints: r.cfg.Taints},
+	}, r.status)
+	if err != nil {
+		return err
 	}
-	got, err := nodes.Create(ctx, obj, metav1.CreateOptions{})
+	r.uid = got.UID
+	return nil
+}
+
+// Register creates node, or takes over the existing Node of its name (a
+// kubelet restarting keeps its Node) and makes its labels current, then
+// posts status(the status it had) as its status. It returns the Node as
+// written. Hollow nodes register with it too.
+func Register(ctx context.Context, client kubernetes.Interface, node *corev1.Node, status func(old corev1.NodeStatus) corev1.NodeStatus) (*corev1.Node, error) {
+	nodes := client.CoreV1().Nodes()
+	got, err := nodes.Create(ctx, node, metav1.CreateOptions{})
 	if apierrors.IsAlreadyExists(err) {
-		got, err = nodes.Get(ctx, r.cfg.NodeName, metav1.GetOptions{})
+		got, err = nodes.Get(ctx, node.Name, metav1.GetOptions{})
 		if err != nil {
-			return err
+			return nil, err
 		}
 		changed := false
 		if got.Labels == nil {
 			got.Labels = map[string]string{}
 		}
-		for k, v := range obj.Labels {
+		for k, v := range node.Labels {
 			if got.Labels[k] != v {
 				got.Labels[k], changed = v, true
 			}
 		}
 		if changed {
 			if got, err = nodes.Update(ctx, got, metav1.UpdateOptions{}); err != nil {
-				return err
+				return nil, err
 			}
 		}
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
-	got.Status = r.status(got.Status)
-	got, err = nodes.UpdateStatus(ctx, got, metav1.UpdateOptions{})
-	if err != nil {
-		return err
-	}
-	r.uid = got.UID
-	return nil
+	got.Status = status(got.Status)
+	return nodes.UpdateStatus(ctx, got, metav1.UpdateOptions{})
 }
 
 // refresh posts the status again, registering anew when the Node was
