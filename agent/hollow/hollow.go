@@ -31,8 +31,6 @@ package hollow
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -190,7 +188,7 @@ func New(cfg Config) (*Hollow, error) {
 	nodeIP := cfg.NodeCIDR.Masked().Addr()
 	for i, name := range cfg.nodeNames() {
 		nodeIP = nodeIP.Next()
-		n := &node{name: name, ip: nodeIP.String(), bootID: madeUpID("boot", name)[:36]}
+		n := &node{name: name, ip: nodeIP.String(), bootID: nodestatus.StableID("boot", name)[:36]}
 		n.pods = newPodIPs(syntheticCIDR(cfg.SyntheticPodCIDR, i))
 		h.nodes = append(h.nodes, n)
 		h.index[name] = n
@@ -319,8 +317,8 @@ func (h *Hollow) nodeStatus(n *node, old corev1.NodeStatus) corev1.NodeStatus {
 		},
 		DaemonEndpoints: corev1.NodeDaemonEndpoints{KubeletEndpoint: corev1.DaemonEndpoint{Port: 10250}},
 		NodeInfo: corev1.NodeSystemInfo{
-			MachineID:               madeUpID("machine", n.name)[:32],
-			SystemUUID:              madeUpID("system", n.name)[:36],
+			MachineID:               nodestatus.StableID("machine", n.name)[:32],
+			SystemUUID:              nodestatus.StableID("system", n.name)[:36],
 			BootID:                  n.bootID,
 			KernelVersion:           "6.1.0-hollow",
 			OSImage:                 "Skiff hollow node",
@@ -356,14 +354,4 @@ func (h *Hollow) renewLease(ctx context.Context, n *node) error {
 	uid := n.uid
 	n.mu.Unlock()
 	return nodestatus.RenewLease(ctx, h.cfg.Client, n.name, uid, h.cfg.Now())
-}
-
-// madeUpID returns a stable hex identifier derived from its parts.
-func madeUpID(parts ...string) string {
-	sum := sha256.New()
-	for _, p := range parts {
-		sum.Write([]byte(p))
-		sum.Write([]byte{0})
-	}
-	return hex.EncodeToString(sum.Sum(nil))
 }

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/skiff-sh/skiff/agent/internal/nodestatus"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -171,7 +172,7 @@ func (h *Hollow) runningStatus(pod *corev1.Pod, n *node, ip string) *corev1.PodS
 		yes := true
 		cs := corev1.ContainerStatus{
 			Name: c.Name, Image: c.Image, ImageID: imageID(c.Image),
-			ContainerID:  "containerd://" + madeUpID("container", string(pod.UID), c.Name),
+			ContainerID:  "containerd://" + nodestatus.StableID("container", string(pod.UID), c.Name),
 			Ready:        true,
 			Started:      &yes,
 			RestartCount: 0,
@@ -254,7 +255,7 @@ func imageID(image string) string {
 	if !strings.Contains(repo, "/") {
 		repo = "docker.io/library/" + repo
 	}
-	return repo + "@sha256:" + madeUpID("image", image)
+	return repo + "@sha256:" + nodestatus.StableID("image", image)
 }
 
 // podIPs hands out the pod IPs of one node: from its spec.podCIDR when it

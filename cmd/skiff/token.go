@@ -99,11 +99,7 @@ func runToken(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	case verb == "create" && join:
 		token, rec, err := master.CreateJoinToken(ctx, cl, spec.TTL, spec.Description)
 		if err != nil {
-			fmt.Fprintf(stderr, "skiff token create: %v\n", err)
-			if errors.Is(err, raftstore.ErrUnknownOutcome) {
-				fmt.Fprintln(stderr, "the token may have been stored: check with 'skiff token list' and delete it if so")
-			}
-			return 1
+			return createFailed(stderr, err)
 		}
 		fmt.Fprintln(stdout, token)
 		where := "<a master's gossip address, host:7946>"
@@ -122,11 +118,7 @@ func runToken(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		}
 		token, rec, err := master.CreateToken(ctx, cl, spec)
 		if err != nil {
-			fmt.Fprintf(stderr, "skiff token create: %v\n", err)
-			if errors.Is(err, raftstore.ErrUnknownOutcome) {
-				fmt.Fprintln(stderr, "the token may have been stored: check with 'skiff token list' and delete it if so")
-			}
-			return 1
+			return createFailed(stderr, err)
 		}
 		fmt.Fprintln(stdout, token)
 		fmt.Fprintf(stderr, "Created token %s for user %q in groups [%s]; expires: %s.\nThe cluster keeps only its hash: the token above is shown this once.\n",
@@ -173,4 +165,13 @@ func expiry(t master.Token, now time.Time) string {
 		return t.Expires.Format(time.RFC3339) + " (expired)"
 	}
 	return t.Expires.Format(time.RFC3339)
+}
+
+// createFailed reports a failed token create; exit code 1.
+func createFailed(stderr io.Writer, err error) int {
+	fmt.Fprintf(stderr, "skiff token create: %v\n", err)
+	if errors.Is(err, raftstore.ErrUnknownOutcome) {
+		fmt.Fprintln(stderr, "the token may have been stored: check with 'skiff token list' and delete it if so")
+	}
+	return 1
 }

@@ -316,11 +316,11 @@ func (r *Reporter) nodeInfo() corev1.NodeSystemInfo {
 	machineID, _ := os.ReadFile("/etc/machine-id")
 	mid := strings.TrimSpace(string(machineID))
 	if mid == "" {
-		mid = hashID("machine", r.cfg.NodeName)[:32]
+		mid = StableID("machine", r.cfg.NodeName)[:32]
 	}
 	return corev1.NodeSystemInfo{
 		MachineID:               mid,
-		SystemUUID:              hashID("system", mid, r.cfg.NodeName)[:32],
+		SystemUUID:              StableID("system", mid, r.cfg.NodeName)[:32],
 		BootID:                  r.bootID,
 		KernelVersion:           unix.ByteSliceToString(u.Release[:]),
 		OSImage:                 osImage(),
@@ -411,8 +411,9 @@ func RenewLease(ctx context.Context, client kubernetes.Interface, node string, u
 	return err
 }
 
-// hashID returns a stable hex identifier derived from its parts.
-func hashID(parts ...string) string {
+// StableID returns a stable hex identifier (64 digits) derived from its
+// parts: IDs a host does not provide, and hollow nodes' made-up ones.
+func StableID(parts ...string) string {
 	sum := sha256.New()
 	for _, p := range parts {
 		sum.Write([]byte(p))

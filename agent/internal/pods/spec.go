@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/skiff-sh/skiff/agent/internal/expansion"
+	"github.com/skiff-sh/skiff/agent/internal/volumes"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -214,19 +215,11 @@ func (m *Manager) envValue(ctx context.Context, pod *corev1.Pod, c *corev1.Conta
 	return "", false, errors.New("an env valueFrom with no source")
 }
 
-// fieldValue is the downward API's value of a pod field.
+// fieldValue is the downward API's value of a pod field. The pod's
+// addresses are the node's and the sandbox's: its status may not have
+// them yet.
 func (m *Manager) fieldValue(pod *corev1.Pod, path string, podIP netip.Addr) (string, error) {
 	switch path {
-	case "metadata.name":
-		return pod.Name, nil
-	case "metadata.namespace":
-		return pod.Namespace, nil
-	case "metadata.uid":
-		return string(pod.UID), nil
-	case "spec.nodeName":
-		return pod.Spec.NodeName, nil
-	case "spec.serviceAccountName":
-		return pod.Spec.ServiceAccountName, nil
 	case "status.hostIP", "status.hostIPs":
 		return m.cfg.NodeIP.String(), nil
 	case "status.podIP", "status.podIPs":
@@ -235,15 +228,7 @@ func (m *Manager) fieldValue(pod *corev1.Pod, path string, podIP netip.Addr) (st
 		}
 		return "", nil
 	}
-	for _, p := range []struct {
-		prefix string
-		from   map[string]string
-	}{{"metadata.labels['", pod.Labels}, {"metadata.annotations['", pod.Annotations}} {
-		if k, ok := strings.CutPrefix(path, p.prefix); ok {
-			return p.from[strings.TrimSuffix(k, "']")], nil
-		}
-	}
-	return "", fmt.Errorf("unsupported fieldRef %q", path)
+	return volumes.PodField(pod, path)
 }
 
 // resourceValue is the downward API's value of a container resource,

@@ -180,7 +180,7 @@ func (m *Manager) downwardPayload(pod *corev1.Pod, items []corev1.DownwardAPIVol
 		)
 		switch {
 		case it.FieldRef != nil:
-			val, err = podField(pod, it.FieldRef.FieldPath)
+			val, err = PodField(pod, it.FieldRef.FieldPath)
 		case it.ResourceFieldRef != nil:
 			val, err = m.containerResource(pod, it.ResourceFieldRef)
 		default:
@@ -244,9 +244,11 @@ func (m *Manager) projectedPayload(ctx context.Context, pod *corev1.Pod, volName
 	return out, nil
 }
 
-// podField returns a downward API field of the pod in the kubelet's text
-// form (labels and annotations as sorted key="value" lines).
-func podField(pod *corev1.Pod, path string) (string, error) {
+// PodField returns a downward API field of the pod in the kubelet's text
+// form (labels and annotations as sorted key="value" lines). Environment
+// variables (package pods) take the pod's addresses from the sandbox
+// rather than from its status, and the rest from here.
+func PodField(pod *corev1.Pod, path string) (string, error) {
 	if k, ok := subscript(path, "metadata.labels"); ok {
 		return pod.Labels[k], nil
 	}
