@@ -408,12 +408,19 @@ func (e events) NotifyUpdate(n *memberlist.Node) { e.p.set(n, true) }
 // suspicions and failures show in the log and chatter stays at debug.
 type logWriter struct{ l *slog.Logger }
 
+// logLevels maps memberlist's prefixes to levels; its errors are about
+// other members, warnings here.
+var logLevels = []struct {
+	prefix string
+	level  slog.Level
+}{{"[ERR] ", slog.LevelWarn}, {"[WARN] ", slog.LevelWarn}, {"[INFO] ", slog.LevelInfo}, {"[DEBUG] ", slog.LevelDebug}}
+
 func (w logWriter) Write(b []byte) (int, error) {
 	msg := strings.TrimSpace(string(b))
 	level := slog.LevelDebug
-	for prefix, l := range map[string]slog.Level{"[ERR] ": slog.LevelWarn, "[WARN] ": slog.LevelWarn, "[INFO] ": slog.LevelInfo, "[DEBUG] ": slog.LevelDebug} {
-		if rest, ok := strings.CutPrefix(msg, prefix); ok {
-			msg, level = strings.TrimPrefix(rest, "memberlist: "), l
+	for _, l := range logLevels {
+		if rest, ok := strings.CutPrefix(msg, l.prefix); ok {
+			msg, level = strings.TrimPrefix(rest, "memberlist: "), l.level
 			break
 		}
 	}
