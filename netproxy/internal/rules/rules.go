@@ -284,11 +284,8 @@ func newGen(in Input) *gen {
 		}
 		key := s.Namespace + "/" + name
 		g.slices[key] = append(g.slices[key], s)
-		for _, e := range s.Endpoints {
-			if len(e.Addresses) == 0 {
-				continue
-			}
-			if ip, err := netip.ParseAddr(e.Addresses[0]); err == nil && ip.Is4() && g.mayBeLocalEndpoint(e.NodeName, ip) {
+		for i := range s.Endpoints {
+			if ip, ok := g.mayBeLocalEndpoint(&s.Endpoints[i]); ok {
 				g.mayBeLocal[ip] = true
 			}
 		}
@@ -320,14 +317,20 @@ func newGen(in Input) *gen {
 	return g
 }
 
-// mayBeLocalEndpoint reports whether an endpoint at ip on node may be a
-// pod of this node: its node is this one, or it names none and ip is in
-// this node's pod range (any address when that is unknown).
-func (g *gen) mayBeLocalEndpoint(node *string, ip netip.Addr) bool {
-	if node == nil || *node == "" || g.in.NodeName == "" {
-		return !g.in.PodCIDR.IsValid() || g.in.PodCIDR.Contains(ip)
+// mayBeLocalEndpoint returns e's IPv4 address if e may be a pod of this
+// node: its node is this one, or it names none and its address is in this
+// node's pod range (any address when that is unknown). The address of an
+// endpoint on another node is not even parsed.
+func (g *gen) mayBeLocalEndpoint(e *discoveryv1.Endpoint) (netip.Addr, bool) {
+	named := e.NodeName != nil && *e.NodeName != "" && g.in.NodeName != ""
+	if len(e.Addresses) == 0 || named && *e.NodeName != g.in.NodeName {
+		return netip.Addr{}, false
 	}
-	return *node == g.in.NodeName
+	ip, err := netip.ParseAddr(e.Addresses[0])
+	if err != nil || !ip.Is4() {
+		return netip.Addr{}, false
+	}
+	return ip, named || !g.in.PodCIDR.IsValid() || g.in.PodCIDR.Contains(ip)
 }
 
 // servicePorts returns svc's ports with their endpoints, or nil for
