@@ -104,6 +104,10 @@ type Proxy struct {
 	log *slog.Logger
 	dp  *dataplane.Dataplane
 
+	// rules renders again only what changed since the last sync (the
+	// listers hand out the informers' objects, replaced when they change).
+	rules rules.Cache
+
 	synced chan struct{}
 	// udp are the UDP service VIPs and endpoint addresses of the last
 	// sync; those gone since have their conntrack entries flushed.
@@ -275,7 +279,7 @@ func (p *Proxy) sync(ctx context.Context, svcs []*corev1.Service, slices []*disc
 		in.LocalDNS = &rules.LocalDNS{VIP: p.cfg.DNSIP, Target: p.cfg.DNSListen}
 	}
 	start := time.Now()
-	res := rules.Compute(in)
+	res := p.rules.Compute(in)
 	computed := time.Since(start)
 	apply := p.dp.Sync
 	if full {

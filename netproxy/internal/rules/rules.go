@@ -57,6 +57,7 @@ import (
 	"bytes"
 	"cmp"
 	"crypto/sha256"
+	"fmt"
 	"maps"
 	"net/netip"
 	"slices"
@@ -204,28 +205,90 @@ type svcPort struct {
 // deterministic: the same input in any order gives byte-identical output
 // (services sorted by namespace/name, ports by name, protocol and port,
 // endpoints by address).
-func Compute(in Input) Result {
+func Compute(in Input) Result { return new(Cache).Compute(in) }
+
+// Cache makes Compute cheap when few services changed: Cache.Compute
+// renders again only the services whose Service or EndpointSlices are not
+// the very objects (pointers) of the previous call, and returns what
+// Compute would. Objects must therefore be replaced, never modified in
+// place, between calls, as informers' are. The zero Cache is ready; it is
+// not safe for concurrent use.
+type Cache struct {
+	key      cacheKey
+	services map[string]*rendered // by namespace/name
+	renders  int                  // services rendered, for tests
+}
+
+// cacheKey is what of Input, besides the objects, a rendering depends on.
+type cacheKey struct {
+	node        string
+	nodeDsts    string
+	clusterCIDR netip.Prefix
+}
+
+// rendered is one service's rendering and the objects it was made from.
+type rendered struct {
+	svc    *corev1.Service
+	slices []*discoveryv1.EndpointSlice
+	ports  []*portRules
+}
+
+// portRules are the rules of one service port.
+type portRules struct {
+	hash string
+	// filterServices and filterExternal are its lines of SKP-SERVICES
+	// and SKP-EXTERNAL (filter); nat its nat chains, declared and filled,
+	// and its dispatch rules (empty without endpoints).
+	filterServices, filterExternal, nat []byte
+	chains                              []string // the nat chains it declares
+	shards                              []byte   // the SKP-DST shards it uses
+	dnat                                []netip.Addr
+	endpoints                           int // distinct endpoints used
+}
+
+// Compute is the package's Compute, reusing the renderings of unchanged
+// services.
+func (c *Cache) Compute(in Input) Result {
 	g := newGen(in)
-	var nat []*svcPort
+	key := cacheKey{node: in.NodeName, nodeDsts: fmt.Sprint(g.nodeDsts), clusterCIDR: in.ClusterCIDR}
+	if c.services == nil || c.key != key {
+		c.key, c.services = key, map[string]*rendered{}
+	}
+	next := make(map[string]*rendered, len(c.services))
+	var ports []*portRules
 	for _, svc := range sortedServices(in.Services) {
-		for _, sp := range g.servicePorts(svc) {
-			if g.filterRules(sp) {
-				nat = append(nat, sp)
-			}
+		name := svc.Namespace + "/" + svc.Name
+		sl := g.slices[name]
+		r := c.services[name]
+		if r == nil || r.svc != svc || !slices.Equal(r.slices, sl) {
+			r = &rendered{svc: svc, slices: sl, ports: g.render(svc)}
+			c.renders++
 		}
+		next[name] = r
+		ports = append(ports, r.ports...)
 	}
-	// The nat payload is written service port by service port, each
-	// one's chains declared just before their rules, in descending order
-	// of chain name. iptables-nft (1.8.x) keeps every chain name a restore
-	// mentions in a sorted linked list, walked from its head for every
-	// line; declared in this order, a service's chains sit at the head of
-	// their prefix's run when its rules are read, which turns a walk over
-	// all chains (seconds at 10,000 services) into a few steps.
-	slices.SortFunc(nat, func(a, b *svcPort) int { return strings.Compare(b.hash, a.hash) })
-	for _, sp := range nat {
-		g.natRules(sp)
+	c.services = next
+	return g.finish(ports)
+}
+
+// render renders the rules of svc's ports.
+func (g *gen) render(svc *corev1.Service) []*portRules {
+	var out []*portRules
+	for _, sp := range g.servicePorts(svc) {
+		g.svcRules.Reset()
+		g.filterServices.Reset()
+		g.filterExternal.Reset()
+		g.natChains, g.shards, g.dnat, g.endpoints = g.natChains[:0], g.shards[:0], g.dnat[:0], 0
+		if g.filterRules(sp) {
+			g.natRules(sp)
+		}
+		out = append(out, &portRules{
+			hash: sp.hash, filterServices: bytes.Clone(g.filterServices.Bytes()), filterExternal: bytes.Clone(g.filterExternal.Bytes()),
+			nat: bytes.Clone(g.svcRules.Bytes()), chains: slices.Clone(g.natChains), shards: slices.Clone(g.shards),
+			dnat: slices.Clone(g.dnat), endpoints: g.endpoints,
+		})
 	}
-	return g.finish()
+	return out
 }
 
 func sortedServices(in []*corev1.Service) []*corev1.Service {
@@ -254,17 +317,20 @@ type gen struct {
 	slices   map[string][]*discoveryv1.EndpointSlice // by "ns/service"
 	nodeDsts []nodeDst                               // "addressed to this node"
 
-	natChains                      []string
-	natServices                    bytes.Buffer // the node-local DNS rules, first in SKP-SERVICES
-	svcRules                       bytes.Buffer
-	filterServices, filterExternal bytes.Buffer
-	services, endpoints            int
-	shards                         [256]bool // the SKP-DST chains used
+	natServices bytes.Buffer // the node-local DNS rules, first in SKP-SERVICES
 	// mayBeLocal are the endpoint addresses that may be pods of this
-	// node (by any slice's word); hairpin are those traffic goes to.
-	mayBeLocal, hairpin map[netip.Addr]bool
-	hasher              [sha256.Size]byte
-	hashBuf             []byte
+	// node (by any slice's word).
+	mayBeLocal map[netip.Addr]bool
+
+	// The service port being rendered (see render).
+	svcRules, filterServices, filterExternal bytes.Buffer
+	natChains                                []string
+	shards                                   []byte
+	dnat                                     []netip.Addr
+	endpoints                                int
+
+	hasher  [sha256.Size]byte
+	hashBuf []byte
 }
 
 // nodeDst matches packets addressed to this node, split as iptables-save
@@ -272,8 +338,7 @@ type gen struct {
 type nodeDst struct{ addr, match []string }
 
 func newGen(in Input) *gen {
-	g := &gen{in: in, slices: make(map[string][]*discoveryv1.EndpointSlice, len(in.Slices)), mayBeLocal: map[netip.Addr]bool{}, hairpin: map[netip.Addr]bool{}}
-	estimate := 0
+	g := &gen{in: in, slices: make(map[string][]*discoveryv1.EndpointSlice, len(in.Slices)), mayBeLocal: map[netip.Addr]bool{}}
 	for _, s := range in.Slices {
 		if s == nil {
 			continue
@@ -289,11 +354,11 @@ func newGen(in Input) *gen {
 				g.mayBeLocal[ip] = true
 			}
 		}
-		// About 200 bytes of rules per endpoint and port: sizing the
-		// buffer once saves copying tens of megabytes at scale.
-		estimate += len(s.Endpoints) * max(1, len(s.Ports)) * 200
 	}
-	g.svcRules.Grow(estimate)
+	for _, sl := range g.slices {
+		// By name: a rendering is reused for the same slices in any order.
+		slices.SortFunc(sl, func(a, b *discoveryv1.EndpointSlice) int { return strings.Compare(a.Name, b.Name) })
+	}
 	if len(in.NodeIPs) == 0 {
 		g.nodeDsts = []nodeDst{{addr: []string{"!", "-d", "127.0.0.0/8"}, match: []string{"-m", "addrtype", "--dst-type", "LOCAL"}}}
 	} else {
@@ -306,7 +371,6 @@ func newGen(in Input) *gen {
 			}
 		}
 	}
-	g.natChains = slices.Clone(fixedNATChains)
 	if d := in.LocalDNS; d != nil && d.VIP.Is4() && d.Target.Addr().Is4() {
 		for _, proto := range []string{"udp", "tcp"} {
 			line(&g.natServices, "-A", ServicesChain, "-d", d.VIP.String()+"/32", "-p", proto,
@@ -490,7 +554,6 @@ func (g *gen) filterRules(sp *svcPort) bool {
 	if localPolicy {
 		hasExtEndpoints = len(sp.local) > 0
 	}
-	g.services++
 
 	// Filter: refuse at once what has nowhere to go. No endpoints at all:
 	// REJECT; endpoints, but none on this node under policy Local: DROP,
@@ -630,12 +693,10 @@ func (g *gen) spread(sp *svcPort, chain, proto string, eps []*endpoint) {
 		if !ep.used {
 			ep.used = true
 			g.endpoints++
+			g.dnat = append(g.dnat, ep.addr.Addr())
 		}
 		if hasAffinity && ep.affinity == "" {
 			ep.affinity = affPrefix + g.hash(sp.svc.Namespace, "/", sp.svc.Name, ":", sp.port.Name, ":", string(sp.port.Protocol), ":", ep.addr.String())
-		}
-		if g.mayBeLocal[ep.addr.Addr()] {
-			g.hairpin[ep.addr.Addr()] = true
 		}
 	}
 	if hasAffinity {
@@ -725,7 +786,9 @@ func line(b *bytes.Buffer, args ...string) {
 // noting that it is used.
 func (g *gen) shard(ip netip.Addr) string {
 	b := ip.As4()[3]
-	g.shards[b] = true
+	if !slices.Contains(g.shards, b) {
+		g.shards = append(g.shards, b)
+	}
 	return shardName(b)
 }
 
@@ -741,29 +804,60 @@ func (g *gen) declare(chain string) {
 	g.svcRules.WriteString(" - [0:0]\n")
 }
 
-// finish assembles the payloads.
-func (g *gen) finish() Result {
-	res := Result{Services: g.services, Endpoints: g.endpoints}
+// finish assembles the payloads from the service ports' rules, given in
+// service order.
+func (g *gen) finish(ports []*portRules) Result {
+	res := Result{Services: len(ports)}
+	var used [256]bool
+	var natOrder []*portRules
+	natLen, natChains := 0, 0
+	hairpin := map[netip.Addr]bool{}
+	for _, p := range ports {
+		res.Endpoints += p.endpoints
+		for _, b := range p.shards {
+			used[b] = true
+		}
+		for _, ip := range p.dnat {
+			if g.mayBeLocal[ip] {
+				hairpin[ip] = true
+			}
+		}
+		if len(p.nat) > 0 {
+			natOrder = append(natOrder, p)
+			natLen += len(p.nat)
+			natChains += len(p.chains)
+		}
+	}
+	// The nat payload is written service port by service port, each
+	// one's chains declared just before their rules, in descending order
+	// of chain name. iptables-nft (1.8.x) keeps every chain name a restore
+	// mentions in a sorted linked list, walked from its head for every
+	// line; declared in this order, a service's chains sit at the head of
+	// their prefix's run when its rules are read, which turns a walk over
+	// all chains (seconds at 10,000 services) into a few steps.
+	slices.SortFunc(natOrder, func(a, b *portRules) int { return strings.Compare(b.hash, a.hash) })
 
 	var shards []byte
-	for b, used := range g.shards {
-		if used {
+	for b, u := range used {
+		if u {
 			shards = append(shards, byte(b))
 		}
 	}
 	var nat bytes.Buffer
-	nat.Grow(g.natServices.Len() + g.svcRules.Len() + 1024 + 80*len(shards))
+	nat.Grow(g.natServices.Len() + natLen + 1024 + 80*len(shards) + 100*len(hairpin))
 	nat.WriteString("*nat\n")
-	res.NATChains = make([]string, 0, len(g.natChains)+len(shards))
+	res.NATChains = make([]string, 0, len(fixedNATChains)+len(shards)+natChains)
 	res.NATChains = append(res.NATChains, fixedNATChains...)
 	for _, b := range shards {
 		res.NATChains = append(res.NATChains, shardName(b))
 	}
-	res.NATChains = append(res.NATChains, g.natChains[len(fixedNATChains):]...)
-	for _, c := range res.NATChains[:len(fixedNATChains)+len(shards)] {
+	for _, c := range res.NATChains {
 		nat.WriteByte(':')
 		nat.WriteString(c)
 		nat.WriteString(" - [0:0]\n")
+	}
+	for _, p := range natOrder {
+		res.NATChains = append(res.NATChains, p.chains...)
 	}
 	// Hairpin: a DNATed packet going back to its sender, a pod of this
 	// node, is masqueraded, or the pod would get its own reply from
@@ -778,9 +872,7 @@ func (g *gen) finish() Result {
 		masq = append(masq, "--random-fully")
 	}
 	line(&nat, masq...)
-	hairpin := slices.Collect(maps.Keys(g.hairpin))
-	slices.SortFunc(hairpin, netip.Addr.Compare)
-	for _, ip := range hairpin {
+	for _, ip := range slices.SortedFunc(maps.Keys(hairpin), netip.Addr.Compare) {
 		a := ip.String() + "/32"
 		line(&nat, "-A", HairpinChain, "-s", a, "-d", a, "-j", "MARK", "--or-mark", masqBit)
 	}
@@ -789,7 +881,9 @@ func (g *gen) finish() Result {
 		// -d 0.0.0.B/0.0.0.255: the destination's last byte is B.
 		line(&nat, "-A", ServicesChain, "-d", "0.0.0."+strconv.Itoa(int(b))+"/0.0.0.255", "-j", shardName(b))
 	}
-	nat.Write(g.svcRules.Bytes())
+	for _, p := range natOrder {
+		nat.Write(p.nat)
+	}
 	// The NodePorts dispatch must be the last rule of SKP-SERVICES: a VIP
 	// that happens to be a local address still goes to its service.
 	for _, dst := range g.nodeDsts {
@@ -804,8 +898,12 @@ func (g *gen) finish() Result {
 	for _, c := range res.FilterChains {
 		filter.WriteString(":" + c + " - [0:0]\n")
 	}
-	filter.Write(g.filterServices.Bytes())
-	filter.Write(g.filterExternal.Bytes())
+	for _, p := range ports {
+		filter.Write(p.filterServices)
+	}
+	for _, p := range ports {
+		filter.Write(p.filterExternal)
+	}
 	line(&filter, "-A", ForwardChain, "-m", "comment", "--comment", quote("skiff forwarding rules"), "-m", "mark", "--mark", MasqMark, "-j", "ACCEPT")
 	line(&filter, "-A", ForwardChain, "-m", "comment", "--comment", quote("skiff forwarding conntrack rule"), "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT")
 	filter.WriteString("COMMIT\n")
