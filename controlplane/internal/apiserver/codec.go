@@ -1,7 +1,6 @@
 package apiserver
 
 import (
-	"bytes"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -11,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/skiff-sh/skiff/controlplane/internal/registry"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -31,7 +31,7 @@ const (
 // JSON, which every client accepts whatever it prefers (guide 4.0).
 type codecs struct {
 	json, jsonStrict, yaml, yamlStrict, protobuf runtime.Decoder
-	protobufEncoder                              runtime.Encoder
+	protobufEncoder                              runtime.EncoderWithAllocator
 }
 
 func newCodecs(scheme *runtime.Scheme) *codecs {
@@ -221,12 +221,12 @@ func internalGroup(group string) string {
 // writeProtobuf writes obj in Kubernetes' protobuf encoding; it fails,
 // having written nothing, for an object without one.
 func (c *codecs) writeProtobuf(w http.ResponseWriter, code int, obj runtime.Object) error {
-	var buf bytes.Buffer
-	if err := c.protobufEncoder.Encode(obj, &buf); err != nil {
+	b, err := registry.EncodeProtobuf(c.protobufEncoder, obj)
+	if err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", mediaProtobuf)
 	w.WriteHeader(code)
-	_, _ = w.Write(buf.Bytes()) // a client that went away is not an error of ours
+	_, _ = w.Write(b) // a client that went away is not an error of ours
 	return nil
 }

@@ -1,12 +1,12 @@
 package apiserver
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"time"
 
+	"github.com/skiff-sh/skiff/controlplane/internal/registry"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -138,11 +138,7 @@ func (s *Server) eventObject(res *resource, ev watch.Event, as string, protobuf 
 		obj = t
 	}
 	if protobuf {
-		var buf bytes.Buffer
-		if err := s.codecs.protobufEncoder.Encode(obj, &buf); err != nil {
-			return nil, err
-		}
-		return buf.Bytes(), nil
+		return registry.EncodeProtobuf(s.codecs.protobufEncoder, obj)
 	}
 	return json.Marshal(obj)
 }

@@ -25,10 +25,21 @@ func newCodec(scheme *runtime.Scheme) *codec {
 
 // encode encodes obj, which must have its TypeMeta set.
 func (c *codec) encode(obj runtime.Object) ([]byte, error) {
+	b, err := EncodeProtobuf(c.ser, obj)
+	if err != nil {
+		return nil, fmt.Errorf("registry: encode %s: %w", obj.GetObjectKind().GroupVersionKind().Kind, err)
+	}
+	return b, nil
+}
+
+// EncodeProtobuf encodes obj with a protobuf serializer into the one
+// slice the serializer allocates for it, without copying it (as writing
+// to a bytes.Buffer would: another allocation and copy per object).
+func EncodeProtobuf(enc runtime.EncoderWithAllocator, obj runtime.Object) ([]byte, error) {
 	var alloc runtime.SimpleAllocator
 	var buf sliceWriter
-	if err := c.ser.EncodeWithAllocator(obj, &buf, &alloc); err != nil {
-		return nil, fmt.Errorf("registry: encode %s: %w", obj.GetObjectKind().GroupVersionKind().Kind, err)
+	if err := enc.EncodeWithAllocator(obj, &buf, &alloc); err != nil {
+		return nil, err
 	}
 	return buf.b, nil
 }
@@ -51,7 +62,7 @@ func (w *sliceWriter) Write(p []byte) (int, error) {
 	if w.b == nil {
 		w.b = p
 	} else {
-		w.b = append(w.b, p...)
+		w.b = append(w.b[:len(w.b):len(w.b)], p...) // never into the first slice's spare capacity
 	}
 	return len(p), nil
 }

@@ -109,7 +109,7 @@ func Schedule(snap *Snapshot, pod *PodInfo, opt Options) (Result, error) {
 	}
 	want := NumFeasibleNodesToFind(n, opt.PercentageOfNodesToScore)
 	cy := newCycle(snap, pod)
-	feasible := make([]*NodeInfo, 0, min(want, 64))
+	feasible := make([]*NodeInfo, 0, want)
 	var reasons map[string]int
 	start := opt.Start % n
 	if start < 0 {
