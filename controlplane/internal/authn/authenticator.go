@@ -24,6 +24,9 @@ var (
 	ErrInvalidToken = errors.New("authn: invalid bearer token")
 )
 
+// errUnknownToken is ErrInvalidToken for a token the copy does not hold.
+var errUnknownToken = fmt.Errorf("%w: unknown", ErrInvalidToken)
+
 // maxTokenLen bounds the tokens worth hashing; ours are 47 bytes long.
 const maxTokenLen = 1024
 
@@ -68,8 +71,9 @@ func (c *Config) Validate() error {
 // with a linearizable list and then keeps current with a watch of this
 // master's replica: a token deleted (or created) through any master stops
 // (or starts) working here as soon as this replica applies the change, and
-// no request costs a read of the store. Its methods are safe for concurrent
-// use.
+// a request with a known token costs no read of the store (an unknown one
+// is looked up again; see AuthenticateRequest). Its methods are safe for
+// concurrent use.
 type Authenticator struct {
 	cfg Config
 	log *slog.Logger
@@ -82,6 +86,21 @@ type Authenticator struct {
 
 	synced     chan struct{}
 	syncedOnce sync.Once
+
+	// Unknown tokens are looked up again in a fresh list (see fresh):
+	// loading lets one list run at a time; next is the list the misses
+	// arriving meanwhile wait for, not started yet.
+	loading sync.Mutex
+	nextMu  sync.Mutex
+	next    *freshList
+}
+
+// freshList is one linearizable list of the token records for the misses
+// that wait on it; done is closed once toks and err are set.
+type freshList struct {
+	done chan struct{}
+	toks map[string]Token // by Hash
+	err  error
 }
 
 // New validates cfg.
@@ -202,7 +221,7 @@ func (a *Authenticator) AuthenticateToken(token string) (User, error) {
 	tok, ok := a.byHash[pki.HashToken(token)]
 	a.mu.RUnlock()
 	if !ok || !pki.TokenMatches(tok.Hash, token) {
-		return User{}, fmt.Errorf("%w: unknown", ErrInvalidToken)
+		return User{}, errUnknownToken
 	}
 	if tok.Expired(a.cfg.Now()) {
 		return User{}, fmt.Errorf("%w: token %s expired at %s", ErrInvalidToken, tok.ID, tok.Expires.Format(time.RFC3339))
@@ -215,6 +234,12 @@ func (a *Authenticator) AuthenticateToken(token string) (User, error) {
 // token. It returns ErrNoCredentials for a request with neither, and
 // ErrInvalidToken when the Authorization header does not hold a valid
 // bearer token.
+//
+// A token the copy does not know is looked for again in a linearizable list
+// of the records before it is refused: a token created through another
+// master a moment ago (`skiff token create`, then a join through this one)
+// works at once, however far this replica lags. Concurrent misses share
+// one list, so unknown tokens cost the store one read at a time.
 func (a *Authenticator) AuthenticateRequest(r *http.Request) (User, error) {
 	if name, groups, ok := pki.Authenticate(r.TLS); ok {
 		return newUser(name, groups), nil
@@ -227,7 +252,69 @@ func (a *Authenticator) AuthenticateRequest(r *http.Request) (User, error) {
 	if err != nil {
 		return User{}, err
 	}
-	return a.AuthenticateToken(token)
+	u, err := a.AuthenticateToken(token)
+	if !errors.Is(err, errUnknownToken) {
+		return u, err
+	}
+	return a.authenticateFresh(r.Context(), token, err)
+}
+
+// freshTimeout bounds the wait for a fresh list of the tokens.
+const freshTimeout = 5 * time.Second
+
+// authenticateFresh authenticates token against a linearizable list of the
+// records that starts after the call; miss is the copy's error, returned
+// when the list fails too.
+func (a *Authenticator) authenticateFresh(ctx context.Context, token string, miss error) (User, error) {
+	ctx, cancel := context.WithTimeout(ctx, freshTimeout)
+	defer cancel()
+	l := a.fresh()
+	select {
+	case <-l.done:
+	case <-ctx.Done():
+		return User{}, miss
+	}
+	if l.err != nil {
+		a.log.Warn("listing the bearer tokens for an unknown token", "err", l.err)
+		return User{}, miss
+	}
+	tok, ok := l.toks[pki.HashToken(token)]
+	if !ok || !pki.TokenMatches(tok.Hash, token) {
+		return User{}, miss
+	}
+	if tok.Expired(a.cfg.Now()) {
+		return User{}, fmt.Errorf("%w: token %s expired at %s", ErrInvalidToken, tok.ID, tok.Expires.Format(time.RFC3339))
+	}
+	return newUser(tok.User, tok.Groups), nil
+}
+
+// fresh returns a list that has not started yet, starting it if no other
+// caller has: once it runs (after any list in flight), the callers that
+// share it have all called fresh before it read the store.
+func (a *Authenticator) fresh() *freshList {
+	a.nextMu.Lock()
+	defer a.nextMu.Unlock()
+	if a.next != nil {
+		return a.next
+	}
+	l := &freshList{done: make(chan struct{})}
+	a.next = l
+	go func() {
+		a.loading.Lock()
+		defer a.loading.Unlock()
+		a.nextMu.Lock()
+		a.next = nil // later misses wait for the next list
+		a.nextMu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), freshTimeout)
+		defer cancel()
+		toks, _, err := listTokens(ctx, a.cfg.Store, raftstore.ReadOptions{}, func(string, error) {})
+		l.toks, l.err = make(map[string]Token, len(toks)), err
+		for _, tok := range toks {
+			l.toks[tok.Hash] = tok
+		}
+		close(l.done)
+	}()
+	return l
 }
 
 // BearerToken returns the token of an Authorization header value of the form

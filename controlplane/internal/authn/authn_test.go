@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -409,4 +410,76 @@ func TestReloadAfterLostHistory(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// deaf is a token source whose watches see nothing: an Authenticator over
+// it keeps the copy of its first load, like one on a replica that lags.
+type deaf struct {
+	*raftstore.Store
+	lists atomic.Int32
+}
+
+func (d *deaf) Watch(ctx context.Context, _ string, from int64) (*raftstore.Watcher, error) {
+	return d.Store.Watch(ctx, "/authn-test-nothing/", from)
+}
+
+func (d *deaf) List(ctx context.Context, prefix string, o raftstore.ListOptions) (raftstore.ListResult, error) {
+	d.lists.Add(1)
+	return d.Store.List(ctx, prefix, o)
+}
+
+// TestAuthenticateRequestUnknownToken: a token this replica's copy does not
+// know yet (created through another master a moment ago) authenticates a
+// request, after a linearizable list; a token no one issued, and an
+// expired one, still do not. Concurrent misses share lists.
+func TestAuthenticateRequestUnknownToken(t *testing.T) {
+	s := storetest.Start(t, "")
+	ctx := t.Context()
+	clk := &clock{now: time.Now()}
+	src := &deaf{Store: s}
+	a := startAuthenticator(t, src, clk.Now)
+
+	late, _, err := CreateToken(ctx, s, TokenSpec{User: "late", Groups: []string{"dev"}}, clk.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	short, shortTok, err := CreateToken(ctx, s, TokenSpec{User: "temp", TTL: time.Minute}, clk.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.AuthenticateToken(late); !errors.Is(err, ErrInvalidToken) {
+		t.Fatalf("the copy knows the new token (%v): the test needs one that lags", err)
+	}
+	request := func(token string) (User, error) {
+		r := httptest.NewRequest("GET", "/api", nil)
+		r.Header.Set("Authorization", "Bearer "+token)
+		return a.AuthenticateRequest(r)
+	}
+	if u, err := request(late); err != nil || u.Name != "late" || !slices.Equal(u.Groups, []string{"dev", GroupAuthenticated}) {
+		t.Errorf("a token created after the load: got %+v, %v; want late in [dev %s]", u, err, GroupAuthenticated)
+	}
+	if u, err := request(pki.NewToken()); !errors.Is(err, ErrInvalidToken) {
+		t.Errorf("a token never issued: got %+v, %v; want ErrInvalidToken", u, err)
+	}
+	clk.Advance(time.Minute)
+	if _, err := request(short); !errors.Is(err, ErrInvalidToken) || !strings.Contains(err.Error(), shortTok.ID) {
+		t.Errorf("an expired token the copy does not know: got %v, want ErrInvalidToken naming %s", err, shortTok.ID)
+	}
+
+	before := src.lists.Load()
+	const misses = 32
+	var wg sync.WaitGroup
+	for range misses {
+		wg.Go(func() {
+			if _, err := request(pki.NewToken()); !errors.Is(err, ErrInvalidToken) {
+				t.Errorf("a token never issued: got %v, want ErrInvalidToken", err)
+			}
+		})
+	}
+	wg.Wait()
+	lists := src.lists.Load() - before
+	t.Logf("%d concurrent unknown tokens: %d lists", misses, lists)
+	if lists < 1 || lists > misses {
+		t.Errorf("%d concurrent unknown tokens made %d lists, want between 1 and %d", misses, lists, misses)
+	}
 }
