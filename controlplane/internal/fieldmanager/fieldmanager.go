@@ -75,11 +75,12 @@ type managerKey struct {
 // kind registered with its Go type from k8s.io/api. Managers are built on
 // first use by For.
 func New(scheme *runtime.Scheme) *Set {
-	return &Set{
-		scheme:   scheme,
-		types:    applyconfigurations.NewTypeConverter(scheme),
-		managers: map[managerKey]*Manager{},
-	}
+	return newSet(scheme, newGoTypes(applyconfigurations.NewTypeConverter(scheme)))
+}
+
+// newSet is New with the type converter types.
+func newSet(scheme *runtime.Scheme, types managedfields.TypeConverter) *Set {
+	return &Set{scheme: scheme, types: types, managers: map[managerKey]*Manager{}}
 }
 
 // For returns the Manager of kind gvk written through subresource ("" for
