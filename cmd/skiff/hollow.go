@@ -7,6 +7,8 @@ import (
 	"io"
 	"log/slog"
 
+	"k8s.io/apimachinery/pkg/runtime"
+
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/client-go/kubernetes"
@@ -58,6 +60,7 @@ func runHollow(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	// Thousands of nodes heartbeat through this one client.
 	rc.QPS, rc.Burst = 500, 1000
+	rc.ContentType, rc.AcceptContentTypes = runtime.ContentTypeProtobuf, runtime.ContentTypeProtobuf+","+runtime.ContentTypeJSON
 	if cfg.Client, err = kubernetes.NewForConfig(rc); err != nil {
 		fmt.Fprintf(stderr, "skiff hollow: %v\n", err)
 		return 1

@@ -35,6 +35,8 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/runtime"
+
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -532,6 +534,12 @@ func loopbackConfig(addr *net.TCPAddr, ca *pki.CA, user string) (*rest.Config, e
 		UserAgent:       "skiff-controller-manager",
 		QPS:             200,
 		Burst:           400,
+		// Protobuf, as kube-controller-manager and kube-scheduler talk:
+		// a bind encoded as JSON cost the leader more than scheduling it.
+		ContentConfig: rest.ContentConfig{
+			ContentType:        runtime.ContentTypeProtobuf,
+			AcceptContentTypes: runtime.ContentTypeProtobuf + "," + runtime.ContentTypeJSON,
+		},
 	}
 	// client-go keeps 25 idle connections per host: the scheduler's and
 	// the controllers' bursts of concurrent writes would open and close TLS

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"k8s.io/apimachinery/pkg/runtime"
+
 	"k8s.io/client-go/rest"
 
 	"github.com/skiff-sh/skiff/controlplane/membership"
@@ -40,6 +42,11 @@ func (c *credentials) restConfig(nodeName string, pool *membership.Pool, hosts [
 		QPS:             50,
 		Burst:           100,
 		Dial:            dialMaster,
+		// Protobuf, as the kubelet and kube-proxy talk.
+		ContentConfig: rest.ContentConfig{
+			ContentType:        runtime.ContentTypeProtobuf,
+			AcceptContentTypes: runtime.ContentTypeProtobuf + "," + runtime.ContentTypeJSON,
+		},
 	}
 	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return &failover{base: rt, set: set} })
 	return cfg, set
