@@ -7,7 +7,7 @@ import (
 	"io"
 	"log/slog"
 
-	"k8s.io/apimachinery/pkg/runtime"
+	"github.com/skiff-sh/skiff/controlplane/client"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -58,9 +58,14 @@ func runHollow(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintf(stderr, "skiff hollow: %v\n", err)
 		return 1
 	}
-	// Thousands of nodes heartbeat through this one client.
+	// Thousands of nodes heartbeat and report pods through this one client,
+	// as many requests at a time as they run in parallel.
 	rc.QPS, rc.Burst = 500, 1000
-	rc.ContentType, rc.AcceptContentTypes = runtime.ContentTypeProtobuf, runtime.ContentTypeProtobuf+","+runtime.ContentTypeJSON
+	client.Protobuf(rc)
+	if err := client.KeepConns(rc, 2*cfg.Parallelism); err != nil {
+		fmt.Fprintf(stderr, "skiff hollow: %v\n", err)
+		return 1
+	}
 	if cfg.Client, err = kubernetes.NewForConfig(rc); err != nil {
 		fmt.Fprintf(stderr, "skiff hollow: %v\n", err)
 		return 1

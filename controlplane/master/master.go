@@ -35,7 +35,7 @@ import (
 	"strings"
 	"time"
 
-	"k8s.io/apimachinery/pkg/runtime"
+	"github.com/skiff-sh/skiff/controlplane/client"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -534,26 +534,14 @@ func loopbackConfig(addr *net.TCPAddr, ca *pki.CA, user string) (*rest.Config, e
 		UserAgent:       "skiff-controller-manager",
 		QPS:             200,
 		Burst:           400,
-		// Protobuf, as kube-controller-manager and kube-scheduler talk:
-		// a bind encoded as JSON cost the leader more than scheduling it.
-		ContentConfig: rest.ContentConfig{
-			ContentType:        runtime.ContentTypeProtobuf,
-			AcceptContentTypes: runtime.ContentTypeProtobuf + "," + runtime.ContentTypeJSON,
-		},
 	}
-	// client-go keeps 25 idle connections per host: the scheduler's and
-	// the controllers' bursts of concurrent writes would open and close TLS
-	// connections (two ECDSA handshakes each, both in this process) all the
-	// time. Keep as many as they use.
-	tlsCfg, err := rest.TLSConfigFor(cfg)
-	if err != nil {
+	// Protobuf, as kube-controller-manager and kube-scheduler talk: a bind
+	// encoded as JSON cost the leader more than scheduling it. The
+	// scheduler's and the controllers' bursts of concurrent writes would
+	// open and close connections with client-go's 25 idle ones per host.
+	client.Protobuf(cfg)
+	if err := client.KeepConns(cfg, 256); err != nil {
 		return nil, err
 	}
-	cfg.Transport = &http.Transport{
-		Proxy: nil, TLSClientConfig: tlsCfg, TLSHandshakeTimeout: 10 * time.Second,
-		MaxIdleConns: 512, MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second,
-		DialContext: (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-	}
-	cfg.TLSClientConfig = rest.TLSClientConfig{}
 	return cfg, nil
 }

@@ -11,7 +11,7 @@ import (
 	"sync"
 	"time"
 
-	"k8s.io/apimachinery/pkg/runtime"
+	"github.com/skiff-sh/skiff/controlplane/client"
 
 	"k8s.io/client-go/rest"
 
@@ -42,12 +42,8 @@ func (c *credentials) restConfig(nodeName string, pool *membership.Pool, hosts [
 		QPS:             50,
 		Burst:           100,
 		Dial:            dialMaster,
-		// Protobuf, as the kubelet and kube-proxy talk.
-		ContentConfig: rest.ContentConfig{
-			ContentType:        runtime.ContentTypeProtobuf,
-			AcceptContentTypes: runtime.ContentTypeProtobuf + "," + runtime.ContentTypeJSON,
-		},
 	}
+	client.Protobuf(cfg) // as the kubelet and kube-proxy talk
 	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return &failover{base: rt, set: set} })
 	return cfg, set
 }

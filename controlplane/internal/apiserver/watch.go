@@ -17,10 +17,10 @@ import (
 func secondsDuration(n int64) time.Duration { return time.Duration(n) * time.Second }
 
 // serveWatch streams the changes of res in ns as newline-separated JSON
-// WatchEvents, each flushed as it happens. Errors found before the stream
-// starts are returned (and written as a Status by the caller); afterwards
-// the stream ends with an ERROR event, at ?timeoutSeconds=, or when the
-// client goes away. With a Table Accept header every event's object is a
+// WatchEvents, flushed as they happen (a burst at once). Errors found
+// before the stream starts are returned (and written as a Status by the
+// caller); afterwards the stream ends with an ERROR event, at
+// ?timeoutSeconds=, or when the client goes away. With a Table Accept header every event's object is a
 // one-row Table, the first with column definitions.
 func (s *Server) serveWatch(w http.ResponseWriter, r *http.Request, res *resource, ns string) error {
 	q := r.URL.Query()
@@ -105,7 +105,11 @@ func (s *Server) serveWatch(w http.ResponseWriter, r *http.Request, res *resourc
 		if err := encode(string(ev.Type), obj); err != nil {
 			return nil // the client went away
 		}
-		flusher.Flush()
+		// As kube-apiserver: flush when no other event waits, so that a
+		// burst of events leaves in a few writes, not one write each.
+		if len(wi.ResultChan()) == 0 {
+			flusher.Flush()
+		}
 	}
 }
 
