@@ -24,6 +24,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/skiff-sh/skiff/controlplane/client"
+
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
@@ -324,8 +326,12 @@ func (a *apiCluster) connect(ctx context.Context, kubeconfig string) error {
 		return err
 	}
 	cfg.QPS, cfg.Burst = -1, 0 // a negative QPS: no client-side rate limiter
-	cfg.ContentType = contentTypeProtobuf
-	cfg.AcceptContentTypes = contentTypeProtobuf + ",application/json"
+	client.Protobuf(cfg)
+	// The writers and the hollow nodes have more requests in flight to a
+	// master than client-go's 25 idle connections: keep them all open.
+	if err := client.KeepConns(cfg, 256); err != nil {
+		return err
+	}
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return err
@@ -406,9 +412,10 @@ func (a *apiCluster) createNamespace(ctx context.Context, name string) error {
 	return nil
 }
 
-// profile takes a CPU profile of every master for d into dir, named
-// phase-<master>.pprof, when dir is set. The returned func waits for the
-// profiles; a failed profile is logged, not fatal.
+// profile takes a CPU profile and an allocation profile of every master
+// for d into dir, named phase-<master>.pprof and phase-<master>-allocs.pprof,
+// when dir is set. The returned func waits for the profiles; a failed
+// profile is logged, not fatal.
 func (a *apiCluster) profile(ctx context.Context, b *testing.B, dir, phase string, d time.Duration) (wait func()) {
 	if dir == "" {
 		return func() {}
@@ -416,17 +423,19 @@ func (a *apiCluster) profile(ctx context.Context, b *testing.B, dir, phase strin
 	secs := max(1, int(d.Round(time.Second)/time.Second))
 	var wg sync.WaitGroup
 	for i, addr := range a.sc.httpAddrs {
-		wg.Go(func() {
-			pctx, cancel := context.WithTimeout(ctx, time.Duration(secs)*time.Second+30*time.Second)
-			defer cancel()
-			body, err := statusGet(pctx, addr, fmt.Sprintf("/debug/pprof/profile?seconds=%d", secs))
-			if err == nil {
-				err = os.WriteFile(filepath.Join(dir, fmt.Sprintf("%s-%s.pprof", phase, a.sc.ps[i].name)), body, 0o644)
-			}
-			if err != nil {
-				b.Logf("CPU profile of %s during %s: %v", a.sc.ps[i].name, phase, err)
-			}
-		})
+		for _, p := range []struct{ kind, suffix string }{{"profile", ""}, {"allocs", "-allocs"}} {
+			wg.Go(func() {
+				pctx, cancel := context.WithTimeout(ctx, time.Duration(secs)*time.Second+30*time.Second)
+				defer cancel()
+				body, err := statusGet(pctx, addr, fmt.Sprintf("/debug/pprof/%s?seconds=%d", p.kind, secs))
+				if err == nil {
+					err = os.WriteFile(filepath.Join(dir, fmt.Sprintf("%s-%s%s.pprof", phase, a.sc.ps[i].name, p.suffix)), body, 0o644)
+				}
+				if err != nil {
+					b.Logf("%s profile of %s during %s: %v", p.kind, a.sc.ps[i].name, phase, err)
+				}
+			})
+		}
 	}
 	return wg.Wait
 }
