@@ -31,6 +31,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"sync"
 	"unicode"
@@ -61,6 +62,9 @@ var ErrNoSchema = errors.New("fieldmanager: no structured-merge-diff schema for 
 type Set struct {
 	scheme *runtime.Scheme
 	types  managedfields.TypeConverter
+	// skipReset has updates leave the field their subresource cannot set
+	// out of the comparison (Manager.skip).
+	skipReset bool
 
 	mu       sync.Mutex
 	managers map[managerKey]*Manager
@@ -75,7 +79,9 @@ type managerKey struct {
 // kind registered with its Go type from k8s.io/api. Managers are built on
 // first use by For.
 func New(scheme *runtime.Scheme) *Set {
-	return newSet(scheme, newGoTypes(applyconfigurations.NewTypeConverter(scheme)))
+	s := newSet(scheme, newGoTypes(applyconfigurations.NewTypeConverter(scheme)))
+	s.skipReset = true
+	return s
 }
 
 // newSet is New with the type converter types.
@@ -108,7 +114,10 @@ func (s *Set) For(gvk schema.GroupVersionKind, subresource string) (*Manager, er
 		return nil, fmt.Errorf("fieldmanager: %s: %w", gvk, err)
 	}
 	m := &Manager{gvk: gvk, subresource: subresource, scheme: s.scheme, types: s.types, fields: fm,
-		reset: resetFields(gvk.GroupVersion(), subresource)[fieldpath.APIVersion(gvk.GroupVersion().String())]}
+		reset: resetFields(gvk.GroupVersion(), subresource)[fieldpath.APIVersion(gvk.GroupVersion().String())], skip: -1}
+	if s.skipReset {
+		m.skip = jsonField(probe, resetField(subresource))
+	}
 	s.managers[k] = m
 	return m, nil
 }
@@ -119,13 +128,17 @@ func (s *Set) For(gvk schema.GroupVersionKind, subresource string) (*Manager, er
 // /status writes nothing but status and metadata. A path the kind does not
 // have filters nothing.
 func resetFields(gv schema.GroupVersion, subresource string) map[fieldpath.APIVersion]fieldpath.Filter {
-	reset := "status"
-	if subresource == "status" {
-		reset = "spec"
-	}
 	return map[fieldpath.APIVersion]fieldpath.Filter{
-		fieldpath.APIVersion(gv.String()): fieldpath.NewExcludeSetFilter(fieldpath.NewSet(fieldpath.MakePathOrDie(reset))),
+		fieldpath.APIVersion(gv.String()): fieldpath.NewExcludeSetFilter(fieldpath.NewSet(fieldpath.MakePathOrDie(resetField(subresource)))),
 	}
+}
+
+// resetField is the top-level field a write through subresource cannot set.
+func resetField(subresource string) string {
+	if subresource == "status" {
+		return "spec"
+	}
+	return "status"
 }
 
 // noDefaults is the defaulter of the merged result of an apply. Skiff
@@ -144,6 +157,10 @@ type Manager struct {
 	fields      *managedfields.FieldManager
 	// reset filters out what writes through subresource cannot set.
 	reset fieldpath.Filter
+	// skip is the index in the kind's Go struct of the field reset
+	// filters out (spec or status), which update leaves out of the
+	// comparison; -1 to compare it all the same.
+	skip int
 
 	emptyOnce sync.Once
 	empty     *typed.TypedValue // the kind's zero object, typed; nil if it fails
@@ -227,7 +244,12 @@ func (m *Manager) update(live, obj runtime.Object, manager string) (runtime.Obje
 	}
 	obj = obj.DeepCopyObject()
 	obj.GetObjectKind().SetGroupVersionKind(m.gvk)
-	out, err := m.fields.Update(live, obj, manager)
+	var out runtime.Object
+	if m.skip >= 0 {
+		out, err = m.updateSkipping(live, obj, manager)
+	} else {
+		out, err = m.fields.Update(live, obj, manager)
+	}
 	if err == nil {
 		out, err = m.typed(out)
 	}
@@ -238,6 +260,50 @@ func (m *Manager) update(live, obj runtime.Object, manager string) (runtime.Obje
 		return obj, fmt.Errorf("fieldmanager: managedFields of %s not updated: %w", describe(obj), err)
 	}
 	return out, nil
+}
+
+// updateSkipping is fields.Update of obj over live (copies update may
+// change) with the field a write through the subresource cannot set (a
+// pod's spec, on a status update) zeroed in both while the field manager
+// compares them. The comparison drops whatever differs there anyway (the
+// reset filter), so the managedFields are the same; a kubelet's status
+// update no longer walks the pod's spec twice. It returns obj, whole, with
+// the managedFields computed.
+func (m *Manager) updateSkipping(live, obj runtime.Object, manager string) (runtime.Object, error) {
+	reflect.ValueOf(live).Elem().Field(m.skip).SetZero()
+	field := reflect.ValueOf(obj).Elem().Field(m.skip)
+	kept := reflect.New(field.Type()).Elem()
+	kept.Set(field)
+	field.SetZero()
+	out, err := m.fields.Update(live, obj, manager)
+	field.Set(kept)
+	if err != nil {
+		return nil, err
+	}
+	if out != obj {
+		om, oo := objectMeta(obj), objectMeta(out)
+		if om == nil || oo == nil {
+			return nil, fmt.Errorf("fieldmanager: %s has no metadata", describe(obj))
+		}
+		om.SetManagedFields(oo.GetManagedFields())
+	}
+	return obj, nil
+}
+
+// jsonField returns the index of the field of obj's struct whose JSON name
+// is name, or -1.
+func jsonField(obj runtime.Object, name string) int {
+	t := reflect.TypeOf(obj)
+	if t.Kind() != reflect.Pointer || t.Elem().Kind() != reflect.Struct {
+		return -1
+	}
+	t = t.Elem()
+	for i := range t.NumField() {
+		if tag, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ","); tag == name {
+			return i
+		}
+	}
+	return -1
 }
 
 // stripped are the fields no managedFields entry holds (the field manager's

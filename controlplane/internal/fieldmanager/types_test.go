@@ -12,18 +12,21 @@ import (
 	"k8s.io/client-go/applyconfigurations"
 )
 
-// TestGoTypesMatchSchemas: managers over goTypes (Go objects converted
-// unvalidated) write the same objects and managedFields, and fail the same
-// writes, as managers over the schemas' own validating converter, through
-// a pod's and a deployment's life: create, updates by several managers,
-// status updates, server-side apply, lists with duplicate keys, and an
-// element without its key.
+// TestGoTypesMatchSchemas: New's managers (Go objects converted
+// unvalidated, and updates that leave the field their subresource cannot
+// set out of the comparison) write the same objects and managedFields, and
+// fail the same writes, as managers over the schemas' own validating
+// converter that compare everything, through a pod's and a deployment's
+// life: create, updates by several managers, status updates (one that also
+// changes the spec), an update of the main resource that changes status,
+// server-side apply, lists with duplicate keys, and an element without its
+// key.
 func TestGoTypesMatchSchemas(t *testing.T) {
 	scheme := testScheme(t)
 	fast := New(scheme)
 	ref := newSet(scheme, applyconfigurations.NewTypeConverter(scheme))
-	if _, ok := fast.types.(*goTypes); !ok {
-		t.Fatalf("New's converter is %T, want *goTypes", fast.types)
+	if _, ok := fast.types.(*goTypes); !ok || !fast.skipReset {
+		t.Fatalf("New's converter is %T, skipping reset fields %v; want *goTypes, true", fast.types, fast.skipReset)
 	}
 	podKind := corev1.SchemeGroupVersion.WithKind("Pod")
 
@@ -42,6 +45,14 @@ func TestGoTypesMatchSchemas(t *testing.T) {
 	notReady := running.DeepCopy()
 	notReady.Status.Conditions[0].Status = corev1.ConditionFalse
 	notReady.Status.ContainerStatuses[0].Ready = false
+	specToo := notReady.DeepCopy() // a status write cannot set spec
+	specToo.Status.Phase = corev1.PodSucceeded
+	specToo.Spec.Containers[0].Image = "other"
+	specToo.Spec.ActiveDeadlineSeconds = new(int64)
+	statusToo := specToo.DeepCopy() // nor a write of the main resource status
+	statusToo.Spec.Containers[0].Image = "i"
+	statusToo.Status.Phase = corev1.PodFailed
+	statusToo.Status.Message = "set through the main resource"
 	nameless := labelled.DeepCopy()
 	nameless.Spec.Containers = append(nameless.Spec.Containers, corev1.Container{Image: "j"}) // no key
 
@@ -72,6 +83,8 @@ func TestGoTypesMatchSchemas(t *testing.T) {
 		{name: "label, duplicate env", gvk: podKind, obj: labelled, by: "kubectl-label"},
 		{name: "running", gvk: podKind, sub: "status", obj: running, by: "kubelet"},
 		{name: "not ready", gvk: podKind, sub: "status", obj: notReady, by: "kubelet"},
+		{name: "status and spec through status", gvk: podKind, sub: "status", obj: specToo, by: "kubelet"},
+		{name: "spec and status through the main resource", gvk: podKind, obj: statusToo, by: "kubectl-edit"},
 		{name: "container without name", gvk: podKind, obj: nameless, by: "kubectl-edit"},
 		{name: "apply labels", gvk: podKind, patch: `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","namespace":"d","labels":{"tier":"back"}}}`, by: "kubectl"},
 		{name: "apply labels, forced", gvk: podKind, patch: `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","namespace":"d","labels":{"tier":"back"}}}`, by: "kubectl", force: true},
