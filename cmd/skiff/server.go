@@ -15,6 +15,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -42,7 +43,17 @@ type serverFlags struct {
 	clusterCIDR string
 	nodeMask    int
 	gossipAddr  string
+	// gcPercent is the Go garbage collector's GOGC for this process,
+	// unless the GOGC environment variable is set.
+	gcPercent int
 }
+
+// defaultGCPercent is a master's GOGC: the API server, the store and the
+// controllers allocate at a high rate, and Go's default (100) collects so
+// often that marking was a tenth of a busy master's CPU. 200 lets the heap
+// grow to three times the live data instead of two: 12-17% less CPU per
+// scheduled pod, for 30% more memory (README, the scheduling benchmark).
+const defaultGCPercent = 200
 
 func (f *serverFlags) register(fs *flag.FlagSet, single bool) {
 	defDir, defPeer, defAPI, defHTTP, defGossip := "/var/lib/skiff", ":6444", ":6443", "127.0.0.1:6445", ":7946"
@@ -70,6 +81,7 @@ func (f *serverFlags) register(fs *flag.FlagSet, single bool) {
 	fs.Int64Var(&f.tolerationSeconds, "default-toleration-seconds", master.DefaultConfig().DefaultTolerationSeconds, "seconds a pod without its own tolerations for the node.kubernetes.io/not-ready and unreachable NoExecute taints stays on a failed node before it is evicted (Kubernetes: 300)")
 	mdef := master.DefaultConfig()
 	fs.DurationVar(&f.nodeGrace, "node-monitor-grace-period", mdef.NodeMonitorGracePeriod, "how long a node may go without a heartbeat (lease renewal or status update) before it is marked unreachable; a worker the gossip pool reports dead is unreachable at once")
+	fs.IntVar(&f.gcPercent, "gc-percent", defaultGCPercent, "the Go garbage collector's target heap growth (GOGC) of this process, in percent of the live heap; the GOGC environment variable, when set, takes precedence")
 	fs.StringVar(&f.clusterCIDR, "cluster-cidr", mdef.ClusterCIDR.String(), "the pods' address range; each node gets a part of it")
 	fs.IntVar(&f.nodeMask, "node-cidr-mask-size", mdef.NodeCIDRMaskSize, "prefix length of each node's part of --cluster-cidr")
 	def := raftstore.DefaultConfig()
@@ -119,6 +131,13 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer, sin
 		return 2
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if f.gcPercent <= 0 {
+		fmt.Fprintf(stderr, "skiff %s: --gc-percent must be positive\n", cmd)
+		return 2
+	}
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(f.gcPercent)
+	}
 	clusterCIDR, err := netip.ParsePrefix(f.clusterCIDR)
 	if err != nil {
 		fmt.Fprintf(stderr, "skiff %s: --cluster-cidr: %v\n", cmd, err)
