@@ -201,19 +201,37 @@ func TestCleanupAfterCrash(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.Close()
+	ctrErr := func(args ...string) (string, error) {
+		return l.Exec(t.Context(), w, "ctr", append([]string{"-a", w.ContainerdSocket, "-n", "labtest"}, args...)...)
+	}
 	ctr := func(args ...string) string {
 		t.Helper()
-		out, err := l.Exec(t.Context(), w, "ctr", append([]string{"-a", w.ContainerdSocket, "-n", "labtest"}, args...)...)
+		out, err := ctrErr(args...)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return out
 	}
 	ctr("images", "import", archive)
-	ctr("run", "-d", "skiff.test/lab/busybox:1", "sleeper", "sleep", "1000")
+	// On a loaded machine containerd has been seen to start a task's shim
+	// twice, the second failing with "container with given ID already
+	// exists" (CI, while the e2e package ran beside this one): that is
+	// not what this test is about, so another ID is tried.
+	var id string
+	for attempt := 1; ; attempt++ {
+		id = fmt.Sprintf("sleeper-%d", attempt)
+		_, err := ctrErr("run", "-d", "skiff.test/lab/busybox:1", id, "sleep", "1000")
+		if err == nil {
+			break
+		}
+		if attempt == 3 {
+			t.Fatal(err)
+		}
+		t.Logf("starting the container, attempt %d: %v", attempt, err)
+	}
 	var pid int
 	for _, line := range strings.Split(ctr("tasks", "ls"), "\n") {
-		if f := strings.Fields(line); len(f) >= 3 && f[0] == "sleeper" && f[2] == "RUNNING" {
+		if f := strings.Fields(line); len(f) >= 3 && f[0] == id && f[2] == "RUNNING" {
 			pid, _ = strconv.Atoi(f[1])
 		}
 	}
