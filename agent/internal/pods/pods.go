@@ -186,9 +186,16 @@ func (m *Manager) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer func() {
 		wg.Wait()
+		// No worker starts once ctx is done (wake checks). Wait for them
+		// without holding mu: a worker mid-sync takes it to record its
+		// containers (track), and waiting under it deadlocked.
 		m.mu.Lock()
-		defer m.mu.Unlock()
+		workers := make([]*worker, 0, len(m.workers))
 		for _, w := range m.workers {
+			workers = append(workers, w)
+		}
+		m.mu.Unlock()
+		for _, w := range workers {
 			<-w.done
 		}
 	}()
