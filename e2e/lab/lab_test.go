@@ -245,15 +245,21 @@ func TestCleanupAfterCrash(t *testing.T) {
 	if err := Cleanup(dir); err != nil {
 		t.Fatalf("cleanup: %v", err)
 	}
-	assertGone(t, l.ID(), l.Dir(), []int{pid})
+	start, err := startTime(pid)
+	if err != nil {
+		t.Fatalf("the container process %d: %v", pid, err)
+	}
+	// (taken before the cleanup: after it the pid may be another's)
+	assertGone(t, l.ID(), l.Dir(), map[int]uint64{pid: start})
 	if err := Cleanup(dir); err != nil {
 		t.Errorf("second cleanup: %v", err)
 	}
 }
 
 // assertGone fails t if anything of lab id is left: namespaces, links,
-// iptables rules, mounts or processes mentioning dir, the given pids, dir.
-func assertGone(t *testing.T, id, dir string, pids []int) {
+// iptables rules, mounts or processes mentioning dir, the given processes
+// (pid → start time), dir.
+func assertGone(t *testing.T, id, dir string, pids map[int]uint64) {
 	t.Helper()
 	prefix := "sk" + id
 	if out, _ := exec.Command("ip", "netns", "list").Output(); strings.Contains(string(out), prefix) {
@@ -273,8 +279,8 @@ func assertGone(t *testing.T, id, dir string, pids []int) {
 			t.Errorf("process %d still running after down: %q", pid, p.args)
 		}
 	}
-	for _, pid := range pids {
-		if !waitGone(pid, 0) {
+	for pid, start := range pids {
+		if !waitGone(pid, start, 0) {
 			t.Errorf("container process %d still running after down", pid)
 		}
 	}

@@ -143,7 +143,7 @@ func killRecorded(ps pstate) error {
 	}
 	syscall.Kill(-ps.Pid, syscall.SIGKILL)
 	syscall.Kill(ps.Pid, syscall.SIGKILL)
-	if !waitGone(ps.Pid, 10*time.Second) {
+	if !waitGone(ps.Pid, ps.Start, 10*time.Second) {
 		return fmt.Errorf("lab: pid %d (%s) still running 10s after SIGKILL", ps.Pid, ps.Cmd)
 	}
 	return nil
@@ -187,7 +187,7 @@ func killShims(sockets []string) error {
 	// loaded machine: give them time, and say what is left.
 	var stuck []string
 	for _, pid := range victims {
-		if !waitGone(pid, 30*time.Second) {
+		if !waitGone(pid, procs[pid].start, 30*time.Second) {
 			stuck = append(stuck, describeProc(pid))
 		}
 	}
@@ -209,6 +209,9 @@ func containsStr(list []string, s string) bool {
 type procInfo struct {
 	ppid int
 	args []string
+	// start is when the process started (field 22 of its stat), telling
+	// it from a later process with its pid.
+	start uint64
 }
 
 // allProcs reads every process's parent and command line.
@@ -229,9 +232,13 @@ func allProcs() map[int]procInfo {
 			continue
 		}
 		ppid, _ := strconv.Atoi(f[3])
+		var start uint64
+		if len(f) > 21 {
+			start, _ = strconv.ParseUint(f[21], 10, 64)
+		}
 		cmdline, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
 		args := strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
-		out[pid] = procInfo{ppid: ppid, args: args}
+		out[pid] = procInfo{ppid: ppid, args: args, start: start}
 	}
 	return out
 }

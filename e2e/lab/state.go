@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -328,15 +329,19 @@ func unescapeMount(s string) string {
 }
 
 // waitGone polls until pid no longer exists (or is a zombie) or timeout.
-func waitGone(pid int, timeout time.Duration) bool {
+func waitGone(pid int, start uint64, timeout time.Duration) bool {
 	deadline := time.Now().Add(timeout)
 	for {
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 		if err != nil {
 			return true
 		}
-		if f := statFields(b); len(f) > 2 && f[2] == "Z" {
+		f := statFields(b)
+		if len(f) > 2 && f[2] == "Z" {
 			return true
+		}
+		if start != 0 && len(f) > 21 && f[21] != strconv.FormatUint(start, 10) {
+			return true // the pid is another process's now (pid_max may be 32768)
 		}
 		if time.Now().After(deadline) {
 			return false
