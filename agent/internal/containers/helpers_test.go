@@ -197,6 +197,10 @@ func newTestRuntime(t *testing.T) (*Runtime, Config) {
 			c.NamespaceService().Delete(namespaces.WithNamespace(ctx, ns), ns)
 			c.Close()
 		}
+		// The runc shim keeps its state under a root shared by every
+		// containerd on the host, one directory per namespace, and leaves
+		// the namespace's (empty once its containers are deleted).
+		os.Remove(filepath.Join("/run/containerd/runc", ns))
 		unmountUnder(runDir)
 		os.RemoveAll(runDir)
 	})
