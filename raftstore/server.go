@@ -225,10 +225,16 @@ func (s *Store) Status(ctx context.Context) (Status, error) {
 	if err := s.wait(ctx); err != nil {
 		return Status{}, err
 	}
+	state := s.raft.State()
 	leaderAddr, leaderID := s.raft.LeaderWithID()
+	if state == raft.Leader && leaderID == "" {
+		// Raft records its own leadership a moment after it takes the
+		// state: say what the state says.
+		leaderAddr, leaderID = raft.ServerAddress(s.addr), raft.ServerID(s.cfg.NodeID)
+	}
 	v := s.fsm.view()
 	st := Status{
-		ID: s.cfg.NodeID, Address: s.addr, State: s.raft.State().String(),
+		ID: s.cfg.NodeID, Address: s.addr, State: state.String(),
 		LeaderID: string(leaderID), LeaderAddress: string(leaderAddr),
 		Term: s.raft.CurrentTerm(), CommitIndex: s.raft.CommitIndex(), AppliedIndex: s.fsm.appliedRev(),
 		LastIndex: s.raft.LastIndex(), CompactRev: v.CompactRev(), Keys: v.Len(),
