@@ -127,6 +127,10 @@ func (c *Controller) Run(ctx context.Context) error {
 		return nil
 	}
 	backoff := workqueue.NewTypedItemExponentialFailureRateLimiter[string](100*time.Millisecond, 10*time.Second)
+	// written holds the ranges this controller wrote that the informer has
+	// not shown yet: a round over a cache that lags its own writes must not
+	// hand them to another node.
+	written := map[string]netip.Prefix{}
 	for {
 		retry := false
 		list, err := nodes.Lister().List(labels.Everything())
@@ -134,14 +138,27 @@ func (c *Controller) Run(ctx context.Context) error {
 			return err
 		}
 		used := map[netip.Prefix]string{}
+		listed := map[string]bool{}
 		for _, n := range list {
+			listed[n.Name] = true
 			if p, err := netip.ParsePrefix(n.Spec.PodCIDR); err == nil {
 				used[p.Masked()] = n.Name
+				delete(written, n.Name) // the cache shows what the node has now
 			}
+		}
+		for name, p := range written {
+			if !listed[name] {
+				delete(written, name) // deleted: its range is free again
+				continue
+			}
+			used[p] = name
 		}
 		for _, n := range list {
 			if n.Spec.PodCIDR != "" || n.DeletionTimestamp != nil || ctx.Err() != nil {
 				continue
+			}
+			if _, ok := written[n.Name]; ok {
+				continue // written; the cache has not caught up
 			}
 			p, ok := c.free(used)
 			if !ok {
@@ -149,14 +166,18 @@ func (c *Controller) Run(ctx context.Context) error {
 				retry = true
 				continue
 			}
-			if err := c.set(ctx, n, p); err != nil {
+			wrote, err := c.set(ctx, n, p)
+			if err != nil {
 				if ctx.Err() == nil && !apierrors.IsNotFound(err) {
 					c.cfg.Logger.Warn("node ipam: assigning a pod CIDR failed, retrying", "node", n.Name, "err", err)
 					retry = true
 				}
 				continue
 			}
-			used[p] = n.Name
+			if !wrote {
+				continue // the node changed since it was listed: its update brings another round
+			}
+			used[p], written[n.Name] = n.Name, p
 			c.cfg.Logger.Info("pod CIDR assigned", "node", n.Name, "cidr", p.String())
 		}
 		var after <-chan time.Time
@@ -191,15 +212,15 @@ func (c *Controller) free(used map[netip.Prefix]string) (netip.Prefix, bool) {
 }
 
 // set writes p as node's pod CIDR, unless the node changed since it was
-// listed (409 Conflict; the change brings another round).
-func (c *Controller) set(ctx context.Context, n *corev1.Node, p netip.Prefix) error {
+// listed (409 Conflict: wrote is false; the change brings another round).
+func (c *Controller) set(ctx context.Context, n *corev1.Node, p netip.Prefix) (wrote bool, err error) {
 	upd := n.DeepCopy()
 	upd.Spec.PodCIDR, upd.Spec.PodCIDRs = p.String(), []string{p.String()}
 	rctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
 	defer cancel()
-	_, err := c.cfg.Client.CoreV1().Nodes().Update(rctx, upd, metav1.UpdateOptions{})
+	_, err = c.cfg.Client.CoreV1().Nodes().Update(rctx, upd, metav1.UpdateOptions{})
 	if apierrors.IsConflict(err) {
-		return nil
+		return false, nil
 	}
-	return err
+	return err == nil, err
 }
