@@ -22,6 +22,16 @@ func uniqueName(prefix string) string {
 	return prefix + hex.EncodeToString(b)
 }
 
+// testNamespace returns a new containerd namespace for t. The runc shim
+// keeps its state under a root every containerd on the host shares, a
+// directory per namespace that outlives the private containerd: it is
+// removed when t ends.
+func testNamespace(t *testing.T) string {
+	ns := uniqueName("ib-")
+	t.Cleanup(func() { os.Remove(filepath.Join("/run/containerd/runc", ns)) })
+	return ns
+}
+
 // TestImportAndRun imports a busybox image and a Go program's image from
 // one archive into a private containerd with `ctr images import`, and runs
 // both with `ctr run`.
@@ -46,7 +56,7 @@ func TestImportAndRun(t *testing.T) {
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
-	ns := uniqueName("ib-")
+	ns := testNamespace(t)
 	if _, err := c.ctr(t.Context(), ns, "images", "import", archive); err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +124,7 @@ func TestPushAndPull(t *testing.T) {
 		t.Fatalf("GET manifest: got %s digest %q (body %s), want 200 with digest %s", resp.Status, resp.Header.Get("Docker-Content-Digest"), sha(body), want)
 	}
 
-	ns := uniqueName("ib-")
+	ns := testNamespace(t)
 	if _, err := c.ctr(t.Context(), ns, "images", "pull", "--plain-http", name); err != nil {
 		t.Fatal(err)
 	}
