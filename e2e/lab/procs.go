@@ -232,10 +232,7 @@ func allProcs() map[int]procInfo {
 			continue
 		}
 		ppid, _ := strconv.Atoi(f[3])
-		var start uint64
-		if len(f) > 21 {
-			start, _ = strconv.ParseUint(f[21], 10, 64)
-		}
+		start, _ := statStart(f)
 		cmdline, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
 		args := strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
 		out[pid] = procInfo{ppid: ppid, args: args, start: start}
@@ -260,11 +257,21 @@ func startTime(pid int) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	f := statFields(b)
-	if len(f) < 22 {
-		return 0, fmt.Errorf("lab: /proc/%d/stat: too few fields", pid)
+	start, ok := statStart(statFields(b))
+	if !ok {
+		return 0, fmt.Errorf("lab: /proc/%d/stat: no start time", pid)
 	}
-	return strconv.ParseUint(f[21], 10, 64)
+	return start, nil
+}
+
+// statStart returns field 22 of split stat fields (statFields): when the
+// process started.
+func statStart(f []string) (uint64, bool) {
+	if len(f) < 22 {
+		return 0, false
+	}
+	start, err := strconv.ParseUint(f[21], 10, 64)
+	return start, err == nil
 }
 
 // readFrom returns the content of path from offset off.

@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -340,7 +339,7 @@ func waitGone(pid int, start uint64, timeout time.Duration) bool {
 		if len(f) > 2 && f[2] == "Z" {
 			return true
 		}
-		if start != 0 && len(f) > 21 && f[21] != strconv.FormatUint(start, 10) {
+		if now, ok := statStart(f); ok && start != 0 && now != start {
 			return true // the pid is another process's now (pid_max may be 32768)
 		}
 		if time.Now().After(deadline) {
