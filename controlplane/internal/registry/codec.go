@@ -1,9 +1,12 @@
 package registry
 
 import (
+	"bytes"
 	"fmt"
 
+	"google.golang.org/protobuf/encoding/protowire"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer/protobuf"
 )
 
@@ -47,11 +50,107 @@ func EncodeProtobuf(enc runtime.EncoderWithAllocator, obj runtime.Object) ([]byt
 // decode decodes data into a new object from res.New.
 func (c *codec) decode(res *Resource, data []byte) (runtime.Object, error) {
 	into := res.New()
+	if u, ok := into.(unmarshaler); ok {
+		if raw, ok := storedRaw(data, res.Kind); ok {
+			// What the serializer does for a value of the resource's own
+			// kind, without copying the value out of its envelope first.
+			if err := u.Unmarshal(raw); err == nil {
+				into.GetObjectKind().SetGroupVersionKind(res.Kind)
+				return into, nil
+			}
+			into = res.New() // the serializer says what is wrong
+		}
+	}
 	obj, _, err := c.ser.Decode(data, nil, into)
 	if err != nil {
 		return nil, fmt.Errorf("registry: decode %s: %w", res.GroupResource, err)
 	}
 	return obj, nil
+}
+
+// unmarshaler is a generated protobuf message.
+type unmarshaler interface{ Unmarshal([]byte) error }
+
+// protobufPrefix starts every stored value ("k8s\x00").
+var protobufPrefix = []byte{0x6b, 0x38, 0x73, 0x00}
+
+// storedRaw returns the object bytes in the envelope (runtime.Unknown) of a
+// stored value, without copying them, when the envelope says they are
+// protobuf of kind gvk and nothing else; ok is false for anything else,
+// which the serializer then decodes or refuses.
+func storedRaw(data []byte, gvk schema.GroupVersionKind) (raw []byte, ok bool) {
+	if !bytes.HasPrefix(data, protobufPrefix) {
+		return nil, false
+	}
+	b := data[len(protobufPrefix):]
+	var typeMeta []byte
+	var haveRaw bool
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 || typ != protowire.BytesType {
+			return nil, false
+		}
+		b = b[n:]
+		v, n := protowire.ConsumeBytes(b)
+		if n < 0 {
+			return nil, false
+		}
+		b = b[n:]
+		switch num {
+		case 1: // typeMeta
+			typeMeta = v
+		case 2: // raw
+			raw, haveRaw = v, true
+		case 3, 4: // contentEncoding, contentType: none is written
+			if len(v) > 0 {
+				return nil, false
+			}
+		default:
+			return nil, false
+		}
+	}
+	if !haveRaw {
+		return nil, false
+	}
+	if !typeMetaIs(typeMeta, gvk) {
+		return nil, false
+	}
+	return raw, true
+}
+
+// typeMetaIs reports whether b, a runtime.TypeMeta, holds gvk's apiVersion
+// (1) and kind (2) and nothing else.
+func typeMetaIs(b []byte, gvk schema.GroupVersionKind) bool {
+	var apiVersion, kind []byte
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 || typ != protowire.BytesType {
+			return false
+		}
+		b = b[n:]
+		v, n := protowire.ConsumeBytes(b)
+		if n < 0 {
+			return false
+		}
+		b = b[n:]
+		switch num {
+		case 1:
+			apiVersion = v
+		case 2:
+			kind = v
+		default:
+			return false
+		}
+	}
+	if string(kind) != gvk.Kind {
+		return false
+	}
+	if gvk.Group == "" {
+		return string(apiVersion) == gvk.Version
+	}
+	g := len(gvk.Group)
+	return len(apiVersion) == g+1+len(gvk.Version) && string(apiVersion[:g]) == gvk.Group &&
+		apiVersion[g] == '/' && string(apiVersion[g+1:]) == gvk.Version
 }
 
 // sliceWriter keeps the one slice the serializer writes (it allocates the

@@ -89,10 +89,15 @@ func (s *Store) Create(ctx context.Context, res *Resource, ns string, obj runtim
 	m.SetUID(uuid.NewUUID())
 	m.SetCreationTimestamp(metav1.NewTime(s.now()).Rfc3339Copy())
 	generate := m.GetName() == "" && m.GetGenerateName() != ""
+	// Only a generated name or a reservation can make an attempt fail in a
+	// way the next one retries; those start each attempt from a copy of base.
+	retries := generate || res.Reservations != nil
 	base := obj
 	for attempt := 1; ; attempt++ {
-		obj = base.DeepCopyObject() // what Assign chose last time is chosen again
-		m, _ = meta.Accessor(obj)
+		if retries {
+			obj = base.DeepCopyObject() // what Assign chose last time is chosen again
+			m, _ = meta.Accessor(obj)
+		}
 		if generate {
 			m.SetName(generateName(m.GetGenerateName()))
 		}
