@@ -264,7 +264,7 @@ func (cy *cycle) filter(n *NodeInfo) []string {
 }
 
 func (cy *cycle) filterUnschedulable(n *NodeInfo) []string {
-	if n.Node.Spec.Unschedulable && !tolerates(cy.pod.Pod.Spec.Tolerations, &corev1.Taint{Key: corev1.TaintNodeUnschedulable, Effect: corev1.TaintEffectNoSchedule}) {
+	if n.unschedulable && !tolerates(cy.pod.Pod.Spec.Tolerations, &corev1.Taint{Key: corev1.TaintNodeUnschedulable, Effect: corev1.TaintEffectNoSchedule}) {
 		return reasonsUnschedulable
 	}
 	return nil

@@ -32,7 +32,11 @@ type NodeInfo struct {
 	// condition is not True, and reasons their rejection texts.
 	taints  []corev1.Taint
 	reasons []string
-	index   int // in Snapshot.Nodes, or -1
+	// unschedulable is Node.Spec.Unschedulable (cordoned), kept here so
+	// that filtering a node reads its NodeInfo alone: the Node object is
+	// elsewhere in memory, and reading it cost a cache miss per node.
+	unschedulable bool
+	index         int // in Snapshot.Nodes, or -1
 }
 
 type portKey struct {
@@ -47,6 +51,7 @@ func newNodeInfo(name string) *NodeInfo {
 // setNode records node's current object.
 func (n *NodeInfo) setNode(node *corev1.Node) {
 	n.Node = node
+	n.unschedulable = node.Spec.Unschedulable
 	n.Allocatable = resourcesOf(node.Status.Allocatable, false)
 	n.AllowedPods = node.Status.Allocatable.Pods().Value()
 	n.taints, n.reasons = n.taints[:0], n.reasons[:0]

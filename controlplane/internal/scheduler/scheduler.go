@@ -133,8 +133,13 @@ type run struct {
 	rnd   *rand.Rand
 	start int // where the next decision begins in the snapshot's nodes
 
-	slots chan struct{} // Parallelism tokens for API writes
-	wg    sync.WaitGroup
+	// work hands API writes to the writers, goroutines that live as long
+	// as the run (a goroutine per write grew its stack anew each time,
+	// through client-go's calls); writers counts them, up to Parallelism.
+	// Only the scheduling loop dispatches.
+	work    chan func()
+	writers int
+	wg      sync.WaitGroup
 }
 
 // Run schedules pods until ctx ends; it returns nil then, after every
@@ -146,7 +151,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		cfg: s.cfg, log: s.cfg.Logger, cache: NewCache(),
 		queue: newQueue(s.cfg.BackoffBase, s.cfg.BackoffMax),
 		rec:   rec, rnd: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
-		slots: make(chan struct{}, s.cfg.Parallelism),
+		work: make(chan func()),
 	}
 	defer r.queue.shutdown()
 	src := s.cfg.Informers
@@ -209,6 +214,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	}
 	r.queue.shutdown()
 	<-loopDone
+	close(r.work)
 	r.wg.Wait()
 	return nil
 }
@@ -340,15 +346,31 @@ func (r *run) scheduleOne(ctx context.Context, key string, moves uint64) {
 	r.dispatch(func() { r.bind(ctx, pod, key, res.Node) })
 }
 
-// dispatch runs an API write in the background once one of the
-// Parallelism slots is free.
+// dispatch runs an API write in the background: on an idle writer, on a
+// new one while there are fewer than Parallelism, or else on the first
+// writer to finish.
 func (r *run) dispatch(f func()) {
-	r.slots <- struct{}{}
-	r.wg.Add(1)
-	go func() {
-		defer func() { <-r.slots; r.wg.Done() }()
+	select {
+	case r.work <- f:
+		return
+	default:
+	}
+	if r.writers < r.cfg.Parallelism {
+		r.writers++
+		r.wg.Add(1)
+		go r.writer(f)
+		return
+	}
+	r.work <- f
+}
+
+// writer runs first, then the writes dispatched to it until the run ends.
+func (r *run) writer(first func()) {
+	defer r.wg.Done()
+	first()
+	for f := range r.work {
 		f()
-	}()
+	}
 }
 
 // bind writes the binding of the pod assumed on node; on failure the
