@@ -11,8 +11,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/skiff-sh/skiff/controlplane/internal/apitest"
+	"github.com/skiff-sh/skiff/controlplane/internal/sharedinformers"
 )
 
 // run starts a controller for cidr/mask until stop is called or the test ends.
@@ -132,4 +135,67 @@ func TestDistinctRanges(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestCacheLaggingOwnWrites: a round over an informer cache that does not
+// show the ranges the controller wrote yet (its watch lags its writes)
+// neither writes those nodes again nor hands their ranges to another node.
+// The controller writes to one fake API and reads from another, whose
+// nodes never show a range.
+func TestCacheLaggingOwnWrites(t *testing.T) {
+	api, lagging := fake.NewClientset(), fake.NewClientset()
+	for _, name := range []string{"a", "b"} {
+		createNode(t, api, name, "")
+		createNode(t, lagging, name, "")
+	}
+	cfg := DefaultConfig()
+	cfg.Client, cfg.Logger = api, slog.New(slog.DiscardHandler)
+	cfg.ClusterCIDR, cfg.NodeMaskSize = netip.MustParsePrefix("10.250.0.0/24"), 26
+	cfg.Informers = sharedinformers.New(lagging, 1)
+	c, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	apitest.WaitFor(t, 20*time.Second, "a and b to get ranges", func() error {
+		if got := cidrs(t, api); got["a"] == "" || got["b"] == "" {
+			return fmt.Errorf("got %v", got)
+		}
+		return nil
+	})
+	first := cidrs(t, api)
+	// c's arrival in the lagging cache starts a round in which a and b
+	// still show no range.
+	createNode(t, api, "c", "")
+	createNode(t, lagging, "c", "")
+	apitest.WaitFor(t, 20*time.Second, "c to get a range", func() error {
+		if cidrs(t, api)["c"] == "" {
+			return fmt.Errorf("c has none")
+		}
+		return nil
+	})
+	got := cidrs(t, api)
+	if got["a"] != first["a"] || got["b"] != first["b"] {
+		t.Errorf("a and b got new ranges: %v, then %v", first, got)
+	}
+	if got["c"] == got["a"] || got["c"] == got["b"] || got["a"] == got["b"] {
+		t.Errorf("a range given twice: %v", got)
+	}
+	updates := map[string]int{}
+	for _, a := range api.Actions() {
+		if u, ok := a.(k8stesting.UpdateAction); ok && a.GetVerb() == "update" && a.GetResource().Resource == "nodes" {
+			updates[u.GetObject().(*corev1.Node).Name]++
+		}
+	}
+	if updates["a"] != 1 || updates["b"] != 1 || updates["c"] != 1 {
+		t.Errorf("node updates: %v, want one each", updates)
+	}
 }
