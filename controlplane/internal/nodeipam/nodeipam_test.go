@@ -21,8 +21,19 @@ import (
 // run starts a controller for cidr/mask until stop is called or the test ends.
 func run(t *testing.T, cs kubernetes.Interface, cidr string, mask int) (stop func()) {
 	t.Helper()
+	return runConfig(t, config(cs, cidr, mask))
+}
+
+func config(cs kubernetes.Interface, cidr string, mask int) Config {
 	cfg := DefaultConfig()
 	cfg.Client, cfg.Logger, cfg.ClusterCIDR, cfg.NodeMaskSize = cs, slog.New(slog.DiscardHandler), netip.MustParsePrefix(cidr), mask
+	return cfg
+}
+
+// runConfig starts a controller with cfg until stop is called or the test
+// ends.
+func runConfig(t *testing.T, cfg Config) (stop func()) {
+	t.Helper()
 	c, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -148,23 +159,9 @@ func TestCacheLaggingOwnWrites(t *testing.T) {
 		createNode(t, api, name, "")
 		createNode(t, lagging, name, "")
 	}
-	cfg := DefaultConfig()
-	cfg.Client, cfg.Logger = api, slog.New(slog.DiscardHandler)
-	cfg.ClusterCIDR, cfg.NodeMaskSize = netip.MustParsePrefix("10.250.0.0/24"), 26
+	cfg := config(api, "10.250.0.0/24", 26)
 	cfg.Informers = sharedinformers.New(lagging, 1)
-	c, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
+	runConfig(t, cfg)
 	apitest.WaitFor(t, 20*time.Second, "a and b to get ranges", func() error {
 		if got := cidrs(t, api); got["a"] == "" || got["b"] == "" {
 			return fmt.Errorf("got %v", got)
