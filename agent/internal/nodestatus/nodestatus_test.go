@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/skiff-sh/skiff/controlplane/testapi"
 )
@@ -74,12 +75,19 @@ func TestRegisterHeartbeatAndPodCIDR(t *testing.T) {
 		t.Fatalf("OnPodCIDR(%v) before any pod CIDR was set", p)
 	default:
 	}
-	n, err := cs.CoreV1().Nodes().Get(t.Context(), "ns-node-1", metav1.GetOptions{})
+	// The runner writes the node's status every 100 ms: a write between
+	// this Get and Update is a conflict, and the control plane (here the
+	// test) reads the node again and retries.
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		n, err := cs.CoreV1().Nodes().Get(t.Context(), "ns-node-1", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		n.Spec.PodCIDR, n.Spec.PodCIDRs = "10.244.7.0/24", []string{"10.244.7.0/24"}
+		_, err = cs.CoreV1().Nodes().Update(t.Context(), n, metav1.UpdateOptions{})
+		return err
+	})
 	if err != nil {
-		t.Fatal(err)
-	}
-	n.Spec.PodCIDR, n.Spec.PodCIDRs = "10.244.7.0/24", []string{"10.244.7.0/24"}
-	if _, err := cs.CoreV1().Nodes().Update(t.Context(), n, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	select {
