@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/skiff-sh/skiff/agent/runctest"
 )
 
 // TestUpDemo is `make run` and the README's quick start: `skiff up` on a
@@ -51,6 +53,9 @@ func TestUpDemo(t *testing.T) {
 			up.Wait()
 		}
 		cleanupUnder(dir)
+		if left := runctest.StatesUnder(dir); len(left) > 0 {
+			t.Errorf("runc state of the containers left after cleanup: %v", left)
+		}
 		exec.Command("ip", "netns", "del", netns).Run()
 		os.RemoveAll(dir)
 	})
@@ -152,8 +157,12 @@ func TestUpDemo(t *testing.T) {
 // cleanupUnder kills what a `skiff up` with its directories under dir
 // left running — a managed containerd, its shims, the containers (found by
 // the pod network namespaces pinned under dir), their log drivers — and
-// unmounts everything mounted under dir.
+// unmounts everything mounted under dir, then removes runc's records of
+// the containers.
 func cleanupUnder(dir string) {
+	// Last, once the killed processes are gone: runc's state and cgroups
+	// of the containers, which live outside dir.
+	defer runctest.RemoveUnder(dir)
 	podNets := map[string]bool{}
 	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err == nil && d.Name() == "net" && filepath.Base(filepath.Dir(filepath.Dir(p))) == "sandboxes" {

@@ -1,6 +1,8 @@
 package imagebuild
 
 import (
+	"github.com/skiff-sh/skiff/agent/runctest"
+
 	"bytes"
 	"crypto/rand"
 	"encoding/hex"
@@ -22,13 +24,12 @@ func uniqueName(prefix string) string {
 	return prefix + hex.EncodeToString(b)
 }
 
-// testNamespace returns a new containerd namespace for t. The runc shim
-// keeps its state under a root every containerd on the host shares, a
-// directory per namespace that outlives the private containerd: it is
-// removed when t ends.
+// testNamespace returns a new containerd namespace for t. runc keeps a
+// namespace's state directory and cgroups outside the private containerd,
+// shared by every containerd on the host: they are removed when t ends.
 func testNamespace(t *testing.T) string {
 	ns := uniqueName("ib-")
-	t.Cleanup(func() { os.Remove(filepath.Join("/run/containerd/runc", ns)) })
+	t.Cleanup(func() { runctest.RemoveNamespace(ns) })
 	return ns
 }
 

@@ -1,6 +1,8 @@
 package imagebuild
 
 import (
+	"github.com/skiff-sh/skiff/agent/runctest"
+
 	"bytes"
 	"context"
 	"fmt"
@@ -80,6 +82,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 		<-exited
 		killShims(t, c.sock)
 		unmountUnder(t, dir)
+		runctest.RemoveUnder(dir)
 		if t.Failed() {
 			if b, err := os.ReadFile(filepath.Join(dir, "containerd.log")); err == nil {
 				t.Logf("containerd log (last 3000 bytes):\n%s", tail(b, 3000))

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/skiff-sh/skiff/agent/imagebuild"
+	"github.com/skiff-sh/skiff/agent/runctest"
 )
 
 func TestMain(m *testing.M) {
@@ -180,7 +181,9 @@ func TestCleanupAfterCrash(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	// Last: the ctr namespace's directories, shared by every containerd on
+	// the host (runc's state root and the cgroup hierarchies).
+	t.Cleanup(func() { os.RemoveAll(dir); runctest.RemoveNamespace("labtest") })
 	l, err := Up(t.Context(), Config{Workers: 1, Dir: dir, NoImages: true})
 	if err != nil {
 		t.Fatal(err)
@@ -251,6 +254,10 @@ func TestCleanupAfterCrash(t *testing.T) {
 	}
 	// (taken before the cleanup: after it the pid may be another's)
 	assertGone(t, l.ID(), l.Dir(), map[int]uint64{pid: start})
+	// runc's record of the killed container, outside dir, goes too.
+	if _, err := os.Stat(filepath.Join("/run/containerd/runc/labtest", id)); !os.IsNotExist(err) {
+		t.Errorf("runc state of %s after cleanup: %v, want it removed", id, err)
+	}
 	if err := Cleanup(dir); err != nil {
 		t.Errorf("second cleanup: %v", err)
 	}

@@ -1,6 +1,8 @@
 package lab
 
 import (
+	"github.com/skiff-sh/skiff/agent/runctest"
+
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -213,6 +215,8 @@ func CleanupStale(pattern string) error {
 func teardown(dir string, st *state) error {
 	var errs []error
 	errs = append(errs, unmountUnder(dir))
+	// runc's state and cgroups of the workers' containers live outside dir.
+	runctest.RemoveUnder(dir)
 	for _, ns := range st.NetNS {
 		if _, err := os.Stat(filepath.Join("/run/netns", ns)); err == nil {
 			if out, err := exec.Command("ip", "netns", "delete", ns).CombinedOutput(); err != nil {

@@ -1,6 +1,8 @@
 package containers
 
 import (
+	"github.com/skiff-sh/skiff/agent/runctest"
+
 	"archive/tar"
 	"bytes"
 	"context"
@@ -124,6 +126,7 @@ func stopTestDaemon() {
 		}
 	}
 	unmountUnder(testDaemon.dir)
+	runctest.RemoveUnder(testDaemon.dir)
 	os.RemoveAll(testDaemon.dir)
 }
 
@@ -197,10 +200,9 @@ func newTestRuntime(t *testing.T) (*Runtime, Config) {
 			c.NamespaceService().Delete(namespaces.WithNamespace(ctx, ns), ns)
 			c.Close()
 		}
-		// The runc shim keeps its state under a root shared by every
-		// containerd on the host, one directory per namespace, and leaves
-		// the namespace's (empty once its containers are deleted).
-		os.Remove(filepath.Join("/run/containerd/runc", ns))
+		// runc keeps the namespace's state directory and cgroups outside
+		// the private containerd, shared by every containerd on the host.
+		runctest.RemoveNamespace(ns)
 		unmountUnder(runDir)
 		os.RemoveAll(runDir)
 	})
