@@ -27,6 +27,7 @@ import (
 	"github.com/skiff-sh/skiff/agent/internal/containers"
 	"github.com/skiff-sh/skiff/agent/internal/network"
 	"github.com/skiff-sh/skiff/agent/internal/volumes"
+	"github.com/skiff-sh/skiff/agent/runctest"
 	"github.com/skiff-sh/skiff/controlplane/testapi"
 )
 
@@ -61,7 +62,13 @@ func startNode(t *testing.T) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	// Last, once containerd and the shims are gone: runc's records outside
+	// dir (the namespace's only when no other node's containers use it).
+	t.Cleanup(func() {
+		runctest.RemoveUnder(dir)
+		runctest.RemoveNamespace("skiff-test")
+		os.RemoveAll(dir)
+	})
 	ctx := context.Background()
 	sock := filepath.Join(dir, "c.sock")
 	pid, err := containers.StartDaemon(ctx, containers.DaemonConfig{Root: filepath.Join(dir, "root"), State: filepath.Join(dir, "state"), Socket: sock})
