@@ -1,8 +1,6 @@
 package imagebuild
 
 import (
-	"github.com/skiff-sh/skiff/agent/runctest"
-
 	"bytes"
 	"crypto/rand"
 	"encoding/hex"
@@ -16,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/skiff-sh/skiff/agent/runctest"
 )
 
 func uniqueName(prefix string) string {

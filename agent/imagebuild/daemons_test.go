@@ -1,8 +1,6 @@
 package imagebuild
 
 import (
-	"github.com/skiff-sh/skiff/agent/runctest"
-
 	"bytes"
 	"context"
 	"fmt"
@@ -16,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/skiff-sh/skiff/agent/runctest"
 )
 
 // This file starts the real daemons the tests load images into: a private

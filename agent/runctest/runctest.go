@@ -86,7 +86,7 @@ func statesUnder(dir string) map[string]state {
 	return found
 }
 
-// state is what RemoveUnder reads of runc's state.json.
+// state is what statesUnder reads of runc's state.json.
 type state struct {
 	CgroupPaths map[string]string `json:"cgroup_paths"`
 	Config      struct {

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
@@ -52,21 +51,18 @@ func TestWorkerDeathThroughGossip(t *testing.T) {
 	}
 	cs := kubernetes.NewForConfigOrDie(cfg)
 	now := metav1.Now()
-	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "gossip-worker"}}
-	node, err = cs.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
-	if err != nil {
+	if _, err := cs.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "gossip-worker"}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	// The node IPAM controller writes the new Node too (its pod CIDR): on a
 	// conflict, read it again and retry, as a kubelet does.
 	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		node.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady", LastHeartbeatTime: now, LastTransitionTime: now}}
-		_, err := cs.CoreV1().Nodes().UpdateStatus(ctx, node, metav1.UpdateOptions{})
-		if apierrors.IsConflict(err) {
-			if latest, gerr := cs.CoreV1().Nodes().Get(ctx, node.Name, metav1.GetOptions{}); gerr == nil {
-				node = latest
-			}
+		node, err := cs.CoreV1().Nodes().Get(ctx, "gossip-worker", metav1.GetOptions{})
+		if err != nil {
+			return err
 		}
+		node.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady", LastHeartbeatTime: now, LastTransitionTime: now}}
+		_, err = cs.CoreV1().Nodes().UpdateStatus(ctx, node, metav1.UpdateOptions{})
 		return err
 	})
 	if err != nil {

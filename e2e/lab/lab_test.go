@@ -255,8 +255,8 @@ func TestCleanupAfterCrash(t *testing.T) {
 	// (taken before the cleanup: after it the pid may be another's)
 	assertGone(t, l.ID(), l.Dir(), map[int]uint64{pid: start})
 	// runc's record of the killed container, outside dir, goes too.
-	if _, err := os.Stat(filepath.Join("/run/containerd/runc/labtest", id)); !os.IsNotExist(err) {
-		t.Errorf("runc state of %s after cleanup: %v, want it removed", id, err)
+	if left := runctest.StatesUnder(dir); len(left) > 0 {
+		t.Errorf("runc state of the containers left after cleanup: %v", left)
 	}
 	if err := Cleanup(dir); err != nil {
 		t.Errorf("second cleanup: %v", err)

@@ -1,8 +1,6 @@
 package lab
 
 import (
-	"github.com/skiff-sh/skiff/agent/runctest"
-
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +13,8 @@ import (
 	"time"
 
 	"github.com/coreos/go-iptables/iptables"
+
+	"github.com/skiff-sh/skiff/agent/runctest"
 )
 
 // state is what Dir/lab.json records: everything a lab created, written

@@ -1,8 +1,6 @@
 package containers
 
 import (
-	"github.com/skiff-sh/skiff/agent/runctest"
-
 	"archive/tar"
 	"bytes"
 	"context"
@@ -28,6 +26,8 @@ import (
 	"github.com/containerd/containerd"
 	"github.com/containerd/containerd/namespaces"
 	"golang.org/x/sys/unix"
+
+	"github.com/skiff-sh/skiff/agent/runctest"
 )
 
 // The package's tests share one containerd started by TestMain (when the

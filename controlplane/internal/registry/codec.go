@@ -82,75 +82,49 @@ func storedRaw(data []byte, gvk schema.GroupVersionKind) (raw []byte, ok bool) {
 	if !bytes.HasPrefix(data, protobufPrefix) {
 		return nil, false
 	}
-	b := data[len(protobufPrefix):]
-	var typeMeta []byte
-	var haveRaw bool
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 || typ != protowire.BytesType {
-			return nil, false
-		}
-		b = b[n:]
-		v, n := protowire.ConsumeBytes(b)
-		if n < 0 {
-			return nil, false
-		}
-		b = b[n:]
-		switch num {
-		case 1: // typeMeta
-			typeMeta = v
-		case 2: // raw
-			raw, haveRaw = v, true
-		case 3, 4: // contentEncoding, contentType: none is written
-			if len(v) > 0 {
-				return nil, false
-			}
-		default:
-			return nil, false
-		}
-	}
-	if !haveRaw {
+	// typeMeta (1), raw (2), contentEncoding (3), contentType (4): no value
+	// is written with an encoding or a content type.
+	f, ok := bytesFields(data[len(protobufPrefix):], 4)
+	if !ok || f[2] == nil || len(f[3]) > 0 || len(f[4]) > 0 {
 		return nil, false
 	}
-	if !typeMetaIs(typeMeta, gvk) {
+	// TypeMeta: apiVersion (1), kind (2).
+	tm, ok := bytesFields(f[1], 2)
+	if !ok || string(tm[2]) != gvk.Kind || !apiVersionIs(tm[1], gvk.GroupVersion()) {
 		return nil, false
 	}
-	return raw, true
+	return f[2], true
 }
 
-// typeMetaIs reports whether b, a runtime.TypeMeta, holds gvk's apiVersion
-// (1) and kind (2) and nothing else.
-func typeMetaIs(b []byte, gvk schema.GroupVersionKind) bool {
-	var apiVersion, kind []byte
+// bytesFields splits b, a protobuf message whose fields are all
+// length-delimited and numbered 1 to last, into each field's bytes by
+// number (nil when absent), without copying; ok is false for any other
+// message.
+func bytesFields(b []byte, last protowire.Number) (f [5][]byte, ok bool) {
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 || typ != protowire.BytesType {
-			return false
+		if n < 0 || typ != protowire.BytesType || num < 1 || num > last || int(num) >= len(f) {
+			return f, false
 		}
 		b = b[n:]
 		v, n := protowire.ConsumeBytes(b)
 		if n < 0 {
-			return false
+			return f, false
 		}
 		b = b[n:]
-		switch num {
-		case 1:
-			apiVersion = v
-		case 2:
-			kind = v
-		default:
-			return false
-		}
+		f[num] = v
 	}
-	if string(kind) != gvk.Kind {
-		return false
+	return f, true
+}
+
+// apiVersionIs reports whether v is gv's apiVersion ("v1", "apps/v1"),
+// without building that string.
+func apiVersionIs(v []byte, gv schema.GroupVersion) bool {
+	if gv.Group == "" {
+		return string(v) == gv.Version
 	}
-	if gvk.Group == "" {
-		return string(apiVersion) == gvk.Version
-	}
-	g := len(gvk.Group)
-	return len(apiVersion) == g+1+len(gvk.Version) && string(apiVersion[:g]) == gvk.Group &&
-		apiVersion[g] == '/' && string(apiVersion[g+1:]) == gvk.Version
+	g := len(gv.Group)
+	return len(v) == g+1+len(gv.Version) && string(v[:g]) == gv.Group && v[g] == '/' && string(v[g+1:]) == gv.Version
 }
 
 // sliceWriter keeps the one slice the serializer writes (it allocates the
