@@ -19,10 +19,11 @@ import (
 
 // TestServicesInLab is issue 6's acceptance on a lab of one master and two
 // workers: ClusterIP load spreading from pods and nodes, NodePorts (and
-// externalTrafficPolicy Local), not-ready endpoints, services without
-// endpoints refused at once, hairpin, cluster DNS (services, headless,
-// forwarding), a rolling update without a failed request, and an agent
-// restart that leaves the rules working and unchanged.
+// externalTrafficPolicy Local), internalTrafficPolicy Local, not-ready
+// endpoints, services without endpoints refused at once, hairpin, cluster
+// DNS (services, headless, forwarding), a rolling update without a failed
+// request, and an agent restart that leaves the rules working and
+// unchanged.
 func TestServicesInLab(t *testing.T) {
 	resolv := filepath.Join(t.TempDir(), "resolv.conf")
 	al := startAgentLabWith(t, nil, []string{"--resolv-conf", resolv}, func(l *lab.Lab) {
@@ -109,6 +110,14 @@ metadata: {name: solo-local}
 spec:
   type: NodePort
   externalTrafficPolicy: Local
+  selector: {app: solo}
+  ports: [{port: 80, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: solo-internal}
+spec:
+  internalTrafficPolicy: Local
   selector: {app: solo}
   ports: [{port: 80, targetPort: 8080}]
 ---
@@ -248,6 +257,36 @@ spec:
 		}
 		if out, err := al.Exec(t.Context(), al.Master(0), "busybox", "timeout", "3", "busybox", "wget", "-q", "-O", "-", "http://"+w1.IP.String()+":"+localPort+"/"); err == nil {
 			t.Fatalf("Local NodePort on w1 (no endpoint there) answered: %q", out)
+		}
+	})
+
+	t.Run("internalTrafficPolicy Local only reaches this node's endpoint", func(t *testing.T) {
+		ip := field("service", "solo-internal", "{.spec.clusterIP}")
+		get := "timeout 3 wget -q -O - http://" + ip + "/"
+		// w0 has the endpoint: its pods and itself are answered.
+		al.waitFor(30*time.Second, "solo-internal answering cli0 on w0", func() error {
+			if out, err := execIn("cli0", get); err != nil || strings.TrimSpace(out) != "hostname=solo" {
+				return fmt.Errorf("%q %v", out, err)
+			}
+			return nil
+		})
+		if out, err := al.Exec(t.Context(), w0, "busybox", "timeout", "3", "busybox", "wget", "-q", "-O", "-", "http://"+ip+"/"); err != nil || strings.TrimSpace(out) != "hostname=solo" {
+			t.Fatalf("from node w0: %q %v", out, err)
+		}
+		// w1 has none: once its proxy has the service, the cluster IP
+		// goes nowhere from there (no fallback to w0's endpoint).
+		al.waitFor(30*time.Second, "w1's proxy dropping solo-internal", func() error {
+			out, err := al.Exec(t.Context(), w1, "iptables-save", "-t", "filter")
+			if err != nil || !strings.Contains(out, "solo-internal has no local endpoints") {
+				return fmt.Errorf("no DROP rule for solo-internal on w1 (%v)", err)
+			}
+			return nil
+		})
+		if out, err := execIn("cli1", get); err == nil {
+			t.Fatalf("cli1 on w1 reached solo-internal: %q", out)
+		}
+		if out, err := al.Exec(t.Context(), w1, "busybox", "timeout", "3", "busybox", "wget", "-q", "-O", "-", "http://"+ip+"/"); err == nil {
+			t.Fatalf("node w1 reached solo-internal: %q", out)
 		}
 	})
 

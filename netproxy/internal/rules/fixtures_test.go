@@ -55,6 +55,12 @@ func withLocalPolicy() svcOpt {
 	return func(s *corev1.Service) { s.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal }
 }
 
+func withInternalLocal() svcOpt {
+	return func(s *corev1.Service) {
+		s.Spec.InternalTrafficPolicy = ptr(corev1.ServiceInternalTrafficPolicyLocal)
+	}
+}
+
 func withExternalIPs(ips ...string) svcOpt {
 	return func(s *corev1.Service) { s.Spec.ExternalIPs = ips }
 }

@@ -299,6 +299,9 @@ func randomInput(r *rand.Rand) Input {
 		if r.IntN(3) == 0 {
 			opts = append(opts, withLocalPolicy())
 		}
+		if r.IntN(3) == 0 {
+			opts = append(opts, withInternalLocal())
+		}
 		if r.IntN(4) == 0 {
 			opts = append(opts, withAffinity(int32(r.IntN(2)*600)))
 		}

@@ -17,7 +17,8 @@
 //
 // The semantics follow kube-proxy's iptables mode (written here from its
 // observable behaviour): ClusterIP, NodePort, externalIPs, the Local
-// external traffic policy, ClientIP session affinity, masquerading of
+// external and internal traffic policies, ClientIP session affinity,
+// masquerading of
 // traffic from outside the cluster CIDR, of NodePort traffic and of
 // hairpin traffic, and REJECT/DROP in the filter table for service ports
 // that have no (local) endpoints. Only IPv4 is programmed.
@@ -28,7 +29,8 @@
 //	SKP-SERVICES   the node-local DNS DNATs; then one rule per used shard:
 //	               -d 0.0.0.B/0.0.0.255 -j SKP-DST-<B>; last: -j SKP-NODEPORTS
 //	SKP-DST-<B>    (B = 000…255, the destination's last byte) per service port
-//	               with that VIP: -d VIP --dport P -j SKP-SVC-<h>; per external
+//	               with that VIP: -d VIP --dport P -j SKP-SVC-<h> (internal
+//	               traffic policy Local: -j SKP-SVL-<h>); per external
 //	               IP (policy Cluster) a MARK rule then -j SKP-SVC-<h> (policy
 //	               Local: -j SKP-EXT-<h>). Adding or removing a service
 //	               rewrites one shard (~40 rules at 10,000 services), not a
@@ -39,7 +41,8 @@
 //	               DNATs; the random split of DNATs to the endpoints
 //	SKP-EXT-<h>    only for policy Local: pods and the node → SKP-SVC-<h>
 //	               (the node masqueraded), the rest → SKP-SVL-<h>
-//	SKP-SVL-<h>    as SKP-SVC-<h> over this node's endpoints
+//	SKP-SVL-<h>    as SKP-SVC-<h> over this node's endpoints, for whichever
+//	               traffic policy (external, internal) is Local
 //	SKP-POSTROUTING sends DNATed packets through SKP-HAIRPIN, then
 //	               masquerades what carries the mark 0x4000
 //	SKP-HAIRPIN    per endpoint address that may be a pod of this node:
@@ -197,8 +200,13 @@ type svcPort struct {
 	proto, portNum  string // "tcp", "80"
 	nodePort        int
 	externalIPs     []netip.Addr
+	external        bool // a NodePort or external IPs
 	localPolicy     bool // external traffic policy Local (and external)
 	hasExtEndpoints bool
+	// internalLocal: internal traffic policy Local, cluster IP traffic
+	// goes to this node's endpoints only; hasIntEndpoints: there are
+	// endpoints for cluster IP traffic.
+	internalLocal, hasIntEndpoints bool
 }
 
 // Compute returns the nat and filter rules for in. It is pure and
@@ -549,20 +557,31 @@ func (g *gen) filterRules(sp *svcPort) bool {
 	externalIPs := externalIPs(svc)
 	external := nodePort != 0 || len(externalIPs) > 0
 	localPolicy := external && svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal
-	// Endpoints for external traffic: the local ones under policy Local.
+	// Endpoints for external traffic: the local ones under policy Local;
+	// for cluster IP traffic, the same under internal policy Local.
 	hasExtEndpoints := hasEndpoints
 	if localPolicy {
 		hasExtEndpoints = len(sp.local) > 0
 	}
+	internalLocal := svc.Spec.InternalTrafficPolicy != nil && *svc.Spec.InternalTrafficPolicy == corev1.ServiceInternalTrafficPolicyLocal
+	hasIntEndpoints := hasEndpoints
+	if internalLocal {
+		hasIntEndpoints = len(sp.local) > 0
+	}
 
 	// Filter: refuse at once what has nowhere to go. No endpoints at all:
-	// REJECT; endpoints, but none on this node under policy Local: DROP,
+	// REJECT; endpoints, but none on this node under a Local policy: DROP,
 	// as kube-proxy does (the client's traffic belongs to another node).
-	if !hasEndpoints {
+	switch {
+	case !hasEndpoints:
 		line(&g.filterServices, "-A", ServicesChain, "-d", clusterIP, "-p", proto,
 			"-m", "comment", "--comment", quote(sp.name+" has no endpoints"),
 			"-m", proto, "--dport", port, "-m", "conntrack", "--ctstate", "NEW",
 			"-j", "REJECT", "--reject-with", "icmp-port-unreachable")
+	case !hasIntEndpoints:
+		line(&g.filterServices, "-A", ServicesChain, "-d", clusterIP, "-p", proto,
+			"-m", "comment", "--comment", quote(sp.name+" has no local endpoints"),
+			"-m", proto, "--dport", port, "-m", "conntrack", "--ctstate", "NEW", "-j", "DROP")
 	}
 	if !hasExtEndpoints {
 		target, why := []string{"REJECT", "--reject-with", "icmp-port-unreachable"}, " has no endpoints"
@@ -586,7 +605,8 @@ func (g *gen) filterRules(sp *svcPort) bool {
 		}
 	}
 	sp.proto, sp.portNum, sp.nodePort, sp.externalIPs = proto, port, nodePort, externalIPs
-	sp.localPolicy, sp.hasExtEndpoints = localPolicy, hasExtEndpoints
+	sp.external, sp.localPolicy, sp.hasExtEndpoints = external, localPolicy, hasExtEndpoints
+	sp.internalLocal, sp.hasIntEndpoints = internalLocal, hasIntEndpoints
 	return hasEndpoints
 }
 
@@ -600,12 +620,23 @@ func (g *gen) natRules(sp *svcPort) {
 	extChain := extPrefix + sp.hash
 	svlChain := svlPrefix + sp.hash
 	comment := quote(sp.name)
+	// The SVC chain (all endpoints) serves cluster IP traffic unless the
+	// internal policy is Local, and external traffic; the SVL chain (this
+	// node's endpoints) serves whichever policy is Local.
+	usesSVC := !sp.internalLocal || sp.external
+	usesSVL := sp.internalLocal && sp.hasIntEndpoints || localPolicy && hasExtEndpoints
+	internalChain := svcChain
+	if sp.internalLocal {
+		internalChain = svlChain
+	}
 
 	// Declarations, in descending name order (see Compute).
-	if localPolicy && hasExtEndpoints {
+	if usesSVL {
 		g.declare(svlChain)
 	}
-	g.declare(svcChain)
+	if usesSVC {
+		g.declare(svcChain)
+	}
 	if localPolicy {
 		g.declare(extChain)
 	}
@@ -615,9 +646,11 @@ func (g *gen) natRules(sp *svcPort) {
 	// masquerading right there and sent to the SVC chain; policy Local
 	// needs its own SKP-EXT chain to tell external clients from pods and
 	// the node itself.
-	line(&g.svcRules, "-A", g.shard(sp.clusterAddr), "-d", clusterIP, "-p", proto,
-		"-m", "comment", "--comment", quote(sp.name+" cluster IP"),
-		"-m", proto, "--dport", port, "-j", svcChain)
+	if sp.hasIntEndpoints {
+		line(&g.svcRules, "-A", g.shard(sp.clusterAddr), "-d", clusterIP, "-p", proto,
+			"-m", "comment", "--comment", quote(sp.name+" cluster IP"),
+			"-m", proto, "--dport", port, "-j", internalChain)
+	}
 	entry := svcChain
 	if localPolicy {
 		entry = extChain
@@ -642,14 +675,22 @@ func (g *gen) natRules(sp *svcPort) {
 			"-m", proto, "--dport", np, "-j", entry)
 	}
 
-	// SKP-SVC: all endpoints; traffic from outside the pods is masqueraded
-	// so replies come back through this node.
-	if g.in.ClusterCIDR.IsValid() {
-		line(&g.svcRules, "-A", svcChain, "!", "-s", g.in.ClusterCIDR.Masked().String(), "-d", clusterIP, "-p", proto,
-			"-m", "comment", "--comment", quote(sp.name+" cluster IP"),
-			"-m", proto, "--dport", port, "-j", "MARK", "--or-mark", masqBit)
+	// SKP-SVC: all endpoints; cluster IP traffic from outside the pods is
+	// masqueraded so replies come back through this node (in SKP-SVL
+	// instead when that is where the cluster IP leads).
+	masqOutsiders := func(chain string) {
+		if g.in.ClusterCIDR.IsValid() {
+			line(&g.svcRules, "-A", chain, "!", "-s", g.in.ClusterCIDR.Masked().String(), "-d", clusterIP, "-p", proto,
+				"-m", "comment", "--comment", quote(sp.name+" cluster IP"),
+				"-m", proto, "--dport", port, "-j", "MARK", "--or-mark", masqBit)
+		}
 	}
-	g.spread(sp, svcChain, proto, sp.cluster)
+	if usesSVC {
+		if !sp.internalLocal {
+			masqOutsiders(svcChain)
+		}
+		g.spread(sp, svcChain, proto, sp.cluster)
+	}
 
 	if localPolicy {
 		// Policy Local keeps the client's address and only uses this
@@ -665,10 +706,15 @@ func (g *gen) natRules(sp *svcPort) {
 			"-m", "addrtype", "--src-type", "LOCAL", "-j", svcChain)
 		if hasExtEndpoints {
 			line(&g.svcRules, "-A", extChain, "-j", svlChain)
-			g.spread(sp, svlChain, proto, sp.local)
 		}
 		// Without local endpoints the packet falls through undNATed
 		// and the filter table drops it (SKP-EXTERNAL / SKP-SERVICES).
+	}
+	if usesSVL {
+		if sp.internalLocal {
+			masqOutsiders(svlChain)
+		}
+		g.spread(sp, svlChain, proto, sp.local)
 	}
 }
 
