@@ -177,6 +177,18 @@ spec:
 ---
 apiVersion: v1
 kind: Pod
+metadata: {name: hostnet}
+spec:
+  nodeName: w1
+  hostNetwork: true
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: %[1]s
+    env: [{name: PORT, value: "18080"}]
+---
+apiVersion: v1
+kind: Pod
 metadata: {name: never}
 spec:
   nodeName: w1
@@ -227,6 +239,40 @@ spec:
 			t.Fatalf("duo → master status endpoint: %q %v", out, err)
 		}
 		_ = duoIP
+	})
+
+	t.Run("hostNetwork: the node's address, ports, name and resolver; deleting the pod leaves the node's network", func(t *testing.T) {
+		al.waitRunning("hostnet", time.Minute)
+		w1 := al.Worker(1)
+		if ip, _ := al.podField("hostnet", "{.status.podIP}"); ip != w1.IP.String() {
+			t.Fatalf("podIP %q, want the node's %s", ip, w1.IP)
+		}
+		// The lab's hosts share this machine's hostname (only their
+		// network is their own).
+		name, err := os.Hostname()
+		if err != nil {
+			t.Fatal(err)
+		}
+		al.waitFor(30*time.Second, "hostnet answering on w1's address", func() error {
+			out, err := al.Exec(t.Context(), al.Master(0), "busybox", "timeout", "3", "busybox", "wget", "-q", "-O", "-", "http://"+w1.IP.String()+":18080/")
+			if err != nil || strings.TrimSpace(out) != "hostname="+name {
+				return fmt.Errorf("%q %v", out, err)
+			}
+			return nil
+		})
+		// dnsPolicy ClusterFirst on the host network means the host's
+		// resolver, as with the kubelet.
+		if out, err := al.kubectl("exec", "-n", al.ns, "hostnet", "--", "cat", "/etc/resolv.conf"); err != nil || strings.Contains(out, "svc.cluster.local") {
+			t.Fatalf("resolv.conf: %q %v", out, err)
+		}
+		al.mustKubectl("delete", "pod", "-n", al.ns, "hostnet", "--wait=true", "--timeout=60s")
+		if out, err := al.Exec(t.Context(), w1, "ip", "-o", "addr", "show", "dev", "eth0"); err != nil || !strings.Contains(out, w1.IP.String()+"/") {
+			t.Fatalf("w1's eth0 after the pod's deletion: %q %v", out, err)
+		}
+		peerIP, _ := al.podField("peer", "{.status.podIP}")
+		if out, err := al.kubectl("exec", "-n", al.ns, "duo", "-c", "client", "--", "wget", "-q", "-O", "-", "http://"+peerIP+":8080/"); err != nil || strings.TrimSpace(out) != "hostname=peer" {
+			t.Fatalf("duo → peer on w1 after the pod's deletion: %q %v", out, err)
+		}
 	})
 
 	t.Run("exec exit codes", func(t *testing.T) {

@@ -169,10 +169,13 @@ func specOpts(img containerd.Image, sb Sandbox, spec ContainerSpec) ([]oci.SpecO
 	opts := []oci.SpecOpts{
 		oci.WithImageConfig(img),
 		oci.WithProcessArgs(args...),
-		oci.WithHostname(sb.Hostname),
 		oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: sb.NetNS}),
 		oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.IPCNamespace, Path: sb.IPCNS}),
 		oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.UTSNamespace, Path: sb.UTSNS}),
+	}
+	if !sb.HostNetwork {
+		// runc sets it in the UTS namespace it joins: never the node's.
+		opts = append(opts, oci.WithHostname(sb.Hostname))
 	}
 	if len(spec.Env) > 0 {
 		opts = append(opts, oci.WithEnv(spec.Env))

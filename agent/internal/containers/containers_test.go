@@ -1,6 +1,7 @@
 package containers
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -391,5 +392,48 @@ func testOOMKilled(t *testing.T, events bool) {
 	})
 	if st.ExitCode != 137 {
 		t.Errorf("exit code %d, want 137", st.ExitCode)
+	}
+}
+
+// TestHostNetworkSandbox: a hostNetwork pod's containers share the node's
+// (here this process's) network and UTS namespaces and get an IPC
+// namespace of their own; removing the sandbox leaves the node's alone.
+func TestHostNetworkSandbox(t *testing.T) {
+	r, _ := newTestRuntime(t)
+	img := importImage(t, r, testImage{Name: "skiff.test/busybox:1"})
+	uid := fmt.Sprintf("pod-%d", time.Now().UnixNano())
+	sb, err := r.CreateSandbox(t.Context(), SandboxSpec{PodUID: uid, Namespace: "ns1", Name: "hostnet", Hostname: "ignored", HostNetwork: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.RemoveSandbox(context.Background(), uid) })
+	if sbs, err := r.Sandboxes(t.Context()); err != nil || !slices.ContainsFunc(sbs, func(s Sandbox) bool { return s.PodUID == uid && s.HostNetwork }) {
+		t.Fatalf("Sandboxes() = %+v, %v: want %s with HostNetwork", sbs, err, uid)
+	}
+	p := &podFixture{r: r, sb: sb, img: img, dir: t.TempDir()}
+	spec := p.spec("c", "sh", "-c", "for n in net uts ipc; do readlink /proc/self/ns/$n; done; hostname")
+	if st := p.run(t, spec); st.ExitCode != 0 {
+		t.Fatalf("exit %d", st.ExitCode)
+	}
+	got, _ := logContents(spec.LogPath)
+	ns := func(kind string) string {
+		l, err := os.Readlink("/proc/self/ns/" + kind)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return "stdout:" + l
+	}
+	host, err := os.Hostname()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 4 || got[0] != ns("net") || got[1] != ns("uts") || got[2] == ns("ipc") || got[3] != "stdout:"+host {
+		t.Fatalf("container saw %q; want net %s, uts %s, an ipc other than %s, hostname %s", got, ns("net"), ns("uts"), ns("ipc"), host)
+	}
+	if err := r.RemoveSandbox(t.Context(), uid); err != nil {
+		t.Fatal(err)
+	}
+	if sbs, _ := r.Sandboxes(t.Context()); slices.ContainsFunc(sbs, func(s Sandbox) bool { return s.PodUID == uid }) {
+		t.Fatal("sandbox still listed after RemoveSandbox")
 	}
 }

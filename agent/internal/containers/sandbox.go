@@ -17,14 +17,20 @@ import (
 // SandboxSpec describes a pod's sandbox.
 type SandboxSpec struct {
 	PodUID, Namespace, Name string
-	Hostname                string // "" = Name
+	Hostname                string // "" = Name; ignored with HostNetwork
+	// HostNetwork: the pod uses the node's network and UTS namespaces
+	// (the agent's own); only its IPC namespace is new.
+	HostNetwork bool `json:",omitempty"`
 }
 
 // Sandbox is a pod's pinned namespaces, shared by its containers.
 type Sandbox struct {
 	PodUID, Namespace, Name string
 	Hostname                string
-	// Paths of the bind-mounted namespace files, RunDir/sandboxes/<podUID>/{net,ipc,uts}.
+	HostNetwork             bool
+	// Paths of the bind-mounted namespace files, RunDir/sandboxes/<podUID>/{net,ipc,uts};
+	// with HostNetwork, NetNS and UTSNS are the agent's own
+	// (/proc/<pid>/ns/...), which nothing here ever removes.
 	NetNS, IPCNS, UTSNS string
 }
 
@@ -36,21 +42,36 @@ const sandboxMeta = "sandbox.json"
 
 var sandboxNamespaces = []string{"net", "ipc", "uts"}
 
+// pinnedNamespaces are the namespaces a sandbox creates and pins.
+func pinnedNamespaces(hostNetwork bool) []string {
+	if hostNetwork {
+		return []string{"ipc"}
+	}
+	return sandboxNamespaces
+}
+
 func (r *Runtime) sandboxesDir() string { return filepath.Join(r.cfg.RunDir, "sandboxes") }
 
 func (r *Runtime) sandboxDir(uid string) string { return filepath.Join(r.sandboxesDir(), uid) }
 
 func (r *Runtime) sandboxAt(dir string, spec SandboxSpec) Sandbox {
-	return Sandbox{
-		PodUID: spec.PodUID, Namespace: spec.Namespace, Name: spec.Name, Hostname: spec.Hostname,
+	sb := Sandbox{
+		PodUID: spec.PodUID, Namespace: spec.Namespace, Name: spec.Name, Hostname: spec.Hostname, HostNetwork: spec.HostNetwork,
 		NetNS: filepath.Join(dir, "net"), IPCNS: filepath.Join(dir, "ipc"), UTSNS: filepath.Join(dir, "uts"),
 	}
+	if spec.HostNetwork {
+		sb.NetNS = fmt.Sprintf("/proc/%d/ns/net", os.Getpid())
+		sb.UTSNS = fmt.Sprintf("/proc/%d/ns/uts", os.Getpid())
+		sb.Hostname = ""
+	}
+	return sb
 }
 
 // CreateSandbox creates new network, IPC and UTS namespaces for a pod,
 // pins them by bind mounts under RunDir/sandboxes/<podUID>/, sets the
-// hostname and brings the loopback interface up. It is idempotent per
-// PodUID: an existing complete sandbox is returned as it is.
+// hostname and brings the loopback interface up; with HostNetwork only
+// the IPC namespace is new. It is idempotent per PodUID: an existing
+// complete sandbox is returned as it is.
 func (r *Runtime) CreateSandbox(ctx context.Context, spec SandboxSpec) (Sandbox, error) {
 	if spec.PodUID == "" || strings.ContainsAny(spec.PodUID, "/.") {
 		return Sandbox{}, fmt.Errorf("containers: bad pod UID %q", spec.PodUID)
@@ -74,7 +95,7 @@ func (r *Runtime) CreateSandbox(ctx context.Context, spec SandboxSpec) (Sandbox,
 	if err := os.MkdirAll(dir, 0o711); err != nil {
 		return Sandbox{}, fmt.Errorf("containers: sandbox: %w", err)
 	}
-	if err := pinNamespaces(dir, spec.Hostname); err != nil {
+	if err := pinNamespaces(dir, spec.Hostname, spec.HostNetwork); err != nil {
 		r.removeSandbox(spec.PodUID)
 		return Sandbox{}, fmt.Errorf("containers: sandbox %s/%s: %w", spec.Namespace, spec.Name, err)
 	}
@@ -156,7 +177,11 @@ func (r *Runtime) readSandbox(dir string) (Sandbox, error) {
 
 // pinned reports whether all namespace files are nsfs mounts.
 func (s Sandbox) pinned() bool {
-	for _, p := range []string{s.NetNS, s.IPCNS, s.UTSNS} {
+	paths := []string{s.NetNS, s.IPCNS, s.UTSNS}
+	if s.HostNetwork {
+		paths = []string{s.IPCNS}
+	}
+	for _, p := range paths {
 		var st unix.Statfs_t
 		if err := unix.Statfs(p, &st); err != nil || st.Type != unix.NSFS_MAGIC {
 			return false
@@ -195,7 +220,7 @@ func (r *Runtime) privateSandboxesMount() error {
 
 // pinNamespaces creates the namespaces on a dedicated OS thread and bind
 // mounts them onto files in dir.
-func pinNamespaces(dir, hostname string) error {
+func pinNamespaces(dir, hostname string, hostNetwork bool) error {
 	errc := make(chan error, 1)
 	go func() {
 		// The thread is never unlocked: it is in the pod's namespaces, so it
@@ -208,29 +233,51 @@ func pinNamespaces(dir, hostname string) error {
 			inner := make(chan error, 1)
 			go func() {
 				runtime.LockOSThread()
-				inner <- unshareAndPin(dir, hostname)
+				inner <- unshareAndPin(dir, hostname, hostNetwork)
 			}()
 			err := <-inner
 			runtime.UnlockOSThread()
 			errc <- err
 			return
 		}
-		errc <- unshareAndPin(dir, hostname)
+		errc <- unshareAndPin(dir, hostname, hostNetwork)
 	}()
 	return <-errc
 }
 
 // unshareAndPin moves the calling thread, which the caller has locked
 // and will discard, into new namespaces and pins them.
-func unshareAndPin(dir, hostname string) error {
+func unshareAndPin(dir, hostname string, hostNetwork bool) error {
+	if hostNetwork {
+		// The node's network and hostname stay as they are.
+		if err := unix.Unshare(unix.CLONE_NEWIPC); err != nil {
+			return fmt.Errorf("unshare: %w", err)
+		}
+		return pin(dir, pinnedNamespaces(true))
+	}
 	if err := unix.Unshare(unix.CLONE_NEWNET | unix.CLONE_NEWIPC | unix.CLONE_NEWUTS); err != nil {
 		return fmt.Errorf("unshare: %w", err)
 	}
 	if err := unix.Sethostname([]byte(hostname)); err != nil {
 		return fmt.Errorf("sethostname: %w", err)
 	}
+	if err := pin(dir, sandboxNamespaces); err != nil {
+		return err
+	}
+	lo, err := netlink.LinkByName("lo")
+	if err != nil {
+		return fmt.Errorf("loopback: %w", err)
+	}
+	if err := netlink.LinkSetUp(lo); err != nil {
+		return fmt.Errorf("loopback up: %w", err)
+	}
+	return nil
+}
+
+// pin bind mounts the calling thread's namespaces named onto files in dir.
+func pin(dir string, namespaces []string) error {
 	tid := unix.Gettid()
-	for _, ns := range sandboxNamespaces {
+	for _, ns := range namespaces {
 		target := filepath.Join(dir, ns)
 		f, err := os.OpenFile(target, os.O_CREATE|os.O_RDONLY, 0o444)
 		if err != nil {
@@ -241,13 +288,6 @@ func unshareAndPin(dir, hostname string) error {
 		if err := unix.Mount(src, target, "", unix.MS_BIND, ""); err != nil {
 			return fmt.Errorf("bind %s: %w", src, err)
 		}
-	}
-	lo, err := netlink.LinkByName("lo")
-	if err != nil {
-		return fmt.Errorf("loopback: %w", err)
-	}
-	if err := netlink.LinkSetUp(lo); err != nil {
-		return fmt.Errorf("loopback up: %w", err)
 	}
 	return nil
 }

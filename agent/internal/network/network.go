@@ -193,6 +193,9 @@ func (n *Network) Setup(ctx context.Context, podUID, namespace, name, netnsPath 
 	if podUID == "" {
 		return netip.Addr{}, ErrNoPodUID
 	}
+	if ownNetNS(netnsPath) {
+		return netip.Addr{}, fmt.Errorf("network: pod %s/%s: %s is the node's own network namespace", namespace, name, netnsPath)
+	}
 	rt := n.runtimeConf(podUID, netnsPath)
 	rt.Args = [][2]string{
 		{"IgnoreUnknown", "1"},
@@ -258,7 +261,9 @@ func (n *Network) Teardown(ctx context.Context, podUID, netnsPath string) error 
 // config and runtime arguments of the pod's ADD when libcni cached them.
 func (n *Network) del(ctx context.Context, rt *libcni.RuntimeConf) error {
 	rt = &libcni.RuntimeConf{ContainerID: rt.ContainerID, NetNS: rt.NetNS, IfName: rt.IfName, Args: rt.Args, CapabilityArgs: rt.CapabilityArgs}
-	if !isNetNS(rt.NetNS) {
+	if !isNetNS(rt.NetNS) || ownNetNS(rt.NetNS) {
+		// Never the node's own: the bridge plugin would delete its
+		// interface named like a pod's.
 		rt.NetNS = ""
 	}
 	list := n.list
@@ -362,6 +367,19 @@ func isNetNS(path string) bool {
 		return false
 	}
 	return st.Type == unix.NSFS_MAGIC
+}
+
+// ownNetNS reports whether path is this process's network namespace
+// (the node's).
+func ownNetNS(path string) bool {
+	if path == "" {
+		return false
+	}
+	var a, b unix.Stat_t
+	if unix.Stat(path, &a) != nil || unix.Stat("/proc/self/ns/net", &b) != nil {
+		return false
+	}
+	return a.Dev == b.Dev && a.Ino == b.Ino
 }
 
 // ensureBridge creates the bridge if missing, brings it up and gives it the

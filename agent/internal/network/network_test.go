@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -339,4 +342,27 @@ func remoteOf(t *testing.T, from ns, ln net.Listener, addr ...string) netip.Addr
 	}
 	defer s.Close()
 	return s.RemoteAddr().(*net.TCPAddr).AddrPort().Addr().Unmap()
+}
+
+// TestOwnNetNSRefused: the node's own network namespace (a hostNetwork
+// pod's) is never attached, and a teardown given it runs without it.
+// Only the guard is exercised: a broken one would act on this machine's
+// network, which a test must not risk.
+func TestOwnNetNSRefused(t *testing.T) {
+	if !ownNetNS("/proc/self/ns/net") || !ownNetNS(fmt.Sprintf("/proc/%d/ns/net", os.Getpid())) {
+		t.Fatal("this process's network namespace is not recognised as its own")
+	}
+	if ownNetNS("") || ownNetNS("/proc/self/ns/ipc") || ownNetNS(filepath.Join(t.TempDir(), "missing")) {
+		t.Fatal("something else taken for this process's network namespace")
+	}
+	if os.Geteuid() == 0 {
+		name := fmt.Sprintf("skown%d", os.Getpid())
+		if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+			t.Fatalf("ip netns add: %v %s", err, out)
+		}
+		t.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
+		if ownNetNS("/run/netns/" + name) {
+			t.Fatal("another network namespace taken for this process's")
+		}
+	}
 }

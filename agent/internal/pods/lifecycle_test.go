@@ -198,7 +198,9 @@ func (n *node) cleanupRuntime() {
 	}
 	if sbs, err := rt.Sandboxes(ctx); err == nil {
 		for _, sb := range sbs {
-			n.cfg.Network.Teardown(ctx, sb.PodUID, sb.NetNS)
+			if !sb.HostNetwork { // the node's namespace is this machine's
+				n.cfg.Network.Teardown(ctx, sb.PodUID, sb.NetNS)
+			}
 			rt.RemoveSandbox(ctx, sb.PodUID)
 		}
 	}

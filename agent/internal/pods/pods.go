@@ -96,6 +96,9 @@ type Config struct {
 	ClusterDomain string
 	// HostResolvConf is the host's resolver configuration.
 	HostResolvConf string
+	// HostHostsFile is the host's /etc/hosts, which pods on the node's
+	// network get.
+	HostHostsFile string
 	// BackoffBase and BackoffMax bound the restart back-off of crashing
 	// containers (10 s doubling up to 5 min on the kubelet).
 	BackoffBase, BackoffMax time.Duration
@@ -110,7 +113,7 @@ type Config struct {
 // Runtime, Network, Volumes, Recorder and directories.
 func DefaultConfig() Config {
 	return Config{
-		ClusterDomain: "cluster.local", HostResolvConf: "/etc/resolv.conf",
+		ClusterDomain: "cluster.local", HostResolvConf: "/etc/resolv.conf", HostHostsFile: "/etc/hosts",
 		BackoffBase: 10 * time.Second, BackoffMax: 5 * time.Minute,
 		ResyncInterval: 30 * time.Second,
 		Logger:         slog.Default(), Now: time.Now,

@@ -350,8 +350,22 @@ func (w *worker) writeEtcFiles(pod *corev1.Pod) error {
 	}
 	host := podHostname(pod)
 	var hosts strings.Builder
-	hosts.WriteString("# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n")
-	if w.ip.IsValid() {
+	if pod.Spec.HostNetwork {
+		// The node's own names and hosts file, as the kubelet does.
+		var err error
+		if host, err = os.Hostname(); err != nil {
+			return err
+		}
+		nodeHosts, err := os.ReadFile(w.m.cfg.HostHostsFile)
+		if err != nil && !os.IsNotExist(err) {
+			return err
+		}
+		hosts.WriteString("# Kubernetes-managed hosts file (host network).\n")
+		hosts.Write(nodeHosts)
+	} else {
+		hosts.WriteString("# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n")
+	}
+	if w.ip.IsValid() && !pod.Spec.HostNetwork {
 		names := host
 		if pod.Spec.Subdomain != "" {
 			names = fmt.Sprintf("%s.%s.%s.svc.%s\t%s", host, pod.Spec.Subdomain, pod.Namespace, w.m.cfg.ClusterDomain, host)
@@ -384,8 +398,10 @@ func (m *Manager) resolvConf(pod *corev1.Pod) (string, error) {
 	if policy == "" {
 		policy = corev1.DNSClusterFirst
 	}
-	if policy == corev1.DNSClusterFirst && len(m.cfg.ClusterDNS) == 0 {
-		policy = corev1.DNSDefault // no cluster DNS: the host's, as the kubelet
+	if policy == corev1.DNSClusterFirst && (len(m.cfg.ClusterDNS) == 0 || pod.Spec.HostNetwork) {
+		// No cluster DNS, or a pod on the node's network that did not ask
+		// for it (ClusterFirstWithHostNet): the host's, as the kubelet.
+		policy = corev1.DNSDefault
 	}
 	switch policy {
 	case corev1.DNSClusterFirst, corev1.DNSClusterFirstWithHostNet:

@@ -139,13 +139,18 @@ func (w *worker) runPod(ctx context.Context, pod *corev1.Pod, mine []containers.
 	log := w.m.log.With("pod", w.ns+"/"+w.name)
 	if w.sandbox == nil {
 		sb, err := w.m.cfg.Runtime.CreateSandbox(ctx, containers.SandboxSpec{
-			PodUID: string(w.uid), Namespace: w.ns, Name: w.name, Hostname: podHostname(pod),
+			PodUID: string(w.uid), Namespace: w.ns, Name: w.name, Hostname: podHostname(pod), HostNetwork: pod.Spec.HostNetwork,
 		})
 		if err != nil {
 			w.m.cfg.Recorder.Eventf(pod, corev1.EventTypeWarning, "FailedCreatePodSandBox", "Failed to create pod sandbox: %v", err)
 			return 5 * time.Second
 		}
 		w.sandbox = &sb
+	}
+	if w.sandbox.HostNetwork {
+		// The node's network: its address, no CNI, no hostPort mapping
+		// (the containers bind the node's ports themselves).
+		w.ip = w.m.cfg.NodeIP
 	}
 	if !w.ip.IsValid() {
 		ip, err := w.m.cfg.Network.Setup(ctx, string(w.uid), w.ns, w.name, w.sandbox.NetNS, hostPorts(pod))
@@ -444,20 +449,24 @@ func (w *worker) cleanup(ctx context.Context, pod *corev1.Pod, grace time.Durati
 	return errors.Join(errs...)
 }
 
-// teardownSandbox frees the pod's IP and removes its namespaces.
+// teardownSandbox frees the pod's IP and removes its namespaces. A pod on
+// the node's network has no attachment: the node's namespace is never
+// handed to the network's teardown.
 func (w *worker) teardownSandbox(ctx context.Context) error {
-	netns := ""
+	netns, hostNetwork := "", false
 	if w.sandbox != nil {
-		netns = w.sandbox.NetNS
+		netns, hostNetwork = w.sandbox.NetNS, w.sandbox.HostNetwork
 	} else if sbs, err := w.m.cfg.Runtime.Sandboxes(ctx); err == nil {
 		for _, sb := range sbs {
 			if sb.PodUID == string(w.uid) {
-				netns = sb.NetNS
+				netns, hostNetwork = sb.NetNS, sb.HostNetwork
 			}
 		}
 	}
-	if err := w.m.cfg.Network.Teardown(ctx, string(w.uid), netns); err != nil {
-		return err
+	if !hostNetwork {
+		if err := w.m.cfg.Network.Teardown(ctx, string(w.uid), netns); err != nil {
+			return err
+		}
 	}
 	w.ip = netip.Addr{}
 	if err := w.m.cfg.Runtime.RemoveSandbox(ctx, string(w.uid)); err != nil {
