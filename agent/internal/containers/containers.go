@@ -51,6 +51,7 @@ type ContainerSpec struct {
 	MemoryLimit                int64  // bytes; 0 = none
 	RunAsUser                  *int64
 	RunAsGroup                 *int64
+	SupplementalGroups         []int64 // added to the process's groups: the pod's supplementalGroups and fsGroup
 	ReadOnlyRootFS, Privileged bool
 	CapAdd, CapDrop            []string // "NET_ADMIN" form; "ALL" allowed
 	LogPath                    string   // the podlogs file the container's output goes to
@@ -160,6 +161,19 @@ func withGroup(gid uint32) oci.SpecOpts {
 	}
 }
 
+// withAdditionalGIDs adds gids to the process's supplementary groups
+// (after the user is set), once each.
+func withAdditionalGIDs(gids []int64) oci.SpecOpts {
+	return func(_ context.Context, _ oci.Client, _ *ctrcontainers.Container, s *oci.Spec) error {
+		for _, g := range gids {
+			if !slices.Contains(s.Process.User.AdditionalGids, uint32(g)) {
+				s.Process.User.AdditionalGids = append(s.Process.User.AdditionalGids, uint32(g))
+			}
+		}
+		return nil
+	}
+}
+
 // specOpts builds the OCI spec of a container in sb.
 func specOpts(img containerd.Image, sb Sandbox, spec ContainerSpec) ([]oci.SpecOpts, error) {
 	args := processArgs(spec)
@@ -190,6 +204,9 @@ func specOpts(img containerd.Image, sb Sandbox, spec ContainerSpec) ([]oci.SpecO
 		opts = append(opts, oci.WithUserID(uint32(*spec.RunAsUser)))
 	case spec.RunAsGroup != nil:
 		opts = append(opts, withGroup(uint32(*spec.RunAsGroup)))
+	}
+	if len(spec.SupplementalGroups) > 0 {
+		opts = append(opts, withAdditionalGIDs(spec.SupplementalGroups))
 	}
 	var mounts []specs.Mount
 	for _, m := range spec.Mounts {

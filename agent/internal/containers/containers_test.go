@@ -191,6 +191,9 @@ func TestSecurityAndResources(t *testing.T) {
 	}{
 		{"user and group", func(s *ContainerSpec) { s.RunAsUser, s.RunAsGroup = &uid, &gid }, "id -u; id -g", []string{"stdout:1234", "stdout:4321"}},
 		{"user from passwd", func(s *ContainerSpec) { u := int64(1000); s.RunAsUser = &u }, "id -u; id -g", []string{"stdout:1000", "stdout:1001"}},
+		{"supplemental groups", func(s *ContainerSpec) {
+			s.RunAsUser, s.RunAsGroup, s.SupplementalGroups = &uid, &gid, []int64{2000, 3000, 2000}
+		}, "id -G", []string{"stdout:4321 2000 3000"}},
 		{"read-only mount", func(s *ContainerSpec) {
 			s.Mounts = []Mount{{HostPath: hostDir, ContainerPath: "/data", ReadOnly: true}}
 		}, "cat /data/f; echo; touch /data/g || echo ro-mount", []string{"stdout:from-host", "stdout:ro-mount"}},

@@ -540,6 +540,34 @@ func TestConfigAndEnv(t *testing.T) {
 		}
 		return nil
 	})
+	// fsGroup and supplementalGroups: a non-root user reads a secret
+	// only its group may read, writes the emptyDir, and is in the groups.
+	n.create(&corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "grouped"},
+		Spec: corev1.PodSpec{
+			TerminationGracePeriodSeconds: ptr(int64(1)),
+			SecurityContext:               &corev1.PodSecurityContext{RunAsUser: ptr(int64(1000)), RunAsGroup: ptr(int64(1000)), FSGroup: ptr(int64(2000)), SupplementalGroups: []int64{3000}},
+			Volumes: []corev1.Volume{
+				{Name: "sec", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "sec", DefaultMode: ptr(int32(0o440))}}},
+				{Name: "scratch", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+			},
+			Containers: []corev1.Container{{
+				Name:         "c",
+				Command:      sh(`echo "groups: $(id -G)"; echo "secret: $(cat /sec/pw)"; touch /scratch/f && echo "scratch: $(stat -c %g /scratch/f)"; sleep 3600`),
+				VolumeMounts: []corev1.VolumeMount{{Name: "sec", MountPath: "/sec"}, {Name: "scratch", MountPath: "/scratch"}},
+			}},
+		},
+	})
+	n.waitPod("grouped", "the fsGroup's secret read and emptyDir written", 60*time.Second, func(p *corev1.Pod) error {
+		logs := n.logs(p, "c")
+		for _, want := range []string{"groups: 1000 2000 3000", "secret: s3cret", "scratch: 2000"} {
+			if !strings.Contains(logs, want) {
+				return fmt.Errorf("logs %q, want %q", logs, want)
+			}
+		}
+		return nil
+	})
+
 	cm, err := n.cs.CoreV1().ConfigMaps(n.ns).Get(ctx, "cfg", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)

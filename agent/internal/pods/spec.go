@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -72,6 +73,14 @@ func (m *Manager) containerSpec(ctx context.Context, pod *corev1.Pod, c *corev1.
 	}
 	sc := effectiveSecurity(pod, c)
 	spec.RunAsUser, spec.RunAsGroup = sc.RunAsUser, sc.RunAsGroup
+	if psc := pod.Spec.SecurityContext; psc != nil {
+		// The fsGroup owns the pod's volumes (see volumes); its processes
+		// are in it, and in the supplemental groups.
+		spec.SupplementalGroups = slices.Clone(psc.SupplementalGroups)
+		if psc.FSGroup != nil {
+			spec.SupplementalGroups = append(spec.SupplementalGroups, *psc.FSGroup)
+		}
+	}
 	if sc.ReadOnlyRootFilesystem != nil {
 		spec.ReadOnlyRootFS = *sc.ReadOnlyRootFilesystem
 	}

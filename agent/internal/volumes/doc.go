@@ -14,6 +14,10 @@
 // nothing needs to be remembered in memory: Teardown after an agent restart
 // finds everything from the pod UID alone.
 //
+// A pod's fsGroup owns its emptyDir, configMap, secret, downwardAPI and
+// projected volumes as with the kubelet: group read (and write, for
+// emptyDir) on every file, setgid directories.
+//
 // Projected files (configMap, secret, downwardAPI, projected) are written the
 // kubelet's way: the files live in a timestamped directory ..<timestamp>, the
 // symlink ..data points at it, and each top-level name in the volume is a

@@ -3,6 +3,7 @@ package volumes
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"syscall"
 
@@ -27,7 +28,24 @@ func (m *Manager) setupEmptyDir(pod *corev1.Pod, dir string, src *corev1.EmptyDi
 		}
 	}
 	// MkdirAll's mode is masked by the umask; the tmpfs is mounted mode=0777.
-	return os.Chmod(dir, 0o777)
+	mode := fs.FileMode(0o777)
+	gid, hasGroup := fsGroup(pod)
+	if hasGroup {
+		mode |= fs.ModeSetgid
+	}
+	if err := os.Chmod(dir, mode); err != nil {
+		return err
+	}
+	if hasGroup {
+		// Once, as with fsGroupChangePolicy OnRootMismatch: Setup runs
+		// again and again over what the containers write.
+		if cur, err := groupOf(dir); err != nil || cur != gid {
+			if err := setGroupOwnership(dir, gid, false); err != nil {
+				return fmt.Errorf("fsGroup %d on %s: %w", gid, dir, err)
+			}
+		}
+	}
+	return nil
 }
 
 // tmpfsSize is the size of a memory-backed emptyDir, as the kubelet sizes

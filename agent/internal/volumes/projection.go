@@ -47,6 +47,15 @@ func (m *Manager) project(ctx context.Context, pod *corev1.Pod, v *corev1.Volume
 	if err != nil {
 		return "", err
 	}
+	gid, hasGroup := fsGroup(pod)
+	if hasGroup {
+		// Written with the group's read bits, so that an unchanged
+		// projection still compares equal to what is on disk.
+		for p, f := range payload {
+			f.mode |= roMask
+			payload[p] = f
+		}
+	}
 	dir := m.VolumePath(string(pod.UID), plugin, v.Name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
@@ -62,6 +71,11 @@ func (m *Manager) project(ctx context.Context, pod *corev1.Pod, v *corev1.Volume
 	}
 	if changed {
 		m.log.Debug("volume contents written", "pod", pod.Namespace+"/"+pod.Name, "volume", v.Name, "files", len(payload))
+	}
+	if hasGroup {
+		if err := setGroupOwnership(dir, gid, true); err != nil {
+			return "", fmt.Errorf("fsGroup %d on %s: %w", gid, dir, err)
+		}
 	}
 	return dir, nil
 }

@@ -685,3 +685,64 @@ func TestUnescapeMountPath(t *testing.T) {
 		}
 	}
 }
+
+// TestFSGroup: with the pod's fsGroup, an emptyDir and a secret volume
+// belong to the group as the kubelet sets them (files readable by it,
+// writable in the emptyDir; directories setgid), and setting up again
+// neither rewrites the projection nor loses the setgid bit.
+func TestFSGroup(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: chown")
+	}
+	const gid = 2345
+	m, _ := newManager(t, false, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns1", Name: "creds"}, Data: map[string][]byte{"pw": []byte("s3cret")}})
+	pod := testPod("uid-fsgroup",
+		corev1.Volume{Name: "scratch", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+		corev1.Volume{Name: "creds", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "creds", DefaultMode: ptr(int32(0o400))}}})
+	pod.Spec.SecurityContext = &corev1.PodSecurityContext{FSGroup: ptr(int64(gid))}
+	check := func(round int) {
+		t.Helper()
+		paths, err := m.Setup(t.Context(), pod)
+		if err != nil {
+			t.Fatal(err)
+		}
+		owned := func(p string, want fs.FileMode) {
+			t.Helper()
+			fi, err := os.Stat(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if g, _ := groupOf(p); g != gid {
+				t.Errorf("round %d: %s group %d, want %d", round, p, g, gid)
+			}
+			if got := fi.Mode() & (fs.ModePerm | fs.ModeSetgid); got != want {
+				t.Errorf("round %d: %s mode %v, want %v", round, p, got, want)
+			}
+		}
+		owned(paths["scratch"], 0o777|fs.ModeSetgid)
+		owned(paths["creds"], 0o755|fs.ModeSetgid)
+		owned(filepath.Join(paths["creds"], "..data")+"/", 0o755|fs.ModeSetgid)
+		owned(filepath.Join(paths["creds"], "pw"), 0o440) // 0400 | the group's read
+		if content, _ := readVolume(t, paths["creds"]); content["pw"] != "s3cret" {
+			t.Errorf("round %d: secret volume holds %v", round, content)
+		}
+	}
+	check(1)
+	paths, _ := m.Setup(t.Context(), pod)
+	data, err := os.Readlink(filepath.Join(paths["creds"], "..data"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(2)
+	if again, _ := os.Readlink(filepath.Join(paths["creds"], "..data")); again != data {
+		t.Errorf("an unchanged secret was written again: ..data %s → %s", data, again)
+	}
+	// A file a container creates in the emptyDir inherits the group.
+	f := filepath.Join(paths["scratch"], "made")
+	if err := os.WriteFile(f, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if g, err := groupOf(f); err != nil || g != gid {
+		t.Errorf("new file in the emptyDir: group %d %v, want %d", g, err, gid)
+	}
+}
