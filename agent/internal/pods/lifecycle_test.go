@@ -514,6 +514,60 @@ func TestConfigAndEnv(t *testing.T) {
 	if _, err := n.cs.CoreV1().Secrets(n.ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "sec"}, Data: map[string][]byte{"pw": []byte("s3cret")}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	// Services: the API's own (default/kubernetes) and one of the pod's
+	// namespace. The agent restarts so that its service informer starts
+	// with them: a pod started before the informer has them would not get
+	// their variables, on Kubernetes too.
+	svcIP := map[string]string{}
+	for _, sv := range []*corev1.Service{
+		{ObjectMeta: metav1.ObjectMeta{Namespace: metav1.NamespaceDefault, Name: "kubernetes"}, Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "https", Port: 443}}}},
+		{ObjectMeta: metav1.ObjectMeta{Namespace: n.ns, Name: "web-api"}, Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80}}}},
+	} {
+		got, err := n.cs.CoreV1().Services(sv.Namespace).Create(ctx, sv, metav1.CreateOptions{})
+		if apierrors.IsAlreadyExists(err) {
+			got, err = n.cs.CoreV1().Services(sv.Namespace).Get(ctx, sv.Name, metav1.GetOptions{})
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		svcIP[sv.Name] = got.Spec.ClusterIP
+	}
+	n.restart()
+	n.create(&corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "linked"},
+		Spec: corev1.PodSpec{
+			TerminationGracePeriodSeconds: ptr(int64(1)),
+			Containers: []corev1.Container{{
+				Name:    "c",
+				Command: sh(`echo "svc: $WEB_API_SERVICE_HOST:$WEB_API_SERVICE_PORT_HTTP $WEB_API_PORT $KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT $URL $WEB_API_SERVICE_PORT $KUBERNETES_PORT_443_TCP_ADDR"; sleep 3600`),
+				Env:     []corev1.EnvVar{{Name: "URL", Value: "http://$(WEB_API_SERVICE_HOST)/"}, {Name: "WEB_API_SERVICE_PORT", Value: "mine"}},
+			}},
+		},
+	})
+	n.create(&corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "unlinked"},
+		Spec: corev1.PodSpec{
+			TerminationGracePeriodSeconds: ptr(int64(1)),
+			EnableServiceLinks:            ptr(false),
+			Containers:                    []corev1.Container{{Name: "c", Command: sh(`echo "svc: [$WEB_API_SERVICE_HOST] $KUBERNETES_SERVICE_HOST"; sleep 3600`)}},
+		},
+	})
+	api, web := svcIP["kubernetes"], svcIP["web-api"]
+	// $(VAR) sees them; the container's own variable wins.
+	n.waitPod("linked", "service variables", 60*time.Second, func(p *corev1.Pod) error {
+		want := fmt.Sprintf("svc: %s:80 tcp://%s:80 %s:443 http://%s/ mine %s", web, web, api, web, api)
+		if logs := n.logs(p, "c"); !strings.Contains(logs, want) {
+			return fmt.Errorf("logs %q, want %q", logs, want)
+		}
+		return nil
+	})
+	n.waitPod("unlinked", "only the API's service variables", 60*time.Second, func(p *corev1.Pod) error {
+		if logs := n.logs(p, "c"); !strings.Contains(logs, "svc: [] "+api) {
+			return fmt.Errorf("logs %q", logs)
+		}
+		return nil
+	})
+
 	n.create(&corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: "envy", Labels: map[string]string{"tier": "gold"}},
 		Spec: corev1.PodSpec{

@@ -143,6 +143,10 @@ type Manager struct {
 	log    *slog.Logger
 	pods   listerscorev1.PodLister
 	synced cache.InformerSynced
+	// services (every namespace's) give containers their service
+	// variables.
+	services       listerscorev1.ServiceLister
+	servicesSynced cache.InformerSynced
 
 	mu      sync.Mutex
 	workers map[types.UID]*worker
@@ -202,9 +206,16 @@ func (m *Manager) Run(ctx context.Context) error {
 			<-w.done
 		}
 	}()
+	svcFactory := informers.NewSharedInformerFactory(m.cfg.Client, 0)
+	svcInf := svcFactory.Core().V1().Services()
+	m.services, m.servicesSynced = svcInf.Lister(), svcInf.Informer().HasSynced
+	svcFactory.Start(ctx.Done())
+	defer svcFactory.Shutdown()
 	factory.Start(ctx.Done())
 	defer factory.Shutdown()
-	if !cache.WaitForCacheSync(ctx.Done(), m.synced) {
+	// The services too: a container created before they are known would
+	// fail its environment (errServicesNotSynced) and wait for a retry.
+	if !cache.WaitForCacheSync(ctx.Done(), m.synced, m.servicesSynced) {
 		return nil
 	}
 	close(m.ready)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -121,13 +122,19 @@ func effectiveSecurity(pod *corev1.Pod, c *corev1.Container) corev1.SecurityCont
 // envFrom sources first, then env entries (later ones win), each value
 // with $(VAR) references to earlier variables expanded.
 func (m *Manager) env(ctx context.Context, pod *corev1.Pod, c *corev1.Container, podIP netip.Addr) ([]string, error) {
+	svcVars, err := m.serviceEnv(pod)
+	if err != nil {
+		return nil, err
+	}
 	vars := map[string]string{}
+	// $(VAR) sees the service variables too, under the container's own.
+	scope := maps.Clone(svcVars)
 	var order []string
 	set := func(k, v string) {
 		if _, ok := vars[k]; !ok {
 			order = append(order, k)
 		}
-		vars[k] = v
+		vars[k], scope[k] = v, v
 	}
 	for _, from := range c.EnvFrom {
 		switch {
@@ -157,7 +164,7 @@ func (m *Manager) env(ctx context.Context, pod *corev1.Pod, c *corev1.Container,
 	}
 	for _, e := range c.Env {
 		if e.ValueFrom == nil {
-			set(e.Name, expansion.Expand(e.Value, vars))
+			set(e.Name, expansion.Expand(e.Value, scope))
 			continue
 		}
 		v, skip, err := m.envValue(ctx, pod, c, e.ValueFrom, podIP)
@@ -166,6 +173,12 @@ func (m *Manager) env(ctx context.Context, pod *corev1.Pod, c *corev1.Container,
 		}
 		if !skip {
 			set(e.Name, v)
+		}
+	}
+	// Then the service variables the container did not set itself.
+	for _, k := range sortedKeys(svcVars) {
+		if _, ok := vars[k]; !ok {
+			set(k, svcVars[k])
 		}
 	}
 	out := make([]string, 0, len(order))
