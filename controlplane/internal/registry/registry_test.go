@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -832,4 +833,165 @@ func TestGracefulDelete(t *testing.T) {
 	if _, err := st.Get(ctx, res, "default", "fin", GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Fatalf("grace-0 delete without finalizers: got %v, want NotFound", err)
 	}
+}
+
+// laggingKV is a raftstore whose local replica lags: a stale read sees the
+// state as of revision at (when set), a linearizable read the latest. It
+// counts both.
+type laggingKV struct {
+	*raftstore.Store
+	mu                sync.Mutex
+	at                int64
+	stale, linearized int
+}
+
+func (l *laggingKV) Get(ctx context.Context, key string, o raftstore.ReadOptions) (*raftstore.KeyValue, int64, error) {
+	l.mu.Lock()
+	if o.Stale {
+		l.stale++
+		if l.at != 0 && o.Revision == 0 {
+			o.Revision = l.at
+		}
+	} else {
+		l.linearized++
+	}
+	l.mu.Unlock()
+	return l.Store.Get(ctx, key, o)
+}
+
+func (l *laggingKV) lagAt(rev int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.at, l.stale, l.linearized = rev, 0, 0
+}
+
+func (l *laggingKV) reads() (stale, linearized int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.stale, l.linearized
+}
+
+// TestGuaranteedUpdateStaleReplica: an update first reads the local
+// replica, without a read index; what a lagging replica shows never makes
+// an update wrong, only slower (a linearizable retry).
+func TestGuaranteedUpdateStaleReplica(t *testing.T) {
+	kv := &laggingKV{Store: startRaft(t)}
+	st, err := New(Config{KV: kv, Scheme: testScheme(t), Now: func() time.Time { return testNow }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	v1 := mustCreate(t, st, configMaps, "default", configMap("default", "cfg", nil, map[string]string{"v": "1"})).(*corev1.ConfigMap)
+	bump := func(v string) func(runtime.Object) (runtime.Object, error) {
+		return func(cur runtime.Object) (runtime.Object, error) {
+			cm := cur.(*corev1.ConfigMap)
+			cm.Data["v"] = v
+			return cm, nil
+		}
+	}
+
+	// A current replica: one read, no read index.
+	kv.lagAt(0)
+	v2, err := st.GuaranteedUpdate(ctx, configMaps, "default", "cfg", bump("2"), UpdateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, l := kv.reads(); s != 1 || l != 0 {
+		t.Errorf("current replica: %d stale and %d linearizable reads, want 1 and 0", s, l)
+	}
+
+	// The replica lags at v1: the write of v3 over what it shows fails its
+	// revision check and is redone on the latest state.
+	kv.lagAt(rvInt(t, v1))
+	v3, err := st.GuaranteedUpdate(ctx, configMaps, "default", "cfg", func(cur runtime.Object) (runtime.Object, error) {
+		cm := cur.(*corev1.ConfigMap)
+		cm.Data["was"] = cm.Data["v"]
+		cm.Data["v"] = "3"
+		return cm, nil
+	}, UpdateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := v3.(*corev1.ConfigMap).Data; d["was"] != "2" || d["v"] != "3" {
+		t.Errorf("lagging replica: wrote %v, want was=2 (the latest) and v=3", d)
+	}
+	if s, l := kv.reads(); s != 1 || l != 1 {
+		t.Errorf("lagging replica: %d stale and %d linearizable reads, want 1 and 1", s, l)
+	}
+
+	// A client holding the latest resourceVersion is not refused because
+	// the replica shows an older one.
+	kv.lagAt(rvInt(t, v2))
+	upd := v3.(*corev1.ConfigMap).DeepCopy()
+	upd.Data["v"] = "4"
+	v4, err := st.Update(ctx, configMaps, "default", "cfg", upd, UpdateOptions{})
+	if err != nil || v4.(*corev1.ConfigMap).Data["v"] != "4" {
+		t.Fatalf("update at the latest resourceVersion through a lagging replica: %v, %v", v4, err)
+	}
+
+	// Nothing to write on the replica's state: the current object comes
+	// back, not the replica's.
+	kv.lagAt(rvInt(t, v3))
+	same, err := st.GuaranteedUpdate(ctx, configMaps, "default", "cfg", bump("3"), UpdateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := same.(*corev1.ConfigMap).Data; d["v"] != "3" || rvOf(t, same) == rvOf(t, v3) {
+		t.Errorf("v=3 again through a replica at v3: got v=%s at rv %s; want v=3 written over v4", d["v"], rvOf(t, same))
+	}
+	kv.lagAt(rvInt(t, v3))
+	noop, err := st.GuaranteedUpdate(ctx, configMaps, "default", "cfg", func(cur runtime.Object) (runtime.Object, error) { return cur, nil }, UpdateOptions{})
+	if err != nil || rvOf(t, noop) != rvOf(t, same) {
+		t.Errorf("no-op through a lagging replica: rv %s, %v; want the latest, %s", rvOf(t, noop), err, rvOf(t, same))
+	}
+
+	// An object the replica does not have yet.
+	kv.lagAt(rvInt(t, same))
+	mustCreate(t, st, configMaps, "default", configMap("default", "newer", nil, map[string]string{"v": "1"}))
+	if _, err := st.GuaranteedUpdate(ctx, configMaps, "default", "newer", bump("2"), UpdateOptions{}); err != nil {
+		t.Errorf("update of an object the replica does not have yet: %v", err)
+	}
+
+	// tryUpdate's verdict on the replica's state is not final either.
+	kv.lagAt(rvInt(t, v1))
+	if _, err := st.GuaranteedUpdate(ctx, configMaps, "default", "cfg", func(cur runtime.Object) (runtime.Object, error) {
+		if cur.(*corev1.ConfigMap).Data["v"] == "1" {
+			return nil, errors.New("judged on the replica's old state")
+		}
+		return cur, nil
+	}, UpdateOptions{}); err != nil {
+		t.Errorf("tryUpdate failing on the replica's state only: %v", err)
+	}
+
+	// Concurrent writers through a lagging replica still count right.
+	kv.lagAt(rvInt(t, v1))
+	mustCreate(t, st, configMaps, "default", configMap("default", "counter", nil, map[string]string{"n": "0"}))
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for range 5 {
+				if _, err := st.GuaranteedUpdate(ctx, configMaps, "default", "counter", func(cur runtime.Object) (runtime.Object, error) {
+					cm := cur.(*corev1.ConfigMap)
+					n, _ := strconv.Atoi(cm.Data["n"])
+					cm.Data["n"] = strconv.Itoa(n + 1)
+					return cm, nil
+				}, UpdateOptions{}); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if got, err := st.Get(ctx, configMaps, "default", "counter", GetOptions{}); err != nil || got.(*corev1.ConfigMap).Data["n"] != "20" {
+		t.Errorf("counter: %v, %v; want n=20", got, err)
+	}
+}
+
+func rvInt(t *testing.T, obj runtime.Object) int64 {
+	t.Helper()
+	n, err := strconv.ParseInt(rvOf(t, obj), 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

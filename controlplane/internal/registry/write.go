@@ -213,6 +213,13 @@ func (s *Store) Update(ctx context.Context, res *Resource, ns, name string, obj 
 // tryUpdate again, until the write succeeds, tryUpdate fails (its error is
 // returned as is) or ctx ends. tryUpdate may modify and return its argument.
 // An update that changes nothing writes nothing and returns the stored object.
+//
+// The first read is the local replica's, without the read index round trip
+// to the leader that a linearizable read costs: the write commits only if
+// the object is still at the revision read, so a stale replica costs a
+// retry, never a wrong write. Any other outcome of a stale read (an error
+// of tryUpdate or of the checks, NotFound, nothing to write, a dry run) is
+// decided again on a linearizable read, and so is every retry.
 func (s *Store) GuaranteedUpdate(ctx context.Context, res *Resource, ns, name string, tryUpdate func(current runtime.Object) (runtime.Object, error), opts UpdateOptions) (runtime.Object, error) {
 	if !res.Namespaced {
 		ns = ""
@@ -221,20 +228,30 @@ func (s *Store) GuaranteedUpdate(ctx context.Context, res *Resource, ns, name st
 	if err != nil {
 		return nil, err
 	}
-	for {
+	stale := !opts.DryRun && res.Reservations == nil
+	for ; ; stale = false {
 		if err := ctx.Err(); err != nil {
 			return nil, storeError(res, name, expiredList, err)
 		}
-		cur, kv, err := s.read(ctx, res, k, name, raftstore.ReadOptions{})
+		cur, kv, err := s.read(ctx, res, k, name, raftstore.ReadOptions{Stale: stale})
 		if err != nil {
+			if stale {
+				continue
+			}
 			return nil, err
 		}
 		obj, err := tryUpdate(cur.DeepCopyObject())
 		if err != nil {
+			if stale {
+				continue
+			}
 			return nil, err
 		}
 		obj, err = s.prepareUpdate(res, ns, name, obj, cur, kv.ModRevision)
 		if err != nil {
+			if stale {
+				continue
+			}
 			return nil, err
 		}
 		m, _ := meta.Accessor(obj)
@@ -264,6 +281,9 @@ func (s *Store) GuaranteedUpdate(ctx context.Context, res *Resource, ns, name st
 			return nil, apierrors.NewInternalError(err)
 		}
 		if bytes.Equal(data, kv.Value) {
+			if stale {
+				continue // the object returned must be the current one
+			}
 			return cur, nil
 		}
 		if opts.DryRun {
