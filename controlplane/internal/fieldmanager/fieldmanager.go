@@ -32,6 +32,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"unicode"
@@ -62,9 +63,11 @@ var ErrNoSchema = errors.New("fieldmanager: no structured-merge-diff schema for 
 type Set struct {
 	scheme *runtime.Scheme
 	types  managedfields.TypeConverter
-	// skipReset has updates leave the field their subresource cannot set
-	// out of the comparison (Manager.skip).
-	skipReset bool
+	// shortcuts are New's, which the reference Set of the tests (newSet)
+	// does without: updates leave the field their subresource cannot set
+	// out of the comparison (Manager.skip), and objects are not copied
+	// when converted to the version they have (sameVersion).
+	shortcuts bool
 
 	mu       sync.Mutex
 	managers map[managerKey]*Manager
@@ -80,7 +83,7 @@ type managerKey struct {
 // first use by For.
 func New(scheme *runtime.Scheme) *Set {
 	s := newSet(scheme, newGoTypes(applyconfigurations.NewTypeConverter(scheme)))
-	s.skipReset = true
+	s.shortcuts = true
 	return s
 }
 
@@ -108,18 +111,43 @@ func (s *Set) For(gvk schema.GroupVersionKind, subresource string) (*Manager, er
 	if _, err := s.types.ObjectToTyped(probe); err != nil {
 		return nil, fmt.Errorf("%w %s: %v", ErrNoSchema, gvk, err)
 	}
-	fm, err := managedfields.NewDefaultFieldManager(s.types, s.scheme, noDefaults{}, s.scheme,
+	var conv runtime.ObjectConvertor = s.scheme
+	if s.shortcuts {
+		conv = sameVersion{s.scheme}
+	}
+	fm, err := managedfields.NewDefaultFieldManager(s.types, conv, noDefaults{}, s.scheme,
 		gvk, gvk.GroupVersion(), subresource, resetFields(gvk.GroupVersion(), subresource))
 	if err != nil {
 		return nil, fmt.Errorf("fieldmanager: %s: %w", gvk, err)
 	}
 	m := &Manager{gvk: gvk, subresource: subresource, scheme: s.scheme, types: s.types, fields: fm,
 		reset: resetFields(gvk.GroupVersion(), subresource)[fieldpath.APIVersion(gvk.GroupVersion().String())], skip: -1}
-	if s.skipReset {
+	if s.shortcuts {
 		m.skip = jsonField(probe, resetField(subresource))
 	}
 	s.managers[k] = m
 	return m, nil
+}
+
+// sameVersion is the scheme as the field manager's object converter,
+// except that an object of a Go type asked for the version its kind
+// already has is returned as it is, not deep-copied: the field manager
+// only reads the objects it converts so, to turn them into typed values
+// (the Manager works on copies of its own anyway). The two copies of a
+// pod were a tenth of a status update's bookkeeping.
+type sameVersion struct{ *runtime.Scheme }
+
+func (c sameVersion) ConvertToVersion(in runtime.Object, gv runtime.GroupVersioner) (runtime.Object, error) {
+	if _, ok := in.(runtime.Unstructured); !ok {
+		if gvk := in.GetObjectKind().GroupVersionKind(); !gvk.Empty() {
+			if kinds, _, err := c.ObjectKinds(in); err == nil && slices.Contains(kinds, gvk) {
+				if target, ok := gv.KindForGroupVersionKinds(kinds); ok && target == gvk {
+					return in, nil
+				}
+			}
+		}
+	}
+	return c.Scheme.ConvertToVersion(in, gv)
 }
 
 // resetFields are the fields a write through subresource cannot set, whose

@@ -218,9 +218,13 @@ func TestUpdateAfterApply(t *testing.T) {
 	changed := live.DeepCopy()
 	changed.Spec.Replicas = ptr(int32(7))
 	changed.Labels["edited"] = "yes"
+	liveBefore, changedBefore := live.DeepCopy(), changed.DeepCopy()
 	out, err := m.Update(live, changed, "kubectl-edit")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(live, liveBefore) || !reflect.DeepEqual(changed, changedBefore) {
+		t.Errorf("Update modified its arguments")
 	}
 	got := entries(t, out)
 	if e := got["kubectl-edit/Update/"]; !strings.Contains(e, `"f:replicas"`) || !strings.Contains(e, `"f:edited"`) || strings.Contains(e, `"f:image"`) {

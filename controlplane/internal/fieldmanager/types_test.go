@@ -25,8 +25,8 @@ func TestGoTypesMatchSchemas(t *testing.T) {
 	scheme := testScheme(t)
 	fast := New(scheme)
 	ref := newSet(scheme, applyconfigurations.NewTypeConverter(scheme))
-	if _, ok := fast.types.(*goTypes); !ok || !fast.skipReset {
-		t.Fatalf("New's converter is %T, skipping reset fields %v; want *goTypes, true", fast.types, fast.skipReset)
+	if _, ok := fast.types.(*goTypes); !ok || !fast.shortcuts {
+		t.Fatalf("New's converter is %T, shortcuts %v; want *goTypes, true", fast.types, fast.shortcuts)
 	}
 	podKind := corev1.SchemeGroupVersion.WithKind("Pod")
 
