@@ -42,14 +42,6 @@ const sandboxMeta = "sandbox.json"
 
 var sandboxNamespaces = []string{"net", "ipc", "uts"}
 
-// pinnedNamespaces are the namespaces a sandbox creates and pins.
-func pinnedNamespaces(hostNetwork bool) []string {
-	if hostNetwork {
-		return []string{"ipc"}
-	}
-	return sandboxNamespaces
-}
-
 func (r *Runtime) sandboxesDir() string { return filepath.Join(r.cfg.RunDir, "sandboxes") }
 
 func (r *Runtime) sandboxDir(uid string) string { return filepath.Join(r.sandboxesDir(), uid) }
@@ -253,7 +245,7 @@ func unshareAndPin(dir, hostname string, hostNetwork bool) error {
 		if err := unix.Unshare(unix.CLONE_NEWIPC); err != nil {
 			return fmt.Errorf("unshare: %w", err)
 		}
-		return pin(dir, pinnedNamespaces(true))
+		return pin(dir, []string{"ipc"})
 	}
 	if err := unix.Unshare(unix.CLONE_NEWNET | unix.CLONE_NEWIPC | unix.CLONE_NEWUTS); err != nil {
 		return fmt.Errorf("unshare: %w", err)

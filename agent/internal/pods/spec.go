@@ -120,7 +120,9 @@ func effectiveSecurity(pod *corev1.Pod, c *corev1.Container) corev1.SecurityCont
 
 // env resolves the container's environment in the kubelet's order:
 // envFrom sources first, then env entries (later ones win), each value
-// with $(VAR) references to earlier variables expanded.
+// with $(VAR) references to earlier variables and to the service
+// variables expanded, then the service variables (serviceEnv) the
+// container did not set.
 func (m *Manager) env(ctx context.Context, pod *corev1.Pod, c *corev1.Container, podIP netip.Addr) ([]string, error) {
 	svcVars, err := m.serviceEnv(pod)
 	if err != nil {

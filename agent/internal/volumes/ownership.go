@@ -38,15 +38,17 @@ func setGroupOwnership(root string, gid int64, readOnly bool) error {
 		if err != nil {
 			return err
 		}
-		if err := os.Lchown(p, -1, int(gid)); err != nil {
+		info, err := d.Info() // of the link itself, for a link
+		if err != nil {
 			return err
+		}
+		if int64(info.Sys().(*syscall.Stat_t).Gid) != gid {
+			if err := os.Lchown(p, -1, int(gid)); err != nil {
+				return err
+			}
 		}
 		if d.Type()&fs.ModeSymlink != 0 {
 			return nil
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
 		}
 		m := mask
 		if d.IsDir() {
