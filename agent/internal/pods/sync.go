@@ -147,12 +147,12 @@ func (w *worker) runPod(ctx context.Context, pod *corev1.Pod, mine []containers.
 		}
 		w.sandbox = &sb
 	}
-	if w.sandbox.HostNetwork {
+	switch {
+	case w.sandbox.HostNetwork:
 		// The node's network: its address, no CNI, no hostPort mapping
 		// (the containers bind the node's ports themselves).
 		w.ip = w.m.cfg.NodeIP
-	}
-	if !w.ip.IsValid() {
+	case !w.ip.IsValid():
 		ip, err := w.m.cfg.Network.Setup(ctx, string(w.uid), w.ns, w.name, w.sandbox.NetNS, hostPorts(pod))
 		if err != nil {
 			w.m.cfg.Recorder.Eventf(pod, corev1.EventTypeWarning, "FailedCreatePodSandBox", "Failed to set up the pod network: %v", err)

@@ -130,24 +130,33 @@ func (s *Set) For(gvk schema.GroupVersionKind, subresource string) (*Manager, er
 }
 
 // sameVersion is the scheme as the field manager's object converter,
-// except that an object of a Go type asked for the version its kind
-// already has is returned as it is, not deep-copied: the field manager
-// only reads the objects it converts so, to turn them into typed values
-// (the Manager works on copies of its own anyway). The two copies of a
-// pod were a tenth of a status update's bookkeeping.
+// except that an object asked for the version it already has is returned
+// as it is, not deep-copied: the field manager only reads the objects it
+// converts (into typed values), and the Manager hands it copies of its
+// own anyway. The two copies of a pod were a tenth of a status update's
+// bookkeeping.
 type sameVersion struct{ *runtime.Scheme }
 
 func (c sameVersion) ConvertToVersion(in runtime.Object, gv runtime.GroupVersioner) (runtime.Object, error) {
-	if _, ok := in.(runtime.Unstructured); !ok {
-		if gvk := in.GetObjectKind().GroupVersionKind(); !gvk.Empty() {
-			if kinds, _, err := c.ObjectKinds(in); err == nil && slices.Contains(kinds, gvk) {
-				if target, ok := gv.KindForGroupVersionKinds(kinds); ok && target == gvk {
-					return in, nil
-				}
-			}
-		}
+	if c.isAt(in, gv) {
+		return in, nil
 	}
 	return c.Scheme.ConvertToVersion(in, gv)
+}
+
+// isAt reports whether in, of a Go type the scheme registers for the kind
+// in names, names gv's version of that kind.
+func (c sameVersion) isAt(in runtime.Object, gv runtime.GroupVersioner) bool {
+	if _, ok := in.(runtime.Unstructured); ok {
+		return false
+	}
+	gvk := in.GetObjectKind().GroupVersionKind()
+	kinds, _, err := c.ObjectKinds(in)
+	if gvk.Empty() || err != nil || !slices.Contains(kinds, gvk) {
+		return false
+	}
+	target, ok := gv.KindForGroupVersionKinds(kinds)
+	return ok && target == gvk
 }
 
 // resetFields are the fields a write through subresource cannot set, whose

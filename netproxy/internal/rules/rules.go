@@ -18,10 +18,9 @@
 // The semantics follow kube-proxy's iptables mode (written here from its
 // observable behaviour): ClusterIP, NodePort, externalIPs, the Local
 // external and internal traffic policies, ClientIP session affinity,
-// masquerading of
-// traffic from outside the cluster CIDR, of NodePort traffic and of
-// hairpin traffic, and REJECT/DROP in the filter table for service ports
-// that have no (local) endpoints. Only IPv4 is programmed.
+// masquerading of traffic from outside the cluster CIDR, of NodePort
+// traffic and of hairpin traffic, and REJECT/DROP in the filter table for
+// service ports that have no (local) endpoints. Only IPv4 is programmed.
 //
 // Layout (nat), built for few chains and few jumps, which is what costs
 // time in iptables-restore (nf_tables backend):
@@ -200,7 +199,6 @@ type svcPort struct {
 	proto, portNum  string // "tcp", "80"
 	nodePort        int
 	externalIPs     []netip.Addr
-	external        bool // a NodePort or external IPs
 	localPolicy     bool // external traffic policy Local (and external)
 	hasExtEndpoints bool
 	// internalLocal: internal traffic policy Local, cluster IP traffic
@@ -555,8 +553,7 @@ func (g *gen) filterRules(sp *svcPort) bool {
 		nodePort = int(p.NodePort)
 	}
 	externalIPs := externalIPs(svc)
-	external := nodePort != 0 || len(externalIPs) > 0
-	localPolicy := external && svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal
+	localPolicy := (nodePort != 0 || len(externalIPs) > 0) && svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal
 	// Endpoints for external traffic: the local ones under policy Local;
 	// for cluster IP traffic, the same under internal policy Local.
 	hasExtEndpoints := hasEndpoints
@@ -572,26 +569,21 @@ func (g *gen) filterRules(sp *svcPort) bool {
 	// Filter: refuse at once what has nowhere to go. No endpoints at all:
 	// REJECT; endpoints, but none on this node under a Local policy: DROP,
 	// as kube-proxy does (the client's traffic belongs to another node).
-	switch {
-	case !hasEndpoints:
-		line(&g.filterServices, "-A", ServicesChain, "-d", clusterIP, "-p", proto,
-			"-m", "comment", "--comment", quote(sp.name+" has no endpoints"),
-			"-m", proto, "--dport", port, "-m", "conntrack", "--ctstate", "NEW",
-			"-j", "REJECT", "--reject-with", "icmp-port-unreachable")
-	case !hasIntEndpoints:
-		line(&g.filterServices, "-A", ServicesChain, "-d", clusterIP, "-p", proto,
-			"-m", "comment", "--comment", quote(sp.name+" has no local endpoints"),
-			"-m", proto, "--dport", port, "-m", "conntrack", "--ctstate", "NEW", "-j", "DROP")
+	target, why := []string{"REJECT", "--reject-with", "icmp-port-unreachable"}, " has no endpoints"
+	if hasEndpoints {
+		target, why = []string{"DROP"}, " has no local endpoints"
+	}
+	refuse := func(dst string) {
+		line(&g.filterServices, append([]string{"-A", ServicesChain, "-d", dst, "-p", proto,
+			"-m", "comment", "--comment", quote(sp.name + why),
+			"-m", proto, "--dport", port, "-m", "conntrack", "--ctstate", "NEW", "-j"}, target...)...)
+	}
+	if !hasIntEndpoints { // also when there are no endpoints at all
+		refuse(clusterIP)
 	}
 	if !hasExtEndpoints {
-		target, why := []string{"REJECT", "--reject-with", "icmp-port-unreachable"}, " has no endpoints"
-		if hasEndpoints {
-			target, why = []string{"DROP"}, " has no local endpoints"
-		}
 		for _, ip := range externalIPs {
-			line(&g.filterServices, append([]string{"-A", ServicesChain, "-d", ip.String() + "/32", "-p", proto,
-				"-m", "comment", "--comment", quote(sp.name + why),
-				"-m", proto, "--dport", port, "-m", "conntrack", "--ctstate", "NEW", "-j"}, target...)...)
+			refuse(ip.String() + "/32")
 		}
 		if nodePort != 0 {
 			np := strconv.Itoa(nodePort)
@@ -605,7 +597,7 @@ func (g *gen) filterRules(sp *svcPort) bool {
 		}
 	}
 	sp.proto, sp.portNum, sp.nodePort, sp.externalIPs = proto, port, nodePort, externalIPs
-	sp.external, sp.localPolicy, sp.hasExtEndpoints = external, localPolicy, hasExtEndpoints
+	sp.localPolicy, sp.hasExtEndpoints = localPolicy, hasExtEndpoints
 	sp.internalLocal, sp.hasIntEndpoints = internalLocal, hasIntEndpoints
 	return hasEndpoints
 }
@@ -623,7 +615,7 @@ func (g *gen) natRules(sp *svcPort) {
 	// The SVC chain (all endpoints) serves cluster IP traffic unless the
 	// internal policy is Local, and external traffic; the SVL chain (this
 	// node's endpoints) serves whichever policy is Local.
-	usesSVC := !sp.internalLocal || sp.external
+	usesSVC := !sp.internalLocal || nodePort != 0 || len(externalIPs) > 0
 	usesSVL := sp.internalLocal && sp.hasIntEndpoints || localPolicy && hasExtEndpoints
 	internalChain := svcChain
 	if sp.internalLocal {
