@@ -22,7 +22,8 @@ import (
 // fresh machine (here: a fresh network namespace and fresh directories),
 // then `kubectl create deployment web --image=skiff.local/demo:1
 // --replicas=3` and `kubectl expose`: three Running pods serving the demo
-// page, `kubectl rollout status` succeeds.
+// page, `kubectl rollout status` succeeds; then a Job runs to completion
+// (and one fails) in real containers.
 func TestUpDemo(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: a network namespace, containerd, CNI")
@@ -148,6 +149,50 @@ func TestUpDemo(t *testing.T) {
 	waitFor(30*time.Second, "the demo page through the service's name", func() error {
 		out, err := kubectlNS("exec", "deployment/web", "--", "wget", "-q", "-O", "-", "http://web/")
 		if err != nil || !strings.Contains(out, "Hello from Skiff") {
+			return fmt.Errorf("%q %v", out, err)
+		}
+		return nil
+	})
+
+	// Jobs, with real containers: one that succeeds, whose output kubectl
+	// finds through the job, and one whose pod fails with no retry left.
+	for _, args := range [][]string{
+		{"create", "job", "hello", "--image=skiff.local/demo:1", "--", "sh", "-c", "echo hello from a job"},
+		{"wait", "--for=condition=complete", "job/hello", "--timeout=90s"},
+	} {
+		if out, err := kubectlNS(args...); err != nil {
+			t.Fatalf("kubectl %s: %v\n%s\nskiff up output:\n%s", strings.Join(args, " "), err, out, output.String())
+		}
+	}
+	if out, err := kubectlNS("logs", "job/hello"); err != nil || strings.TrimSpace(out) != "hello from a job" {
+		t.Fatalf("kubectl logs job/hello: %q %v", out, err)
+	}
+	if out, err := kubectlNS("get", "job", "hello", "-o", "jsonpath={.status.succeeded} {.status.failed}"); err != nil || out != "1 " {
+		t.Fatalf("job hello's succeeded and failed counts: %q %v", out, err)
+	}
+	failing := `{"apiVersion":"batch/v1","kind":"Job","metadata":{"name":"fails"},"spec":{"backoffLimit":0,"template":{"spec":{"restartPolicy":"Never","containers":[{"name":"c","image":"skiff.local/demo:1","command":["sh","-c","exit 3"]}]}}}}`
+	jobFile := filepath.Join(dir, "fails.json")
+	if err := os.WriteFile(jobFile, []byte(failing), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"apply", "-f", jobFile},
+		{"wait", "--for=condition=failed", "job/fails", "--timeout=90s"},
+	} {
+		if out, err := kubectlNS(args...); err != nil {
+			t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	if out, err := kubectlNS("get", "job", "fails", "-o", `jsonpath={.status.conditions[?(@.type=="Failed")].reason} {.status.failed}`); err != nil || out != "BackoffLimitExceeded 1" {
+		t.Fatalf("job fails: %q %v", out, err)
+	}
+	// Deleting the jobs deletes their pods: the tracking finalizer lets go.
+	if out, err := kubectlNS("delete", "job", "hello", "fails"); err != nil {
+		t.Fatalf("kubectl delete job: %v\n%s", err, out)
+	}
+	waitFor(30*time.Second, "the jobs' pods gone", func() error {
+		out, err := kubectlNS("get", "pods", "-l", "batch.kubernetes.io/job-name", "-o", "name")
+		if err != nil || strings.TrimSpace(out) != "" {
 			return fmt.Errorf("%q %v", out, err)
 		}
 		return nil

@@ -21,6 +21,7 @@ import (
 	"github.com/skiff-sh/skiff/controlplane/internal/endpoints"
 	"github.com/skiff-sh/skiff/controlplane/internal/endpointslice"
 	"github.com/skiff-sh/skiff/controlplane/internal/gc"
+	"github.com/skiff-sh/skiff/controlplane/internal/job"
 	"github.com/skiff-sh/skiff/controlplane/internal/leadership"
 	"github.com/skiff-sh/skiff/controlplane/internal/nodeipam"
 	"github.com/skiff-sh/skiff/controlplane/internal/nodelifecycle"
@@ -153,6 +154,12 @@ func (m *Master) controllers(addr *net.TCPAddr, ca *pki.CA, pool *membership.Poo
 			cfg.Client, cfg.Logger = c.cs, log
 			cfg.Informers = shared
 			return daemonset.New(cfg)
+		}},
+		{"job-controller", func() (runner, error) {
+			cfg := job.DefaultConfig()
+			cfg.Client, cfg.Logger = c.cs, log
+			cfg.Informers = shared
+			return job.New(cfg)
 		}},
 		{"endpoints-controller", func() (runner, error) {
 			cfg := endpoints.DefaultConfig()

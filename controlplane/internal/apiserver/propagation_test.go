@@ -11,12 +11,16 @@ import (
 
 // TestDeletePropagationPolicy: DELETE's propagationPolicy (query or body)
 // and the deprecated orphanDependents set the garbage collector's
-// finalizers as kube-apiserver does; Background, the default, deletes at
-// once.
+// finalizers as kube-apiserver does; Background, the default (but for
+// jobs, which orphan), deletes at once.
 func TestDeletePropagationPolicy(t *testing.T) {
 	ts := startServer(t)
 	cms := ts.URL + "/api/v1/namespaces/default/configmaps"
 	deploys := ts.URL + "/apis/apps/v1/namespaces/default/deployments"
+	jobs := ts.URL + "/apis/batch/v1/namespaces/default/jobs"
+	job := func(name string) string {
+		return `{"metadata":{"name":"` + name + `"},"spec":{"template":{"spec":{"restartPolicy":"Never","containers":[{"name":"c","image":"busybox"}]}}}}`
+	}
 	create := func(url, body string) { t.Helper(); mustDo(t, 201, "POST", url, "application/json", body, nil) }
 	cm := func(name string, finalizers ...string) {
 		t.Helper()
@@ -38,6 +42,8 @@ func TestDeletePropagationPolicy(t *testing.T) {
 		{name: "orphanDependents false, held by another finalizer: 202", setup: func() { cm("c3", "example.com/x") }, url: cms + "/c3", body: `{"orphanDependents":false}`, code: 202, finalizers: []string{"example.com/x"}},
 		{name: "background", setup: func() { cm("c4") }, url: cms + "/c4", body: `{"propagationPolicy":"Background"}`, code: 200},
 		{name: "unset", setup: func() { cm("c5") }, url: cms + "/c5", code: 200},
+		{name: "a job, unset: orphan (batch/v1's default)", setup: func() { create(jobs, job("j1")) }, url: jobs + "/j1", code: 200, finalizers: []string{metav1.FinalizerOrphanDependents}},
+		{name: "a job, background", setup: func() { create(jobs, job("j2")) }, url: jobs + "/j2?propagationPolicy=Background", code: 200},
 		{name: "background in the query wins over the body", setup: func() { cm("c6") }, url: cms + "/c6?propagationPolicy=Background", body: `{"propagationPolicy":"Foreground"}`, code: 200},
 	}
 	for _, tt := range tests {

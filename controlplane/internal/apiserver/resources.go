@@ -3,9 +3,11 @@ package apiserver
 import (
 	"reflect"
 	"slices"
+	"strconv"
 
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -22,7 +24,7 @@ import (
 )
 
 // NewScheme returns the scheme of every type the server encodes or decodes:
-// the served core/v1, apps/v1, discovery.k8s.io/v1 and coordination.k8s.io/v1
+// the served core/v1, apps/v1, batch/v1, discovery.k8s.io/v1 and coordination.k8s.io/v1
 // kinds with their lists and options, autoscaling/v1 (Scale, the scale
 // subresource's kind), policy/v1 (Eviction, pods/eviction's kind), and the
 // meta.k8s.io/v1 types (Status, WatchEvent, Table, PartialObjectMetadata).
@@ -32,7 +34,7 @@ func NewScheme() *runtime.Scheme {
 	// The k8s.io/api AddToScheme functions also register the meta types
 	// (options, Status, WatchEvent) in their group versions.
 	for _, add := range []func(*runtime.Scheme) error{
-		corev1.AddToScheme, appsv1.AddToScheme, autoscalingv1.AddToScheme, policyv1.AddToScheme,
+		corev1.AddToScheme, appsv1.AddToScheme, batchv1.AddToScheme, autoscalingv1.AddToScheme, policyv1.AddToScheme,
 		discoveryv1.AddToScheme, coordinationv1.AddToScheme, metav1.AddMetaToScheme,
 	} {
 		if err := add(s); err != nil {
@@ -208,6 +210,7 @@ func resources(tolerationSeconds int64) []*resource {
 			},
 			columns: controllerRevisionColumns,
 		},
+		jobs(),
 		{
 			gvr: discoveryv1.SchemeGroupVersion.WithResource("endpointslices"), singular: "endpointslice", kind: "EndpointSlice", namespaced: true,
 			reg: &registry.Resource{
@@ -229,9 +232,9 @@ func resources(tolerationSeconds int64) []*resource {
 // which write it through the status subresource, and generation counts spec
 // changes.
 func workload(gvr schema.GroupVersionResource, singular, kind, short string, newObj, newList func() runtime.Object, cols []column) *resource {
-	return &resource{
+	r := &resource{
 		gvr: gvr, singular: singular, kind: kind, namespaced: true,
-		shortNames: []string{short}, categories: []string{"all"},
+		categories: []string{"all"},
 		reg: &registry.Resource{
 			New: newObj, NewList: newList, Generation: true,
 			PrepareForCreate: func(obj runtime.Object) { clearField(obj, "Status") },
@@ -245,6 +248,25 @@ func workload(gvr schema.GroupVersionResource, singular, kind, short string, new
 		},
 		columns: cols,
 	}
+	if short != "" {
+		r.shortNames = []string{short}
+	}
+	return r
+}
+
+// jobs describes batch/v1 jobs: a workload without a short name whose
+// new objects get their generated selector once their uid is known, and
+// whose delete without a propagation policy orphans the pods.
+func jobs() *resource {
+	r := workload(batchv1.SchemeGroupVersion.WithResource("jobs"), "job", "Job", "",
+		func() runtime.Object { return &batchv1.Job{} }, func() runtime.Object { return &batchv1.JobList{} }, jobColumns)
+	r.reg.PrepareNamed = func(obj runtime.Object) { strategy.PrepareJob(obj.(*batchv1.Job)) }
+	r.reg.OrphanByDefault = true // kube-apiserver's default for batch/v1, "for backward compatibility"
+	r.fieldLabels = []string{"status.successful"}
+	r.reg.Fields = func(obj runtime.Object) fields.Set {
+		return fields.Set{"status.successful": strconv.Itoa(int(obj.(*batchv1.Job).Status.Succeeded))}
+	}
+	return r
 }
 
 // complete fills in what the table leaves implicit: the verbs, the

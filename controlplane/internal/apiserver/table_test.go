@@ -38,6 +38,7 @@ func TestTableColumns(t *testing.T) {
 		"controllerrevisions": "Name Controller Revision Age",
 		"endpointslices":      "Name AddressType Ports Endpoints Age",
 		"leases":              "Name Holder Age",
+		"jobs":                "Name Status Completions Duration Age Containers* Images* Selector*",
 	}
 	rs := resources(DefaultTolerationSeconds)
 	if len(rs) != len(want) {

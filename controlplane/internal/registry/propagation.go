@@ -10,15 +10,16 @@ import (
 // stored object m for the garbage collector, as kube-apiserver chooses them:
 // orphan for propagationPolicy Orphan (or the deprecated orphanDependents
 // true), foregroundDeletion for Foreground, neither for Background; with no
-// policy, the one m already carries, else none (Background is the default of
-// every resource Skiff serves). The other finalizers keep their order.
+// policy, the one m already carries, else orphan when orphanByDefault (the
+// resource's default, as batch/v1 Jobs keep it for compatibility) and none
+// otherwise (Background). The other finalizers keep their order.
 //
 // An object already being deleted only loses finalizers, never gains one:
 // a later delete may end a foreground or orphan wait (Background) but not
 // start another. One being deleted gracefully (a pod waiting for its node)
 // keeps its finalizers, as kube-apiserver leaves them while a grace period
 // is pending.
-func gcFinalizers(m metav1.Object, opts DeleteOptions) (finalizers []string, changed bool) {
+func gcFinalizers(m metav1.Object, opts DeleteOptions, orphanByDefault bool) (finalizers []string, changed bool) {
 	cur := m.GetFinalizers()
 	if m.GetDeletionTimestamp() != nil && !zeroGrace(m) {
 		return cur, false
@@ -32,6 +33,8 @@ func gcFinalizers(m metav1.Object, opts DeleteOptions) (finalizers []string, cha
 		orphan, foreground = p == metav1.DeletePropagationOrphan, p == metav1.DeletePropagationForeground
 	case orphan && foreground: // validation forbids both; orphan wins, as upstream
 		foreground = false
+	case !orphan && !foreground:
+		orphan = orphanByDefault
 	}
 	for _, f := range cur {
 		if f != metav1.FinalizerOrphanDependents && f != metav1.FinalizerDeleteDependents {

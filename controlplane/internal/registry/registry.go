@@ -79,6 +79,10 @@ type Resource struct {
 	// PrepareForCreate clears or sets fields the user may not set on create
 	// (for example status on the main resource).
 	PrepareForCreate func(obj runtime.Object)
+	// PrepareNamed finishes a new object once its name (generated from
+	// generateName or not) and uid are set, before validation: a Job's
+	// generated selector names its uid.
+	PrepareNamed func(obj runtime.Object)
 	// PrepareForUpdate does the same on update, and may bump
 	// metadata.generation when the spec changed; old is the stored object.
 	PrepareForUpdate func(obj, old runtime.Object)
@@ -105,6 +109,10 @@ type Resource struct {
 	// (for pods: the node's agent, once the containers stopped) removes it.
 	// Nil means every delete is immediate (finalizers aside).
 	GracePeriod func(obj runtime.Object, requested *int64) int64
+	// OrphanByDefault makes a delete that names no propagation policy
+	// orphan the object's dependents, as kube-apiserver does for batch/v1
+	// Jobs; otherwise such a delete is Background.
+	OrphanByDefault bool
 	// Fields returns the selectable fields beyond metadata.name and
 	// metadata.namespace, e.g. spec.nodeName for pods.
 	Fields func(obj runtime.Object) fields.Set

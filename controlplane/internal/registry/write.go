@@ -106,6 +106,9 @@ func (s *Store) Create(ctx context.Context, res *Resource, ns string, obj runtim
 				return nil, err
 			}
 		}
+		if res.PrepareNamed != nil {
+			res.PrepareNamed(obj)
+		}
 		if errs := s.validateCreate(res, obj, m); len(errs) > 0 {
 			return nil, apierrors.NewInvalid(res.groupKind(), m.GetName(), errs)
 		}
@@ -395,7 +398,7 @@ func (s *Store) Delete(ctx context.Context, res *Resource, ns, name string, opts
 		if res.GracePeriod != nil {
 			grace = res.GracePeriod(cur, opts.GracePeriodSeconds)
 		}
-		finalizers, gcChanged := gcFinalizers(m, opts)
+		finalizers, gcChanged := gcFinalizers(m, opts, res.OrphanByDefault)
 		if gcChanged {
 			m.SetFinalizers(finalizers)
 		}

@@ -52,6 +52,7 @@ var kinds = []kind{
 	of(nil, validateControllerRevision, validateControllerRevisionUpdate),
 	of(defaultEndpointSlice, validateEndpointSlice, validateEndpointSliceUpdate),
 	of(nil, validateLease, validateLeaseUpdate),
+	of(defaultJob, validateJob, validateJobUpdate),
 }
 
 // Compile-time proof that the kinds above are the served API types.

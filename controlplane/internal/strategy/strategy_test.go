@@ -163,7 +163,7 @@ func allKinds() []runtime.Object {
 	return []runtime.Object{
 		newPod(), newService(), newSecret(), newConfigMap(), newNamespace(), newNode(), newServiceAccount(),
 		newEndpoints(), newEvent(), newDeployment(), newReplicaSet(), newStatefulSet(), newDaemonSet(),
-		newControllerRevision(), newEndpointSlice(), newLease(),
+		newControllerRevision(), newEndpointSlice(), newLease(), newJob(),
 	}
 }
 
@@ -245,8 +245,8 @@ func TestKindsAreDistinct(t *testing.T) {
 		}
 		seen[k.typ] = true
 	}
-	if len(seen) != 16 {
-		t.Errorf("got %d distinct kinds, want 16", len(seen))
+	if len(seen) != 17 {
+		t.Errorf("got %d distinct kinds, want 17", len(seen))
 	}
 }
 

@@ -1,0 +1,251 @@
+package strategy
+
+// The batch/v1 kinds: Jobs, as kube-apiserver 1.32 defaults, completes and
+// validates them.
+
+import (
+	"fmt"
+	"math"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+)
+
+// The labels of a job's pods that kube-apiserver still adds without the
+// batch.kubernetes.io/ prefix.
+const (
+	legacyJobNameLabel       = "job-name"
+	legacyControllerUIDLabel = "controller-uid"
+)
+
+// maxParallelismForIndexedJob bounds Indexed jobs, as upstream.
+const maxParallelismForIndexedJob = 100_000
+
+func defaultJob(j *batchv1.Job) {
+	spec := &j.Spec
+	// A job that says neither runs one pod to one completion.
+	if spec.Completions == nil && spec.Parallelism == nil {
+		spec.Completions = ptrTo(int32(1))
+	}
+	if spec.Parallelism == nil {
+		spec.Parallelism = ptrTo(int32(1))
+	}
+	if spec.BackoffLimit == nil {
+		if spec.BackoffLimitPerIndex != nil {
+			spec.BackoffLimit = ptrTo(int32(math.MaxInt32))
+		} else {
+			spec.BackoffLimit = ptrTo(int32(6))
+		}
+	}
+	if spec.CompletionMode == nil {
+		spec.CompletionMode = ptrTo(batchv1.NonIndexedCompletion)
+	}
+	if spec.Suspend == nil {
+		spec.Suspend = ptrTo(false)
+	}
+	if p := spec.PodFailurePolicy; p != nil {
+		for i := range p.Rules {
+			for k := range p.Rules[i].OnPodConditions {
+				if c := &p.Rules[i].OnPodConditions[k]; c.Status == "" {
+					c.Status = corev1.ConditionTrue
+				}
+			}
+		}
+	}
+	if spec.PodReplacementPolicy == nil {
+		if spec.PodFailurePolicy != nil {
+			spec.PodReplacementPolicy = ptrTo(batchv1.Failed)
+		} else {
+			spec.PodReplacementPolicy = ptrTo(batchv1.TerminatingOrFailed)
+		}
+	}
+	if spec.ManualSelector == nil {
+		spec.ManualSelector = ptrTo(false)
+	}
+	jobLabelsFromTemplate(j)
+	DefaultPodTemplate(&spec.Template)
+}
+
+// jobLabelsFromTemplate gives a job without labels its template's.
+func jobLabelsFromTemplate(j *batchv1.Job) {
+	if len(j.Labels) == 0 && len(j.Spec.Template.Labels) > 0 {
+		j.Labels = make(map[string]string, len(j.Spec.Template.Labels))
+		for k, v := range j.Spec.Template.Labels {
+			j.Labels[k] = v
+		}
+	}
+}
+
+// PrepareJob completes a new job once its name and uid are known: unless
+// its selector is manual, its template gets the job-name and
+// controller-uid labels and its selector selects the uid, so that its pods
+// are its own alone. A job without labels then gets the template's, as a
+// job read back from kube-apiserver's storage has them.
+func PrepareJob(j *batchv1.Job) {
+	if j.Spec.ManualSelector != nil && *j.Spec.ManualSelector {
+		return
+	}
+	t := &j.Spec.Template
+	if t.Labels == nil {
+		t.Labels = map[string]string{}
+	}
+	for _, k := range []string{legacyJobNameLabel, batchv1.JobNameLabel} {
+		if _, ok := t.Labels[k]; !ok {
+			t.Labels[k] = j.Name
+		}
+	}
+	for _, k := range []string{legacyControllerUIDLabel, batchv1.ControllerUidLabel} {
+		if _, ok := t.Labels[k]; !ok {
+			t.Labels[k] = string(j.UID)
+		}
+	}
+	if j.Spec.Selector == nil {
+		j.Spec.Selector = &metav1.LabelSelector{}
+	}
+	if j.Spec.Selector.MatchLabels == nil {
+		j.Spec.Selector.MatchLabels = map[string]string{}
+	}
+	if _, ok := j.Spec.Selector.MatchLabels[batchv1.ControllerUidLabel]; !ok {
+		j.Spec.Selector.MatchLabels[batchv1.ControllerUidLabel] = string(j.UID)
+	}
+	jobLabelsFromTemplate(j)
+}
+
+func validateJob(j *batchv1.Job) field.ErrorList {
+	errs := validateGeneratedSelector(j)
+	return append(errs, validateJobSpec(&j.Spec, field.NewPath("spec"))...)
+}
+
+// validateGeneratedSelector checks that a job whose selector is not manual
+// selects its own uid, and that its template carries the generated labels.
+func validateGeneratedSelector(j *batchv1.Job) field.ErrorList {
+	var errs field.ErrorList
+	if j.Spec.ManualSelector != nil && *j.Spec.ManualSelector || j.Spec.Selector == nil {
+		return nil
+	}
+	if j.UID == "" {
+		errs = append(errs, field.Required(field.NewPath("metadata", "uid"), ""))
+	}
+	meta := field.NewPath("spec", "template", "metadata")
+	for _, want := range []struct{ key, value string }{
+		{legacyControllerUIDLabel, string(j.UID)}, {batchv1.ControllerUidLabel, string(j.UID)},
+		{legacyJobNameLabel, j.Name}, {batchv1.JobNameLabel, j.Name},
+	} {
+		errs = append(errs, validateHasLabel(j.Spec.Template.Labels, meta, want.key, want.value)...)
+	}
+	if sel, err := metav1.LabelSelectorAsSelector(j.Spec.Selector); err == nil && !sel.Matches(labels.Set{batchv1.ControllerUidLabel: string(j.UID)}) {
+		errs = append(errs, field.Invalid(field.NewPath("spec", "selector"), j.Spec.Selector, "`selector` not auto-generated"))
+	}
+	return errs
+}
+
+func validateHasLabel(l map[string]string, fldPath *field.Path, key, want string) field.ErrorList {
+	got, ok := l[key]
+	switch {
+	case !ok:
+		return field.ErrorList{field.Required(fldPath.Child("labels").Key(key), fmt.Sprintf("must be '%s'", want))}
+	case got != want:
+		return field.ErrorList{field.Invalid(fldPath.Child("labels").Key(key), l, fmt.Sprintf("must be '%s'", want))}
+	}
+	return nil
+}
+
+func validateJobSpec(spec *batchv1.JobSpec, fldPath *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	nonnegative := func(v *int32, name string) {
+		if v != nil {
+			errs = append(errs, validateNonnegative(int64(*v), fldPath.Child(name))...)
+		}
+	}
+	nonnegative(spec.Parallelism, "parallelism")
+	nonnegative(spec.Completions, "completions")
+	nonnegative(spec.BackoffLimit, "backoffLimit")
+	nonnegative(spec.TTLSecondsAfterFinished, "ttlSecondsAfterFinished")
+	nonnegative(spec.BackoffLimitPerIndex, "backoffLimitPerIndex")
+	nonnegative(spec.MaxFailedIndexes, "maxFailedIndexes")
+	if d := spec.ActiveDeadlineSeconds; d != nil {
+		errs = append(errs, validateNonnegative(*d, fldPath.Child("activeDeadlineSeconds"))...)
+	}
+	switch mode := spec.CompletionMode; {
+	case mode == nil:
+	case *mode == batchv1.IndexedCompletion:
+		if spec.Completions == nil {
+			errs = append(errs, field.Required(fldPath.Child("completions"), fmt.Sprintf("when completion mode is %s", batchv1.IndexedCompletion)))
+		}
+		if p := spec.Parallelism; p != nil && *p > maxParallelismForIndexedJob {
+			errs = append(errs, field.Invalid(fldPath.Child("parallelism"), *p, fmt.Sprintf("must be less than or equal to %d when completion mode is %s", maxParallelismForIndexedJob, batchv1.IndexedCompletion)))
+		}
+	case *mode != batchv1.NonIndexedCompletion:
+		errs = append(errs, field.NotSupported(fldPath.Child("completionMode"), *mode, []batchv1.CompletionMode{batchv1.NonIndexedCompletion, batchv1.IndexedCompletion}))
+	}
+	if spec.BackoffLimitPerIndex != nil && (spec.CompletionMode == nil || *spec.CompletionMode != batchv1.IndexedCompletion) {
+		errs = append(errs, field.Forbidden(fldPath.Child("backoffLimitPerIndex"), "requires indexed completion mode"))
+	}
+	if p := spec.PodReplacementPolicy; p != nil && *p != batchv1.TerminatingOrFailed && *p != batchv1.Failed {
+		errs = append(errs, field.NotSupported(fldPath.Child("podReplacementPolicy"), *p, []batchv1.PodReplacementPolicy{batchv1.TerminatingOrFailed, batchv1.Failed}))
+	}
+	sel, sErrs := validateSelector(spec.Selector, "job", fldPath.Child("selector"))
+	errs = append(errs, sErrs...)
+	tPath := fldPath.Child("template")
+	if sel != nil && !sel.Empty() && !sel.Matches(labels.Set(spec.Template.Labels)) {
+		errs = append(errs, field.Invalid(tPath.Child("metadata", "labels"), spec.Template.Labels, "`selector` does not match template `labels`"))
+	}
+	errs = append(errs, ValidatePodTemplate(&spec.Template, tPath)...)
+	// Left out, restartPolicy is defaulted to Always: "Required" says what
+	// to write instead, as kube-apiserver does.
+	switch rp := spec.Template.Spec.RestartPolicy; rp {
+	case corev1.RestartPolicyOnFailure, corev1.RestartPolicyNever:
+	case corev1.RestartPolicyAlways, "":
+		errs = append(errs, field.Required(tPath.Child("spec", "restartPolicy"), fmt.Sprintf("valid values: %q, %q", corev1.RestartPolicyOnFailure, corev1.RestartPolicyNever)))
+	default:
+		errs = append(errs, field.NotSupported(tPath.Child("spec", "restartPolicy"), rp, []corev1.RestartPolicy{corev1.RestartPolicyOnFailure, corev1.RestartPolicyNever}))
+	}
+	if spec.PodFailurePolicy != nil && spec.Template.Spec.RestartPolicy != corev1.RestartPolicyNever {
+		errs = append(errs, field.Invalid(tPath.Child("spec", "restartPolicy"), spec.Template.Spec.RestartPolicy, fmt.Sprintf("only %q is supported when podFailurePolicy is specified", corev1.RestartPolicyNever)))
+	}
+	return errs
+}
+
+// validateJobUpdate keeps what a running job cannot follow: its selector,
+// completion mode and pod template (unless it is suspended and never
+// started), and its completions (unless it is an elastic Indexed job).
+func validateJobUpdate(j, old *batchv1.Job) field.ErrorList {
+	errs := validateJob(j)
+	specPath := field.NewPath("spec")
+	errs = append(errs, validateImmutable(j.Spec.Selector, old.Spec.Selector, specPath.Child("selector"))...)
+	errs = append(errs, validateImmutable(j.Spec.CompletionMode, old.Spec.CompletionMode, specPath.Child("completionMode"))...)
+	errs = append(errs, validateImmutable(j.Spec.PodFailurePolicy, old.Spec.PodFailurePolicy, specPath.Child("podFailurePolicy"))...)
+	errs = append(errs, validateImmutable(j.Spec.BackoffLimitPerIndex, old.Spec.BackoffLimitPerIndex, specPath.Child("backoffLimitPerIndex"))...)
+	elastic := j.Spec.CompletionMode != nil && *j.Spec.CompletionMode == batchv1.IndexedCompletion &&
+		j.Spec.Completions != nil && j.Spec.Parallelism != nil && *j.Spec.Completions == *j.Spec.Parallelism &&
+		old.Spec.Completions != nil && old.Spec.Parallelism != nil && *old.Spec.Completions == *old.Spec.Parallelism
+	switch {
+	case elastic:
+	case j.Spec.CompletionMode != nil && *j.Spec.CompletionMode == batchv1.IndexedCompletion && !equalPtr(j.Spec.Completions, old.Spec.Completions):
+		errs = append(errs, field.Invalid(specPath.Child("completions"), j.Spec.Completions, "can only be modified in tandem with spec.parallelism"))
+	default:
+		errs = append(errs, validateImmutable(j.Spec.Completions, old.Spec.Completions, specPath.Child("completions"))...)
+	}
+	// A suspended job that never started may still change where its pods
+	// go: node affinity and selector, tolerations, labels, annotations and
+	// scheduling gates.
+	t, oldT := j.Spec.Template, old.Spec.Template
+	if old.Spec.Suspend != nil && *old.Spec.Suspend && old.Status.StartTime == nil {
+		t, oldT = *schedulingless(&t), *schedulingless(&oldT)
+	}
+	return append(errs, validateImmutable(t, oldT, specPath.Child("template"))...)
+}
+
+// schedulingless is a copy of t without what decides where its pods go.
+func schedulingless(t *corev1.PodTemplateSpec) *corev1.PodTemplateSpec {
+	c := t.DeepCopy()
+	c.Labels, c.Annotations = nil, nil
+	c.Spec.NodeSelector, c.Spec.Tolerations, c.Spec.SchedulingGates = nil, nil, nil
+	if c.Spec.Affinity != nil {
+		c.Spec.Affinity.NodeAffinity = nil
+	}
+	return c
+}

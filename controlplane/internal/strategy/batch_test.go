@@ -1,0 +1,117 @@
+package strategy
+
+import (
+	"testing"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+const testJobUID = types.UID("7c1c8a3e-6f7a-4b51-9d0e-2f3a4b5c6d7e")
+
+// newJob is a job as the registry hands it to validation: named, with its
+// uid, and its selector generated.
+func newJob() *batchv1.Job {
+	j := &batchv1.Job{ObjectMeta: objectMeta("pi"), Spec: batchv1.JobSpec{Template: corev1.PodTemplateSpec{Spec: testPodSpec()}}}
+	j.Spec.Template.Spec.RestartPolicy = corev1.RestartPolicyNever
+	j.UID = testJobUID
+	PrepareJob(j)
+	return j
+}
+
+func TestDefaultJob(t *testing.T) {
+	j := &batchv1.Job{ObjectMeta: objectMeta("pi"), Spec: batchv1.JobSpec{Template: testTemplate()}}
+	Default(j)
+	s := j.Spec
+	if *s.Completions != 1 || *s.Parallelism != 1 || *s.BackoffLimit != 6 || *s.CompletionMode != batchv1.NonIndexedCompletion ||
+		*s.Suspend || *s.ManualSelector || *s.PodReplacementPolicy != batchv1.TerminatingOrFailed {
+		t.Errorf("defaults: got %+v", s)
+	}
+	if !apiequality.Semantic.DeepEqual(j.Labels, map[string]string{"app": "web"}) {
+		t.Errorf("job labels: got %v, want the template's", j.Labels)
+	}
+	// Parallelism alone: a work queue, completions stay unset.
+	w := &batchv1.Job{Spec: batchv1.JobSpec{Parallelism: ptrTo(int32(3)), Template: testTemplate()}}
+	Default(w)
+	if w.Spec.Completions != nil || *w.Spec.Parallelism != 3 {
+		t.Errorf("work queue: got completions %v parallelism %d, want unset and 3", w.Spec.Completions, *w.Spec.Parallelism)
+	}
+}
+
+func TestPrepareJob(t *testing.T) {
+	j := newJob()
+	uid := string(testJobUID)
+	wantLabels := map[string]string{"job-name": "pi", "batch.kubernetes.io/job-name": "pi", "controller-uid": uid, "batch.kubernetes.io/controller-uid": uid}
+	if !apiequality.Semantic.DeepEqual(j.Spec.Template.Labels, wantLabels) {
+		t.Errorf("template labels: got %v, want %v", j.Spec.Template.Labels, wantLabels)
+	}
+	if !apiequality.Semantic.DeepEqual(j.Labels, wantLabels) {
+		t.Errorf("job labels: got %v, want the template's %v", j.Labels, wantLabels)
+	}
+	if want := (&metav1.LabelSelector{MatchLabels: map[string]string{"batch.kubernetes.io/controller-uid": uid}}); !apiequality.Semantic.DeepEqual(j.Spec.Selector, want) {
+		t.Errorf("selector: got %v, want %v", j.Spec.Selector, want)
+	}
+	m := &batchv1.Job{ObjectMeta: objectMeta("m"), Spec: batchv1.JobSpec{ManualSelector: ptrTo(true), Selector: testSelector(), Template: testTemplate()}}
+	m.UID = testJobUID
+	before := m.DeepCopy()
+	PrepareJob(m)
+	if !apiequality.Semantic.DeepEqual(m, before) {
+		t.Errorf("a manual selector's job was changed: %+v", m)
+	}
+}
+
+func TestValidateJob(t *testing.T) {
+	always := defaulted(newJob())
+	always.Spec.Template.Spec.RestartPolicy = corev1.RestartPolicyAlways
+	checkMessage(t, Validate(always), `spec.template.spec.restartPolicy: Required value: valid values: "OnFailure", "Never"`)
+
+	foreign := defaulted(newJob())
+	foreign.Spec.Selector.MatchLabels["batch.kubernetes.io/controller-uid"] = "other"
+	checkMessage(t, Validate(foreign), "spec.selector: Invalid value: {\"matchLabels\":{\"batch.kubernetes.io/controller-uid\":\"other\"}}: `selector` not auto-generated")
+
+	relabeled := defaulted(newJob())
+	relabeled.Spec.Template.Labels["job-name"] = "other"
+	checkMessage(t, Validate(relabeled), "spec.template.metadata.labels[job-name]: Invalid value: {\"batch.kubernetes.io/controller-uid\":\""+string(testJobUID)+"\",\"batch.kubernetes.io/job-name\":\"pi\",\"controller-uid\":\""+string(testJobUID)+"\",\"job-name\":\"other\"}: must be 'pi'")
+
+	indexed := newJob()
+	indexed.Spec.CompletionMode = ptrTo(batchv1.IndexedCompletion)
+	indexed.Spec.Parallelism = ptrTo(int32(2))
+	indexed = defaulted(indexed)
+	checkMessage(t, Validate(indexed), "spec.completions: Required value: when completion mode is Indexed")
+
+	negative := defaulted(newJob())
+	negative.Spec.BackoffLimit = ptrTo(int32(-1))
+	negative.Spec.ActiveDeadlineSeconds = ptrTo(int64(-5))
+	checkErrs(t, Validate(negative), "spec.backoffLimit: Invalid value", "spec.activeDeadlineSeconds: Invalid value")
+}
+
+func TestValidateJobUpdate(t *testing.T) {
+	old := defaulted(newJob())
+	old.Status.StartTime = &metav1.Time{}
+
+	image := old.DeepCopy()
+	image.Spec.Template.Spec.Containers[0].Image = "nginx:1.28"
+	checkErrs(t, ValidateUpdate(image, old), "spec.template: Invalid value")
+
+	completions := old.DeepCopy()
+	completions.Spec.Completions = ptrTo(int32(5))
+	checkErrs(t, ValidateUpdate(completions, old), "spec.completions: Invalid value")
+
+	parallelism := old.DeepCopy()
+	parallelism.Spec.Parallelism = ptrTo(int32(4))
+	parallelism.Spec.Suspend = ptrTo(true)
+	checkErrs(t, ValidateUpdate(parallelism, old))
+
+	// Suspended and never started: where its pods go may still change.
+	suspended := defaulted(newJob())
+	suspended.Spec.Suspend = ptrTo(true)
+	moved := suspended.DeepCopy()
+	moved.Spec.Template.Spec.NodeSelector = map[string]string{"disk": "ssd"}
+	checkErrs(t, ValidateUpdate(moved, suspended))
+	imageToo := moved.DeepCopy()
+	imageToo.Spec.Template.Spec.Containers[0].Image = "nginx:1.28"
+	checkErrs(t, ValidateUpdate(imageToo, suspended), "spec.template: Invalid value")
+}
