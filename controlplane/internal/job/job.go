@@ -4,8 +4,10 @@
 // did and the others finished), at most spec.parallelism at a time, one per
 // index with the Indexed completion mode. A Job fails when more than
 // spec.backoffLimit of its pods failed (with restartPolicy OnFailure,
-// container restarts count too) or when it ran longer than
-// activeDeadlineSeconds; failed pods are replaced after an exponential
+// container restarts count too), when it ran longer than
+// activeDeadlineSeconds, or when a failed pod matches a FailJob rule of
+// its podFailurePolicy (an Ignore rule's failures do not count); failed
+// pods are replaced after an exponential
 // back-off (10 s doubling up to 10 min). A suspended Job has no pods. A
 // finished Job is deleted ttlSecondsAfterFinished later, if set (the
 // ttl-after-finished controller's part).

@@ -454,3 +454,50 @@ func TestIndexesFormat(t *testing.T) {
 		t.Errorf("parseIndexes beyond completions: %v", got)
 	}
 }
+
+// TestJobPodFailurePolicy: a failure the policy ignores is not counted
+// (backoffLimit 0 would fail the job) and its pod is replaced; one whose
+// exit code a FailJob rule names fails the job at once, saying why.
+func TestJobPodFailurePolicy(t *testing.T) {
+	cs, start := setup(t, "policy")
+	start()
+	j := newJob("trainer", 1, 1)
+	j.Spec.BackoffLimit = new(int32(0))
+	j.Spec.PodFailurePolicy = &batchv1.PodFailurePolicy{Rules: []batchv1.PodFailurePolicyRule{
+		{Action: batchv1.PodFailurePolicyActionFailJob, OnExitCodes: &batchv1.PodFailurePolicyOnExitCodesRequirement{Operator: batchv1.PodFailurePolicyOnExitCodesOpIn, Values: []int32{42}}},
+		{Action: batchv1.PodFailurePolicyActionIgnore, OnPodConditions: []batchv1.PodFailurePolicyOnPodConditionsPattern{{Type: corev1.DisruptionTarget}}},
+	}}
+	j = createJob(t, cs, "policy", j)
+	failWith := func(p corev1.Pod, exitCode int32, cond corev1.PodConditionType) {
+		t.Helper()
+		waitFor(t, 10*time.Second, "the pod failed", func() error {
+			cur, err := cs.CoreV1().Pods(p.Namespace).Get(t.Context(), p.Name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			cur.Status.Phase = corev1.PodFailed
+			cur.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "c", State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: exitCode}}}}
+			if cond != "" {
+				cur.Status.Conditions = append(cur.Status.Conditions, corev1.PodCondition{Type: cond, Status: corev1.ConditionTrue})
+			}
+			_, err = cs.CoreV1().Pods(p.Namespace).UpdateStatus(t.Context(), cur, metav1.UpdateOptions{})
+			return err
+		})
+	}
+	first := running(t, cs, j, 1)[0]
+	failWith(first, 137, corev1.DisruptionTarget)
+	second := running(t, cs, j, 1)[0]
+	if second.Name == first.Name {
+		t.Fatal("the ignored failure was not replaced")
+	}
+	if cur := waitJob(t, cs, j, "the job", func(*batchv1.Job) error { return nil }); cur.Status.Failed != 0 || finished(cur) {
+		t.Fatalf("an ignored failure counted: %+v", cur.Status)
+	}
+	failWith(second, 42, "")
+	failed := waitJob(t, cs, j, "Failed", func(j *batchv1.Job) error { return hasCondition(j, batchv1.JobFailed, ReasonPodFailurePolicy) })
+	want := fmt.Sprintf("Container c for pod policy/%s failed with exit code 42 matching FailJob rule at index 0", second.Name)
+	if c := condition(&failed.Status, batchv1.JobFailed); c.Message != want || failed.Status.Failed != 1 {
+		t.Errorf("Failed: %q, failed %d; want %q, 1", c.Message, failed.Status.Failed, want)
+	}
+	noFinalizers(t, cs, "policy")
+}

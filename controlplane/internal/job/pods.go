@@ -1,6 +1,7 @@
 package job
 
 import (
+	"fmt"
 	"maps"
 	"slices"
 	"strconv"
@@ -206,4 +207,56 @@ func finishTime(j *batchv1.Job) time.Time {
 		}
 	}
 	return time.Time{}
+}
+
+// matchFailurePolicy returns the action of the first rule of policy that
+// failed pod p matches (a container's non-zero exit code, or a pod
+// condition), and for FailJob the message of the job's condition; "" when
+// there is no policy or no rule matches (the failure counts).
+func matchFailurePolicy(policy *batchv1.PodFailurePolicy, p *corev1.Pod) (batchv1.PodFailurePolicyAction, string) {
+	if policy == nil || p.Status.Phase != corev1.PodFailed {
+		return "", ""
+	}
+	for i, rule := range policy.Rules {
+		var what string
+		switch {
+		case rule.OnExitCodes != nil:
+			for _, cs := range slices.Concat(p.Status.ContainerStatuses, p.Status.InitContainerStatuses) {
+				if exitCodeMatches(rule.OnExitCodes, cs) {
+					what = fmt.Sprintf("Container %s for pod %s/%s failed with exit code %d", cs.Name, p.Namespace, p.Name, cs.State.Terminated.ExitCode)
+					break
+				}
+			}
+		default:
+			for _, c := range p.Status.Conditions {
+				if slices.ContainsFunc(rule.OnPodConditions, func(pat batchv1.PodFailurePolicyOnPodConditionsPattern) bool {
+					return pat.Type == c.Type && pat.Status == c.Status
+				}) {
+					what = fmt.Sprintf("Pod %s/%s has condition %s", p.Namespace, p.Name, c.Type)
+					break
+				}
+			}
+		}
+		if what == "" {
+			continue
+		}
+		switch rule.Action {
+		case batchv1.PodFailurePolicyActionIgnore, batchv1.PodFailurePolicyActionCount:
+			return rule.Action, ""
+		case batchv1.PodFailurePolicyActionFailJob:
+			return rule.Action, fmt.Sprintf("%s matching %s rule at index %d", what, rule.Action, i)
+		}
+		// FailIndex needs backoffLimitPerIndex, which is not acted on: the
+		// next rule decides.
+	}
+	return "", ""
+}
+
+func exitCodeMatches(req *batchv1.PodFailurePolicyOnExitCodesRequirement, cs corev1.ContainerStatus) bool {
+	t := cs.State.Terminated
+	if t == nil || t.ExitCode == 0 || req.ContainerName != nil && *req.ContainerName != cs.Name {
+		return false
+	}
+	in := slices.Contains(req.Values, t.ExitCode)
+	return req.Operator == batchv1.PodFailurePolicyOnExitCodesOpIn && in || req.Operator == batchv1.PodFailurePolicyOnExitCodesOpNotIn && !in
 }

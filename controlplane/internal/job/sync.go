@@ -23,6 +23,7 @@ const (
 	ReasonBackoffLimitExceeded = "BackoffLimitExceeded"
 	ReasonDeadlineExceeded     = "DeadlineExceeded"
 	ReasonCompletionsReached   = "CompletionsReached"
+	ReasonPodFailurePolicy     = "PodFailurePolicy"
 	ReasonSuspended            = "JobSuspended"
 	ReasonResumed              = "JobResumed"
 
@@ -47,7 +48,11 @@ type state struct {
 	succeeded map[types.UID]bool // status.uncountedTerminatedPods.succeeded
 	failed    map[types.UID]bool // status.uncountedTerminatedPods.failed
 	completed map[int]bool       // completed indexes (Indexed)
-	requeue   time.Duration
+	// ignored are failed pods podFailurePolicy does not count; failJob is
+	// the message of the first failed pod whose FailJob rule matched.
+	ignored []*corev1.Pod
+	failJob string
+	requeue time.Duration
 }
 
 // sync brings job key one step closer to done and records its status. It
@@ -93,6 +98,10 @@ func (r *run) sync(ctx context.Context, key string) (time.Duration, error) {
 		return r.expire(ctx, j, st.now)
 	}
 	r.track(st)
+	// A failure the policy ignores is not counted: its pod may go now.
+	if err := r.releaseAll(ctx, st.ignored); err != nil {
+		return 0, err
+	}
 	if err := r.decide(ctx, st); err != nil {
 		return 0, err
 	}
@@ -191,6 +200,15 @@ func (r *run) track(st *state) {
 				st.completed[i] = true
 			}
 		case failedPod(p, st.job):
+			switch action, msg := matchFailurePolicy(st.job.Spec.PodFailurePolicy, p); action {
+			case batchv1.PodFailurePolicyActionIgnore:
+				st.ignored = append(st.ignored, p)
+				continue
+			case batchv1.PodFailurePolicyActionFailJob:
+				if st.failJob == "" {
+					st.failJob = msg
+				}
+			}
 			st.failed[p.UID] = true
 		}
 	}
@@ -209,6 +227,8 @@ func (r *run) decide(ctx context.Context, st *state) error {
 	interim := interimCondition(&st.status)
 	if interim == nil {
 		switch {
+		case st.failJob != "":
+			interim = r.setCondition(st, batchv1.JobFailureTarget, corev1.ConditionTrue, ReasonPodFailurePolicy, st.failJob)
 		case r.pastBackoffLimit(st):
 			interim = r.setCondition(st, batchv1.JobFailureTarget, corev1.ConditionTrue, ReasonBackoffLimitExceeded, messageBackoffLimitExceeded)
 		case pastDeadline(j, &st.status, st.now):
