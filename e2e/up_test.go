@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -23,7 +24,8 @@ import (
 // then `kubectl create deployment web --image=skiff.local/demo:1
 // --replicas=3` and `kubectl expose`: three Running pods serving the demo
 // page, `kubectl rollout status` succeeds; then a Job runs to completion
-// (and one fails) in real containers.
+// (and one fails) in real containers, and a CronJob runs on its
+// schedule.
 func TestUpDemo(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: a network namespace, containerd, CNI")
@@ -107,6 +109,11 @@ func TestUpDemo(t *testing.T) {
 		}
 		return nil
 	})
+	// A CronJob due every minute, created first: its first run is checked
+	// last, so that the steps between pass the time.
+	if out, err := kubectlNS("create", "cronjob", "tick", "--image=skiff.local/demo:1", "--schedule=* * * * *", "--", "sh", "-c", "echo tick"); err != nil {
+		t.Fatalf("kubectl create cronjob: %v\n%s", err, out)
+	}
 	if !strings.Contains(output.String(), "kubectl create deployment web --image=skiff.local/demo:1") {
 		t.Fatalf("skiff up did not print the quick start:\n%s", output.String())
 	}
@@ -186,12 +193,38 @@ func TestUpDemo(t *testing.T) {
 	if out, err := kubectlNS("get", "job", "fails", "-o", `jsonpath={.status.conditions[?(@.type=="Failed")].reason} {.status.failed}`); err != nil || out != "BackoffLimitExceeded 1" {
 		t.Fatalf("job fails: %q %v", out, err)
 	}
-	// Deleting the jobs deletes their pods: the tracking finalizer lets go.
+	// The CronJob: a job made from it by hand, then its own first run.
+	for _, args := range [][]string{
+		{"create", "job", "by-hand", "--from=cronjob/tick"},
+		{"wait", "--for=condition=complete", "job/by-hand", "--timeout=90s"},
+	} {
+		if out, err := kubectlNS(args...); err != nil {
+			t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	if out, err := kubectlNS("logs", "job/by-hand"); err != nil || strings.TrimSpace(out) != "tick" {
+		t.Fatalf("kubectl logs job/by-hand: %q %v", out, err)
+	}
+	waitFor(90*time.Second, "the cronjob's first scheduled run to succeed", func() error {
+		out, err := kubectlNS("get", "cronjob", "tick", "-o", "jsonpath={.status.lastScheduleTime} {.status.lastSuccessfulTime}")
+		if f := strings.Fields(out); err != nil || len(f) != 2 {
+			return fmt.Errorf("%q %v", out, err)
+		}
+		return nil
+	})
+	if out, err := kubectlNS("get", "cronjob", "tick"); err != nil || !regexp.MustCompile(`\ntick\s+\* \* \* \* \*\s+<none>\s+False\s+[01]\s+\d+s\s`).MatchString(out) {
+		t.Fatalf("kubectl get cronjob tick: %q %v", out, err)
+	}
+	if out, err := kubectlNS("delete", "cronjob", "tick"); err != nil {
+		t.Fatalf("kubectl delete cronjob: %v\n%s", err, out)
+	}
+	// Deleting the jobs deletes their pods (the tracking finalizer lets
+	// go); the cronjob's jobs, by-hand's too, went with it.
 	if out, err := kubectlNS("delete", "job", "hello", "fails"); err != nil {
 		t.Fatalf("kubectl delete job: %v\n%s", err, out)
 	}
-	waitFor(30*time.Second, "the jobs' pods gone", func() error {
-		out, err := kubectlNS("get", "pods", "-l", "batch.kubernetes.io/job-name", "-o", "name")
+	waitFor(30*time.Second, "the jobs and their pods gone", func() error {
+		out, err := kubectlNS("get", "jobs,pods", "-l", "batch.kubernetes.io/job-name", "-o", "name")
 		if err != nil || strings.TrimSpace(out) != "" {
 			return fmt.Errorf("%q %v", out, err)
 		}

@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 
+	"github.com/skiff-sh/skiff/controlplane/internal/cronjob"
 	"github.com/skiff-sh/skiff/controlplane/internal/daemonset"
 	"github.com/skiff-sh/skiff/controlplane/internal/defaultsa"
 	"github.com/skiff-sh/skiff/controlplane/internal/deployment"
@@ -160,6 +161,12 @@ func (m *Master) controllers(addr *net.TCPAddr, ca *pki.CA, pool *membership.Poo
 			cfg.Client, cfg.Logger = c.cs, log
 			cfg.Informers = shared
 			return job.New(cfg)
+		}},
+		{"cronjob-controller", func() (runner, error) {
+			cfg := cronjob.DefaultConfig()
+			cfg.Client, cfg.Logger = c.cs, log
+			cfg.Informers = shared
+			return cronjob.New(cfg)
 		}},
 		{"endpoints-controller", func() (runner, error) {
 			cfg := endpoints.DefaultConfig()

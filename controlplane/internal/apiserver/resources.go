@@ -211,6 +211,8 @@ func resources(tolerationSeconds int64) []*resource {
 			columns: controllerRevisionColumns,
 		},
 		jobs(),
+		workload(batchv1.SchemeGroupVersion.WithResource("cronjobs"), "cronjob", "CronJob", "cj",
+			func() runtime.Object { return &batchv1.CronJob{} }, func() runtime.Object { return &batchv1.CronJobList{} }, cronJobColumns),
 		{
 			gvr: discoveryv1.SchemeGroupVersion.WithResource("endpointslices"), singular: "endpointslice", kind: "EndpointSlice", namespaced: true,
 			reg: &registry.Resource{

@@ -51,7 +51,8 @@ func subresources(res *resource) []subresource {
 	case schema.GroupResource{Resource: "pods"}:
 		return podSubresources()
 	case schema.GroupResource{Resource: "nodes"}, schema.GroupResource{Resource: "services"},
-		schema.GroupResource{Group: "apps", Resource: "daemonsets"}, schema.GroupResource{Group: "batch", Resource: "jobs"}:
+		schema.GroupResource{Group: "apps", Resource: "daemonsets"}, schema.GroupResource{Group: "batch", Resource: "jobs"},
+		schema.GroupResource{Group: "batch", Resource: "cronjobs"}:
 		return []subresource{status}
 	case schema.GroupResource{Group: "apps", Resource: "deployments"},
 		schema.GroupResource{Group: "apps", Resource: "replicasets"},

@@ -73,3 +73,44 @@ func jobStatus(j *batchv1.Job) string {
 	}
 	return "Running"
 }
+
+var cronJobColumns = []column{
+	nameColumn,
+	{def: stringCol("Schedule", batchv1.CronJobSpec{}.SwaggerDoc()["schedule"]), cell: func(obj runtime.Object, _ time.Time) any {
+		return obj.(*batchv1.CronJob).Spec.Schedule
+	}},
+	{def: stringCol("Timezone", batchv1.CronJobSpec{}.SwaggerDoc()["timeZone"]), cell: func(obj runtime.Object, _ time.Time) any {
+		if tz := obj.(*batchv1.CronJob).Spec.TimeZone; tz != nil {
+			return *tz
+		}
+		return "<none>"
+	}},
+	{def: stringCol("Suspend", batchv1.CronJobSpec{}.SwaggerDoc()["suspend"]), cell: func(obj runtime.Object, _ time.Time) any {
+		switch s := obj.(*batchv1.CronJob).Spec.Suspend; {
+		case s == nil:
+			return "<unset>"
+		case *s:
+			return "True"
+		}
+		return "False"
+	}},
+	{def: intCol("Active", batchv1.CronJobStatus{}.SwaggerDoc()["active"]), cell: func(obj runtime.Object, _ time.Time) any {
+		return int64(len(obj.(*batchv1.CronJob).Status.Active))
+	}},
+	{def: stringCol("Last Schedule", batchv1.CronJobStatus{}.SwaggerDoc()["lastScheduleTime"]), cell: func(obj runtime.Object, now time.Time) any {
+		if t := obj.(*batchv1.CronJob).Status.LastScheduleTime; t != nil {
+			return since(*t, now)
+		}
+		return "<none>"
+	}},
+	ageColumn,
+	containersColumn(func(obj runtime.Object) *corev1.PodTemplateSpec {
+		return &obj.(*batchv1.CronJob).Spec.JobTemplate.Spec.Template
+	}),
+	imagesColumn(func(obj runtime.Object) *corev1.PodTemplateSpec {
+		return &obj.(*batchv1.CronJob).Spec.JobTemplate.Spec.Template
+	}),
+	selectorColumn(batchv1.JobSpec{}.SwaggerDoc()["selector"], func(obj runtime.Object) *metav1.LabelSelector {
+		return obj.(*batchv1.CronJob).Spec.JobTemplate.Spec.Selector
+	}),
+}

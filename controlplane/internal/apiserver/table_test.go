@@ -39,6 +39,7 @@ func TestTableColumns(t *testing.T) {
 		"endpointslices":      "Name AddressType Ports Endpoints Age",
 		"leases":              "Name Holder Age",
 		"jobs":                "Name Status Completions Duration Age Containers* Images* Selector*",
+		"cronjobs":            "Name Schedule Timezone Suspend Active Last_Schedule Age Containers* Images* Selector*",
 	}
 	rs := resources(DefaultTolerationSeconds)
 	if len(rs) != len(want) {

@@ -1,17 +1,23 @@
 package strategy
 
-// The batch/v1 kinds: Jobs, as kube-apiserver 1.32 defaults, completes and
-// validates them.
+// The batch/v1 kinds: Jobs and CronJobs, as kube-apiserver 1.32
+// defaults, completes and validates them.
 
 import (
 	"fmt"
 	"math"
+	"regexp"
+	"strings"
+	"time"
+	_ "time/tzdata" // CronJobs' time zones, also on a host without zoneinfo
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/robfig/cron/v3"
 )
 
 // The labels of a job's pods that kube-apiserver still adds without the
@@ -154,6 +160,16 @@ func validateHasLabel(l map[string]string, fldPath *field.Path, key, want string
 }
 
 func validateJobSpec(spec *batchv1.JobSpec, fldPath *field.Path) field.ErrorList {
+	sel, errs := validateSelector(spec.Selector, "job", fldPath.Child("selector"))
+	if sel != nil && !sel.Empty() && !sel.Matches(labels.Set(spec.Template.Labels)) {
+		errs = append(errs, field.Invalid(fldPath.Child("template", "metadata", "labels"), spec.Template.Labels, "`selector` does not match template `labels`"))
+	}
+	return append(errs, validateJobSpecBody(spec, fldPath)...)
+}
+
+// validateJobSpecBody checks a job's spec but for its selector, which a
+// CronJob's job template leaves to be generated.
+func validateJobSpecBody(spec *batchv1.JobSpec, fldPath *field.Path) field.ErrorList {
 	var errs field.ErrorList
 	nonnegative := func(v *int32, name string) {
 		if v != nil {
@@ -187,12 +203,7 @@ func validateJobSpec(spec *batchv1.JobSpec, fldPath *field.Path) field.ErrorList
 	if p := spec.PodReplacementPolicy; p != nil && *p != batchv1.TerminatingOrFailed && *p != batchv1.Failed {
 		errs = append(errs, field.NotSupported(fldPath.Child("podReplacementPolicy"), *p, []batchv1.PodReplacementPolicy{batchv1.TerminatingOrFailed, batchv1.Failed}))
 	}
-	sel, sErrs := validateSelector(spec.Selector, "job", fldPath.Child("selector"))
-	errs = append(errs, sErrs...)
 	tPath := fldPath.Child("template")
-	if sel != nil && !sel.Empty() && !sel.Matches(labels.Set(spec.Template.Labels)) {
-		errs = append(errs, field.Invalid(tPath.Child("metadata", "labels"), spec.Template.Labels, "`selector` does not match template `labels`"))
-	}
 	errs = append(errs, ValidatePodTemplate(&spec.Template, tPath)...)
 	// Left out, restartPolicy is defaulted to Always: "Required" says what
 	// to write instead, as kube-apiserver does.
@@ -248,4 +259,111 @@ func schedulingless(t *corev1.PodTemplateSpec) *corev1.PodTemplateSpec {
 		c.Spec.Affinity.NodeAffinity = nil
 	}
 	return c
+}
+
+func defaultCronJob(c *batchv1.CronJob) {
+	spec := &c.Spec
+	if spec.ConcurrencyPolicy == "" {
+		spec.ConcurrencyPolicy = batchv1.AllowConcurrent
+	}
+	if spec.Suspend == nil {
+		spec.Suspend = ptrTo(false)
+	}
+	if spec.SuccessfulJobsHistoryLimit == nil {
+		spec.SuccessfulJobsHistoryLimit = ptrTo(int32(3))
+	}
+	if spec.FailedJobsHistoryLimit == nil {
+		spec.FailedJobsHistoryLimit = ptrTo(int32(1))
+	}
+	DefaultPodTemplate(&spec.JobTemplate.Spec.Template)
+}
+
+// maxCronJobName leaves room for the "-<minutes since the epoch>" the
+// controller appends to name a job (63 characters in all).
+const maxCronJobName = 63 - 11
+
+func validateCronJob(c *batchv1.CronJob) field.ErrorList {
+	errs := validateCronJobSpec(&c.Spec, nil, field.NewPath("spec"))
+	if len(c.Name) > maxCronJobName {
+		errs = append(errs, field.Invalid(field.NewPath("metadata", "name"), c.Name, fmt.Sprintf("must be no more than %d characters", maxCronJobName)))
+	}
+	return errs
+}
+
+func validateCronJobUpdate(c, old *batchv1.CronJob) field.ErrorList {
+	return validateCronJobSpec(&c.Spec, &old.Spec, field.NewPath("spec"))
+}
+
+func validateCronJobSpec(spec, old *batchv1.CronJobSpec, fldPath *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	if spec.Schedule == "" {
+		errs = append(errs, field.Required(fldPath.Child("schedule"), ""))
+	} else {
+		// A schedule stored with TZ before the timeZone field may keep it.
+		errs = append(errs, validateSchedule(spec.Schedule, old != nil && strings.Contains(old.Schedule, "TZ"), spec.TimeZone, fldPath.Child("schedule"))...)
+	}
+	if d := spec.StartingDeadlineSeconds; d != nil {
+		errs = append(errs, validateNonnegative(*d, fldPath.Child("startingDeadlineSeconds"))...)
+	}
+	if old == nil || !equalPtr(old.TimeZone, spec.TimeZone) {
+		errs = append(errs, validateTimeZone(spec.TimeZone, fldPath.Child("timeZone"))...)
+	}
+	switch p := spec.ConcurrencyPolicy; p {
+	case batchv1.AllowConcurrent, batchv1.ForbidConcurrent, batchv1.ReplaceConcurrent:
+	case "":
+		errs = append(errs, field.Required(fldPath.Child("concurrencyPolicy"), ""))
+	default:
+		errs = append(errs, field.NotSupported(fldPath.Child("concurrencyPolicy"), p, []batchv1.ConcurrencyPolicy{batchv1.AllowConcurrent, batchv1.ForbidConcurrent, batchv1.ReplaceConcurrent}))
+	}
+	tPath := fldPath.Child("jobTemplate", "spec")
+	errs = append(errs, validateJobSpecBody(&spec.JobTemplate.Spec, tPath)...)
+	if sel := spec.JobTemplate.Spec.Selector; sel != nil {
+		errs = append(errs, field.Invalid(tPath.Child("selector"), sel, "`selector` will be auto-generated"))
+	}
+	if m := spec.JobTemplate.Spec.ManualSelector; m != nil && *m {
+		errs = append(errs, field.NotSupported(tPath.Child("manualSelector"), m, []string{"nil", "false"}))
+	}
+	for name, v := range map[string]*int32{"successfulJobsHistoryLimit": spec.SuccessfulJobsHistoryLimit, "failedJobsHistoryLimit": spec.FailedJobsHistoryLimit} {
+		if v != nil {
+			errs = append(errs, validateNonnegative(int64(*v), fldPath.Child(name))...)
+		}
+	}
+	return errs
+}
+
+func validateSchedule(schedule string, allowTZ bool, timeZone *string, fldPath *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	if _, err := cron.ParseStandard(schedule); err != nil {
+		errs = append(errs, field.Invalid(fldPath, schedule, err.Error()))
+	}
+	switch hasTZ := strings.Contains(schedule, "TZ"); {
+	case allowTZ && hasTZ && timeZone != nil:
+		errs = append(errs, field.Invalid(fldPath, schedule, "cannot use both timeZone field and TZ or CRON_TZ in schedule"))
+	case !allowTZ && hasTZ:
+		errs = append(errs, field.Invalid(fldPath, schedule, "cannot use TZ or CRON_TZ in schedule, use timeZone field instead"))
+	}
+	return errs
+}
+
+var validTimeZoneCharacters = regexp.MustCompile(`^[A-Za-z\.\-_0-9+]{1,14}$`)
+
+func validateTimeZone(tz *string, fldPath *field.Path) field.ErrorList {
+	switch {
+	case tz == nil:
+		return nil
+	case *tz == "":
+		return field.ErrorList{field.Invalid(fldPath, tz, "timeZone must be nil or non-empty string")}
+	}
+	for part := range strings.SplitSeq(*tz, "/") {
+		if part == "." || part == ".." || strings.HasPrefix(part, "-") || !validTimeZoneCharacters.MatchString(part) {
+			return field.ErrorList{field.Invalid(fldPath, tz, "unknown time zone malformed time zone")}
+		}
+	}
+	if strings.EqualFold(*tz, "Local") {
+		return field.ErrorList{field.Invalid(fldPath, tz, "timeZone must be an explicit time zone as defined in https://www.iana.org/time-zones")}
+	}
+	if _, err := time.LoadLocation(*tz); err != nil {
+		return field.ErrorList{field.Invalid(fldPath, tz, err.Error())}
+	}
+	return nil
 }

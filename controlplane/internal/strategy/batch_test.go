@@ -1,6 +1,7 @@
 package strategy
 
 import (
+	"strings"
 	"testing"
 
 	batchv1 "k8s.io/api/batch/v1"
@@ -114,4 +115,58 @@ func TestValidateJobUpdate(t *testing.T) {
 	imageToo := moved.DeepCopy()
 	imageToo.Spec.Template.Spec.Containers[0].Image = "nginx:1.28"
 	checkErrs(t, ValidateUpdate(imageToo, suspended), "spec.template: Invalid value")
+}
+
+func newCronJob() *batchv1.CronJob {
+	c := &batchv1.CronJob{ObjectMeta: objectMeta("nightly"), Spec: batchv1.CronJobSpec{Schedule: "0 3 * * *"}}
+	c.Spec.JobTemplate.Spec.Template.Spec = testPodSpec()
+	c.Spec.JobTemplate.Spec.Template.Spec.RestartPolicy = corev1.RestartPolicyOnFailure
+	return c
+}
+
+func TestDefaultCronJob(t *testing.T) {
+	c := defaulted(newCronJob())
+	if s := c.Spec; s.ConcurrencyPolicy != batchv1.AllowConcurrent || *s.Suspend || *s.SuccessfulJobsHistoryLimit != 3 || *s.FailedJobsHistoryLimit != 1 ||
+		s.JobTemplate.Spec.Template.Spec.DNSPolicy != corev1.DNSClusterFirst || s.JobTemplate.Spec.BackoffLimit != nil {
+		t.Errorf("defaults: got %+v", s)
+	}
+}
+
+func TestValidateCronJob(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		change func(*batchv1.CronJob)
+		want   string
+	}{
+		{"bad schedule", func(c *batchv1.CronJob) { c.Spec.Schedule = "61 * * * *" },
+			`spec.schedule: Invalid value: "61 * * * *": end of range (61) above maximum (59): 61`},
+		{"no schedule", func(c *batchv1.CronJob) { c.Spec.Schedule = "" }, "spec.schedule: Required value"},
+		{"TZ in the schedule", func(c *batchv1.CronJob) { c.Spec.Schedule = "TZ=UTC 0 3 * * *" },
+			`spec.schedule: Invalid value: "TZ=UTC 0 3 * * *": cannot use TZ or CRON_TZ in schedule, use timeZone field instead`},
+		{"unknown time zone", func(c *batchv1.CronJob) { c.Spec.TimeZone = ptrTo("Mars/Olympus") },
+			`spec.timeZone: Invalid value: "Mars/Olympus": unknown time zone Mars/Olympus`},
+		{"Local", func(c *batchv1.CronJob) { c.Spec.TimeZone = ptrTo("Local") },
+			`spec.timeZone: Invalid value: "Local": timeZone must be an explicit time zone as defined in https://www.iana.org/time-zones`},
+		{"concurrency", func(c *batchv1.CronJob) { c.Spec.ConcurrencyPolicy = "Sometimes" },
+			`spec.concurrencyPolicy: Unsupported value: "Sometimes": supported values: "Allow", "Forbid", "Replace"`},
+		{"restartPolicy", func(c *batchv1.CronJob) {
+			c.Spec.JobTemplate.Spec.Template.Spec.RestartPolicy = corev1.RestartPolicyAlways
+		},
+			`spec.jobTemplate.spec.template.spec.restartPolicy: Required value: valid values: "OnFailure", "Never"`},
+		{"selector", func(c *batchv1.CronJob) { c.Spec.JobTemplate.Spec.Selector = testSelector() },
+			"spec.jobTemplate.spec.selector: Invalid value: {\"matchLabels\":{\"app\":\"web\"}}: `selector` will be auto-generated"},
+		{"long name", func(c *batchv1.CronJob) { c.Name = strings.Repeat("n", 53) },
+			`metadata.name: Invalid value: "` + strings.Repeat("n", 53) + `": must be no more than 52 characters`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := defaulted(newCronJob())
+			tc.change(c)
+			checkMessage(t, Validate(c), tc.want)
+		})
+	}
+	ok := defaulted(newCronJob())
+	ok.Spec.TimeZone = ptrTo("Europe/Paris")
+	if errs := Validate(ok); len(errs) > 0 {
+		t.Errorf("a valid time zone: %v", errs)
+	}
 }

@@ -53,6 +53,7 @@ var kinds = []kind{
 	of(defaultEndpointSlice, validateEndpointSlice, validateEndpointSliceUpdate),
 	of(nil, validateLease, validateLeaseUpdate),
 	of(defaultJob, validateJob, validateJobUpdate),
+	of(defaultCronJob, validateCronJob, validateCronJobUpdate),
 }
 
 // Compile-time proof that the kinds above are the served API types.

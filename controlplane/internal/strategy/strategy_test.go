@@ -163,7 +163,7 @@ func allKinds() []runtime.Object {
 	return []runtime.Object{
 		newPod(), newService(), newSecret(), newConfigMap(), newNamespace(), newNode(), newServiceAccount(),
 		newEndpoints(), newEvent(), newDeployment(), newReplicaSet(), newStatefulSet(), newDaemonSet(),
-		newControllerRevision(), newEndpointSlice(), newLease(), newJob(),
+		newControllerRevision(), newEndpointSlice(), newLease(), newJob(), newCronJob(),
 	}
 }
 
@@ -245,8 +245,8 @@ func TestKindsAreDistinct(t *testing.T) {
 		}
 		seen[k.typ] = true
 	}
-	if len(seen) != 17 {
-		t.Errorf("got %d distinct kinds, want 17", len(seen))
+	if len(seen) != 18 {
+		t.Errorf("got %d distinct kinds, want 18", len(seen))
 	}
 }
 
