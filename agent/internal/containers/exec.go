@@ -8,10 +8,13 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/containerd/containerd"
 	"github.com/containerd/containerd/cio"
 	"github.com/containerd/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
 	"github.com/skiff-sh/skiff/agent/internal/podlogs"
 )
 
@@ -64,6 +67,20 @@ func (r *Runtime) Exec(ctx context.Context, id string, cmd []string, s Streams) 
 	pspec := *spec.Process
 	pspec.Args = cmd
 	pspec.Terminal = s.TTY
+	if s.TTY && s.Resize != nil {
+		// The process starts at the client's size, which the client sends
+		// first: a size applied once it runs may come after its first
+		// look (a shell's first `stty size`).
+		select {
+		case sz, ok := <-s.Resize:
+			if ok {
+				pspec.ConsoleSize = &specs.Box{Width: uint(sz.Width), Height: uint(sz.Height)}
+			}
+		case <-time.After(initialSizeWait):
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
 	stderr := s.Stderr
 	if s.TTY {
 		stderr = nil
@@ -117,6 +134,10 @@ func (r *Runtime) Exec(ctx context.Context, id string, cmd []string, s Streams) 
 		return 0, ctx.Err()
 	}
 }
+
+// initialSizeWait is how long Exec waits for a TTY client's first
+// terminal size before it starts the process without one.
+const initialSizeWait = time.Second
 
 // forwardResize applies terminal sizes from ch to p until the returned
 // function is called.

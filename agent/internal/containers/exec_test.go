@@ -67,6 +67,16 @@ func TestExec(t *testing.T) {
 		})
 	}
 
+	t.Run("tty starts at the client's size", func(t *testing.T) {
+		resize := make(chan TermSize, 1)
+		resize <- TermSize{Width: 77, Height: 33}
+		var out syncBuffer
+		code, err := p.r.Exec(t.Context(), id, []string{"stty", "size"}, Streams{Stdout: &out, TTY: true, Resize: resize})
+		if err != nil || code != 0 || strings.TrimSpace(out.String()) != "33 77" {
+			t.Fatalf("stty size at once: code %d, output %q, %v; want 33 77", code, out.String(), err)
+		}
+	})
+
 	t.Run("tty resize", func(t *testing.T) {
 		resize := make(chan TermSize, 1)
 		resize <- TermSize{Width: 123, Height: 45}
