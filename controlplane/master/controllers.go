@@ -17,6 +17,7 @@ import (
 
 	"github.com/skiff-sh/skiff/controlplane/internal/cronjob"
 	"github.com/skiff-sh/skiff/controlplane/internal/daemonset"
+	"github.com/skiff-sh/skiff/controlplane/internal/disruption"
 	"github.com/skiff-sh/skiff/controlplane/internal/defaultsa"
 	"github.com/skiff-sh/skiff/controlplane/internal/deployment"
 	"github.com/skiff-sh/skiff/controlplane/internal/endpoints"
@@ -167,6 +168,12 @@ func (m *Master) controllers(addr *net.TCPAddr, ca *pki.CA, pool *membership.Poo
 			cfg.Client, cfg.Logger = c.cs, log
 			cfg.Informers = shared
 			return cronjob.New(cfg)
+		}},
+		{"disruption-controller", func() (runner, error) {
+			cfg := disruption.DefaultConfig()
+			cfg.Client, cfg.Logger = c.cs, log
+			cfg.Informers = shared
+			return disruption.New(cfg)
 		}},
 		{"endpoints-controller", func() (runner, error) {
 			cfg := endpoints.DefaultConfig()

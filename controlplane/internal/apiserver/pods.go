@@ -75,6 +75,9 @@ func (s *Server) evict(w http.ResponseWriter, r *http.Request, res *resource, ns
 		}
 		opts.DryRun = opts.DryRun || dryRun
 	}
+	if err := s.spendDisruption(r.Context(), res, ns, name, opts.DryRun); err != nil {
+		return err
+	}
 	if _, err := s.cfg.Store.Delete(r.Context(), res.reg, ns, name, opts); err != nil {
 		return err
 	}

@@ -211,6 +211,7 @@ func resources(tolerationSeconds int64) []*resource {
 			columns: controllerRevisionColumns,
 		},
 		jobs(),
+		disruptionBudgets(),
 		workload(batchv1.SchemeGroupVersion.WithResource("cronjobs"), "cronjob", "CronJob", "cj",
 			func() runtime.Object { return &batchv1.CronJob{} }, func() runtime.Object { return &batchv1.CronJobList{} }, cronJobColumns),
 		{
@@ -268,6 +269,16 @@ func jobs() *resource {
 	r.reg.Fields = func(obj runtime.Object) fields.Set {
 		return fields.Set{"status.successful": strconv.Itoa(int(obj.(*batchv1.Job).Status.Succeeded))}
 	}
+	return r
+}
+
+// disruptionBudgets describes policy/v1 poddisruptionbudgets: a spec the
+// disruption controller observes (generation) and a status it writes,
+// which evictions also spend (pods/eviction).
+func disruptionBudgets() *resource {
+	r := workload(policyv1.SchemeGroupVersion.WithResource("poddisruptionbudgets"), "poddisruptionbudget", "PodDisruptionBudget", "pdb",
+		func() runtime.Object { return &policyv1.PodDisruptionBudget{} }, func() runtime.Object { return &policyv1.PodDisruptionBudgetList{} }, pdbColumns)
+	r.categories = nil
 	return r
 }
 

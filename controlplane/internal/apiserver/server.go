@@ -13,6 +13,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -113,6 +114,8 @@ type Server struct {
 	groups []schema.GroupVersion
 	all    []*resource
 	nodes  *resource
+	// budgets are the PodDisruptionBudgets an eviction checks.
+	budgets *resource
 	// fields tracks managedFields and serves server-side apply.
 	fields *fieldmanager.Set
 	// openapi holds the /openapi/v3 documents, built once by New.
@@ -142,6 +145,8 @@ func New(cfg Config) (*Server, error) {
 		switch r.gvr {
 		case corev1.SchemeGroupVersion.WithResource("nodes"):
 			s.nodes = r
+		case policyv1.SchemeGroupVersion.WithResource("poddisruptionbudgets"):
+			s.budgets = r
 		case corev1.SchemeGroupVersion.WithResource("services"):
 			alloc := &serviceAllocator{cidr: cfg.ServiceCIDR.Masked(), ports: cfg.NodePorts}
 			r.reg.Reservations = alloc.reservations()

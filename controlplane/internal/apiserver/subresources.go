@@ -52,7 +52,7 @@ func subresources(res *resource) []subresource {
 		return podSubresources()
 	case schema.GroupResource{Resource: "nodes"}, schema.GroupResource{Resource: "services"},
 		schema.GroupResource{Group: "apps", Resource: "daemonsets"}, schema.GroupResource{Group: "batch", Resource: "jobs"},
-		schema.GroupResource{Group: "batch", Resource: "cronjobs"}:
+		schema.GroupResource{Group: "batch", Resource: "cronjobs"}, schema.GroupResource{Group: "policy", Resource: "poddisruptionbudgets"}:
 		return []subresource{status}
 	case schema.GroupResource{Group: "apps", Resource: "deployments"},
 		schema.GroupResource{Group: "apps", Resource: "replicasets"},

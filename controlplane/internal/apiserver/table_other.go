@@ -1,8 +1,8 @@
 package apiserver
 
 // The table columns of controllerrevisions (apps/v1), endpointslices
-// (discovery.k8s.io/v1) and leases (coordination.k8s.io/v1), as
-// kube-apiserver 1.32 prints them.
+// (discovery.k8s.io/v1), leases (coordination.k8s.io/v1) and
+// poddisruptionbudgets (policy/v1), as kube-apiserver 1.32 prints them.
 
 import (
 	"fmt"
@@ -13,6 +13,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -85,6 +86,26 @@ var leaseColumns = []column{
 			return *h
 		}
 		return ""
+	}},
+	ageColumn,
+}
+
+var pdbColumns = []column{
+	nameColumn,
+	{def: stringCol("Min Available", policyv1.PodDisruptionBudgetSpec{}.SwaggerDoc()["minAvailable"]), cell: func(obj runtime.Object, _ time.Time) any {
+		if v := obj.(*policyv1.PodDisruptionBudget).Spec.MinAvailable; v != nil {
+			return v.String()
+		}
+		return "N/A"
+	}},
+	{def: stringCol("Max Unavailable", policyv1.PodDisruptionBudgetSpec{}.SwaggerDoc()["maxUnavailable"]), cell: func(obj runtime.Object, _ time.Time) any {
+		if v := obj.(*policyv1.PodDisruptionBudget).Spec.MaxUnavailable; v != nil {
+			return v.String()
+		}
+		return "N/A"
+	}},
+	{def: intCol("Allowed Disruptions", policyv1.PodDisruptionBudgetStatus{}.SwaggerDoc()["disruptionsAllowed"]), cell: func(obj runtime.Object, _ time.Time) any {
+		return int64(obj.(*policyv1.PodDisruptionBudget).Status.DisruptionsAllowed)
 	}},
 	ageColumn,
 }

@@ -54,6 +54,7 @@ var kinds = []kind{
 	of(nil, validateLease, validateLeaseUpdate),
 	of(defaultJob, validateJob, validateJobUpdate),
 	of(defaultCronJob, validateCronJob, validateCronJobUpdate),
+	of(nil, validatePodDisruptionBudget, validatePodDisruptionBudgetUpdate),
 }
 
 // Compile-time proof that the kinds above are the served API types.

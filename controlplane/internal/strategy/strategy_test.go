@@ -9,7 +9,6 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
-	policyv1 "k8s.io/api/policy/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -163,7 +162,7 @@ func allKinds() []runtime.Object {
 	return []runtime.Object{
 		newPod(), newService(), newSecret(), newConfigMap(), newNamespace(), newNode(), newServiceAccount(),
 		newEndpoints(), newEvent(), newDeployment(), newReplicaSet(), newStatefulSet(), newDaemonSet(),
-		newControllerRevision(), newEndpointSlice(), newLease(), newJob(), newCronJob(),
+		newControllerRevision(), newEndpointSlice(), newLease(), newJob(), newCronJob(), newPodDisruptionBudget(),
 	}
 }
 
@@ -203,7 +202,7 @@ func TestEveryKind(t *testing.T) {
 }
 
 func TestUnknownKind(t *testing.T) {
-	pdb := &policyv1.PodDisruptionBudget{ObjectMeta: objectMeta("pdb")}
+	pdb := &corev1.LimitRange{ObjectMeta: objectMeta("limits")}
 	before := pdb.DeepCopy()
 	Default(pdb)
 	if !reflect.DeepEqual(pdb, before) {
@@ -245,8 +244,8 @@ func TestKindsAreDistinct(t *testing.T) {
 		}
 		seen[k.typ] = true
 	}
-	if len(seen) != 18 {
-		t.Errorf("got %d distinct kinds, want 18", len(seen))
+	if len(seen) != 19 {
+		t.Errorf("got %d distinct kinds, want 19", len(seen))
 	}
 }
 

@@ -1,0 +1,146 @@
+package apiserver
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/skiff-sh/skiff/controlplane/internal/registry"
+)
+
+// evictionAttempts bounds the retries of an eviction whose budget changed
+// while it was decided.
+const evictionAttempts = 20
+
+// maxDisruptedPods bounds a budget's record of evictions its controller
+// has not yet seen, as upstream.
+const maxDisruptedPods = 2000
+
+// spendDisruption decides whether pod ns/name may be evicted, as
+// kube-apiserver's eviction does: a pod that does not run (pending,
+// finished) or is already going, and one no PodDisruptionBudget selects,
+// may; otherwise its budget must allow a disruption, and the eviction
+// spends it (disruptionsAllowed - 1, the pod recorded in disruptedPods)
+// before the pod is deleted. A budget allowing none is 429 TooManyRequests
+// with the budget's numbers; two budgets selecting the pod are 500, as
+// upstream. An unhealthy pod goes without spending anything when its
+// budget is otherwise met (policy IfHealthyBudget, the default) or always
+// (AlwaysAllow). A dry run checks without spending.
+func (s *Server) spendDisruption(ctx context.Context, pods *resource, ns, name string, dryRun bool) error {
+	for range evictionAttempts {
+		obj, err := s.cfg.Store.Get(ctx, pods.reg, ns, name, registry.GetOptions{})
+		if err != nil {
+			return err
+		}
+		pod := obj.(*corev1.Pod)
+		if pod.Status.Phase != corev1.PodRunning && pod.Status.Phase != corev1.PodUnknown && pod.Status.Phase != "" || pod.DeletionTimestamp != nil {
+			return nil
+		}
+		pdb, err := s.budgetOf(ctx, pod)
+		if pdb == nil || err != nil {
+			return err
+		}
+		st := &pdb.Status
+		if !podIsReady(pod) {
+			policy := pdb.Spec.UnhealthyPodEvictionPolicy
+			if policy != nil && *policy == policyv1.AlwaysAllow || st.CurrentHealthy >= st.DesiredHealthy && st.DesiredHealthy > 0 {
+				return nil
+			}
+		}
+		switch {
+		case st.ObservedGeneration < pdb.Generation:
+			return tooManyEvictions(fmt.Sprintf("The disruption budget %s is still being processed by the server.", pdb.Name))
+		case st.DisruptionsAllowed < 0:
+			return apierrors.NewForbidden(policyv1.Resource("poddisruptionbudget"), pdb.Name, fmt.Errorf("pdb disruptions allowed is negative"))
+		case len(st.DisruptedPods) > maxDisruptedPods:
+			return apierrors.NewForbidden(policyv1.Resource("poddisruptionbudget"), pdb.Name, fmt.Errorf("DisruptedPods map too big - too many evictions not confirmed by PDB controller"))
+		case st.DisruptionsAllowed == 0:
+			return tooManyEvictions(fmt.Sprintf("The disruption budget %s needs %d healthy pods and has %d currently", pdb.Name, st.DesiredHealthy, st.CurrentHealthy))
+		}
+		if dryRun {
+			return nil
+		}
+		st.DisruptionsAllowed--
+		if st.DisruptionsAllowed == 0 {
+			setDisruptionAllowed(st, pdb.Generation)
+		}
+		if st.DisruptedPods == nil {
+			st.DisruptedPods = map[string]metav1.Time{}
+		}
+		st.DisruptedPods[pod.Name] = metav1.Time{Time: time.Now()}
+		// Conditional on the budget as read: a concurrent eviction that
+		// spent it first makes this one decide again.
+		_, err = s.cfg.Store.Update(ctx, withUpdate(s.budgets, onlyStatus, s.budgets.reg.ValidateUpdate).reg, ns, pdb.Name, pdb, registry.UpdateOptions{})
+		if !apierrors.IsConflict(err) {
+			return err
+		}
+	}
+	return apierrors.NewTooManyRequests("Cannot evict pod as it would violate the pod's disruption budget: too many concurrent evictions", 0)
+}
+
+// budgetOf returns the budget that selects pod, nil if none does; more
+// than one is an error.
+func (s *Server) budgetOf(ctx context.Context, pod *corev1.Pod) (*policyv1.PodDisruptionBudget, error) {
+	list, err := s.cfg.Store.List(ctx, s.budgets.reg, pod.Namespace, registry.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	var found *policyv1.PodDisruptionBudget
+	for i := range list.(*policyv1.PodDisruptionBudgetList).Items {
+		b := &list.(*policyv1.PodDisruptionBudgetList).Items[i]
+		// A nil selector selects nothing, an empty one every pod.
+		sel, err := metav1.LabelSelectorAsSelector(b.Spec.Selector)
+		if err != nil || b.Spec.Selector == nil || !sel.Matches(labels.Set(pod.Labels)) {
+			continue
+		}
+		if found != nil {
+			return nil, apierrors.NewInternalError(fmt.Errorf("This pod has more than one PodDisruptionBudget, which the eviction subresource does not support."))
+		}
+		found = b
+	}
+	return found, nil
+}
+
+// tooManyEvictions is kube-apiserver's refusal of an eviction its budget
+// does not allow: 429 with a DisruptionBudget cause, and no Retry-After
+// (client-go would wait and retry by itself; kubectl drain retries every
+// 5 s).
+func tooManyEvictions(cause string) error {
+	err := apierrors.NewTooManyRequests("Cannot evict pod as it would violate the pod's disruption budget.", 0)
+	err.ErrStatus.Details.Causes = append(err.ErrStatus.Details.Causes, metav1.StatusCause{Type: policyv1.DisruptionBudgetCause, Message: cause})
+	return err
+}
+
+// setDisruptionAllowed records in a budget's status that it allows no
+// more disruptions, as the eviction that spent the last one does.
+func setDisruptionAllowed(st *policyv1.PodDisruptionBudgetStatus, generation int64) {
+	c := metav1.Condition{
+		Type: policyv1.DisruptionAllowedCondition, Status: metav1.ConditionFalse, Reason: policyv1.InsufficientPodsReason,
+		ObservedGeneration: generation, LastTransitionTime: metav1.Now(),
+	}
+	for i := range st.Conditions {
+		if st.Conditions[i].Type == c.Type {
+			if st.Conditions[i].Status == c.Status {
+				c.LastTransitionTime = st.Conditions[i].LastTransitionTime
+			}
+			st.Conditions[i] = c
+			return
+		}
+	}
+	st.Conditions = append(st.Conditions, c)
+}
+
+func podIsReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
