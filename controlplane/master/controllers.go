@@ -17,9 +17,9 @@ import (
 
 	"github.com/skiff-sh/skiff/controlplane/internal/cronjob"
 	"github.com/skiff-sh/skiff/controlplane/internal/daemonset"
-	"github.com/skiff-sh/skiff/controlplane/internal/disruption"
 	"github.com/skiff-sh/skiff/controlplane/internal/defaultsa"
 	"github.com/skiff-sh/skiff/controlplane/internal/deployment"
+	"github.com/skiff-sh/skiff/controlplane/internal/disruption"
 	"github.com/skiff-sh/skiff/controlplane/internal/endpoints"
 	"github.com/skiff-sh/skiff/controlplane/internal/endpointslice"
 	"github.com/skiff-sh/skiff/controlplane/internal/gc"
