@@ -2,6 +2,7 @@ package apiserver
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -100,7 +101,8 @@ func (s *Server) budgetOf(ctx context.Context, pod *corev1.Pod) (*policyv1.PodDi
 			continue
 		}
 		if found != nil {
-			return nil, apierrors.NewInternalError(fmt.Errorf("This pod has more than one PodDisruptionBudget, which the eviction subresource does not support."))
+			//lint:ignore ST1005 kube-apiserver's words, which clients show as they are
+			return nil, apierrors.NewInternalError(errors.New("This pod has more than one PodDisruptionBudget, which the eviction subresource does not support."))
 		}
 		found = b
 	}
