@@ -109,8 +109,22 @@ func (h *Hollow) syncPod(ctx context.Context, pods listerscorev1.PodLister, node
 	rctx, cancel := context.WithTimeout(ctx, h.cfg.RequestTimeout)
 	defer cancel()
 	if pod.DeletionTimestamp != nil {
-		// Nothing to stop: the containers are gone at once.
+		// Nothing to stop: the containers are gone at once. As a
+		// kubelet, the pod ends Failed first (killed), unless it already
+		// finished.
 		uid := pod.UID
+		if pod.Status.Phase != corev1.PodSucceeded && pod.Status.Phase != corev1.PodFailed {
+			p := pod.DeepCopy()
+			p.Status.Phase = corev1.PodFailed
+			for i := range p.Status.Conditions {
+				if t := p.Status.Conditions[i].Type; t == corev1.PodReady || t == corev1.ContainersReady {
+					p.Status.Conditions[i].Status = corev1.ConditionFalse
+				}
+			}
+			if _, err := h.cfg.Client.CoreV1().Pods(ns).UpdateStatus(rctx, p, metav1.UpdateOptions{}); err != nil && !apierrors.IsNotFound(err) {
+				return err
+			}
+		}
 		err := h.cfg.Client.CoreV1().Pods(ns).Delete(rctx, name, metav1.DeleteOptions{
 			GracePeriodSeconds: new(int64), Preconditions: &metav1.Preconditions{UID: &uid},
 		})

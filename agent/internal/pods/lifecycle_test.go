@@ -18,6 +18,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
@@ -396,6 +397,11 @@ func TestPodLifecycle(t *testing.T) {
 
 	// Graceful deletion: preStop runs, then SIGTERM; the object goes once
 	// everything is released.
+	w, err := n.cs.CoreV1().Pods(n.ns).Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=web", ResourceVersion: after.ResourceVersion})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
 	start := time.Now()
 	if err := n.cs.CoreV1().Pods(n.ns).Delete(ctx, "web", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
@@ -407,6 +413,20 @@ func TestPodLifecycle(t *testing.T) {
 		}
 		return fmt.Errorf("still there: %v", err)
 	})
+	// As the kubelet, the agent wrote a terminal phase before letting
+	// the object go: what counts finished pods sees how it ended.
+	var lastPhase corev1.PodPhase
+	for ev := range w.ResultChan() {
+		if p, ok := ev.Object.(*corev1.Pod); ok {
+			lastPhase = p.Status.Phase
+		}
+		if ev.Type == watch.Deleted {
+			break
+		}
+	}
+	if lastPhase != corev1.PodSucceeded && lastPhase != corev1.PodFailed {
+		t.Fatalf("phase when deleted %q, want Succeeded or Failed", lastPhase)
+	}
 	if d := time.Since(start); d > 9*time.Second {
 		t.Fatalf("graceful deletion took %v: the server exits on TERM at once", d)
 	}

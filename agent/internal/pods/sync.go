@@ -435,6 +435,11 @@ func (w *worker) cleanup(ctx context.Context, pod *corev1.Pod, grace time.Durati
 	}
 	mine := w.track(all)
 	w.killAll(ctx, pod, mine, grace)
+	if pod != nil {
+		if err := w.recordTerminal(ctx, pod); err != nil {
+			return err
+		}
+	}
 	var errs []error
 	for _, c := range mine {
 		if err := w.m.cfg.Runtime.RemoveContainer(ctx, c.ID); err != nil {
@@ -447,6 +452,32 @@ func (w *worker) cleanup(ctx context.Context, pod *corev1.Pod, grace time.Durati
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// recordTerminal writes a deleted pod's last status once its containers
+// stopped, as the kubelet does: a terminal phase (Succeeded when every
+// container exited 0, else Failed), so that what counts finished pods (a
+// Job replacing only failed ones) sees how it ended. A pod already
+// terminal keeps its phase.
+func (w *worker) recordTerminal(ctx context.Context, pod *corev1.Pod) error {
+	all, err := w.m.cfg.Runtime.Containers(ctx)
+	if err != nil {
+		return err
+	}
+	st := w.status(pod, w.track(all))
+	if st.Phase != corev1.PodSucceeded && st.Phase != corev1.PodFailed {
+		st.Phase = corev1.PodSucceeded
+		for _, cs := range st.ContainerStatuses {
+			if t := cs.State.Terminated; t == nil || t.ExitCode != 0 {
+				st.Phase = corev1.PodFailed
+			}
+		}
+	}
+	err = w.m.updateStatus(ctx, pod, st)
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	return err
 }
 
 // teardownSandbox frees the pod's IP and removes its namespaces. A pod on

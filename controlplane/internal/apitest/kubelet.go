@@ -19,7 +19,7 @@ import (
 // runs: it binds every new pod of its namespace to its node (node-<ns>,
 // which it creates), after its delay marks it Running and Ready (unless
 // SetNotReady says otherwise), and finishes a graceful deletion after its
-// delay. Its methods may be called from any goroutine.
+// delay, the pod Failed first. Its methods may be called from any goroutine.
 type Kubelet struct {
 	cs       kubernetes.Interface
 	ns, node string
@@ -104,7 +104,15 @@ func (k *Kubelet) step(ctx context.Context, p *corev1.Pod) error {
 	switch {
 	case p.DeletionTimestamp != nil:
 		// The delay since the deletion was seen passed in the queue;
-		// deletionTimestamp itself is when the grace period ends.
+		// deletionTimestamp itself is when the grace period ends. The
+		// pod ends Failed (killed) first, as with the kubelet.
+		if p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed && p.Spec.NodeName != "" {
+			p = p.DeepCopy()
+			p.Status.Phase = corev1.PodFailed
+			if _, err := k.cs.CoreV1().Pods(k.ns).UpdateStatus(ctx, p, metav1.UpdateOptions{}); err != nil {
+				return err
+			}
+		}
 		zero := int64(0)
 		return k.cs.CoreV1().Pods(k.ns).Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: &zero, Preconditions: &metav1.Preconditions{UID: &p.UID}})
 	case p.Spec.NodeName == "":
