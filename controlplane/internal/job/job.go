@@ -138,6 +138,10 @@ type run struct {
 
 	mu       sync.Mutex
 	failures map[string]failureRecord // by job key: what the back-off counts from
+	// written is the resourceVersion of each job's last status write: a
+	// cache older than that has not seen it, and its job waits for the
+	// write's own event rather than act twice on what it already did.
+	written map[string]int64
 }
 
 // failureRecord is what the back-off of a job counts from: its failed and
@@ -163,7 +167,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		cfg:      c.cfg,
 		queue:    workqueue.NewTypedRateLimitingQueue(workqueue.NewTypedItemExponentialFailureRateLimiter[string](c.cfg.RetryBase, c.cfg.RetryMax)),
 		expect:   expectations.New(c.cfg.Now, c.cfg.ExpectationsTTL),
-		failures: map[string]failureRecord{},
+		failures: map[string]failureRecord{}, written: map[string]int64{},
 	}
 	defer r.queue.ShutDown()
 	rec, stopRec := events.NewRecorder(c.cfg.Client, Component)

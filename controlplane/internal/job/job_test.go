@@ -277,10 +277,9 @@ func TestJobDeadline(t *testing.T) {
 	j := newJob("slow", 2, 2)
 	j.Spec.ActiveDeadlineSeconds = new(int64(1))
 	j = createJob(t, cs, "deadline", j)
-	running(t, cs, j, 2)
 	failed := waitJob(t, cs, j, "Failed", func(j *batchv1.Job) error { return hasCondition(j, batchv1.JobFailed, ReasonDeadlineExceeded) })
 	if s := failed.Status; s.Active != 0 || s.Failed != 2 {
-		t.Errorf("status: %+v, want the two running pods failed", s)
+		t.Errorf("status: %+v, want the two running pods failed (both were made at the start)", s)
 	}
 	running(t, cs, j, 0)
 	noFinalizers(t, cs, "deadline")
@@ -500,4 +499,64 @@ func TestJobPodFailurePolicy(t *testing.T) {
 		t.Errorf("Failed: %q, failed %d; want %q, 1", c.Message, failed.Status.Failed, want)
 	}
 	noFinalizers(t, cs, "policy")
+}
+
+func TestPastDeadline(t *testing.T) {
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	j := newJob("d", 1, 1)
+	j.Spec.ActiveDeadlineSeconds, j.Spec.Suspend = new(int64(60)), new(false)
+	st := &batchv1.JobStatus{StartTime: &metav1.Time{Time: start}}
+	if pastDeadline(j, st, start.Add(59*time.Second)) || !pastDeadline(j, st, start.Add(60*time.Second)) {
+		t.Error("the deadline is not at startTime + activeDeadlineSeconds")
+	}
+	// Suspended, the clock stops (a resume restarts it).
+	j.Spec.Suspend = new(true)
+	if pastDeadline(j, st, start.Add(time.Hour)) {
+		t.Error("a suspended job went past its deadline")
+	}
+}
+
+// TestJobReplacesOnlyFailed: with podReplacementPolicy Failed, a pod being
+// deleted is not replaced until it is Failed, and then counts as one
+// failure.
+func TestJobReplacesOnlyFailed(t *testing.T) {
+	cs, start := setup(t, "replace")
+	start()
+	j := newJob("careful", 1, 1)
+	j.Spec.PodReplacementPolicy = new(batchv1.Failed)
+	j = createJob(t, cs, "replace", j)
+	first := running(t, cs, j, 1)[0]
+	if err := cs.CoreV1().Pods("replace").Delete(t.Context(), first.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// The sync that saw the deletion wrote this status after any create.
+	waitJob(t, cs, j, "the pod terminating", func(j *batchv1.Job) error {
+		if j.Status.Active != 0 || j.Status.Terminating == nil || *j.Status.Terminating != 1 {
+			return fmt.Errorf("%+v", j.Status)
+		}
+		return nil
+	})
+	if pods := jobPods(t, cs, j); len(pods) != 0 {
+		t.Fatalf("replaced while the first pod is still going: %v", pods)
+	}
+	// Its node reports it Failed (killed): now it counts and is replaced.
+	waitFor(t, 10*time.Second, "the pod failed", func() error {
+		cur, err := cs.CoreV1().Pods("replace").Get(t.Context(), first.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		cur.Status.Phase = corev1.PodFailed
+		_, err = cs.CoreV1().Pods("replace").UpdateStatus(t.Context(), cur, metav1.UpdateOptions{})
+		return err
+	})
+	second := running(t, cs, j, 1)[0]
+	if second.Name == first.Name {
+		t.Fatal("no replacement")
+	}
+	waitJob(t, cs, j, "one failure", func(j *batchv1.Job) error {
+		if j.Status.Failed != 1 {
+			return fmt.Errorf("%+v", j.Status)
+		}
+		return nil
+	})
 }

@@ -93,10 +93,16 @@ func failedPod(p *corev1.Pod, j *batchv1.Job) bool {
 	if p.Status.Phase == corev1.PodFailed {
 		return true
 	}
-	if j.Spec.PodReplacementPolicy != nil && *j.Spec.PodReplacementPolicy == batchv1.Failed {
+	if onlyReplaceFailed(j) {
 		return false
 	}
 	return p.DeletionTimestamp != nil && p.Status.Phase != corev1.PodSucceeded
+}
+
+// onlyReplaceFailed: podReplacementPolicy Failed, under which a pod being
+// deleted is neither a failure nor replaced until it is gone.
+func onlyReplaceFailed(j *batchv1.Job) bool {
+	return j.Spec.PodReplacementPolicy != nil && *j.Spec.PodReplacementPolicy == batchv1.Failed
 }
 
 func indexed(j *batchv1.Job) bool {

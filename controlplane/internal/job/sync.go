@@ -68,17 +68,21 @@ func (r *run) sync(ctx context.Context, key string) (time.Duration, error) {
 		r.expect.Forget(key)
 		r.mu.Lock()
 		delete(r.failures, key)
+		delete(r.written, key)
 		r.mu.Unlock()
 		return 0, nil
 	}
 	if err != nil {
 		return 0, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, r.cfg.RequestTimeout)
-	defer cancel()
+	if r.behind(key, j) {
+		return 0, nil // the event of this run's last write comes next
+	}
 	var pods []*corev1.Pod
 	if j.DeletionTimestamp == nil {
-		pods, err = r.refs.Claim(ctx, j, j.Spec.Selector, func(*corev1.Pod) bool { return true })
+		cctx, cancel := context.WithTimeout(ctx, r.cfg.RequestTimeout)
+		pods, err = r.refs.Claim(cctx, j, j.Spec.Selector, func(*corev1.Pod) bool { return true })
+		cancel()
 	} else {
 		pods, err = r.owned(j)
 	}
@@ -123,6 +127,15 @@ func (r *run) sync(ctx context.Context, key string) (time.Duration, error) {
 		return r.expire(ctx, updated, st.now)
 	}
 	return st.requeue, nil
+}
+
+// behind reports whether the cached job is older than this run's last
+// status write of it.
+func (r *run) behind(key string, j *batchv1.Job) bool {
+	rv, err := strconv.ParseInt(j.ResourceVersion, 10, 64)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return err == nil && rv < r.written[key]
 }
 
 // owned returns the cached pods job controls, without claiming.
@@ -178,10 +191,12 @@ func (r *run) track(st *state) {
 	for _, p := range st.pods {
 		byUID[p.UID] = p
 	}
+	// An Indexed job counts its completed indexes, not its pods.
+	var succeededCount int32
 	for _, m := range []struct {
 		uids  map[types.UID]bool
 		count *int32
-	}{{st.succeeded, &st.status.Succeeded}, {st.failed, &st.status.Failed}} {
+	}{{st.succeeded, &succeededCount}, {st.failed, &st.status.Failed}} {
 		for uid := range m.uids {
 			if p, ok := byUID[uid]; !ok || !hasTrackingFinalizer(p) {
 				delete(m.uids, uid)
@@ -189,9 +204,18 @@ func (r *run) track(st *state) {
 			}
 		}
 	}
+	if indexed(st.job) {
+		st.status.Succeeded = int32(len(st.completed))
+	} else {
+		st.status.Succeeded += succeededCount
+	}
 	for _, p := range st.pods {
 		if !hasTrackingFinalizer(p) || st.succeeded[p.UID] || st.failed[p.UID] {
 			continue
+		}
+		if len(st.succeeded)+len(st.failed) >= maxUncounted {
+			st.after(time.Millisecond) // the rest in the next sync, as upstream
+			break
 		}
 		switch {
 		case p.Status.Phase == corev1.PodSucceeded:
@@ -214,9 +238,19 @@ func (r *run) track(st *state) {
 	}
 }
 
-// succeededCount and failedCount include the uncounted pods.
-func (st *state) succeededCount() int32 { return st.status.Succeeded + int32(len(st.succeeded)) }
-func (st *state) failedCount() int32    { return st.status.Failed + int32(len(st.failed)) }
+// maxUncounted bounds the pods one sync adds to uncountedTerminatedPods,
+// as upstream, so that the status stays small.
+const maxUncounted = 500
+
+// succeededCount and failedCount include the uncounted pods; an Indexed
+// job's successes are its completed indexes.
+func (st *state) succeededCount() int32 {
+	if indexed(st.job) {
+		return int32(len(st.completed))
+	}
+	return st.status.Succeeded + int32(len(st.succeeded))
+}
+func (st *state) failedCount() int32 { return st.status.Failed + int32(len(st.failed)) }
 
 // decide sets the job's conditions and creates or deletes pods.
 func (r *run) decide(ctx context.Context, st *state) error {
@@ -334,9 +368,11 @@ func (r *run) pastBackoffLimit(st *state) bool {
 	return restarts >= limit
 }
 
+// pastDeadline: a job that is not suspended ran activeDeadlineSeconds
+// since it started (or was last resumed).
 func pastDeadline(j *batchv1.Job, st *batchv1.JobStatus, now time.Time) bool {
 	d := j.Spec.ActiveDeadlineSeconds
-	return d != nil && st.StartTime != nil && !now.Before(st.StartTime.Add(time.Duration(*d)*time.Second))
+	return d != nil && !*j.Spec.Suspend && st.StartTime != nil && !now.Before(st.StartTime.Add(time.Duration(*d)*time.Second))
 }
 
 // succeeded reports whether the job reached its completions.
@@ -356,6 +392,12 @@ func succeeded(st *state) bool {
 func (r *run) manage(ctx context.Context, st *state) error {
 	j := st.job
 	active := int32(len(st.active))
+	// With podReplacementPolicy Failed, a pod being deleted is replaced
+	// only once it is gone.
+	busy := active
+	if onlyReplaceFailed(j) {
+		busy += int32(len(st.terminating))
+	}
 	want := *j.Spec.Parallelism
 	switch {
 	case j.Spec.Completions == nil && st.succeededCount() > 0:
@@ -377,8 +419,8 @@ func (r *run) manage(ctx context.Context, st *state) error {
 		})
 		return r.deletePods(ctx, st, excess[:active-want], true)
 	}
-	missing := min(int(want-active), r.cfg.BurstPods)
-	if missing == 0 || !r.backedOff(st) {
+	missing := min(int(want-busy), r.cfg.BurstPods)
+	if missing <= 0 || !r.backedOff(st) {
 		return nil
 	}
 	return r.createPods(ctx, st, make([]int, missing), false)
@@ -403,6 +445,14 @@ func (r *run) manageIndexed(ctx context.Context, st *state) error {
 	if err := r.deletePods(ctx, st, extra, true); err != nil {
 		return err
 	}
+	taken := maps.Clone(running)
+	if onlyReplaceFailed(j) {
+		for _, p := range st.terminating {
+			if i, ok := completionIndex(p, j); ok {
+				taken[i] = true
+			}
+		}
+	}
 	want := min(int(*j.Spec.Parallelism), completions-len(st.completed))
 	if len(running) > want {
 		var excess []*corev1.Pod
@@ -414,8 +464,8 @@ func (r *run) manageIndexed(ctx context.Context, st *state) error {
 		return r.deletePods(ctx, st, excess, true)
 	}
 	var indexes []int
-	for i := 0; i < completions && len(running)+len(indexes) < want && len(indexes) < r.cfg.BurstPods; i++ {
-		if !st.completed[i] && !running[i] {
+	for i := 0; i < completions && len(taken)+len(indexes) < want && len(indexes) < r.cfg.BurstPods; i++ {
+		if !st.completed[i] && !taken[i] {
 			indexes = append(indexes, i)
 		}
 	}
@@ -481,6 +531,8 @@ func (r *run) createPods(ctx context.Context, st *state, indexes []int, withInde
 }
 
 func (r *run) createPod(ctx context.Context, j *batchv1.Job, key string, index int, withIndex bool) error {
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.RequestTimeout)
+	defer cancel()
 	pod := newPod(j, index, withIndex)
 	created, err := r.cfg.Client.CoreV1().Pods(j.Namespace).Create(ctx, pod, metav1.CreateOptions{})
 	if err != nil {
@@ -510,7 +562,9 @@ func (r *run) deletePods(ctx context.Context, st *state, pods []*corev1.Pod, unc
 		}
 		uid := p.UID
 		r.expect.ExpectDelete(st.key, uid)
-		err := r.cfg.Client.CoreV1().Pods(p.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}})
+		dctx, cancel := context.WithTimeout(ctx, r.cfg.RequestTimeout)
+		err := r.cfg.Client.CoreV1().Pods(p.Namespace).Delete(dctx, p.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}})
+		cancel()
 		if err != nil {
 			r.expect.Deleted(st.key, uid)
 		}
@@ -549,6 +603,8 @@ func (r *run) removeFinalizer(ctx context.Context, p *corev1.Pod) error {
 	}
 	path := "/metadata/finalizers/" + strconv.Itoa(i)
 	patch := fmt.Sprintf(`[{"op":"test","path":%q,"value":%q},{"op":"remove","path":%q}]`, path, batchv1.JobTrackingFinalizer, path)
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.RequestTimeout)
+	defer cancel()
 	_, err := r.cfg.Client.CoreV1().Pods(p.Namespace).Patch(ctx, p.Name, types.JSONPatchType, []byte(patch), metav1.PatchOptions{})
 	if apierrors.IsNotFound(err) {
 		return nil
@@ -576,9 +632,16 @@ func (r *run) writeStatus(ctx context.Context, st *state) (*batchv1.Job, error) 
 	}
 	j := st.job.DeepCopy()
 	j.Status = *s
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.RequestTimeout)
+	defer cancel()
 	updated, err := r.cfg.Client.BatchV1().Jobs(j.Namespace).UpdateStatus(ctx, j, metav1.UpdateOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("job: status of %s: %w", st.key, err)
+	}
+	if rv, err := strconv.ParseInt(updated.ResourceVersion, 10, 64); err == nil {
+		r.mu.Lock()
+		r.written[st.key] = max(r.written[st.key], rv)
+		r.mu.Unlock()
 	}
 	return updated, nil
 }
@@ -595,6 +658,8 @@ func (r *run) expire(ctx context.Context, j *batchv1.Job, now time.Time) (time.D
 		return wait, nil
 	}
 	uid, policy := j.UID, metav1.DeletePropagationForeground
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.RequestTimeout)
+	defer cancel()
 	err := r.cfg.Client.BatchV1().Jobs(j.Namespace).Delete(ctx, j.Name, metav1.DeleteOptions{
 		PropagationPolicy: &policy, Preconditions: &metav1.Preconditions{UID: &uid},
 	})

@@ -200,7 +200,12 @@ func validateJobSpecBody(spec *batchv1.JobSpec, fldPath *field.Path) field.Error
 	if spec.BackoffLimitPerIndex != nil && (spec.CompletionMode == nil || *spec.CompletionMode != batchv1.IndexedCompletion) {
 		errs = append(errs, field.Forbidden(fldPath.Child("backoffLimitPerIndex"), "requires indexed completion mode"))
 	}
-	if p := spec.PodReplacementPolicy; p != nil && *p != batchv1.TerminatingOrFailed && *p != batchv1.Failed {
+	switch p := spec.PodReplacementPolicy; {
+	case p == nil:
+	case spec.PodFailurePolicy != nil && *p != batchv1.Failed:
+		// The policy judges pods once they failed, not while they go.
+		errs = append(errs, field.NotSupported(fldPath.Child("podReplacementPolicy"), *p, []batchv1.PodReplacementPolicy{batchv1.Failed}))
+	case *p != batchv1.TerminatingOrFailed && *p != batchv1.Failed:
 		errs = append(errs, field.NotSupported(fldPath.Child("podReplacementPolicy"), *p, []batchv1.PodReplacementPolicy{batchv1.TerminatingOrFailed, batchv1.Failed}))
 	}
 	tPath := fldPath.Child("template")

@@ -83,6 +83,16 @@ func TestValidateJob(t *testing.T) {
 	indexed = defaulted(indexed)
 	checkMessage(t, Validate(indexed), "spec.completions: Required value: when completion mode is Indexed")
 
+	policy := newJob()
+	policy.Spec.PodFailurePolicy = &batchv1.PodFailurePolicy{Rules: []batchv1.PodFailurePolicyRule{{Action: batchv1.PodFailurePolicyActionIgnore,
+		OnPodConditions: []batchv1.PodFailurePolicyOnPodConditionsPattern{{Type: corev1.DisruptionTarget}}}}}
+	policy.Spec.PodReplacementPolicy = ptrTo(batchv1.TerminatingOrFailed)
+	checkMessage(t, Validate(defaulted(policy)), `spec.podReplacementPolicy: Unsupported value: "TerminatingOrFailed": supported values: "Failed"`)
+	policy.Spec.PodReplacementPolicy = nil
+	if d := defaulted(policy); *d.Spec.PodReplacementPolicy != batchv1.Failed || len(Validate(d)) > 0 {
+		t.Errorf("a pod failure policy's default replacement policy: %v, %v", *d.Spec.PodReplacementPolicy, Validate(d))
+	}
+
 	negative := defaulted(newJob())
 	negative.Spec.BackoffLimit = ptrTo(int32(-1))
 	negative.Spec.ActiveDeadlineSeconds = ptrTo(int64(-5))
