@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -108,12 +109,18 @@ type run struct {
 	jobs  batchlisters.JobLister
 	queue workqueue.TypedRateLimitingInterface[string]
 	rec   record.EventRecorder
+
+	mu sync.Mutex
+	// written is the resourceVersion of each cronjob's last status write:
+	// a cache older than that has not seen it (the time just run, the
+	// job just created), and the cronjob waits for the write's event.
+	written map[string]int64
 }
 
 // Run syncs every CronJob until ctx ends; it returns nil then, once its
 // goroutines have exited.
 func (c *Controller) Run(ctx context.Context) error {
-	r := &run{cfg: c.cfg, queue: workqueue.NewTypedRateLimitingQueue(workqueue.NewTypedItemExponentialFailureRateLimiter[string](c.cfg.RetryBase, c.cfg.RetryMax))}
+	r := &run{cfg: c.cfg, queue: workqueue.NewTypedRateLimitingQueue(workqueue.NewTypedItemExponentialFailureRateLimiter[string](c.cfg.RetryBase, c.cfg.RetryMax)), written: map[string]int64{}}
 	defer r.queue.ShutDown()
 	rec, stopRec := events.NewRecorder(c.cfg.Client, Component)
 	defer stopRec()
@@ -197,10 +204,21 @@ func (r *run) sync(ctx context.Context, key string) (time.Duration, error) {
 	}
 	cj, err := r.crons.CronJobs(ns).Get(name)
 	if apierrors.IsNotFound(err) {
+		r.mu.Lock()
+		delete(r.written, key)
+		r.mu.Unlock()
 		return 0, nil
 	}
 	if err != nil || cj.DeletionTimestamp != nil {
 		return 0, err
+	}
+	if rv, err := strconv.ParseInt(cj.ResourceVersion, 10, 64); err == nil {
+		r.mu.Lock()
+		behind := rv < r.written[key]
+		r.mu.Unlock()
+		if behind {
+			return 0, nil // the event of this run's last write comes next
+		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.RequestTimeout)
 	defer cancel()
@@ -216,7 +234,9 @@ func (r *run) sync(ctx context.Context, key string) (time.Duration, error) {
 	}
 	now := r.cfg.Now()
 	status := cj.Status.DeepCopy()
-	r.track(cj, status, children)
+	if err := r.track(ctx, cj, status, children); err != nil {
+		return 0, err
+	}
 	errs := []error{r.cleanup(ctx, cj, children)}
 
 	var after time.Duration
@@ -228,16 +248,22 @@ func (r *run) sync(ctx context.Context, key string) (time.Duration, error) {
 	if !apiequality.Semantic.DeepEqual(*status, cj.Status) {
 		c := cj.DeepCopy()
 		c.Status = *status
-		if _, err := r.cfg.Client.BatchV1().CronJobs(ns).UpdateStatus(ctx, c, metav1.UpdateOptions{}); err != nil {
+		updated, err := r.cfg.Client.BatchV1().CronJobs(ns).UpdateStatus(ctx, c, metav1.UpdateOptions{})
+		if err != nil {
 			errs = append(errs, fmt.Errorf("cronjob: status of %s: %w", key, err))
+		} else if rv, err := strconv.ParseInt(updated.ResourceVersion, 10, 64); err == nil {
+			r.mu.Lock()
+			r.written[key] = max(r.written[key], rv)
+			r.mu.Unlock()
 		}
 	}
 	return after, errors.Join(errs...)
 }
 
 // track brings status.active in line with the jobs that exist and run,
-// and records the last success.
-func (r *run) track(cj *batchv1.CronJob, status *batchv1.CronJobStatus, children []*batchv1.Job) {
+// and records the last success. A job the cache does not show is looked
+// up before it leaves status.active: it may be too new for the cache.
+func (r *run) track(ctx context.Context, cj *batchv1.CronJob, status *batchv1.CronJobStatus, children []*batchv1.Job) error {
 	byUID := map[string]*batchv1.Job{}
 	for _, j := range children {
 		byUID[string(j.UID)] = j
@@ -259,7 +285,23 @@ func (r *run) track(cj *batchv1.CronJob, status *batchv1.CronJobStatus, children
 			status.LastSuccessfulTime = t.DeepCopy()
 		}
 	}
-	status.Active = slices.DeleteFunc(status.Active, func(ref corev1.ObjectReference) bool { return byUID[string(ref.UID)] == nil })
+	var lookupErr error
+	status.Active = slices.DeleteFunc(status.Active, func(ref corev1.ObjectReference) bool {
+		if byUID[string(ref.UID)] != nil || lookupErr != nil {
+			return false
+		}
+		j, err := r.cfg.Client.BatchV1().Jobs(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			return true
+		case err != nil:
+			lookupErr = err
+			return false
+		}
+		done, _ := finished(j)
+		return j.UID != ref.UID || done
+	})
+	return lookupErr
 }
 
 // cleanup deletes the finished jobs beyond the history limits, oldest
@@ -316,6 +358,12 @@ func (r *run) schedule(ctx context.Context, cj *batchv1.CronJob, status *batchv1
 	}
 	if d := cj.Spec.StartingDeadlineSeconds; d != nil && due.Add(time.Duration(*d)*time.Second).Before(now) {
 		r.rec.Eventf(cj, corev1.EventTypeWarning, "MissSchedule", "Missed scheduled time to start a job: %s", due.UTC().Format(time.RFC1123Z))
+		return nextAfter(), nil
+	}
+	// Its job exists already (made before this run's last status write
+	// showed in the cache): the time is done.
+	if j, err := r.jobs.Jobs(cj.Namespace).Get(jobName(cj, due)); err == nil && metav1.IsControlledBy(j, cj) {
+		status.LastScheduleTime = &metav1.Time{Time: due}
 		return nextAfter(), nil
 	}
 	if cj.Spec.ConcurrencyPolicy == batchv1.ForbidConcurrent && len(status.Active) > 0 {
@@ -377,8 +425,14 @@ func latestDue(cj *batchv1.CronJob, status *batchv1.CronJobStatus, sched cron.Sc
 		return time.Time{}, 0
 	}
 	missed := int(now.Sub(t1)/interval) + 1
+	// Estimated from the first interval, the start may overshoot an
+	// irregular schedule (weekdays only): step back until a time is due.
+	start := t1.Add(time.Duration(missed-2) * interval)
+	for start.After(t1) && sched.Next(start.Add(-time.Nanosecond)).After(now) {
+		start = start.Add(-interval)
+	}
 	due := t1
-	for t := sched.Next(t1.Add(time.Duration(missed-2) * interval).Add(-time.Nanosecond)); !t.IsZero() && !t.After(now); t = sched.Next(t) {
+	for t := sched.Next(start.Add(-time.Nanosecond)); !t.IsZero() && !t.After(now); t = sched.Next(t) {
 		due = t
 	}
 	return due, missed

@@ -16,6 +16,10 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/robfig/cron/v3"
+	"k8s.io/client-go/kubernetes/fake"
+	batchlisters "k8s.io/client-go/listers/batch/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
 
 	"github.com/skiff-sh/skiff/controlplane/internal/apitest"
 )
@@ -110,12 +114,11 @@ func (e *env) create(name, schedule string, change func(*batchv1.CronJob)) *batc
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	// The clock starts at the creation (second precision), so that one
-	// minute later the next minute is due.
+	// The clock starts 10 s into the minute of the creation (maybe before
+	// it: nothing is due before the creation anyway), so that each
+	// advance by a minute makes exactly the next minute due.
 	e.clock.mu.Lock()
-	if c := created.CreationTimestamp.Time; c.After(e.clock.now) {
-		e.clock.now = c
-	}
+	e.clock.now = time.Unix(minuteAfter(created.CreationTimestamp.Time)*60-50, 0)
 	e.clock.mu.Unlock()
 	return created
 }
@@ -189,7 +192,6 @@ func TestCronJobRunsEachTime(t *testing.T) {
 	e := setup(t, "cron")
 	cj := e.create("tick", "* * * * *", func(c *batchv1.CronJob) { c.Spec.SuccessfulJobsHistoryLimit = new(int32(1)) })
 	m := minuteAfter(cj.CreationTimestamp.Time)
-	e.jobs(cj) // nothing due yet
 	e.advance(time.Minute, cj.Name)
 	first := e.jobs(cj, m)[0]
 	if ts := first.Annotations[batchv1.CronJobScheduledTimestampAnnotation]; ts != time.Unix(m*60, 0).In(time.Local).Format(time.RFC3339) {
@@ -215,15 +217,6 @@ func TestCronJobRunsEachTime(t *testing.T) {
 	e.advance(time.Minute, cj.Name)
 	second := e.jobs(cj, m, m+1)[1]
 	e.complete(second, batchv1.JobComplete)
-	e.jobs(cj, m+1)
-	// Nothing twice: touching the cronjob within the same minute starts nothing.
-	e.advance(time.Second, cj.Name)
-	e.cronJob(cj.Name, func(c *batchv1.CronJob) error {
-		if len(c.Status.Active) != 0 {
-			return fmt.Errorf("active %v", c.Status.Active)
-		}
-		return nil
-	})
 	e.jobs(cj, m+1)
 }
 
@@ -311,5 +304,67 @@ func TestLatestDue(t *testing.T) {
 		if !due.Equal(want) || missed != tc.missed {
 			t.Errorf("now +%v: got %v (%d missed), want %v (%d)", tc.now, due, missed, want, tc.missed)
 		}
+	}
+}
+
+// TestLatestDueIrregular: weekdays at 9, last run on a Wednesday, now
+// Monday 8:00: Friday 9:00 is the latest due (the estimate from the first
+// interval would overshoot into the weekend).
+func TestLatestDueIrregular(t *testing.T) {
+	sched, err := cron.ParseStandard("0 9 * * 1-5")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wed := time.Date(2026, 1, 7, 9, 30, 0, 0, time.UTC)
+	cj := &batchv1.CronJob{ObjectMeta: metav1.ObjectMeta{CreationTimestamp: metav1.NewTime(wed.Add(-time.Hour))}}
+	cj.Status.LastScheduleTime = &metav1.Time{Time: wed}
+	due, _ := latestDue(cj, &cj.Status, sched, time.Date(2026, 1, 12, 8, 0, 0, 0, time.UTC))
+	if want := time.Date(2026, 1, 9, 9, 0, 0, 0, time.UTC); !due.Equal(want) {
+		t.Errorf("got %v, want %v", due, want)
+	}
+}
+
+// TestStaleCacheDoesNotRepeat: right after creating the job of a time, the
+// cronjob cache may still show the old lastScheduleTime while the job
+// cache shows the job. The sync must neither create nor (Replace) delete
+// anything then.
+func TestStaleCacheDoesNotRepeat(t *testing.T) {
+	due := time.Date(2026, 3, 1, 10, 0, 0, 0, time.Local)
+	cj := &batchv1.CronJob{
+		ObjectMeta: metav1.ObjectMeta{Name: "tick", Namespace: "ns", UID: "cj-uid", ResourceVersion: "5", CreationTimestamp: metav1.NewTime(due.Add(-90 * time.Second))},
+		Spec:       batchv1.CronJobSpec{Schedule: "* * * * *", ConcurrencyPolicy: batchv1.ReplaceConcurrent, Suspend: new(false)},
+	}
+	cj.Status.LastScheduleTime = &metav1.Time{Time: due.Add(-time.Minute)}
+	job := newJob(cj, due)
+	job.UID, job.ResourceVersion = "job-uid", "6"
+	crons := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
+	jobs := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
+	if err := crons.Add(cj); err != nil {
+		t.Fatal(err)
+	}
+	if err := jobs.Add(job); err != nil {
+		t.Fatal(err)
+	}
+	cs := fake.NewClientset(cj, job)
+	cs.ClearActions()
+	r := &run{
+		cfg:   Config{Client: cs, Logger: slog.New(slog.DiscardHandler), Now: func() time.Time { return due.Add(5 * time.Second) }, RequestTimeout: time.Second},
+		crons: batchlisters.NewCronJobLister(crons), jobs: batchlisters.NewJobLister(jobs),
+		rec: record.NewFakeRecorder(10), written: map[string]int64{},
+	}
+	if _, err := r.sync(t.Context(), "ns/tick"); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range cs.Actions() {
+		if a.GetVerb() == "create" || a.GetVerb() == "delete" {
+			t.Errorf("a stale cronjob cache led to %s %s", a.GetVerb(), a.GetResource().Resource)
+		}
+	}
+	got, err := cs.BatchV1().CronJobs("ns").Get(t.Context(), "tick", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := got.Status; st.LastScheduleTime == nil || !st.LastScheduleTime.Equal(&metav1.Time{Time: due}) || len(st.Active) != 1 || st.Active[0].UID != "job-uid" {
+		t.Errorf("status: %+v, want the job active and its time the last", st)
 	}
 }
