@@ -11,6 +11,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/skiff-sh/skiff/controlplane/internal/registry"
 )
@@ -33,39 +34,43 @@ const maxDisruptedPods = 2000
 // upstream. An unhealthy pod goes without spending anything when its
 // budget is otherwise met (policy IfHealthyBudget, the default) or always
 // (AlwaysAllow). A dry run checks without spending.
-func (s *Server) spendDisruption(ctx context.Context, pods *resource, ns, name string, dryRun bool) error {
+//
+// It returns the uid of the pod it decided on, for the delete's
+// precondition: a pod of the same name made meanwhile is not the one the
+// budget was spent for.
+func (s *Server) spendDisruption(ctx context.Context, pods *resource, ns, name string, dryRun bool) (types.UID, error) {
 	for range evictionAttempts {
 		obj, err := s.cfg.Store.Get(ctx, pods.reg, ns, name, registry.GetOptions{})
 		if err != nil {
-			return err
+			return "", err
 		}
 		pod := obj.(*corev1.Pod)
 		if pod.Status.Phase != corev1.PodRunning && pod.Status.Phase != corev1.PodUnknown && pod.Status.Phase != "" || pod.DeletionTimestamp != nil {
-			return nil
+			return pod.UID, nil
 		}
 		pdb, err := s.budgetOf(ctx, pod)
 		if pdb == nil || err != nil {
-			return err
+			return pod.UID, err
 		}
 		st := &pdb.Status
 		if !podIsReady(pod) {
 			policy := pdb.Spec.UnhealthyPodEvictionPolicy
 			if policy != nil && *policy == policyv1.AlwaysAllow || st.CurrentHealthy >= st.DesiredHealthy && st.DesiredHealthy > 0 {
-				return nil
+				return pod.UID, nil
 			}
 		}
 		switch {
 		case st.ObservedGeneration < pdb.Generation:
-			return tooManyEvictions(fmt.Sprintf("The disruption budget %s is still being processed by the server.", pdb.Name))
+			return "", tooManyEvictions(fmt.Sprintf("The disruption budget %s is still being processed by the server.", pdb.Name))
 		case st.DisruptionsAllowed < 0:
-			return apierrors.NewForbidden(policyv1.Resource("poddisruptionbudget"), pdb.Name, fmt.Errorf("pdb disruptions allowed is negative"))
+			return "", apierrors.NewForbidden(policyv1.Resource("poddisruptionbudget"), pdb.Name, fmt.Errorf("pdb disruptions allowed is negative"))
 		case len(st.DisruptedPods) > maxDisruptedPods:
-			return apierrors.NewForbidden(policyv1.Resource("poddisruptionbudget"), pdb.Name, fmt.Errorf("DisruptedPods map too big - too many evictions not confirmed by PDB controller"))
+			return "", apierrors.NewForbidden(policyv1.Resource("poddisruptionbudget"), pdb.Name, fmt.Errorf("DisruptedPods map too big - too many evictions not confirmed by PDB controller"))
 		case st.DisruptionsAllowed == 0:
-			return tooManyEvictions(fmt.Sprintf("The disruption budget %s needs %d healthy pods and has %d currently", pdb.Name, st.DesiredHealthy, st.CurrentHealthy))
+			return "", tooManyEvictions(fmt.Sprintf("The disruption budget %s needs %d healthy pods and has %d currently", pdb.Name, st.DesiredHealthy, st.CurrentHealthy))
 		}
 		if dryRun {
-			return nil
+			return pod.UID, nil
 		}
 		st.DisruptionsAllowed--
 		if st.DisruptionsAllowed == 0 {
@@ -79,10 +84,10 @@ func (s *Server) spendDisruption(ctx context.Context, pods *resource, ns, name s
 		// spent it first makes this one decide again.
 		_, err = s.cfg.Store.Update(ctx, withUpdate(s.budgets, onlyStatus, s.budgets.reg.ValidateUpdate).reg, ns, pdb.Name, pdb, registry.UpdateOptions{})
 		if !apierrors.IsConflict(err) {
-			return err
+			return pod.UID, err
 		}
 	}
-	return apierrors.NewTooManyRequests("Cannot evict pod as it would violate the pod's disruption budget: too many concurrent evictions", 0)
+	return "", apierrors.NewTooManyRequests("Cannot evict pod as it would violate the pod's disruption budget: too many concurrent evictions", 0)
 }
 
 // budgetOf returns the budget that selects pod, nil if none does; more

@@ -75,8 +75,15 @@ func (s *Server) evict(w http.ResponseWriter, r *http.Request, res *resource, ns
 		}
 		opts.DryRun = opts.DryRun || dryRun
 	}
-	if err := s.spendDisruption(r.Context(), res, ns, name, opts.DryRun); err != nil {
+	uid, err := s.spendDisruption(r.Context(), res, ns, name, opts.DryRun)
+	if err != nil {
 		return err
+	}
+	if opts.Preconditions == nil {
+		opts.Preconditions = &metav1.Preconditions{}
+	}
+	if opts.Preconditions.UID == nil {
+		opts.Preconditions.UID = &uid
 	}
 	if _, err := s.cfg.Store.Delete(r.Context(), res.reg, ns, name, opts); err != nil {
 		return err

@@ -10,8 +10,8 @@
 //   - currentHealthy: the selected pods that are Ready and not going,
 //     not counting those an eviction took in the last two minutes
 //     (disruptedPods, until the pod's deletion shows);
-//   - disruptionsAllowed: currentHealthy - desiredHealthy, at least 0,
-//     with the DisruptionAllowed condition (SufficientPods,
+//   - disruptionsAllowed: currentHealthy - desiredHealthy, at least 0 (and
+//     0 when no pod is expected), with the DisruptionAllowed condition (SufficientPods,
 //     InsufficientPods, or SyncFailed when a pod has no controller with a
 //     scale).
 //
@@ -280,7 +280,11 @@ func (r *run) sync(ctx context.Context, key string) (time.Duration, error) {
 		}
 	}
 	status.ExpectedPods, status.DesiredHealthy = expected, desired
-	status.DisruptionsAllowed = max(status.CurrentHealthy-desired, 0)
+	// A budget that expects no pod allows no disruption, as upstream (its
+	// controller scaled to zero while its pods still run).
+	if expected > 0 {
+		status.DisruptionsAllowed = max(status.CurrentHealthy-desired, 0)
+	}
 	if status.DisruptionsAllowed > 0 {
 		setCondition(&status, metav1.ConditionTrue, policyv1.SufficientPodsReason, "", now)
 	} else {

@@ -239,3 +239,39 @@ func TestEvictionWithoutBudget(t *testing.T) {
 		t.Errorf("eviction under two budgets: got %v", err)
 	}
 }
+
+// TestUnhealthyPodEviction: a budget at its minimum (no disruption left)
+// still lets a running but not Ready pod go (IfHealthyBudget, the
+// default), while a Ready one is refused.
+func TestUnhealthyPodEviction(t *testing.T) {
+	cs, k := setup(t, "sick")
+	k.SetNotReady(func(p *corev1.Pod) bool { return p.Name == "api-sick" })
+	labels := map[string]string{"app": "api"}
+	for _, name := range []string{"api-0", "api-1", "api-sick"} {
+		pod(t, cs, "sick", name, labels, nil)
+	}
+	running(t, cs, "sick", "api-0", "api-1")
+	waitFor(t, 10*time.Second, "api-sick running, not ready", func() error {
+		p, err := cs.CoreV1().Pods("sick").Get(t.Context(), "api-sick", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if p.Spec.NodeName == "" {
+			return fmt.Errorf("not bound yet")
+		}
+		p.Status.Phase = corev1.PodRunning
+		p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionFalse}}
+		_, err = cs.CoreV1().Pods("sick").UpdateStatus(t.Context(), p, metav1.UpdateOptions{})
+		return err
+	})
+	two := intstr.FromInt32(2)
+	budget(t, cs, "sick", "api", policyv1.PodDisruptionBudgetSpec{MinAvailable: &two, Selector: &metav1.LabelSelector{MatchLabels: labels}})
+	waitStatus(t, cs, "sick", "api", [4]int32{3, 2, 2, 0})
+	if err := evict(cs, "sick", "api-0"); !apierrors.IsTooManyRequests(err) {
+		t.Errorf("eviction of a Ready pod at the minimum: got %v, want 429", err)
+	}
+	if err := evict(cs, "sick", "api-sick"); err != nil {
+		t.Errorf("eviction of the unhealthy pod: %v", err)
+	}
+	gone(t, cs, "sick", "api-sick")
+}
