@@ -15,6 +15,9 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/fake"
+	batchlisters "k8s.io/client-go/listers/batch/v1"
+	"k8s.io/client-go/tools/cache"
 
 	"github.com/skiff-sh/skiff/controlplane/internal/apitest"
 )
@@ -559,4 +562,27 @@ func TestJobReplacesOnlyFailed(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestBehindOwnWrite: a job cache older than the controller's last status
+// write of that job is not acted on (the write's own event comes next): a
+// failed pod whose finalizer the controller removed after recording it
+// would otherwise look like nothing happened, and be replaced.
+func TestBehindOwnWrite(t *testing.T) {
+	j := newJob("stale", 1, 1)
+	j.Namespace, j.UID, j.ResourceVersion = "ns", "job-uid", "7"
+	j.Spec.BackoffLimit, j.Spec.Suspend, j.Spec.CompletionMode = new(int32(0)), new(false), new(batchv1.NonIndexedCompletion)
+	jobs := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
+	if err := jobs.Add(j); err != nil {
+		t.Fatal(err)
+	}
+	cs := fake.NewClientset(j)
+	r := &run{
+		cfg:  Config{Client: cs, Logger: slog.New(slog.DiscardHandler), Now: time.Now, RequestTimeout: time.Second, BurstPods: 10},
+		jobs: batchlisters.NewJobLister(jobs), written: map[string]int64{"ns/stale": 9},
+	}
+	after, err := r.sync(t.Context(), "ns/stale")
+	if err != nil || after != 0 || len(cs.Actions()) != 0 {
+		t.Errorf("sync of a cache behind its own write: %v, %v, actions %v; want nothing done", after, err, cs.Actions())
+	}
 }
