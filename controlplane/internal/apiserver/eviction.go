@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
@@ -53,7 +54,7 @@ func (s *Server) spendDisruption(ctx context.Context, pods *resource, ns, name s
 			return pod.UID, err
 		}
 		st := &pdb.Status
-		if !podIsReady(pod) {
+		if !podCondition(pod, corev1.PodReady) {
 			policy := pdb.Spec.UnhealthyPodEvictionPolicy
 			if policy != nil && *policy == policyv1.AlwaysAllow || st.CurrentHealthy >= st.DesiredHealthy && st.DesiredHealthy > 0 {
 				return pod.UID, nil
@@ -74,7 +75,9 @@ func (s *Server) spendDisruption(ctx context.Context, pods *resource, ns, name s
 		}
 		st.DisruptionsAllowed--
 		if st.DisruptionsAllowed == 0 {
-			setDisruptionAllowed(st, pdb.Generation)
+			// Recorded as the disruption controller would.
+			apimeta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: policyv1.DisruptionAllowedCondition,
+				Status: metav1.ConditionFalse, Reason: policyv1.InsufficientPodsReason, ObservedGeneration: pdb.Generation})
 		}
 		if st.DisruptedPods == nil {
 			st.DisruptedPods = map[string]metav1.Time{}
@@ -122,32 +125,4 @@ func tooManyEvictions(cause string) error {
 	err := apierrors.NewTooManyRequests("Cannot evict pod as it would violate the pod's disruption budget.", 0)
 	err.ErrStatus.Details.Causes = append(err.ErrStatus.Details.Causes, metav1.StatusCause{Type: policyv1.DisruptionBudgetCause, Message: cause})
 	return err
-}
-
-// setDisruptionAllowed records in a budget's status that it allows no
-// more disruptions, as the eviction that spent the last one does.
-func setDisruptionAllowed(st *policyv1.PodDisruptionBudgetStatus, generation int64) {
-	c := metav1.Condition{
-		Type: policyv1.DisruptionAllowedCondition, Status: metav1.ConditionFalse, Reason: policyv1.InsufficientPodsReason,
-		ObservedGeneration: generation, LastTransitionTime: metav1.Now(),
-	}
-	for i := range st.Conditions {
-		if st.Conditions[i].Type == c.Type {
-			if st.Conditions[i].Status == c.Status {
-				c.LastTransitionTime = st.Conditions[i].LastTransitionTime
-			}
-			st.Conditions[i] = c
-			return
-		}
-	}
-	st.Conditions = append(st.Conditions, c)
-}
-
-func podIsReady(p *corev1.Pod) bool {
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
 }

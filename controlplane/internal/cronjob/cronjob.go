@@ -24,7 +24,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"strconv"
 	"sync"
 	"time"
 
@@ -43,6 +42,7 @@ import (
 	"github.com/robfig/cron/v3"
 
 	"github.com/skiff-sh/skiff/controlplane/internal/events"
+	"github.com/skiff-sh/skiff/controlplane/internal/expectations"
 	"github.com/skiff-sh/skiff/controlplane/internal/sharedinformers"
 )
 
@@ -110,17 +110,15 @@ type run struct {
 	queue workqueue.TypedRateLimitingInterface[string]
 	rec   record.EventRecorder
 
-	mu sync.Mutex
-	// written is the resourceVersion of each cronjob's last status write:
-	// a cache older than that has not seen it (the time just run, the
-	// job just created), and the cronjob waits for the write's event.
-	written map[string]int64
+	// written holds each cronjob's last status write: a cache older than
+	// that has not seen the time just run nor the job just created.
+	written *expectations.Writes
 }
 
 // Run syncs every CronJob until ctx ends; it returns nil then, once its
 // goroutines have exited.
 func (c *Controller) Run(ctx context.Context) error {
-	r := &run{cfg: c.cfg, queue: workqueue.NewTypedRateLimitingQueue(workqueue.NewTypedItemExponentialFailureRateLimiter[string](c.cfg.RetryBase, c.cfg.RetryMax)), written: map[string]int64{}}
+	r := &run{cfg: c.cfg, queue: workqueue.NewTypedRateLimitingQueue(workqueue.NewTypedItemExponentialFailureRateLimiter[string](c.cfg.RetryBase, c.cfg.RetryMax)), written: expectations.NewWrites()}
 	defer r.queue.ShutDown()
 	rec, stopRec := events.NewRecorder(c.cfg.Client, Component)
 	defer stopRec()
@@ -204,21 +202,14 @@ func (r *run) sync(ctx context.Context, key string) (time.Duration, error) {
 	}
 	cj, err := r.crons.CronJobs(ns).Get(name)
 	if apierrors.IsNotFound(err) {
-		r.mu.Lock()
-		delete(r.written, key)
-		r.mu.Unlock()
+		r.written.Forget(key)
 		return 0, nil
 	}
 	if err != nil || cj.DeletionTimestamp != nil {
 		return 0, err
 	}
-	if rv, err := strconv.ParseInt(cj.ResourceVersion, 10, 64); err == nil {
-		r.mu.Lock()
-		behind := rv < r.written[key]
-		r.mu.Unlock()
-		if behind {
-			return 0, nil // the event of this run's last write comes next
-		}
+	if r.written.Behind(key, cj.ResourceVersion) {
+		return 0, nil // the event of this run's last write comes next
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.RequestTimeout)
 	defer cancel()
@@ -251,10 +242,8 @@ func (r *run) sync(ctx context.Context, key string) (time.Duration, error) {
 		updated, err := r.cfg.Client.BatchV1().CronJobs(ns).UpdateStatus(ctx, c, metav1.UpdateOptions{})
 		if err != nil {
 			errs = append(errs, fmt.Errorf("cronjob: status of %s: %w", key, err))
-		} else if rv, err := strconv.ParseInt(updated.ResourceVersion, 10, 64); err == nil {
-			r.mu.Lock()
-			r.written[key] = max(r.written[key], rv)
-			r.mu.Unlock()
+		} else {
+			r.written.Wrote(key, updated.ResourceVersion)
 		}
 	}
 	return after, errors.Join(errs...)

@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/tools/record"
 
 	"github.com/skiff-sh/skiff/controlplane/internal/apitest"
+	"github.com/skiff-sh/skiff/controlplane/internal/expectations"
 )
 
 var waitFor = apitest.WaitFor
@@ -350,7 +351,7 @@ func TestStaleCacheDoesNotRepeat(t *testing.T) {
 	r := &run{
 		cfg:   Config{Client: cs, Logger: slog.New(slog.DiscardHandler), Now: func() time.Time { return due.Add(5 * time.Second) }, RequestTimeout: time.Second},
 		crons: batchlisters.NewCronJobLister(crons), jobs: batchlisters.NewJobLister(jobs),
-		rec: record.NewFakeRecorder(10), written: map[string]int64{},
+		rec: record.NewFakeRecorder(10), written: expectations.NewWrites(),
 	}
 	if _, err := r.sync(t.Context(), "ns/tick"); err != nil {
 		t.Fatal(err)

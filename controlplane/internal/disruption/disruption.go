@@ -27,6 +27,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -47,6 +48,7 @@ import (
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
 
+	"github.com/skiff-sh/skiff/controlplane/internal/endpoints"
 	"github.com/skiff-sh/skiff/controlplane/internal/events"
 	"github.com/skiff-sh/skiff/controlplane/internal/sharedinformers"
 )
@@ -275,7 +277,7 @@ func (r *run) sync(ctx context.Context, key string) (time.Duration, error) {
 	disrupted, requeue := r.stillDisrupted(b, pods, now)
 	status.DisruptedPods = disrupted
 	for _, p := range pods {
-		if _, taken := disrupted[p.Name]; !taken && p.DeletionTimestamp == nil && ready(p) {
+		if _, taken := disrupted[p.Name]; !taken && p.DeletionTimestamp == nil && endpoints.Ready(p) {
 			status.CurrentHealthy++
 		}
 	}
@@ -421,35 +423,11 @@ func (r *run) write(ctx context.Context, b *policyv1.PodDisruptionBudget, status
 	return nil
 }
 
-// setCondition sets the DisruptionAllowed condition; its transition time
-// moves only when its status does.
+// setCondition sets the DisruptionAllowed condition of st, whose
+// conditions it copies first (they may be the cache's); its transition
+// time moves only when its status does.
 func setCondition(st *policyv1.PodDisruptionBudgetStatus, status metav1.ConditionStatus, reason, message string, now time.Time) {
-	c := metav1.Condition{Type: policyv1.DisruptionAllowedCondition, Status: status, Reason: reason, Message: message,
-		ObservedGeneration: st.ObservedGeneration, LastTransitionTime: metav1.NewTime(now)}
-	conds := make([]metav1.Condition, 0, len(st.Conditions)+1)
-	found := false
-	for _, old := range st.Conditions {
-		if old.Type != c.Type {
-			conds = append(conds, old)
-			continue
-		}
-		found = true
-		if old.Status == c.Status {
-			c.LastTransitionTime = old.LastTransitionTime
-		}
-		conds = append(conds, c)
-	}
-	if !found {
-		conds = append(conds, c)
-	}
-	st.Conditions = conds
-}
-
-func ready(p *corev1.Pod) bool {
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
+	st.Conditions = slices.Clone(st.Conditions)
+	meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: policyv1.DisruptionAllowedCondition, Status: status, Reason: reason, Message: message,
+		ObservedGeneration: st.ObservedGeneration, LastTransitionTime: metav1.NewTime(now)})
 }

@@ -136,12 +136,12 @@ type run struct {
 	expect *expectations.Expectations
 	rec    record.EventRecorder
 
+	// written holds each job's last status write: a cache older than that
+	// has not seen it.
+	written *expectations.Writes
+
 	mu       sync.Mutex
 	failures map[string]failureRecord // by job key: what the back-off counts from
-	// written is the resourceVersion of each job's last status write: a
-	// cache older than that has not seen it, and its job waits for the
-	// write's own event rather than act twice on what it already did.
-	written map[string]int64
 }
 
 // failureRecord is what the back-off of a job counts from: its failed and
@@ -167,7 +167,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		cfg:      c.cfg,
 		queue:    workqueue.NewTypedRateLimitingQueue(workqueue.NewTypedItemExponentialFailureRateLimiter[string](c.cfg.RetryBase, c.cfg.RetryMax)),
 		expect:   expectations.New(c.cfg.Now, c.cfg.ExpectationsTTL),
-		failures: map[string]failureRecord{}, written: map[string]int64{},
+		failures: map[string]failureRecord{}, written: expectations.NewWrites(),
 	}
 	defer r.queue.ShutDown()
 	rec, stopRec := events.NewRecorder(c.cfg.Client, Component)

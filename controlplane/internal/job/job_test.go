@@ -20,6 +20,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/skiff-sh/skiff/controlplane/internal/apitest"
+	"github.com/skiff-sh/skiff/controlplane/internal/expectations"
 )
 
 var waitFor = apitest.WaitFor
@@ -579,8 +580,9 @@ func TestBehindOwnWrite(t *testing.T) {
 	cs := fake.NewClientset(j)
 	r := &run{
 		cfg:  Config{Client: cs, Logger: slog.New(slog.DiscardHandler), Now: time.Now, RequestTimeout: time.Second, BurstPods: 10},
-		jobs: batchlisters.NewJobLister(jobs), written: map[string]int64{"ns/stale": 9},
+		jobs: batchlisters.NewJobLister(jobs), written: expectations.NewWrites(),
 	}
+	r.written.Wrote("ns/stale", "9")
 	after, err := r.sync(t.Context(), "ns/stale")
 	if err != nil || after != 0 || len(cs.Actions()) != 0 {
 		t.Errorf("sync of a cache behind its own write: %v, %v, actions %v; want nothing done", after, err, cs.Actions())

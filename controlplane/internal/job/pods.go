@@ -77,15 +77,6 @@ func terminal(p *corev1.Pod) bool {
 	return p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed
 }
 
-func podReady(p *corev1.Pod) bool {
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
-}
-
 // failedPod reports whether p counts as a failure of j: it failed, or
 // (unless j replaces failed pods only) it is being deleted unfinished, as
 // an orphaned pod may never reach the Failed phase.

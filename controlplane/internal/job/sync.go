@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/skiff-sh/skiff/controlplane/internal/endpoints"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
@@ -66,16 +67,16 @@ func (r *run) sync(ctx context.Context, key string) (time.Duration, error) {
 	j, err := r.jobs.Jobs(ns).Get(name)
 	if apierrors.IsNotFound(err) {
 		r.expect.Forget(key)
+		r.written.Forget(key)
 		r.mu.Lock()
 		delete(r.failures, key)
-		delete(r.written, key)
 		r.mu.Unlock()
 		return 0, nil
 	}
 	if err != nil {
 		return 0, err
 	}
-	if r.behind(key, j) {
+	if r.written.Behind(key, j.ResourceVersion) {
 		return 0, nil // the event of this run's last write comes next
 	}
 	var pods []*corev1.Pod
@@ -129,15 +130,6 @@ func (r *run) sync(ctx context.Context, key string) (time.Duration, error) {
 	return st.requeue, nil
 }
 
-// behind reports whether the cached job is older than this run's last
-// status write of it.
-func (r *run) behind(key string, j *batchv1.Job) bool {
-	rv, err := strconv.ParseInt(j.ResourceVersion, 10, 64)
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return err == nil && rv < r.written[key]
-}
-
 // owned returns the cached pods job controls, without claiming.
 func (r *run) owned(j *batchv1.Job) ([]*corev1.Pod, error) {
 	objs, err := r.byUID.ByIndex(byController, string(j.UID))
@@ -176,7 +168,7 @@ func (r *run) load(j *batchv1.Job, key string, pods []*corev1.Pod) *state {
 			st.terminating = append(st.terminating, p)
 		default:
 			st.active = append(st.active, p)
-			if podReady(p) {
+			if endpoints.Ready(p) {
 				st.ready++
 			}
 		}
@@ -409,7 +401,7 @@ func (r *run) manage(ctx context.Context, st *state) error {
 		// The newest go first, not ready ones before ready ones.
 		excess := slices.Clone(st.active)
 		slices.SortStableFunc(excess, func(a, b *corev1.Pod) int {
-			if ra, rb := podReady(a), podReady(b); ra != rb {
+			if ra, rb := endpoints.Ready(a), endpoints.Ready(b); ra != rb {
 				if ra {
 					return 1
 				}
@@ -638,11 +630,7 @@ func (r *run) writeStatus(ctx context.Context, st *state) (*batchv1.Job, error) 
 	if err != nil {
 		return nil, fmt.Errorf("job: status of %s: %w", st.key, err)
 	}
-	if rv, err := strconv.ParseInt(updated.ResourceVersion, 10, 64); err == nil {
-		r.mu.Lock()
-		r.written[st.key] = max(r.written[st.key], rv)
-		r.mu.Unlock()
-	}
+	r.written.Wrote(st.key, updated.ResourceVersion)
 	return updated, nil
 }
 
