@@ -588,3 +588,24 @@ func TestBehindOwnWrite(t *testing.T) {
 		t.Errorf("sync of a cache behind its own write: %v, %v, actions %v; want nothing done", after, err, cs.Actions())
 	}
 }
+
+// TestJobIndexedParallelismDown: parallelism lowered, one of the two
+// running indexes goes.
+func TestJobIndexedParallelismDown(t *testing.T) {
+	cs, start := setup(t, "down")
+	start()
+	j := newJob("idx", 3, 2)
+	j.Spec.CompletionMode = new(batchv1.IndexedCompletion)
+	j = createJob(t, cs, "down", j)
+	running(t, cs, j, 2)
+	waitFor(t, 10*time.Second, "parallelism 1", func() error {
+		cur, err := cs.BatchV1().Jobs("down").Get(t.Context(), j.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		cur.Spec.Parallelism = new(int32(1))
+		_, err = cs.BatchV1().Jobs("down").Update(t.Context(), cur, metav1.UpdateOptions{})
+		return err
+	})
+	running(t, cs, j, 1)
+}

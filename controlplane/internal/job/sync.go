@@ -446,14 +446,9 @@ func (r *run) manageIndexed(ctx context.Context, st *state) error {
 		}
 	}
 	want := min(int(*j.Spec.Parallelism), completions-len(st.completed))
-	if len(running) > want {
-		var excess []*corev1.Pod
-		for _, p := range slices.Backward(st.active) {
-			if i, ok := completionIndex(p, j); ok && running[i] && len(running)-len(excess) > want && !slices.Contains(extra, p) {
-				excess = append(excess, p)
-			}
-		}
-		return r.deletePods(ctx, st, excess, true)
+	if len(st.active) > want {
+		// Each active pod holds an index of its own now; the newest go.
+		return r.deletePods(ctx, st, st.active[want:], true)
 	}
 	var indexes []int
 	for i := 0; i < completions && len(taken)+len(indexes) < want && len(indexes) < r.cfg.BurstPods; i++ {
