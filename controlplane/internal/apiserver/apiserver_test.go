@@ -224,7 +224,7 @@ func TestKubectl(t *testing.T) {
 		{args: []string{"-n", "t1", "delete", "deploy", "web", "--cascade=orphan", "--wait=false"}, wantOut: []string{`deployment.apps "web" deleted`}},
 		{args: []string{"get", "foo"}, wantCode: 1, wantErr: `the server doesn't have a resource type "foo"`},
 		{args: []string{"api-resources"}, wantOut: []string{`\nconfigmaps\s+cm\s+v1\s+true\s+ConfigMap\n`, `\ndeployments\s+deploy\s+apps/v1\s+true\s+Deployment\n`, `\nnamespaces\s+ns\s+v1\s+false\s+Namespace\n`}},
-		{args: []string{"api-versions"}, wantOut: []string{`^apps/v1\nbatch/v1\ncoordination.k8s.io/v1\ndiscovery.k8s.io/v1\npolicy/v1\nv1\n$`}},
+		{args: []string{"api-versions"}, wantOut: []string{`^apps/v1\nbatch/v1\ncoordination.k8s.io/v1\ndiscovery.k8s.io/v1\npolicy/v1\nrbac.authorization.k8s.io/v1\nv1\n$`}},
 	}
 	k.runSteps(t, steps)
 }
@@ -307,7 +307,7 @@ func TestErrors(t *testing.T) {
 			wantCode: 422, wantReason: metav1.StatusReasonInvalid, wantMessage: `ConfigMap "Bad_Name" is invalid: metadata.name`},
 		{name: "unknown resource", method: "GET", path: "/api/v1/namespaces/default/widgets",
 			wantCode: 404, wantReason: metav1.StatusReasonNotFound, wantMessage: "the server could not find the requested resource"},
-		{name: "unknown group", method: "GET", path: "/apis/rbac.authorization.k8s.io/v1/roles",
+		{name: "unknown group", method: "GET", path: "/apis/widgets.example.com/v1/widgets",
 			wantCode: 404, wantReason: metav1.StatusReasonNotFound, wantMessage: "the server could not find the requested resource"},
 		{name: "unknown path", method: "GET", path: "/nothing/here",
 			wantCode: 404, wantReason: metav1.StatusReasonNotFound, wantMessage: "the server could not find the requested resource"},
@@ -485,7 +485,7 @@ func TestDiscovery(t *testing.T) {
 	for _, g := range groups.Groups {
 		gvs = append(gvs, g.Name+"="+g.PreferredVersion.GroupVersion)
 	}
-	if got, want := strings.Join(gvs, " "), "apps=apps/v1 batch=batch/v1 policy=policy/v1 discovery.k8s.io=discovery.k8s.io/v1 coordination.k8s.io=coordination.k8s.io/v1"; got != want {
+	if got, want := strings.Join(gvs, " "), "apps=apps/v1 batch=batch/v1 policy=policy/v1 rbac.authorization.k8s.io=rbac.authorization.k8s.io/v1 discovery.k8s.io=discovery.k8s.io/v1 coordination.k8s.io=coordination.k8s.io/v1"; got != want {
 		t.Errorf("got /apis groups %s, want %s", got, want)
 	}
 	tests := []struct {

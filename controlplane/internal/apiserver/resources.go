@@ -4,6 +4,7 @@ import (
 	"reflect"
 	"slices"
 	"strconv"
+	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
@@ -12,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/validation"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -24,8 +26,9 @@ import (
 )
 
 // NewScheme returns the scheme of every type the server encodes or decodes:
-// the served core/v1, apps/v1, batch/v1, discovery.k8s.io/v1 and coordination.k8s.io/v1
-// kinds with their lists and options, autoscaling/v1 (Scale, the scale
+// the served core/v1, apps/v1, batch/v1, policy/v1,
+// rbac.authorization.k8s.io/v1, discovery.k8s.io/v1 and
+// coordination.k8s.io/v1 kinds with their lists and options, autoscaling/v1 (Scale, the scale
 // subresource's kind), policy/v1 (Eviction, pods/eviction's kind), and the
 // meta.k8s.io/v1 types (Status, WatchEvent, Table, PartialObjectMetadata).
 // The registry must be built with the same scheme.
@@ -34,7 +37,7 @@ func NewScheme() *runtime.Scheme {
 	// The k8s.io/api AddToScheme functions also register the meta types
 	// (options, Status, WatchEvent) in their group versions.
 	for _, add := range []func(*runtime.Scheme) error{
-		corev1.AddToScheme, appsv1.AddToScheme, batchv1.AddToScheme, autoscalingv1.AddToScheme, policyv1.AddToScheme,
+		corev1.AddToScheme, appsv1.AddToScheme, batchv1.AddToScheme, autoscalingv1.AddToScheme, policyv1.AddToScheme, rbacv1.AddToScheme,
 		discoveryv1.AddToScheme, coordinationv1.AddToScheme, metav1.AddMetaToScheme,
 	} {
 		if err := add(s); err != nil {
@@ -214,6 +217,14 @@ func resources(tolerationSeconds int64) []*resource {
 		disruptionBudgets(),
 		workload(batchv1.SchemeGroupVersion.WithResource("cronjobs"), "cronjob", "CronJob", "cj",
 			func() runtime.Object { return &batchv1.CronJob{} }, func() runtime.Object { return &batchv1.CronJobList{} }, cronJobColumns),
+		rbac("clusterrolebindings", "ClusterRoleBinding", false, func() runtime.Object { return &rbacv1.ClusterRoleBinding{} },
+			func() runtime.Object { return &rbacv1.ClusterRoleBindingList{} }, clusterRoleBindingColumns),
+		rbac("clusterroles", "ClusterRole", false, func() runtime.Object { return &rbacv1.ClusterRole{} },
+			func() runtime.Object { return &rbacv1.ClusterRoleList{} }, roleColumns),
+		rbac("rolebindings", "RoleBinding", true, func() runtime.Object { return &rbacv1.RoleBinding{} },
+			func() runtime.Object { return &rbacv1.RoleBindingList{} }, roleBindingColumns),
+		rbac("roles", "Role", true, func() runtime.Object { return &rbacv1.Role{} },
+			func() runtime.Object { return &rbacv1.RoleList{} }, roleColumns),
 		{
 			gvr: discoveryv1.SchemeGroupVersion.WithResource("endpointslices"), singular: "endpointslice", kind: "EndpointSlice", namespaced: true,
 			reg: &registry.Resource{
@@ -280,6 +291,19 @@ func disruptionBudgets() *resource {
 		func() runtime.Object { return &policyv1.PodDisruptionBudget{} }, func() runtime.Object { return &policyv1.PodDisruptionBudgetList{} }, pdbColumns)
 	r.categories = nil
 	return r
+}
+
+// rbac describes an rbac.authorization.k8s.io/v1 resource: stored as
+// written (no status, no generation), named by path segments
+// ("system:controller:x"). Nothing enforces them yet: like a
+// kube-apiserver with --authorization-mode=AlwaysAllow, Skiff keeps roles
+// and bindings for the charts and tools that create them.
+func rbac(plural, kind string, namespaced bool, newObj, newList func() runtime.Object, cols []column) *resource {
+	return &resource{
+		gvr: rbacv1.SchemeGroupVersion.WithResource(plural), singular: strings.ToLower(kind), kind: kind, namespaced: namespaced,
+		reg:     &registry.Resource{New: newObj, NewList: newList, ValidateName: strategy.RBACName},
+		columns: cols,
+	}
 }
 
 // complete fills in what the table leaves implicit: the verbs, the

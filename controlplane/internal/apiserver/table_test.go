@@ -13,6 +13,7 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 )
@@ -41,6 +42,10 @@ func TestTableColumns(t *testing.T) {
 		"jobs":                 "Name Status Completions Duration Age Containers* Images* Selector*",
 		"cronjobs":             "Name Schedule Timezone Suspend Active Last_Schedule Age Containers* Images* Selector*",
 		"poddisruptionbudgets": "Name Min_Available Max_Unavailable Allowed_Disruptions Age",
+		"clusterrolebindings":  "Name Role Age Users* Groups* ServiceAccounts*",
+		"clusterroles":         "Name Created_At",
+		"rolebindings":         "Name Role Age Users* Groups* ServiceAccounts*",
+		"roles":                "Name Created_At",
 	}
 	rs := resources(DefaultTolerationSeconds)
 	if len(rs) != len(want) {
@@ -73,7 +78,7 @@ func TestTableColumns(t *testing.T) {
 			t.Fatalf("%s: got %d cells, want %d", r.gvr.Resource, len(cells), len(r.columns))
 		}
 		for i, c := range r.columns {
-			wantType := map[string]string{"string": "string", "integer": "int64"}[c.def.Type]
+			wantType := map[string]string{"string": "string", "date": "string", "integer": "int64"}[c.def.Type]
 			if r.gvr.Resource == "events" && c.def.Name == "Count" {
 				wantType = "int64"
 			}
@@ -274,6 +279,16 @@ func TestTableRows(t *testing.T) {
 			want: []any{"e", "IPv4", "<unset>", "<unset>", "60s"}},
 		{name: "lease", cols: leaseColumns, obj: &coordinationv1.Lease{ObjectMeta: meta("node-1", time.Minute), Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr("node-1")}},
 			want: []any{"node-1", "node-1", "60s"}},
+		{name: "role", cols: roleColumns, obj: &rbacv1.Role{ObjectMeta: meta("pod-reader", 90*time.Minute)},
+			want: []any{"pod-reader", "2026-01-02T10:30:00Z"}},
+		{name: "rolebinding", cols: roleBindingColumns, obj: &rbacv1.RoleBinding{ObjectMeta: meta("read", time.Minute),
+			RoleRef: rbacv1.RoleRef{Kind: "ClusterRole", Name: "view"},
+			Subjects: []rbacv1.Subject{{Kind: "User", Name: "jane"}, {Kind: "ServiceAccount", Namespace: "ci", Name: "runner"},
+				{Kind: "Group", Name: "devs"}, {Kind: "User", Name: "joe"}},
+		}, want: []any{"read", "ClusterRole/view", "60s", "jane, joe", "devs", "ci/runner"}},
+		{name: "clusterrolebinding without subjects", cols: clusterRoleBindingColumns, obj: &rbacv1.ClusterRoleBinding{ObjectMeta: meta("admins", time.Minute),
+			RoleRef: rbacv1.RoleRef{Kind: "ClusterRole", Name: "cluster-admin"}},
+			want: []any{"admins", "ClusterRole/cluster-admin", "60s", "", "", ""}},
 		{name: "zero creation time", cols: configMapColumns, obj: &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "c0"}},
 			want: []any{"c0", int64(0), "<unknown>"}},
 	}
@@ -320,8 +335,14 @@ func TestKubectlTables(t *testing.T) {
 		`{"metadata":{"name":"p1.1"},"involvedObject":{"kind":"Pod","name":"p1","namespace":"default"},"type":"Normal","reason":"Scheduled",
 		"message":"Successfully assigned default/p1 to node-1","source":{"component":"default-scheduler"},"firstTimestamp":%q,"lastTimestamp":%q,"count":2}`,
 		stamp(72*time.Hour), stamp(48*time.Hour)), nil)
-	if _, errOut, code := k.run(t, "create", "deployment", "web", "--image=nginx:1.26"); code != 0 {
-		t.Fatalf("kubectl create deployment: exit code %d: %s", code, errOut)
+	for _, args := range [][]string{
+		{"create", "deployment", "web", "--image=nginx:1.26"},
+		{"create", "role", "pod-reader", "--verb=get,list", "--resource=pods"},
+		{"create", "rolebinding", "read-pods", "--role=pod-reader", "--user=jane", "--group=devs", "--serviceaccount=ci:runner"},
+	} {
+		if _, errOut, code := k.run(t, args...); code != 0 {
+			t.Fatalf("kubectl %s: exit code %d: %s", strings.Join(args, " "), code, errOut)
+		}
 	}
 
 	const age = `\d+s +` // AGE: seconds since this test created the object
@@ -354,6 +375,12 @@ func TestKubectlTables(t *testing.T) {
 		{args: []string{"get", "nodes", "-o", "wide"},
 			header: "NAME     STATUS   ROLES           AGE   VERSION   INTERNAL-IP    EXTERNAL-IP   OS-IMAGE              KERNEL-VERSION   CONTAINER-RUNTIME",
 			rows:   []string{`^node-1   Ready    control-plane   ` + age + `v1\.32\.4   192\.168\.0\.10   <none>        Debian GNU/Linux 12   6\.1\.0            containerd://1\.7\.0$`}},
+		{args: []string{"get", "roles"},
+			header: "NAME         CREATED AT",
+			rows:   []string{`^pod-reader   \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$`}},
+		{args: []string{"get", "rolebindings", "-o", "wide"},
+			header: "NAME        ROLE              AGE   USERS   GROUPS   SERVICEACCOUNTS",
+			rows:   []string{`^read-pods   Role/pod-reader   ` + age + `jane    devs     ci/runner$`}},
 		{args: []string{"get", "ep"},
 			header: "NAME   ENDPOINTS                                         AGE",
 			rows:   []string{`^np     10\.0\.0\.1:80,10\.0\.0\.2:80,10\.0\.0\.3:80 \+ 1 more\.\.\.   \d+s$`}},

@@ -55,6 +55,10 @@ var kinds = []kind{
 	of(defaultJob, validateJob, validateJobUpdate),
 	of(defaultCronJob, validateCronJob, validateCronJobUpdate),
 	of(nil, validatePodDisruptionBudget, validatePodDisruptionBudgetUpdate),
+	of(nil, validateRole, validateRoleUpdate),
+	of(nil, validateClusterRole, validateClusterRoleUpdate),
+	of(defaultRoleBinding, validateRoleBinding, validateRoleBindingUpdate),
+	of(defaultClusterRoleBinding, validateClusterRoleBinding, validateClusterRoleBindingUpdate),
 }
 
 // Compile-time proof that the kinds above are the served API types.

@@ -163,6 +163,7 @@ func allKinds() []runtime.Object {
 		newPod(), newService(), newSecret(), newConfigMap(), newNamespace(), newNode(), newServiceAccount(),
 		newEndpoints(), newEvent(), newDeployment(), newReplicaSet(), newStatefulSet(), newDaemonSet(),
 		newControllerRevision(), newEndpointSlice(), newLease(), newJob(), newCronJob(), newPodDisruptionBudget(),
+		newRole(), newClusterRole(), newRoleBinding(), newClusterRoleBinding(),
 	}
 }
 
@@ -244,8 +245,8 @@ func TestKindsAreDistinct(t *testing.T) {
 		}
 		seen[k.typ] = true
 	}
-	if len(seen) != 19 {
-		t.Errorf("got %d distinct kinds, want 19", len(seen))
+	if len(seen) != 23 {
+		t.Errorf("got %d distinct kinds, want 23", len(seen))
 	}
 }
 
