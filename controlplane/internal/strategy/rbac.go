@@ -65,7 +65,9 @@ func validateClusterRole(r *rbacv1.ClusterRole) field.ErrorList {
 	return errs
 }
 
-func validateClusterRoleUpdate(r, _ *rbacv1.ClusterRole) field.ErrorList { return validateClusterRole(r) }
+func validateClusterRoleUpdate(r, _ *rbacv1.ClusterRole) field.ErrorList {
+	return validateClusterRole(r)
+}
 
 func validateRules(rules []rbacv1.PolicyRule, namespaced bool) field.ErrorList {
 	var errs field.ErrorList
