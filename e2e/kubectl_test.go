@@ -115,6 +115,27 @@ func TestKubectlAgainstEveryMaster(t *testing.T) {
 	if err == nil || !strings.Contains(out, "the object has been modified; please apply your changes to the latest version and try again") {
 		t.Fatalf("kubectl replace of a stale object = %v:\n%s\nwant a 409 conflict", err, out)
 	}
+
+	// The leader's clusterrole-aggregation-controller gives an aggregated
+	// cluster role, made through a follower, the rules of the roles
+	// labeled for it.
+	follower := kcs[(leader+1)%len(kcs)]
+	for _, args := range [][]string{
+		{"create", "clusterrole", "monitoring", "--aggregation-rule=rbac.example.com/aggregate-to-monitoring=true"},
+		{"create", "clusterrole", "pods-reader", "--verb=get,list", "--resource=pods"},
+		{"label", "clusterrole", "pods-reader", "rbac.example.com/aggregate-to-monitoring=true"},
+	} {
+		if out, err := kubectl(t, follower, args...); err != nil {
+			t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	waitUntil(t, 30*time.Second, "the aggregated cluster role's rules", func(context.Context) error {
+		out, err := kubectl(t, follower, "get", "clusterrole", "monitoring", "-o", "jsonpath={.rules[*].resources} {.rules[*].verbs}")
+		if err != nil || out != `["pods"] ["get","list"]` {
+			return fmt.Errorf("rules %q, %v", out, err)
+		}
+		return nil
+	})
 }
 
 // readKubeconfigServer returns the server URL of a kubeconfig.

@@ -31,6 +31,7 @@ import (
 	"github.com/skiff-sh/skiff/controlplane/internal/pki"
 	"github.com/skiff-sh/skiff/controlplane/internal/podgc"
 	"github.com/skiff-sh/skiff/controlplane/internal/replicaset"
+	"github.com/skiff-sh/skiff/controlplane/internal/roleaggregation"
 	"github.com/skiff-sh/skiff/controlplane/internal/scheduler"
 	"github.com/skiff-sh/skiff/controlplane/internal/sharedinformers"
 	"github.com/skiff-sh/skiff/controlplane/internal/statefulset"
@@ -191,6 +192,12 @@ func (m *Master) controllers(addr *net.TCPAddr, ca *pki.CA, pool *membership.Poo
 			cfg := clusterdns.DefaultConfig()
 			cfg.Client, cfg.Logger = c.cs, log
 			return clusterdns.New(cfg)
+		}},
+		{"clusterrole-aggregation-controller", func() (runner, error) {
+			cfg := roleaggregation.DefaultConfig()
+			cfg.Client, cfg.Logger = c.cs, log
+			cfg.Informers = shared
+			return roleaggregation.New(cfg)
 		}},
 		{"pod-garbage-collector", func() (runner, error) {
 			cfg := podgc.DefaultConfig()
