@@ -224,7 +224,7 @@ func TestKubectl(t *testing.T) {
 		{args: []string{"-n", "t1", "delete", "deploy", "web", "--cascade=orphan", "--wait=false"}, wantOut: []string{`deployment.apps "web" deleted`}},
 		{args: []string{"get", "foo"}, wantCode: 1, wantErr: `the server doesn't have a resource type "foo"`},
 		{args: []string{"api-resources"}, wantOut: []string{`\nconfigmaps\s+cm\s+v1\s+true\s+ConfigMap\n`, `\ndeployments\s+deploy\s+apps/v1\s+true\s+Deployment\n`, `\nnamespaces\s+ns\s+v1\s+false\s+Namespace\n`}},
-		{args: []string{"api-versions"}, wantOut: []string{`^apps/v1\nbatch/v1\ncoordination.k8s.io/v1\ndiscovery.k8s.io/v1\npolicy/v1\nrbac.authorization.k8s.io/v1\nv1\n$`}},
+		{args: []string{"api-versions"}, wantOut: []string{`^apps/v1\nauthentication.k8s.io/v1\nauthorization.k8s.io/v1\nbatch/v1\ncoordination.k8s.io/v1\ndiscovery.k8s.io/v1\npolicy/v1\nrbac.authorization.k8s.io/v1\nv1\n$`}},
 	}
 	k.runSteps(t, steps)
 }
@@ -485,7 +485,7 @@ func TestDiscovery(t *testing.T) {
 	for _, g := range groups.Groups {
 		gvs = append(gvs, g.Name+"="+g.PreferredVersion.GroupVersion)
 	}
-	if got, want := strings.Join(gvs, " "), "apps=apps/v1 batch=batch/v1 policy=policy/v1 rbac.authorization.k8s.io=rbac.authorization.k8s.io/v1 discovery.k8s.io=discovery.k8s.io/v1 coordination.k8s.io=coordination.k8s.io/v1"; got != want {
+	if got, want := strings.Join(gvs, " "), "apps=apps/v1 batch=batch/v1 policy=policy/v1 rbac.authorization.k8s.io=rbac.authorization.k8s.io/v1 discovery.k8s.io=discovery.k8s.io/v1 coordination.k8s.io=coordination.k8s.io/v1 authentication.k8s.io=authentication.k8s.io/v1 authorization.k8s.io=authorization.k8s.io/v1"; got != want {
 		t.Errorf("got /apis groups %s, want %s", got, want)
 	}
 	tests := []struct {

@@ -13,9 +13,10 @@ import (
 func newOpenAPI(rs []*resource) (*openapi.Documents, error) {
 	var kinds []openapi.Kind
 	for _, r := range rs {
-		kinds = append(kinds,
-			openapi.Kind{GVK: r.reg.Kind, Type: reflect.TypeOf(r.reg.New()).Elem(), Resource: r.gvr.Resource, Namespaced: r.namespaced},
-			openapi.Kind{GVK: r.reg.Kind.GroupVersion().WithKind(r.kind + "List"), Type: reflect.TypeOf(r.reg.NewList()).Elem()})
+		kinds = append(kinds, openapi.Kind{GVK: r.reg.Kind, Type: reflect.TypeOf(r.reg.New()).Elem(), Resource: r.gvr.Resource, Namespaced: r.namespaced, CreateOnly: r.review != nil})
+		if r.reg.NewList != nil {
+			kinds = append(kinds, openapi.Kind{GVK: r.reg.Kind.GroupVersion().WithKind(r.kind + "List"), Type: reflect.TypeOf(r.reg.NewList()).Elem()})
+		}
 	}
 	return openapi.New(kinds)
 }

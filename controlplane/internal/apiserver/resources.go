@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -38,6 +40,7 @@ func NewScheme() *runtime.Scheme {
 	// (options, Status, WatchEvent) in their group versions.
 	for _, add := range []func(*runtime.Scheme) error{
 		corev1.AddToScheme, appsv1.AddToScheme, batchv1.AddToScheme, autoscalingv1.AddToScheme, policyv1.AddToScheme, rbacv1.AddToScheme,
+		authenticationv1.AddToScheme, authorizationv1.AddToScheme,
 		discoveryv1.AddToScheme, coordinationv1.AddToScheme, metav1.AddMetaToScheme,
 	} {
 		if err := add(s); err != nil {
@@ -64,6 +67,9 @@ type resource struct {
 	reg         *registry.Resource
 	// columns of the server-side Table; nil means Name and Age.
 	columns []column
+	// review, if set, makes this a create-only review resource
+	// (reviews.go): nothing stored, no list kind.
+	review reviewFunc
 }
 
 // allVerbs are the verbs of every served resource.

@@ -129,9 +129,13 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, codecs: newCodecs(cfg.Scheme), byGV: map[string]map[string]*resource{}, fields: fieldmanager.New(cfg.Scheme)}
-	s.all = complete(resources(cfg.DefaultTolerationSeconds))
+	s.all = complete(append(resources(cfg.DefaultTolerationSeconds), reviews()...))
 	for _, r := range s.all {
-		for _, gvk := range []schema.GroupVersionKind{r.reg.Kind, r.reg.Kind.GroupVersion().WithKind(r.kind + "List")} {
+		kinds := []schema.GroupVersionKind{r.reg.Kind}
+		if r.reg.NewList != nil {
+			kinds = append(kinds, r.reg.Kind.GroupVersion().WithKind(r.kind+"List"))
+		}
+		for _, gvk := range kinds {
 			if !cfg.Scheme.Recognizes(gvk) {
 				return nil, fmt.Errorf("apiserver: scheme does not know %s", gvk)
 			}
@@ -230,6 +234,16 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	res := byName[segs[0]]
 	if res == nil || (res.namespaced && ns == "" && len(segs) > 1) || len(segs) > 3 || slices.Contains(segs, "") {
+		writeError(w, notFound())
+		return
+	}
+	switch {
+	case res.review != nil && len(segs) == 1:
+		if err := s.serveReview(w, r, res, ns); err != nil {
+			writeError(w, err)
+		}
+		return
+	case res.review != nil:
 		writeError(w, notFound())
 		return
 	}

@@ -21,6 +21,8 @@ type Kind struct {
 	Resource string
 	// Namespaced puts the paths under /namespaces/{namespace}.
 	Namespaced bool
+	// CreateOnly kinds (reviews) have a collection path with POST only.
+	CreateOnly bool
 }
 
 // Documents are the OpenAPI v3 documents of a set of kinds: an index and
@@ -239,10 +241,12 @@ func addPaths(doc *openAPI, k Kind, schemaName, patchName string) {
 	}
 	doc.Paths[collection] = &pathItem{
 		Parameters: scope,
-		Get: op("list", "list", "list or watch objects of kind "+k.GVK.Kind, nil, nil,
-			map[string]*response{"200": {Description: "OK"}}),
-		Post: op("create", "post", "create a "+k.GVK.Kind, write, body("application/json", "application/yaml"), ok("200", "201", "202")),
+		Post:       op("create", "post", "create a "+k.GVK.Kind, write, body("application/json", "application/yaml"), ok("200", "201", "202")),
 	}
+	if k.CreateOnly {
+		return
+	}
+	doc.Paths[collection].Get = op("list", "list", "list or watch objects of kind "+k.GVK.Kind, nil, nil, map[string]*response{"200": {Description: "OK"}})
 	doc.Paths[item] = &pathItem{
 		Parameters: append([]parameter{pathParam("name", "name of the "+k.GVK.Kind)}, scope...),
 		Get:        op("read", "get", "read the specified "+k.GVK.Kind, nil, nil, ok("200")),

@@ -1,0 +1,199 @@
+package apiserver
+
+// Reviews: the create-only resources of authentication.k8s.io/v1
+// (selfsubjectreviews: `kubectl auth whoami`) and authorization.k8s.io/v1
+// (the access reviews: `kubectl auth can-i`, and the checks operators make
+// before they start). Nothing is stored; the posted review comes back
+// decided. Skiff authorizes every authenticated request, as kube-apiserver
+// with --authorization-mode=AlwaysAllow, so every access review is allowed
+// and the rules review lists everything.
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/skiff-sh/skiff/controlplane/internal/authn"
+	"github.com/skiff-sh/skiff/controlplane/internal/registry"
+)
+
+// reviewFunc decides a review in place (its status) for the request's
+// user; ns is the namespace of a namespaced review's URL.
+type reviewFunc func(ctx context.Context, ns string, obj runtime.Object) error
+
+// reviews returns the review resources, in discovery order.
+func reviews() []*resource {
+	authz := authorizationv1.SchemeGroupVersion
+	return []*resource{
+		review(authenticationv1.SchemeGroupVersion.WithResource("selfsubjectreviews"), "SelfSubjectReview", false,
+			func() runtime.Object { return &authenticationv1.SelfSubjectReview{} }, selfSubjectReview),
+		review(authz.WithResource("localsubjectaccessreviews"), "LocalSubjectAccessReview", true,
+			func() runtime.Object { return &authorizationv1.LocalSubjectAccessReview{} }, localSubjectAccessReview),
+		review(authz.WithResource("selfsubjectaccessreviews"), "SelfSubjectAccessReview", false,
+			func() runtime.Object { return &authorizationv1.SelfSubjectAccessReview{} }, selfSubjectAccessReview),
+		review(authz.WithResource("selfsubjectrulesreviews"), "SelfSubjectRulesReview", false,
+			func() runtime.Object { return &authorizationv1.SelfSubjectRulesReview{} }, selfSubjectRulesReview),
+		review(authz.WithResource("subjectaccessreviews"), "SubjectAccessReview", false,
+			func() runtime.Object { return &authorizationv1.SubjectAccessReview{} }, subjectAccessReview),
+	}
+}
+
+func review(gvr schema.GroupVersionResource, kind string, namespaced bool, newObj func() runtime.Object, decide reviewFunc) *resource {
+	return &resource{
+		gvr: gvr, singular: strings.ToLower(kind), kind: kind, namespaced: namespaced, verbs: []string{"create"},
+		reg: &registry.Resource{New: newObj}, review: decide,
+	}
+}
+
+// serveReview answers a POST of a review with the review decided (201, as
+// kube-apiserver); other methods get 405.
+func (s *Server) serveReview(w http.ResponseWriter, r *http.Request, res *resource, ns string) error {
+	if r.Method != http.MethodPost || (res.namespaced && ns == "") {
+		return methodNotAllowed(r.Method)
+	}
+	_, validation, err := writeParams(r.URL.Query(), createOptionsKind)
+	if err != nil {
+		return err
+	}
+	obj, warnings, err := s.decodeBody(w, r, res.reg.Kind, res.reg.New(), validation)
+	if err != nil {
+		return err
+	}
+	if err := res.review(r.Context(), ns, obj); err != nil {
+		return err
+	}
+	obj.GetObjectKind().SetGroupVersionKind(res.reg.Kind)
+	setWarnings(w, warnings)
+	return s.writeObjects(w, r, res, http.StatusCreated, obj, []runtime.Object{obj})
+}
+
+// requestUser is who the request comes from; kube-apiserver refuses a
+// self review without one.
+func requestUser(ctx context.Context) (authn.User, error) {
+	u, ok := authn.UserFrom(ctx)
+	if !ok {
+		return u, apierrors.NewBadRequest("no user present on request")
+	}
+	return u, nil
+}
+
+func selfSubjectReview(ctx context.Context, _ string, obj runtime.Object) error {
+	u, err := requestUser(ctx)
+	if err != nil {
+		return err
+	}
+	obj.(*authenticationv1.SelfSubjectReview).Status.UserInfo = authenticationv1.UserInfo{Username: u.Name, Groups: u.Groups}
+	return nil
+}
+
+func selfSubjectAccessReview(ctx context.Context, _ string, obj runtime.Object) error {
+	rev := obj.(*authorizationv1.SelfSubjectAccessReview)
+	if errs := validateAttributes(rev.Spec.ResourceAttributes, rev.Spec.NonResourceAttributes); len(errs) > 0 {
+		return invalidReview("SelfSubjectAccessReview", errs)
+	}
+	if _, err := requestUser(ctx); err != nil {
+		return err
+	}
+	rev.Status = allowed()
+	return nil
+}
+
+func subjectAccessReview(_ context.Context, _ string, obj runtime.Object) error {
+	rev := obj.(*authorizationv1.SubjectAccessReview)
+	errs := validateSubjectReview(&rev.Spec)
+	if m := rev.ObjectMeta; !emptyMeta(m, "") {
+		errs = append(errs, field.Invalid(field.NewPath("metadata"), m, "must be empty"))
+	}
+	if len(errs) > 0 {
+		return invalidReview("SubjectAccessReview", errs)
+	}
+	rev.Status = allowed()
+	return nil
+}
+
+func localSubjectAccessReview(_ context.Context, ns string, obj runtime.Object) error {
+	rev := obj.(*authorizationv1.LocalSubjectAccessReview)
+	if rev.Namespace == "" {
+		rev.Namespace = ns
+	}
+	errs := validateSubjectReview(&rev.Spec)
+	if !emptyMeta(rev.ObjectMeta, rev.Namespace) {
+		errs = append(errs, field.Invalid(field.NewPath("metadata"), rev.ObjectMeta, "must be empty except for namespace"))
+	}
+	if rev.Spec.NonResourceAttributes != nil {
+		errs = append(errs, field.Invalid(field.NewPath("spec", "nonResourceAttributes"), rev.Spec.NonResourceAttributes, "disallowed on this kind of request"))
+	}
+	if len(errs) > 0 {
+		return invalidReview("LocalSubjectAccessReview", errs)
+	}
+	if rev.Namespace != ns {
+		return apierrors.NewBadRequest(fmt.Sprintf("namespace of the review (%s) does not match the request's (%s)", rev.Namespace, ns))
+	}
+	if a := rev.Spec.ResourceAttributes; a != nil && a.Namespace != ns {
+		return apierrors.NewBadRequest(fmt.Sprintf("spec.resourceAttributes.namespace must match namespace: %v", ns))
+	}
+	rev.Status = allowed()
+	return nil
+}
+
+func selfSubjectRulesReview(ctx context.Context, _ string, obj runtime.Object) error {
+	rev := obj.(*authorizationv1.SelfSubjectRulesReview)
+	if _, err := requestUser(ctx); err != nil {
+		return err
+	}
+	if rev.Spec.Namespace == "" {
+		return apierrors.NewBadRequest("no namespace on request")
+	}
+	rev.Status = authorizationv1.SubjectRulesReviewStatus{
+		ResourceRules:    []authorizationv1.ResourceRule{{Verbs: []string{"*"}, APIGroups: []string{"*"}, Resources: []string{"*"}}},
+		NonResourceRules: []authorizationv1.NonResourceRule{{Verbs: []string{"*"}, NonResourceURLs: []string{"*"}}},
+	}
+	return nil
+}
+
+// allowed is every access review's answer: nothing is denied.
+func allowed() authorizationv1.SubjectAccessReviewStatus {
+	return authorizationv1.SubjectAccessReviewStatus{Allowed: true}
+}
+
+// validateAttributes: a review asks about a resource or a URL, not both.
+func validateAttributes(res *authorizationv1.ResourceAttributes, nonRes *authorizationv1.NonResourceAttributes) field.ErrorList {
+	spec := field.NewPath("spec")
+	switch {
+	case res != nil && nonRes != nil:
+		return field.ErrorList{field.Invalid(spec.Child("nonResourceAttributes"), nonRes, "cannot be specified in combination with resourceAttributes")}
+	case res == nil && nonRes == nil:
+		return field.ErrorList{field.Invalid(spec.Child("resourceAttributes"), nonRes, "exactly one of nonResourceAttributes or resourceAttributes must be specified")}
+	}
+	return nil
+}
+
+// validateSubjectReview: a review about someone else names them.
+func validateSubjectReview(spec *authorizationv1.SubjectAccessReviewSpec) field.ErrorList {
+	errs := validateAttributes(spec.ResourceAttributes, spec.NonResourceAttributes)
+	if spec.User == "" && len(spec.Groups) == 0 {
+		errs = append(errs, field.Invalid(field.NewPath("spec", "user"), spec.User, "at least one of user or group must be specified"))
+	}
+	return errs
+}
+
+// emptyMeta says whether m says nothing but namespace ns (managedFields
+// aside, which a client's field manager may add).
+func emptyMeta(m metav1.ObjectMeta, ns string) bool {
+	m.ManagedFields = nil
+	return apiequality.Semantic.DeepEqual(m, metav1.ObjectMeta{Namespace: ns})
+}
+
+func invalidReview(kind string, errs field.ErrorList) error {
+	return apierrors.NewInvalid(authorizationv1.SchemeGroupVersion.WithKind(kind).GroupKind(), "", errs)
+}
