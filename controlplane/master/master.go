@@ -197,6 +197,10 @@ func (m *Master) Run(ctx context.Context) error {
 	acfg := apiserver.DefaultConfig()
 	acfg.Store, acfg.Scheme, acfg.Logger, acfg.AgentTransport = reg, scheme, m.log, agents
 	acfg.DefaultTolerationSeconds = m.cfg.DefaultTolerationSeconds
+	acfg.UserFrom = func(ctx context.Context) (apiserver.UserInfo, bool) {
+		u, ok := authn.UserFrom(ctx)
+		return apiserver.UserInfo{Name: u.Name, Groups: u.Groups}, ok
+	}
 	api, err := apiserver.New(acfg)
 	if err != nil {
 		return err
@@ -477,6 +481,18 @@ func authenticate(authr *authn.Authenticator, log *slog.Logger, status, api http
 				Status:   metav1.StatusFailure, Message: "Unauthorized", Reason: metav1.StatusReasonUnauthorized, Code: http.StatusUnauthorized,
 			})
 			return
+		}
+		// kubectl --as: anyone but a joining node may act as anyone (there
+		// is no authorization yet, so it grants nothing more).
+		switch as, ok, err := authn.Impersonated(r.Header); {
+		case err != nil:
+			writeStatus(w, http.StatusBadRequest, metav1.StatusReasonBadRequest, err.Error())
+			return
+		case ok && confined(user, ""):
+			writeStatus(w, http.StatusForbidden, metav1.StatusReasonForbidden, fmt.Sprintf("user %q cannot impersonate users", user.Name))
+			return
+		case ok:
+			user = as
 		}
 		if confined(user, r.URL.Path) {
 			writeStatus(w, http.StatusForbidden, metav1.StatusReasonForbidden, fmt.Sprintf("user %q may only join nodes (%s)", user.Name, bootstrap.JoinPath))

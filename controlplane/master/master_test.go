@@ -116,6 +116,25 @@ func TestAdminKubeconfigWithKubectl(t *testing.T) {
 	if out, err := kubectl(t, otherPath, "get", "namespace", "default", "-o", "name"); err != nil || out != "namespace/default\n" {
 		t.Fatalf("kubectl as jane = %q, %v; want namespace/default", out, err)
 	}
+
+	// Who each one is, as the API sees it, also when acting as another.
+	for _, tt := range []struct {
+		kubeconfig string
+		as         []string
+		want       string
+	}{
+		{kc, nil, `skiff-admin ["system:masters","system:authenticated"]`},
+		{otherPath, nil, `jane ["system:authenticated"]`},
+		{kc, []string{"--as", "joe", "--as-group", "qa"}, `joe ["qa","system:authenticated"]`},
+	} {
+		args := append(append([]string{"auth", "whoami"}, tt.as...), "-o", "jsonpath={.status.userInfo.username} {.status.userInfo.groups}")
+		if out, err := kubectl(t, tt.kubeconfig, args...); err != nil || out != tt.want {
+			t.Errorf("kubectl %s = %q, %v; want %s", strings.Join(args, " "), out, err, tt.want)
+		}
+	}
+	if out, err := kubectl(t, otherPath, "auth", "can-i", "delete", "deployments"); err != nil || out != "yes\n" {
+		t.Errorf("kubectl auth can-i delete deployments as jane = %q, %v; want yes (no authorization)", out, err)
+	}
 }
 
 // readServer returns the server URL of a kubeconfig written by the master.

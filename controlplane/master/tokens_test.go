@@ -20,6 +20,8 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/skiff-sh/skiff/controlplane/bootstrap"
+	"github.com/skiff-sh/skiff/controlplane/internal/apitest"
 	"github.com/skiff-sh/skiff/controlplane/internal/authn"
 	"github.com/skiff-sh/skiff/controlplane/internal/pki"
 	"github.com/skiff-sh/skiff/raftstore/storetest"
@@ -153,6 +155,50 @@ func TestAuthenticatedUserInContext(t *testing.T) {
 	h.ServeHTTP(w, r)
 	if got, want := w.Body.String(), "jane dev,system:authenticated"; w.Code != http.StatusOK || got != want {
 		t.Errorf("token request: got %d %q, want 200 %q", w.Code, got, want)
+	}
+
+	// kubectl --as and --as-group: the request acts as that user.
+	for _, tt := range []struct {
+		name     string
+		as       map[string][]string
+		wantCode int
+		wantBody string
+	}{
+		{name: "impersonation", as: map[string][]string{"Impersonate-User": {"joe"}, "Impersonate-Group": {"qa", "ops"}}, wantCode: http.StatusOK, wantBody: "joe qa,ops,system:authenticated"},
+		{name: "impersonated service account", as: map[string][]string{"Impersonate-User": {"system:serviceaccount:ci:runner"}}, wantCode: http.StatusOK,
+			wantBody: "system:serviceaccount:ci:runner system:serviceaccounts,system:serviceaccounts:ci,system:authenticated"},
+		{name: "groups without a user", as: map[string][]string{"Impersonate-Group": {"qa"}}, wantCode: http.StatusBadRequest, wantBody: "without a user"},
+	} {
+		r := httptest.NewRequest(http.MethodGet, "/api/v1/pods", nil)
+		r.Header.Set("Authorization", "Bearer "+secret)
+		for k, vs := range tt.as {
+			for _, v := range vs {
+				r.Header.Add(k, v)
+			}
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != tt.wantCode || !strings.Contains(w.Body.String(), tt.wantBody) {
+			t.Errorf("%s: got %d %q, want %d %q", tt.name, w.Code, w.Body.String(), tt.wantCode, tt.wantBody)
+		}
+	}
+	// A joining node's bootstrap token may not act as anyone else.
+	boot, _, err := CreateToken(t.Context(), store, TokenSpec{User: bootstrap.BootstrapUserPrefix + "x", Groups: []string{bootstrap.BootstrapGroup}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	apitest.WaitFor(t, 20*time.Second, "the bootstrap token to be known", func() error {
+		_, err := a.AuthenticateToken(boot)
+		return err
+	})
+	r = httptest.NewRequest(http.MethodGet, "/api/v1/pods", nil)
+	r.Header.Set("Authorization", "Bearer "+boot)
+	r.Header.Set("Impersonate-User", "skiff-admin")
+	r.Header.Add("Impersonate-Group", AdminGroup)
+	w = httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	if w.Code != http.StatusForbidden || !strings.Contains(w.Body.String(), "cannot impersonate users") {
+		t.Errorf("a bootstrap token impersonating the admin: got %d %q, want 403", w.Code, w.Body.String())
 	}
 
 	certPEM, keyPEM, err := pki.GenerateCA()

@@ -9,7 +9,6 @@ package apiserver
 // and the rules review lists everything.
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"strings"
@@ -23,13 +22,12 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
-	"github.com/skiff-sh/skiff/controlplane/internal/authn"
 	"github.com/skiff-sh/skiff/controlplane/internal/registry"
 )
 
 // reviewFunc decides a review in place (its status) for the request's
-// user; ns is the namespace of a namespaced review's URL.
-type reviewFunc func(ctx context.Context, ns string, obj runtime.Object) error
+// user (ok false: none); ns is the namespace of a namespaced review's URL.
+type reviewFunc func(who UserInfo, ok bool, ns string, obj runtime.Object) error
 
 // reviews returns the review resources, in discovery order.
 func reviews() []*resource {
@@ -69,7 +67,12 @@ func (s *Server) serveReview(w http.ResponseWriter, r *http.Request, res *resour
 	if err != nil {
 		return err
 	}
-	if err := res.review(r.Context(), ns, obj); err != nil {
+	var who UserInfo
+	var ok bool
+	if s.cfg.UserFrom != nil {
+		who, ok = s.cfg.UserFrom(r.Context())
+	}
+	if err := res.review(who, ok, ns, obj); err != nil {
 		return err
 	}
 	obj.GetObjectKind().SetGroupVersionKind(res.reg.Kind)
@@ -77,38 +80,31 @@ func (s *Server) serveReview(w http.ResponseWriter, r *http.Request, res *resour
 	return s.writeObjects(w, r, res, http.StatusCreated, obj, []runtime.Object{obj})
 }
 
-// requestUser is who the request comes from; kube-apiserver refuses a
-// self review without one.
-func requestUser(ctx context.Context) (authn.User, error) {
-	u, ok := authn.UserFrom(ctx)
-	if !ok {
-		return u, apierrors.NewBadRequest("no user present on request")
-	}
-	return u, nil
-}
+// errNoUser: kube-apiserver refuses a self review of a request without a
+// user.
+var errNoUser = apierrors.NewBadRequest("no user present on request")
 
-func selfSubjectReview(ctx context.Context, _ string, obj runtime.Object) error {
-	u, err := requestUser(ctx)
-	if err != nil {
-		return err
+func selfSubjectReview(who UserInfo, ok bool, _ string, obj runtime.Object) error {
+	if !ok {
+		return errNoUser
 	}
-	obj.(*authenticationv1.SelfSubjectReview).Status.UserInfo = authenticationv1.UserInfo{Username: u.Name, Groups: u.Groups}
+	obj.(*authenticationv1.SelfSubjectReview).Status.UserInfo = authenticationv1.UserInfo{Username: who.Name, Groups: who.Groups}
 	return nil
 }
 
-func selfSubjectAccessReview(ctx context.Context, _ string, obj runtime.Object) error {
+func selfSubjectAccessReview(_ UserInfo, ok bool, _ string, obj runtime.Object) error {
 	rev := obj.(*authorizationv1.SelfSubjectAccessReview)
 	if errs := validateAttributes(rev.Spec.ResourceAttributes, rev.Spec.NonResourceAttributes); len(errs) > 0 {
 		return invalidReview("SelfSubjectAccessReview", errs)
 	}
-	if _, err := requestUser(ctx); err != nil {
-		return err
+	if !ok {
+		return errNoUser
 	}
 	rev.Status = allowed()
 	return nil
 }
 
-func subjectAccessReview(_ context.Context, _ string, obj runtime.Object) error {
+func subjectAccessReview(_ UserInfo, _ bool, _ string, obj runtime.Object) error {
 	rev := obj.(*authorizationv1.SubjectAccessReview)
 	errs := validateSubjectReview(&rev.Spec)
 	if m := rev.ObjectMeta; !emptyMeta(m, "") {
@@ -121,7 +117,7 @@ func subjectAccessReview(_ context.Context, _ string, obj runtime.Object) error 
 	return nil
 }
 
-func localSubjectAccessReview(_ context.Context, ns string, obj runtime.Object) error {
+func localSubjectAccessReview(_ UserInfo, _ bool, ns string, obj runtime.Object) error {
 	rev := obj.(*authorizationv1.LocalSubjectAccessReview)
 	if rev.Namespace == "" {
 		rev.Namespace = ns
@@ -146,10 +142,10 @@ func localSubjectAccessReview(_ context.Context, ns string, obj runtime.Object) 
 	return nil
 }
 
-func selfSubjectRulesReview(ctx context.Context, _ string, obj runtime.Object) error {
+func selfSubjectRulesReview(_ UserInfo, ok bool, _ string, obj runtime.Object) error {
 	rev := obj.(*authorizationv1.SelfSubjectRulesReview)
-	if _, err := requestUser(ctx); err != nil {
-		return err
+	if !ok {
+		return errNoUser
 	}
 	if rev.Spec.Namespace == "" {
 		return apierrors.NewBadRequest("no namespace on request")

@@ -1,6 +1,7 @@
 package apiserver
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -9,21 +10,17 @@ import (
 
 	authorizationv1 "k8s.io/api/authorization/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
-	"github.com/skiff-sh/skiff/controlplane/internal/authn"
 )
 
 // startServerAs serves the API to every request as user jane of group
 // devs, as the master does once it has authenticated a request.
 func startServerAs(t *testing.T) *httptest.Server {
 	t.Helper()
-	srv, _ := startAPIServer(t)
-	h := srv.Handler()
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		u := authn.User{Name: "jane", Groups: []string{"devs", authn.GroupAuthenticated}}
-		h.ServeHTTP(w, r.WithContext(authn.WithUser(r.Context(), u)))
-	}))
-	t.Cleanup(ts.Close)
+	_, ts := startAPIServerWith(t, func(c *Config) {
+		c.UserFrom = func(context.Context) (UserInfo, bool) {
+			return UserInfo{Name: "jane", Groups: []string{"devs", "system:authenticated"}}, true
+		}
+	})
 	return ts
 }
 

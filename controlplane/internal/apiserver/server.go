@@ -1,6 +1,7 @@
 package apiserver
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -61,6 +62,16 @@ type Config struct {
 	// Address is the host:port /api tells clients to use
 	// (serverAddressByClientCIDRs); empty means the request's Host.
 	Address string
+	// UserFrom returns who authentication found a request's context to
+	// come from, for the self reviews (reviews.go); nil, or ok false: no
+	// one.
+	UserFrom func(ctx context.Context) (user UserInfo, ok bool)
+}
+
+// UserInfo is who a request comes from.
+type UserInfo struct {
+	Name   string
+	Groups []string
 }
 
 // DefaultConfig returns a Config without Store and Scheme, reporting
