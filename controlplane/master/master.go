@@ -48,6 +48,7 @@ import (
 	"github.com/skiff-sh/skiff/controlplane/internal/nodeipam"
 	"github.com/skiff-sh/skiff/controlplane/internal/nodelifecycle"
 	"github.com/skiff-sh/skiff/controlplane/internal/pki"
+	"github.com/skiff-sh/skiff/controlplane/internal/satoken"
 	"github.com/skiff-sh/skiff/controlplane/internal/registry"
 	"github.com/skiff-sh/skiff/controlplane/statusapi"
 	"github.com/skiff-sh/skiff/raftstore"
@@ -55,6 +56,10 @@ import (
 
 // caKey is where the cluster CA lives in the store.
 const caKey = "/skiff/pki/ca"
+
+// serviceAccountKeyKey is where the key that signs service account tokens
+// lives in the store (PEM).
+const serviceAccountKeyKey = "/skiff/pki/service-account-key"
 
 // APIServerUser is the identity the API server presents to node agents
 // when it proxies pods' log, exec, attach and port-forward to them.
@@ -201,11 +206,14 @@ func (m *Master) Run(ctx context.Context) error {
 		u, ok := authn.UserFrom(ctx)
 		return apiserver.UserInfo{Name: u.Name, Groups: u.Groups}, ok
 	}
+	if acfg.ServiceAccountTokens, err = m.serviceAccountSigner(ctx); err != nil {
+		return err
+	}
 	api, err := apiserver.New(acfg)
 	if err != nil {
 		return err
 	}
-	tokens, err := m.runTokens(ctx)
+	tokens, err := m.runTokens(ctx, api)
 	if err != nil {
 		return err
 	}
@@ -282,9 +290,13 @@ type tokenAuthenticator struct {
 
 // runTokens starts the authenticator of bearer tokens over the store. It
 // loads the tokens in the background: wait for Synced before serving.
-func (m *Master) runTokens(ctx context.Context) (tokenAuthenticator, error) {
+func (m *Master) runTokens(ctx context.Context, api *apiserver.Server) (tokenAuthenticator, error) {
 	cfg := authn.DefaultConfig()
 	cfg.Store, cfg.Logger = m.cfg.Store, m.log
+	cfg.ServiceAccounts = func(ctx context.Context, token string) (string, []string, error) {
+		u, err := api.AuthenticateServiceAccountToken(ctx, token)
+		return u.Name, u.Groups, err
+	}
 	a, err := authn.New(cfg)
 	if err != nil {
 		return tokenAuthenticator{}, err
@@ -351,6 +363,19 @@ func (m *Master) clusterCA(ctx context.Context) (*pki.CA, error) {
 		return nil, err
 	}
 	return ca, m.keepCA(ca)
+}
+
+// serviceAccountSigner returns the signer of service account tokens, with
+// the cluster's key from the store (created by the first master).
+func (m *Master) serviceAccountSigner(ctx context.Context) (*satoken.Signer, error) {
+	key, err := m.sharedValue(ctx, serviceAccountKeyKey, func() ([]byte, error) {
+		m.log.Info("creating the service account signing key")
+		return satoken.GenerateKey()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("master: service account key: %w", err)
+	}
+	return satoken.NewSigner(key)
 }
 
 // keepCA writes the CA under PKIDir, replacing an older copy.

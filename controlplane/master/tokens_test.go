@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -300,5 +301,63 @@ func TestTokenKubeconfigRefuses(t *testing.T) {
 		if _, err := TokenKubeconfig(tc.server, tc.ca, tc.user, tc.token); err == nil {
 			t.Errorf("TokenKubeconfig(%q, %.10q, %q, %q) succeeded, want an error", tc.server, tc.ca, tc.user, tc.token)
 		}
+	}
+}
+
+// TestServiceAccountTokenWithKubectl: a token from kubectl create token
+// authenticates kubectl as the service account, until the account goes.
+func TestServiceAccountTokenWithKubectl(t *testing.T) {
+	if _, err := exec.LookPath("kubectl"); err != nil {
+		t.Skip("kubectl is not on PATH")
+	}
+	dataDir, url := startMaster(t)
+	kc := KubeconfigPath(dataDir)
+	ca, err := LoadCA(dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A kubeconfig with the token only: a client certificate would win.
+	as := func(token string) string {
+		b, err := TokenKubeconfig(url, ca.CertPEM(), "sa", token)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(t.TempDir(), "sa.kubeconfig")
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	// The leader's service account controller makes default's account.
+	var token string
+	apitest.WaitFor(t, 30*time.Second, "a token of default/default", func() error {
+		out, err := kubectl(t, kc, "-n", "default", "create", "token", "default")
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		token = strings.TrimSpace(out)
+		return nil
+	})
+	out, err := kubectl(t, as(token), "auth", "whoami", "-o", "jsonpath={.status.userInfo.username} {.status.userInfo.groups}")
+	if want := `system:serviceaccount:default:default ["system:serviceaccounts","system:serviceaccounts:default","system:authenticated"]`; err != nil || out != want {
+		t.Fatalf("kubectl --token (service account) auth whoami = %q, %v; want %s", out, err, want)
+	}
+	if out, err := kubectl(t, kc, "-n", "default", "create", "sa", "temp"); err != nil {
+		t.Fatalf("kubectl create sa: %v\n%s", err, out)
+	}
+	temp, err := kubectl(t, kc, "-n", "default", "create", "token", "temp")
+	if err != nil {
+		t.Fatalf("kubectl create token temp: %v\n%s", err, temp)
+	}
+	tempConfig := as(strings.TrimSpace(temp))
+	if out, err := kubectl(t, tempConfig, "get", "ns", "default", "-o", "name"); err != nil || out != "namespace/default\n" {
+		t.Fatalf("kubectl as temp = %q, %v", out, err)
+	}
+	if out, err := kubectl(t, kc, "-n", "default", "delete", "sa", "temp"); err != nil {
+		t.Fatalf("kubectl delete sa: %v\n%s", err, out)
+	}
+	out, err = kubectl(t, tempConfig, "get", "ns", "default", "-o", "name")
+	if err == nil || !strings.Contains(out, "error: You must be logged in to the server") {
+		t.Fatalf("kubectl with the token of a deleted service account = %q, %v; want \"You must be logged in\"", out, err)
 	}
 }

@@ -52,9 +52,10 @@ func podSubresources() []subresource {
 	}
 }
 
-// evict serves POST pods/{name}/eviction: it deletes the pod with the
-// eviction's delete options and answers 201 with a Success Status. Skiff
-// serves no PodDisruptionBudgets, so no budget ever refuses an eviction.
+// evict serves POST pods/{name}/eviction: once the pod's
+// PodDisruptionBudget allows it (spendDisruption, eviction.go), it deletes
+// the pod with the eviction's delete options and answers 201 with a
+// Success Status.
 func (s *Server) evict(w http.ResponseWriter, r *http.Request, res *resource, ns, name string) error {
 	dryRun, validation, err := writeParams(r.URL.Query(), createOptionsKind)
 	if err != nil {

@@ -24,6 +24,7 @@ import (
 	"github.com/skiff-sh/skiff/controlplane/internal/fieldmanager"
 	"github.com/skiff-sh/skiff/controlplane/internal/openapi"
 	"github.com/skiff-sh/skiff/controlplane/internal/registry"
+	"github.com/skiff-sh/skiff/controlplane/internal/satoken"
 )
 
 // DefaultMaxBodyBytes is the largest request body accepted, as in
@@ -66,6 +67,10 @@ type Config struct {
 	// come from, for the self reviews (reviews.go); nil, or ok false: no
 	// one.
 	UserFrom func(ctx context.Context) (user UserInfo, ok bool)
+	// ServiceAccountTokens signs and verifies service account tokens
+	// (satokens.go); nil: serviceaccounts/token answers 503 and no such
+	// token authenticates.
+	ServiceAccountTokens *satoken.Signer
 }
 
 // UserInfo is who a request comes from.

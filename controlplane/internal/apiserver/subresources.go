@@ -50,6 +50,8 @@ func subresources(res *resource) []subresource {
 		return []subresource{{name: subFinalize, verbs: []string{"update"}}, status}
 	case schema.GroupResource{Resource: "pods"}:
 		return podSubresources()
+	case schema.GroupResource{Resource: "serviceaccounts"}:
+		return []subresource{{name: subToken, kind: tokenRequestKind, verbs: []string{"create"}}}
 	case schema.GroupResource{Resource: "nodes"}, schema.GroupResource{Resource: "services"},
 		schema.GroupResource{Group: "apps", Resource: "daemonsets"}, schema.GroupResource{Group: "batch", Resource: "jobs"},
 		schema.GroupResource{Group: "batch", Resource: "cronjobs"}, schema.GroupResource{Group: "policy", Resource: "poddisruptionbudgets"}:
@@ -97,6 +99,8 @@ func (s *Server) serveSubresource(w http.ResponseWriter, r *http.Request, res *r
 		err = s.bind(w, r, res, ns, name)
 	case sub == subFinalize && r.Method == http.MethodPut:
 		err = s.finalize(w, r, res, name)
+	case sub == subToken && r.Method == http.MethodPost:
+		err = s.requestToken(w, r, res, ns, name)
 	case sub == subEviction && r.Method == http.MethodPost:
 		err = s.evict(w, r, res, ns, name)
 	case sub == subLog || sub == subExec || sub == subAttach || sub == subPortForward:

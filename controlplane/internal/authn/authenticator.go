@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/skiff-sh/skiff/controlplane/internal/pki"
+	"github.com/skiff-sh/skiff/controlplane/internal/satoken"
 	"github.com/skiff-sh/skiff/raftstore"
 )
 
@@ -46,6 +47,9 @@ type Config struct {
 	// RetryInterval is the longest wait between failed attempts to load the
 	// tokens (the first waits are shorter).
 	RetryInterval time.Duration
+	// ServiceAccounts, if set, authenticates service account tokens
+	// (JWTs, satoken.LooksLikeToken); an error refuses the request.
+	ServiceAccounts func(ctx context.Context, token string) (name string, groups []string, err error)
 }
 
 // DefaultConfig returns a Config without Store.
@@ -231,7 +235,7 @@ func (a *Authenticator) AuthenticateToken(token string) (User, error) {
 
 // AuthenticateRequest returns the user of r: the one of its verified client
 // certificate (pki.Authenticate) if it has one, else the one of its bearer
-// token. It returns ErrNoCredentials for a request with neither, and
+// token (a service account token's through Config.ServiceAccounts). It returns ErrNoCredentials for a request with neither, and
 // ErrInvalidToken when the Authorization header does not hold a valid
 // bearer token.
 //
@@ -251,6 +255,13 @@ func (a *Authenticator) AuthenticateRequest(r *http.Request) (User, error) {
 	token, err := BearerToken(header)
 	if err != nil {
 		return User{}, err
+	}
+	if a.cfg.ServiceAccounts != nil && satoken.LooksLikeToken(token) {
+		name, groups, err := a.cfg.ServiceAccounts(r.Context(), token)
+		if err != nil {
+			return User{}, fmt.Errorf("%w: %w", ErrInvalidToken, err)
+		}
+		return newUser(name, groups), nil
 	}
 	u, err := a.AuthenticateToken(token)
 	if !errors.Is(err, errUnknownToken) {
