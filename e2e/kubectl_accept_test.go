@@ -376,6 +376,20 @@ func acceptanceScript(t *testing.T, k *kubectlRunner, a acceptance) []kstep {
 		return kstep{do: func(t *testing.T) { watch.waitFor(t, re, 30*time.Second) }}
 	}
 	n := func(args ...string) []string { return append([]string{"-n", ns}, args...) }
+	// rootCA waits for the leader's root-ca-cert-publisher to give a new
+	// namespace its kube-root-ca.crt, which the lists below then show.
+	rootCA := func(namespace string) kstep {
+		return kstep{do: func(t *testing.T) {
+			waitUntil(t, 30*time.Second, "kube-root-ca.crt in "+namespace, func(context.Context) error {
+				if _, errOut, code := k.run(t, "-n", namespace, "get", "configmap", "kube-root-ca.crt", "-o", "name"); code != 0 {
+					return errors.New(errOut)
+				}
+				return nil
+			})
+		}}
+	}
+	// caData is how jsonpath prints its data.
+	caData := `kube-root-ca\.crt=\{"ca\.crt":"-----BEGIN CERTIFICATE-----\\n[^\n]+-----END CERTIFICATE-----\\n"\}\n`
 	q := regexp.QuoteMeta
 	ip := `10\.\d+\.\d+\.\d+`
 	conflict := `the object has been modified; please apply your changes to the latest version and try again`
@@ -419,6 +433,7 @@ func acceptanceScript(t *testing.T, k *kubectlRunner, a acceptance) []kstep {
 			"daemonset.apps/agent created\n" +
 			"service/web created\n$",
 		}},
+		rootCA(ns),
 		// A watch from here to the end of the script.
 		{do: func(t *testing.T) { watch = k.start(t, n("get", "configmaps", "-w", "--output-watch-events")...) }},
 		watchShows(`(?m)^EVENT\s+NAME\s+DATA\s+AGE\nADDED\s+c1\s+1\s+\S+$`),
@@ -479,6 +494,7 @@ func acceptanceScript(t *testing.T, k *kubectlRunner, a acceptance) []kstep {
 
 		// create.
 		{args: []string{"create", "namespace", nsB}, out: []string{`^namespace/` + nsB + " created\n$"}},
+		rootCA(nsB),
 		{args: []string{"create", "namespace", nsB}, code: 1, errOut: []string{`^Error from server \(AlreadyExists\): namespaces "` + nsB + `" already exists\n$`}},
 		{args: n("create", "configmap", "c2", "--from-literal=a=b"), out: []string{"^configmap/c2 created\n$"}},
 		{args: n("create", "configmap", "c2", "--from-literal=a=b"), code: 1, errOut: []string{`^error: failed to create configmap: configmaps "c2" already exists\n$`}},
@@ -540,7 +556,7 @@ func acceptanceScript(t *testing.T, k *kubectlRunner, a acceptance) []kstep {
 			"deployment.apps/d2\ndeployment.apps/web\nstatefulset.apps/db\ndaemonset.apps/agent\n" +
 			"service/np\nservice/s3\nservice/web\nservice/web-exp\nservice/x\n$"}},
 		{args: n("get", "configmaps", "-o", `jsonpath={range .items[*]}{.metadata.name}={.data}{"\n"}{end}`), out: []string{"^" +
-			`c1={"k":"v2"}` + "\n" + `c2={"a":"b"}` + "\n" + `ssa={"k":"two"}` + "\n$"}},
+			`c1={"k":"v2"}` + "\n" + `c2={"a":"b"}` + "\n" + caData + `ssa={"k":"two"}` + "\n$"}},
 		{args: n("get", "secret", "s2", "-o", "jsonpath={.data.p}"), out: []string{`^cQ==$`}},
 		{args: n("get", "secrets"), out: []string{`^NAME\s+TYPE\s+DATA\s+AGE\ns1\s+Opaque\s+1\s+\S+\ns2\s+Opaque\s+1\s+\S+\n$`}},
 		{args: n("get", "statefulsets,daemonsets"), out: []string{
@@ -550,20 +566,20 @@ func acceptanceScript(t *testing.T, k *kubectlRunner, a acceptance) []kstep {
 
 		// get: selectors, all namespaces, sorting.
 		{args: n("get", "configmaps", "-l", "e2e="+a.id, "-o", "name"), out: []string{"^configmap/c1\n$"}},
-		{args: n("get", "configmaps", "-l", "e2e!="+a.id, "-o", "name"), out: []string{"^configmap/c2\nconfigmap/ssa\n$"}},
+		{args: n("get", "configmaps", "-l", "e2e!="+a.id, "-o", "name"), out: []string{"^configmap/c2\nconfigmap/kube-root-ca.crt\nconfigmap/ssa\n$"}},
 		{args: n("get", "pods", "-l", "app in (x,y)", "-o", "name"), out: []string{"^pod/x\n$"}},
 		{args: n("get", "configmaps", "--field-selector", "metadata.name=c2", "-o", "name"), out: []string{"^configmap/c2\n$"}},
-		{args: n("get", "configmaps", "--field-selector", "metadata.name!=c2", "-o", "name"), out: []string{"^configmap/c1\nconfigmap/ssa\n$"}},
+		{args: n("get", "configmaps", "--field-selector", "metadata.name!=c2", "-o", "name"), out: []string{"^configmap/c1\nconfigmap/kube-root-ca.crt\nconfigmap/ssa\n$"}},
 		{args: []string{"get", "pods", "-A", "--field-selector", "spec.nodeName=" + node, "-o", "name"}, out: []string{"^pod/bound\n$"}},
 		{args: n("get", "pods", "-l", "app=x", "--field-selector", "status.phase=Pending,spec.nodeName=", "-o", "name"), out: []string{"^pod/x\n$"}},
 		{args: n("get", "pods", "--field-selector", "status.phase=Running"), errOut: []string{"^No resources found in " + ns + " namespace.\n$"}},
-		{args: []string{"-n", nsB, "label", "configmaps", "--all", "e2e=" + a.id}, out: []string{"^configmap/a1 labeled\nconfigmap/d1 labeled\n$"}},
+		{args: []string{"-n", nsB, "label", "configmaps", "--all", "e2e=" + a.id}, out: []string{"^configmap/a1 labeled\nconfigmap/d1 labeled\nconfigmap/kube-root-ca.crt labeled\n$"}},
 		{args: []string{"get", "namespaces", "-l", "e2e=" + a.id, "-o", "name"}, out: []string{"^namespace/" + ns + "\n$"}},
 		{args: []string{"get", "configmaps", "-A", "-l", "e2e=" + a.id}, out: []string{`^NAMESPACE\s+NAME\s+DATA\s+AGE\n` +
-			nsB + `\s+a1\s+1\s+\S+\n` + nsB + `\s+d1\s+1\s+\S+\n` + ns + `\s+c1\s+1\s+\S+\n$`}},
+			nsB + `\s+a1\s+1\s+\S+\n` + nsB + `\s+d1\s+1\s+\S+\n` + nsB + `\s+kube-root-ca\.crt\s+1\s+\S+\n` + ns + `\s+c1\s+1\s+\S+\n$`}},
 		{args: []string{"get", "configmaps", "-A", "-l", "e2e=" + a.id, "--sort-by=.metadata.name"}, out: []string{`^NAMESPACE\s+NAME\s+DATA\s+AGE\n` +
-			nsB + `\s+a1\s+1\s+\S+\n` + ns + `\s+c1\s+1\s+\S+\n` + nsB + `\s+d1\s+1\s+\S+\n$`}},
-		{args: []string{"get", "configmaps", "-A", "-l", "e2e=" + a.id, "--sort-by=.metadata.name", "-o", "name"}, out: []string{"^configmap/a1\nconfigmap/c1\nconfigmap/d1\n$"}},
+			nsB + `\s+a1\s+1\s+\S+\n` + ns + `\s+c1\s+1\s+\S+\n` + nsB + `\s+d1\s+1\s+\S+\n` + nsB + `\s+kube-root-ca\.crt\s+1\s+\S+\n$`}},
+		{args: []string{"get", "configmaps", "-A", "-l", "e2e=" + a.id, "--sort-by=.metadata.name", "-o", "name"}, out: []string{"^configmap/a1\nconfigmap/c1\nconfigmap/d1\nconfigmap/kube-root-ca.crt\n$"}},
 
 		// -w sees later changes.
 		{args: n("create", "configmap", "w1", "--from-literal=a=b"), out: []string{"^configmap/w1 created\n$"}},

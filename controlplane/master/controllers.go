@@ -32,6 +32,7 @@ import (
 	"github.com/skiff-sh/skiff/controlplane/internal/podgc"
 	"github.com/skiff-sh/skiff/controlplane/internal/replicaset"
 	"github.com/skiff-sh/skiff/controlplane/internal/roleaggregation"
+	"github.com/skiff-sh/skiff/controlplane/internal/rootca"
 	"github.com/skiff-sh/skiff/controlplane/internal/scheduler"
 	"github.com/skiff-sh/skiff/controlplane/internal/sharedinformers"
 	"github.com/skiff-sh/skiff/controlplane/internal/statefulset"
@@ -192,6 +193,12 @@ func (m *Master) controllers(addr *net.TCPAddr, ca *pki.CA, pool *membership.Poo
 			cfg := clusterdns.DefaultConfig()
 			cfg.Client, cfg.Logger = c.cs, log
 			return clusterdns.New(cfg)
+		}},
+		{"root-ca-cert-publisher", func() (runner, error) {
+			cfg := rootca.DefaultConfig()
+			cfg.Client, cfg.Logger, cfg.CACert = c.cs, log, ca.CertPEM()
+			cfg.Informers = shared
+			return rootca.New(cfg)
 		}},
 		{"clusterrole-aggregation-controller", func() (runner, error) {
 			cfg := roleaggregation.DefaultConfig()
