@@ -48,8 +48,8 @@ import (
 	"github.com/skiff-sh/skiff/controlplane/internal/nodeipam"
 	"github.com/skiff-sh/skiff/controlplane/internal/nodelifecycle"
 	"github.com/skiff-sh/skiff/controlplane/internal/pki"
-	"github.com/skiff-sh/skiff/controlplane/internal/satoken"
 	"github.com/skiff-sh/skiff/controlplane/internal/registry"
+	"github.com/skiff-sh/skiff/controlplane/internal/satoken"
 	"github.com/skiff-sh/skiff/controlplane/statusapi"
 	"github.com/skiff-sh/skiff/raftstore"
 )
