@@ -209,6 +209,7 @@ func (m *Master) Run(ctx context.Context) error {
 	if acfg.ServiceAccountTokens, err = m.serviceAccountSigner(ctx); err != nil {
 		return err
 	}
+	acfg.ServiceAccountAdmission = true
 	api, err := apiserver.New(acfg)
 	if err != nil {
 		return err

@@ -3,10 +3,11 @@
 //
 // Supported sources: emptyDir (on disk, or a tmpfs with medium Memory),
 // hostPath (every type, checked or created as the kubelet does), configMap,
-// secret, downwardAPI and projected (configMap, secret and downwardAPI
-// sources; serviceAccountToken sources are skipped with a log line because
-// Skiff's API server does not serve serviceaccounts/token). Any other source
-// fails Setup with ErrUnsupported.
+// secret, downwardAPI and projected (configMap, secret, downwardAPI and
+// serviceAccountToken sources: a token of the pod's service account bound
+// to the pod, from the TokenRequest API, renewed at 80% of its lifetime or
+// after a day, as the kubelet does). Any other source fails Setup with
+// ErrUnsupported.
 //
 // Layout: every volume but hostPath lives in
 // <PodsDir>/<podUID>/volumes/<plugin>/<name>, plugin being the kubelet's

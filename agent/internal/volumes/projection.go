@@ -233,12 +233,7 @@ func (m *Manager) projectedPayload(ctx context.Context, pod *corev1.Pod, volName
 		case s.DownwardAPI != nil:
 			part, err = m.downwardPayload(pod, s.DownwardAPI.Items, mode)
 		case s.ServiceAccountToken != nil:
-			// Skiff's API server has no serviceaccounts/token subresource
-			// (TokenRequest), so there is no token to write: the file is
-			// simply absent.
-			m.log.Info("projected serviceAccountToken source skipped: the API server does not issue service account tokens",
-				"pod", pod.Namespace+"/"+pod.Name, "volume", volName, "path", s.ServiceAccountToken.Path)
-			continue
+			part, err = m.tokenPayload(ctx, pod, s.ServiceAccountToken, mode)
 		case s.ClusterTrustBundle != nil:
 			err = fmt.Errorf("%w: projected clusterTrustBundle", ErrUnsupported)
 		case s.PodCertificate != nil:

@@ -89,6 +89,8 @@ type Manager struct {
 
 	mu    sync.Mutex
 	locks map[string]*podLock
+	// tokens are the service account tokens of projected volumes.
+	tokens tokenCache
 }
 
 type podLock struct {
@@ -240,6 +242,7 @@ func (m *Manager) Teardown(ctx context.Context, podUID string) error {
 	if err := os.Remove(filepath.Join(m.cfg.PodsDir, podUID)); err != nil && !errors.Is(err, os.ErrNotExist) && !isNotEmpty(err) {
 		return fmt.Errorf("volumes: %w", err)
 	}
+	m.tokens.forget(podUID)
 	m.log.Debug("volumes torn down", "podUID", podUID)
 	return nil
 }

@@ -361,7 +361,6 @@ func TestDownwardAPIAndProjected(t *testing.T) {
 				{ConfigMap: &corev1.ConfigMapProjection{LocalObjectReference: corev1.LocalObjectReference{Name: "cfg"}}},
 				{Secret: &corev1.SecretProjection{LocalObjectReference: corev1.LocalObjectReference{Name: "sec"}, Items: []corev1.KeyToPath{{Key: "s", Path: "secret/s"}}}},
 				{DownwardAPI: &corev1.DownwardAPIProjection{Items: items[:1]}},
-				{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{Path: "token"}},
 				{ConfigMap: &corev1.ConfigMapProjection{LocalObjectReference: corev1.LocalObjectReference{Name: "absent"}, Optional: ptr(true)}},
 			},
 		}}},

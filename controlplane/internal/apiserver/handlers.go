@@ -163,6 +163,11 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, res *resource, n
 		}
 	}
 	obj = s.trackUpdate(r.Context(), res, "", nil, obj, manager)
+	if pod, ok := obj.(*corev1.Pod); ok && s.cfg.ServiceAccountAdmission {
+		if err := s.admitServiceAccountToken(r.Context(), ns, pod); err != nil {
+			return err
+		}
+	}
 	created, err := s.cfg.Store.Create(r.Context(), res.reg, ns, obj, registry.CreateOptions{DryRun: dryRun})
 	if err != nil {
 		return err

@@ -71,6 +71,11 @@ type Config struct {
 	// (satokens.go); nil: serviceaccounts/token answers 503 and no such
 	// token authenticates.
 	ServiceAccountTokens *satoken.Signer
+	// ServiceAccountAdmission mounts the service account token volume into
+	// new pods (satokenmount.go), as kube-apiserver's ServiceAccount
+	// admission plugin. It needs the root-ca-cert-publisher (kube-root-ca.crt)
+	// and ServiceAccountTokens for the pods to start.
+	ServiceAccountAdmission bool
 }
 
 // UserInfo is who a request comes from.

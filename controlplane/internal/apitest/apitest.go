@@ -1,7 +1,8 @@
 // Package apitest runs the Kubernetes API server in-process for the tests
 // of the packages built on it (the controllers): a real single-node
 // raftstore in a temporary directory, the registry and the API server over
-// it, served by an httptest server until the test ends.
+// it, served by an httptest server until the test ends. It issues service
+// account tokens but mounts none into pods (no controllers run).
 //
 //	cfg := apitest.Start(t) // the "default" namespace exists
 //	cs := kubernetes.NewForConfigOrDie(cfg)
@@ -22,6 +23,7 @@ import (
 
 	"github.com/skiff-sh/skiff/controlplane/internal/apiserver"
 	"github.com/skiff-sh/skiff/controlplane/internal/registry"
+	"github.com/skiff-sh/skiff/controlplane/internal/satoken"
 	"github.com/skiff-sh/skiff/raftstore/storetest"
 )
 
@@ -39,6 +41,16 @@ func Start(t testing.TB) *rest.Config {
 	}
 	acfg := apiserver.DefaultConfig()
 	acfg.Store, acfg.Scheme, acfg.Logger = reg, scheme, slog.New(slog.DiscardHandler)
+	// Service account tokens are issued (serviceaccounts/token works), but
+	// new pods get no token volume: no controller publishes the
+	// kube-root-ca.crt it needs (--disable-admission-plugins=ServiceAccount).
+	key, err := satoken.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if acfg.ServiceAccountTokens, err = satoken.NewSigner(key); err != nil {
+		t.Fatal(err)
+	}
 	api, err := apiserver.New(acfg)
 	if err != nil {
 		t.Fatal(err)
