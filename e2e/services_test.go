@@ -208,6 +208,30 @@ spec:
 		return nil
 	})
 
+	t.Run("pods reach the API as their service account through the kubernetes service", func(t *testing.T) {
+		// The echoserver asks as client-go's in-cluster configuration does:
+		// the mounted token and CA, $KUBERNETES_SERVICE_HOST:PORT (10.96.0.1:443).
+		for _, p := range []string{"solo", "well"} {
+			ip, err := al.podField(p, "{.status.podIP}")
+			if err != nil {
+				t.Fatal(err)
+			}
+			al.waitFor(30*time.Second, p+" asking the API who it is", func() error {
+				out, err := execIn("cli1", "timeout 5 wget -q -O - http://"+ip+":8080/whoami")
+				if want := "system:serviceaccount:" + al.ns + ":default"; err != nil || out != want {
+					return fmt.Errorf("got %q, %v; want %s", out, err, want)
+				}
+				return nil
+			})
+			if out, err := execIn("cli1", "timeout 5 wget -q -O - http://"+ip+":8080/env/KUBERNETES_SERVICE_HOST"); err != nil || out != "10.96.0.1" {
+				t.Fatalf("%s: KUBERNETES_SERVICE_HOST = %q, %v", p, out, err)
+			}
+		}
+		if out := al.mustKubectl("exec", "-n", al.ns, "solo", "--", "cat", "/var/run/secrets/kubernetes.io/serviceaccount/namespace"); out != al.ns {
+			t.Fatalf("the mounted namespace file: %q, want %s", out, al.ns)
+		}
+	})
+
 	t.Run("ClusterIP spreads over the endpoints, from pods and nodes", func(t *testing.T) {
 		re := regexp.MustCompile(`hostname=(web-\S+)`)
 		for _, c := range []string{"cli0", "cli1"} {

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/skiff-sh/skiff/controlplane/internal/apiserver"
 	"github.com/skiff-sh/skiff/controlplane/internal/clusterdns"
 
 	"k8s.io/client-go/discovery"
@@ -24,6 +25,7 @@ import (
 	"github.com/skiff-sh/skiff/controlplane/internal/endpointslice"
 	"github.com/skiff-sh/skiff/controlplane/internal/gc"
 	"github.com/skiff-sh/skiff/controlplane/internal/job"
+	"github.com/skiff-sh/skiff/controlplane/internal/kubeservice"
 	"github.com/skiff-sh/skiff/controlplane/internal/leadership"
 	"github.com/skiff-sh/skiff/controlplane/internal/nodeipam"
 	"github.com/skiff-sh/skiff/controlplane/internal/nodelifecycle"
@@ -206,6 +208,12 @@ func (m *Master) controllers(addr *net.TCPAddr, ca *pki.CA, pool *membership.Poo
 			cfg.Informers = shared
 			return roleaggregation.New(cfg)
 		}},
+		{"kubernetes-service", func() (runner, error) {
+			cfg := kubeservice.DefaultConfig()
+			cfg.Client, cfg.Logger, cfg.Masters = c.cs, log, pool.MasterAPIs
+			cfg.IP = apiserver.KubernetesServiceIP(apiserver.DefaultServiceCIDR)
+			return kubeservice.New(cfg)
+		}},
 		{"pod-garbage-collector", func() (runner, error) {
 			cfg := podgc.DefaultConfig()
 			cfg.Client, cfg.Logger = c.cs, log
@@ -213,7 +221,7 @@ func (m *Master) controllers(addr *net.TCPAddr, ca *pki.CA, pool *membership.Poo
 			return podgc.New(cfg)
 		}},
 	}
-	shared = sharedinformers.New(c.cs, len(builds)-2) // all but the garbage collector and the DNS service keeper
+	shared = sharedinformers.New(c.cs, len(builds)-3) // all but the garbage collector and the DNS and kubernetes service keepers
 	lcfg := leadership.DefaultConfig()
 	lcfg.Source, lcfg.Logger = m.cfg.Store, m.log
 	for _, b := range builds {

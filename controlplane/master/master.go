@@ -325,6 +325,8 @@ func (m *Master) sans() ([]string, []net.IP, time.Duration) {
 	if host, err := os.Hostname(); err == nil {
 		names = append(names, host)
 	}
+	// Pods reach the API at the kubernetes Service's cluster IP.
+	ips = append(ips, net.IP(apiserver.KubernetesServiceIP(apiserver.DefaultServiceCIDR).AsSlice()))
 	if addrs, err := net.InterfaceAddrs(); err == nil {
 		for _, a := range addrs {
 			if ipn, ok := a.(*net.IPNet); ok {

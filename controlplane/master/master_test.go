@@ -3,6 +3,8 @@ package master
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
@@ -12,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/skiff-sh/skiff/controlplane/internal/apitest"
 	"github.com/skiff-sh/skiff/raftstore"
 	"github.com/skiff-sh/skiff/raftstore/storetest"
 )
@@ -214,4 +217,40 @@ func TestKubectlWithoutCredentials(t *testing.T) {
 	if err == nil || !strings.Contains(out, "You must be logged in to the server") {
 		t.Fatalf("kubectl without credentials = %v:\n%s\nwant an error saying \"You must be logged in to the server\"", err, out)
 	}
+}
+
+// TestKubernetesService: the leader keeps default/kubernetes at the
+// service range's first address, and the API's certificate names it, so
+// pods verify the API they reach through it.
+func TestKubernetesService(t *testing.T) {
+	dataDir, url := startMaster(t)
+	ca, err := LoadCA(dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(ca.CertPEM())
+	conn, err := tls.Dial("tcp", strings.TrimPrefix(url, "https://"), &tls.Config{RootCAs: pool, ServerName: "10.96.0.1"})
+	if err != nil {
+		t.Fatalf("TLS to the API as 10.96.0.1: %v", err)
+	}
+	conn.Close()
+	for _, name := range []string{"kubernetes.default.svc", "kubernetes.default.svc.cluster.local"} {
+		conn, err := tls.Dial("tcp", strings.TrimPrefix(url, "https://"), &tls.Config{RootCAs: pool, ServerName: name})
+		if err != nil {
+			t.Fatalf("TLS to the API as %s: %v", name, err)
+		}
+		conn.Close()
+	}
+	if _, err := exec.LookPath("kubectl"); err != nil {
+		t.Skip("kubectl is not on PATH")
+	}
+	kc := KubeconfigPath(dataDir)
+	apitest.WaitFor(t, 30*time.Second, "the kubernetes service", func() error {
+		out, err := kubectl(t, kc, "-n", "default", "get", "service", "kubernetes", "-o", "jsonpath={.spec.clusterIP} {.spec.ports[0].name} {.spec.ports[0].port}")
+		if err != nil || out != "10.96.0.1 https 443" {
+			return fmt.Errorf("%q, %v", out, err)
+		}
+		return nil
+	})
 }

@@ -231,3 +231,8 @@ func keepAllocated(obj, old runtime.Object) {
 func externallyAccessible(svc *corev1.Service) bool {
 	return svc.Spec.Type == corev1.ServiceTypeNodePort || svc.Spec.Type == corev1.ServiceTypeLoadBalancer
 }
+
+// KubernetesServiceIP is the cluster IP of the Service default/kubernetes:
+// the first address of the service range (10.96.0.1 by default), which
+// every API serving certificate names.
+func KubernetesServiceIP(cidr netip.Prefix) netip.Addr { return cidr.Masked().Addr().Next() }

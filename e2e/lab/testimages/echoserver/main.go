@@ -7,13 +7,20 @@
 //	GET /status/<n>  an empty answer with status code n (probes)
 //	GET /healthz     "ok"
 //	GET /env/<NAME>  the value of an environment variable
+//	GET /whoami      who the API says this pod is, asked the way client-go's
+//	                 in-cluster configuration asks: the mounted token and CA,
+//	                 $KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT
 package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -58,6 +65,14 @@ func main() {
 	mux.HandleFunc("/env/", func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, os.Getenv(strings.TrimPrefix(r.URL.Path, "/env/")))
 	})
+	mux.HandleFunc("/whoami", func(w http.ResponseWriter, r *http.Request) {
+		user, err := whoami(r.Context())
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		io.WriteString(w, user)
+	})
 	srv := &http.Server{Addr: ":" + port, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		<-ctx.Done()
@@ -69,4 +84,57 @@ func main() {
 	if err := srv.ListenAndServe(); err != nil && err != http.ErrServerClosed {
 		log.Fatal(err)
 	}
+}
+
+// serviceAccountDir is where the kube-api-access volume is mounted.
+const serviceAccountDir = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+// whoami posts a SelfSubjectReview to the API with the pod's token,
+// verifying the API's certificate with the mounted CA, and returns the
+// user name the API answers with.
+func whoami(ctx context.Context) (string, error) {
+	host, port := os.Getenv("KUBERNETES_SERVICE_HOST"), os.Getenv("KUBERNETES_SERVICE_PORT")
+	if host == "" || port == "" {
+		return "", fmt.Errorf("KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT are not set")
+	}
+	token, err := os.ReadFile(serviceAccountDir + "/token")
+	if err != nil {
+		return "", err
+	}
+	caPEM, err := os.ReadFile(serviceAccountDir + "/ca.crt")
+	if err != nil {
+		return "", err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return "", fmt.Errorf("no certificate in ca.crt")
+	}
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	body := `{"apiVersion":"authentication.k8s.io/v1","kind":"SelfSubjectReview"}`
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+net.JoinHostPort(host, port)+"/apis/authentication.k8s.io/v1/selfsubjectreviews", strings.NewReader(body))
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode != http.StatusCreated {
+		return "", fmt.Errorf("%s: %s", resp.Status, b)
+	}
+	var review struct {
+		Status struct {
+			UserInfo struct {
+				Username string `json:"username"`
+			} `json:"userInfo"`
+		} `json:"status"`
+	}
+	if err := json.Unmarshal(b, &review); err != nil {
+		return "", err
+	}
+	return review.Status.UserInfo.Username, nil
 }
