@@ -210,6 +210,13 @@ func (m *Master) Run(ctx context.Context) error {
 		return err
 	}
 	acfg.ServiceAccountAdmission = true
+	// TokenReviews of Skiff's own bearer tokens ask the authenticator,
+	// which is made once the API server exists and before it serves.
+	var bearer *authn.Authenticator
+	acfg.BearerTokens = func(token string) (apiserver.UserInfo, error) {
+		u, err := bearer.AuthenticateToken(token)
+		return apiserver.UserInfo{Name: u.Name, Groups: u.Groups}, err
+	}
 	api, err := apiserver.New(acfg)
 	if err != nil {
 		return err
@@ -218,6 +225,7 @@ func (m *Master) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	bearer = tokens.Authenticator
 	defer tokens.stop()
 	if err := ensureNamespaces(ctx, reg, api); err != nil {
 		return err

@@ -310,7 +310,7 @@ func TestServiceAccountTokenWithKubectl(t *testing.T) {
 	if _, err := exec.LookPath("kubectl"); err != nil {
 		t.Skip("kubectl is not on PATH")
 	}
-	dataDir, url := startMaster(t)
+	dataDir, url, store := startMasterStore(t)
 	kc := KubeconfigPath(dataDir)
 	ca, err := LoadCA(dataDir)
 	if err != nil {
@@ -341,6 +341,27 @@ func TestServiceAccountTokenWithKubectl(t *testing.T) {
 	out, err := kubectl(t, as(token), "auth", "whoami", "-o", "jsonpath={.status.userInfo.username} {.status.userInfo.groups}")
 	if want := `system:serviceaccount:default:default ["system:serviceaccounts","system:serviceaccounts:default","system:authenticated"]`; err != nil || out != want {
 		t.Fatalf("kubectl --token (service account) auth whoami = %q, %v; want %s", out, err, want)
+	}
+	// TokenReviews of both kinds of token, as an in-cluster proxy asks them.
+	secret, _, err := CreateToken(t.Context(), store, TokenSpec{User: "jane", Groups: []string{"dev"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct{ token, want string }{
+		{token, "true system:serviceaccount:default:default"},
+		{secret, "true jane"},
+		{"skf_not-a-token", " "}, // authenticated false is omitted
+	} {
+		review := filepath.Join(t.TempDir(), "review.json")
+		if err := os.WriteFile(review, []byte(`{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"`+tt.token+`"}}`), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		// --validate=false: kubectl validates a kind without a PATCH path against
+		// /openapi/v2, which Skiff does not serve.
+		out, err := kubectl(t, kc, "create", "--validate=false", "-f", review, "-o", "jsonpath={.status.authenticated} {.status.user.username}")
+		if err != nil || out != tt.want {
+			t.Errorf("TokenReview of %.12s...: %q, %v; want %q", tt.token, out, err, tt.want)
+		}
 	}
 	if out, err := kubectl(t, kc, "-n", "default", "create", "sa", "temp"); err != nil {
 		t.Fatalf("kubectl create sa: %v\n%s", err, out)

@@ -9,6 +9,7 @@ package apiserver
 // and the rules review lists everything.
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"strings"
@@ -25,9 +26,18 @@ import (
 	"github.com/skiff-sh/skiff/controlplane/internal/registry"
 )
 
-// reviewFunc decides a review in place (its status) for the request's
-// user (ok false: none); ns is the namespace of a namespaced review's URL.
-type reviewFunc func(who UserInfo, ok bool, ns string, obj runtime.Object) error
+// reviewFunc decides a review in place (its status).
+type reviewFunc func(s *Server, rq reviewRequest, obj runtime.Object) error
+
+// reviewRequest is the request a review came with.
+type reviewRequest struct {
+	ctx context.Context
+	// who is the request's user; hasUser false: none.
+	who     UserInfo
+	hasUser bool
+	// ns is the namespace of a namespaced review's URL.
+	ns string
+}
 
 // reviews returns the review resources, in discovery order.
 func reviews() []*resource {
@@ -35,6 +45,8 @@ func reviews() []*resource {
 	return []*resource{
 		review(authenticationv1.SchemeGroupVersion.WithResource("selfsubjectreviews"), "SelfSubjectReview", false,
 			func() runtime.Object { return &authenticationv1.SelfSubjectReview{} }, selfSubjectReview),
+		review(authenticationv1.SchemeGroupVersion.WithResource("tokenreviews"), "TokenReview", false,
+			func() runtime.Object { return &authenticationv1.TokenReview{} }, tokenReview),
 		review(authz.WithResource("localsubjectaccessreviews"), "LocalSubjectAccessReview", true,
 			func() runtime.Object { return &authorizationv1.LocalSubjectAccessReview{} }, localSubjectAccessReview),
 		review(authz.WithResource("selfsubjectaccessreviews"), "SelfSubjectAccessReview", false,
@@ -67,12 +79,11 @@ func (s *Server) serveReview(w http.ResponseWriter, r *http.Request, res *resour
 	if err != nil {
 		return err
 	}
-	var who UserInfo
-	var ok bool
+	rq := reviewRequest{ctx: r.Context(), ns: ns}
 	if s.cfg.UserFrom != nil {
-		who, ok = s.cfg.UserFrom(r.Context())
+		rq.who, rq.hasUser = s.cfg.UserFrom(r.Context())
 	}
-	if err := res.review(who, ok, ns, obj); err != nil {
+	if err := res.review(s, rq, obj); err != nil {
 		return err
 	}
 	obj.GetObjectKind().SetGroupVersionKind(res.reg.Kind)
@@ -84,27 +95,27 @@ func (s *Server) serveReview(w http.ResponseWriter, r *http.Request, res *resour
 // user.
 var errNoUser = apierrors.NewBadRequest("no user present on request")
 
-func selfSubjectReview(who UserInfo, ok bool, _ string, obj runtime.Object) error {
-	if !ok {
+func selfSubjectReview(_ *Server, rq reviewRequest, obj runtime.Object) error {
+	if !rq.hasUser {
 		return errNoUser
 	}
-	obj.(*authenticationv1.SelfSubjectReview).Status.UserInfo = authenticationv1.UserInfo{Username: who.Name, Groups: who.Groups}
+	obj.(*authenticationv1.SelfSubjectReview).Status.UserInfo = rq.who.authentication()
 	return nil
 }
 
-func selfSubjectAccessReview(_ UserInfo, ok bool, _ string, obj runtime.Object) error {
+func selfSubjectAccessReview(_ *Server, rq reviewRequest, obj runtime.Object) error {
 	rev := obj.(*authorizationv1.SelfSubjectAccessReview)
 	if errs := validateAttributes(rev.Spec.ResourceAttributes, rev.Spec.NonResourceAttributes); len(errs) > 0 {
 		return invalidReview("SelfSubjectAccessReview", errs)
 	}
-	if !ok {
+	if !rq.hasUser {
 		return errNoUser
 	}
 	rev.Status = allowed()
 	return nil
 }
 
-func subjectAccessReview(_ UserInfo, _ bool, _ string, obj runtime.Object) error {
+func subjectAccessReview(_ *Server, _ reviewRequest, obj runtime.Object) error {
 	rev := obj.(*authorizationv1.SubjectAccessReview)
 	errs := validateSubjectReview(&rev.Spec)
 	if m := rev.ObjectMeta; !emptyMeta(m, "") {
@@ -117,7 +128,8 @@ func subjectAccessReview(_ UserInfo, _ bool, _ string, obj runtime.Object) error
 	return nil
 }
 
-func localSubjectAccessReview(_ UserInfo, _ bool, ns string, obj runtime.Object) error {
+func localSubjectAccessReview(_ *Server, rq reviewRequest, obj runtime.Object) error {
+	ns := rq.ns
 	rev := obj.(*authorizationv1.LocalSubjectAccessReview)
 	if rev.Namespace == "" {
 		rev.Namespace = ns
@@ -142,9 +154,9 @@ func localSubjectAccessReview(_ UserInfo, _ bool, ns string, obj runtime.Object)
 	return nil
 }
 
-func selfSubjectRulesReview(_ UserInfo, ok bool, _ string, obj runtime.Object) error {
+func selfSubjectRulesReview(_ *Server, rq reviewRequest, obj runtime.Object) error {
 	rev := obj.(*authorizationv1.SelfSubjectRulesReview)
-	if !ok {
+	if !rq.hasUser {
 		return errNoUser
 	}
 	if rev.Spec.Namespace == "" {

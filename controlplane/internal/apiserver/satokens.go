@@ -17,6 +17,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/uuid"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -155,11 +156,17 @@ var ErrTokenRevoked = errors.New("service account token no longer valid")
 // bound to exists (or was deleted less than a minute ago). Other tokens are
 // satoken.ErrInvalid or ErrTokenRevoked, with the reason.
 func (s *Server) AuthenticateServiceAccountToken(ctx context.Context, token string) (UserInfo, error) {
+	return s.authenticateServiceAccount(ctx, token, satoken.Issuer)
+}
+
+// authenticateServiceAccount is AuthenticateServiceAccountToken for a
+// token meant for audience.
+func (s *Server) authenticateServiceAccount(ctx context.Context, token, audience string) (UserInfo, error) {
 	if s.cfg.ServiceAccountTokens == nil {
 		return UserInfo{}, fmt.Errorf("%w: this server issues none", satoken.ErrInvalid)
 	}
 	now := s.cfg.Now()
-	c, err := s.cfg.ServiceAccountTokens.Verify(token, satoken.Issuer, now)
+	c, err := s.cfg.ServiceAccountTokens.Verify(token, audience, now)
 	if err != nil {
 		return UserInfo{}, err
 	}
@@ -190,7 +197,57 @@ func (s *Server) AuthenticateServiceAccountToken(ctx context.Context, token stri
 			return UserInfo{}, fmt.Errorf("%w: %s %s/%s is being deleted", ErrTokenRevoked, ch.res.singular, ch.ns, ch.ref.Name)
 		}
 	}
-	return UserInfo{Name: c.Username(), Groups: c.Groups()}, nil
+	u := UserInfo{Name: c.Username(), Groups: c.Groups(), UID: c.ServiceAccount.UID,
+		Extra: map[string][]string{"authentication.kubernetes.io/credential-id": {"JTI=" + c.ID}}}
+	if c.Pod != nil {
+		u.Extra["authentication.kubernetes.io/pod-name"], u.Extra["authentication.kubernetes.io/pod-uid"] = []string{c.Pod.Name}, []string{c.Pod.UID}
+	}
+	if c.Node != nil {
+		u.Extra["authentication.kubernetes.io/node-name"] = []string{c.Node.Name}
+	}
+	return u, nil
+}
+
+// tokenReview decides a TokenReview (kube-rbac-proxy, metrics-server and
+// Vault ask it): the token's user and the audiences, among those asked
+// (the API's when none), it is valid for. A token that is not valid is
+// answered with authenticated false and the reason, not an error.
+func tokenReview(s *Server, rq reviewRequest, obj runtime.Object) error {
+	rev := obj.(*authenticationv1.TokenReview)
+	if rev.Spec.Token == "" {
+		return apierrors.NewBadRequest("token is required for TokenReview in authentication")
+	}
+	audiences := rev.Spec.Audiences
+	if len(audiences) == 0 {
+		audiences = []string{satoken.Issuer}
+	}
+	rev.Status = authenticationv1.TokenReviewStatus{}
+	var user UserInfo
+	var errs []error
+	for _, aud := range audiences {
+		var u UserInfo
+		var err error
+		switch {
+		case satoken.LooksLikeToken(rev.Spec.Token):
+			u, err = s.authenticateServiceAccount(rq.ctx, rev.Spec.Token, aud)
+		case s.cfg.BearerTokens == nil || aud != satoken.Issuer:
+			err = fmt.Errorf("%w: not a token for audience %q", satoken.ErrInvalid, aud)
+		default:
+			u, err = s.cfg.BearerTokens(rev.Spec.Token)
+		}
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		user = u
+		rev.Status.Audiences = append(rev.Status.Audiences, aud)
+	}
+	if len(rev.Status.Audiences) == 0 {
+		rev.Status.Error = errors.Join(errs...).Error()
+		return nil
+	}
+	rev.Status.Authenticated, rev.Status.User = true, user.authentication()
+	return nil
 }
 
 // currentMeta reads an object's metadata from the local replica, and

@@ -96,6 +96,32 @@ func TestKubectlCreateToken(t *testing.T) {
 		t.Errorf("default lifetime: got claims %v, want an hour", c)
 	}
 
+	// TokenReview: what kube-rbac-proxy and Vault ask.
+	review := func(body string) authenticationv1.TokenReview {
+		t.Helper()
+		var rev authenticationv1.TokenReview
+		mustDo(t, http.StatusCreated, "POST", url+"/apis/authentication.k8s.io/v1/tokenreviews", "application/json", body, &rev)
+		return rev
+	}
+	rev := review(`{"spec":{"token":"` + bound + `"}}`)
+	if st := rev.Status; !st.Authenticated || st.User.Username != "system:serviceaccount:default:runner" || st.User.Extra["authentication.kubernetes.io/pod-name"][0] != "build" ||
+		len(st.Audiences) != 1 || st.Audiences[0] != satoken.Issuer || st.User.UID == "" {
+		t.Errorf("review of a bound token: %+v", st)
+	}
+	if st := review(`{"spec":{"token":"` + plain + `","audiences":["vault","other"]}}`).Status; !st.Authenticated || len(st.Audiences) != 1 || st.Audiences[0] != "vault" {
+		t.Errorf("review of a vault token for vault: %+v", st)
+	}
+	if st := review(`{"spec":{"token":"` + plain + `"}}`).Status; st.Authenticated || !strings.Contains(st.Error, "do not include") {
+		t.Errorf("review of a vault token for the API: %+v", st)
+	}
+	if st := review(`{"spec":{"token":"skf_nothing"}}`).Status; st.Authenticated || st.Error == "" {
+		t.Errorf("review of an unknown token: %+v", st)
+	}
+	if code, _, body := do(t, "POST", url+"/apis/authentication.k8s.io/v1/tokenreviews", "application/json", `{"spec":{}}`); code != http.StatusBadRequest ||
+		!strings.Contains(string(body), "token is required for TokenReview in authentication") {
+		t.Errorf("review without a token: %d %s", code, body)
+	}
+
 	k.runSteps(t, []kubectlStep{
 		{args: []string{"create", "token", "runner", "--duration=5m"}, wantCode: 1,
 			wantErr: `TokenRequest.authentication.k8s.io "runner" is invalid: spec.expirationSeconds: Invalid value: 300: may not specify a duration less than 10 minutes`},

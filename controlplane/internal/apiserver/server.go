@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -71,6 +72,10 @@ type Config struct {
 	// (satokens.go); nil: serviceaccounts/token answers 503 and no such
 	// token authenticates.
 	ServiceAccountTokens *satoken.Signer
+	// BearerTokens authenticates the other bearer tokens for TokenReviews
+	// (package authn's); nil: only service account tokens review as
+	// authenticated.
+	BearerTokens func(token string) (UserInfo, error)
 	// ServiceAccountAdmission mounts the service account token volume into
 	// new pods (satokenmount.go), as kube-apiserver's ServiceAccount
 	// admission plugin. It needs the root-ca-cert-publisher (kube-root-ca.crt)
@@ -82,6 +87,21 @@ type Config struct {
 type UserInfo struct {
 	Name   string
 	Groups []string
+	// UID and Extra are what a service account token tells beyond them.
+	UID   string
+	Extra map[string][]string
+}
+
+// authentication returns u as the authentication API writes users.
+func (u UserInfo) authentication() authenticationv1.UserInfo {
+	out := authenticationv1.UserInfo{Username: u.Name, UID: u.UID, Groups: u.Groups}
+	for k, v := range u.Extra {
+		if out.Extra == nil {
+			out.Extra = map[string]authenticationv1.ExtraValue{}
+		}
+		out.Extra[k] = v
+	}
+	return out
 }
 
 // DefaultConfig returns a Config without Store and Scheme, reporting
