@@ -24,7 +24,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"sync"
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
@@ -44,6 +43,7 @@ import (
 	"github.com/skiff-sh/skiff/controlplane/internal/events"
 	"github.com/skiff-sh/skiff/controlplane/internal/expectations"
 	"github.com/skiff-sh/skiff/controlplane/internal/sharedinformers"
+	"github.com/skiff-sh/skiff/controlplane/internal/workers"
 )
 
 // Component is the source of the controller's events.
@@ -160,37 +160,8 @@ func (c *Controller) Run(ctx context.Context) error {
 	if !cache.WaitForCacheSync(ctx.Done(), crons.Informer().HasSynced, jobs.Informer().HasSynced) {
 		return nil // ctx ended
 	}
-	var wg sync.WaitGroup
-	for range c.cfg.Workers {
-		wg.Go(func() {
-			for r.next(ctx) {
-			}
-		})
-	}
-	<-ctx.Done()
-	r.queue.ShutDown()
-	wg.Wait()
+	workers.Run(ctx, r.queue, c.cfg.Workers, c.cfg.Logger, "cronjob", r.sync)
 	return nil
-}
-
-func (r *run) next(ctx context.Context) bool {
-	key, shutdown := r.queue.Get()
-	if shutdown {
-		return false
-	}
-	defer r.queue.Done(key)
-	after, err := r.sync(ctx, key)
-	switch {
-	case err != nil && ctx.Err() == nil:
-		r.cfg.Logger.Debug("cronjob sync failed", "cronjob", key, "err", err)
-		r.queue.AddRateLimited(key)
-	case err == nil:
-		r.queue.Forget(key)
-		if after > 0 {
-			r.queue.AddAfter(key, after)
-		}
-	}
-	return true
 }
 
 // sync records what became of the cronjob's jobs, starts the job of the

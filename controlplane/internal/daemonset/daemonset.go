@@ -34,6 +34,7 @@ import (
 	"time"
 
 	"github.com/skiff-sh/skiff/controlplane/internal/sharedinformers"
+	"github.com/skiff-sh/skiff/controlplane/internal/workers"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -245,27 +246,23 @@ func (c *Controller) Run(ctx context.Context) error {
 		return nil // ctx ended
 	}
 
-	done := make(chan struct{})
-	for range c.cfg.Workers {
-		go func() {
-			defer func() { done <- struct{}{} }()
-			for r.next(ctx) {
+	// The failed pods' back-off forgets sets it has not seen for a while.
+	gcDone := make(chan struct{})
+	go func() {
+		defer close(gcDone)
+		gc := time.NewTicker(c.cfg.FailedPodBackoffMax)
+		defer gc.Stop()
+		for {
+			select {
+			case <-gc.C:
+				r.backoff.GC()
+			case <-ctx.Done():
+				return
 			}
-		}()
-	}
-	gc := time.NewTicker(c.cfg.FailedPodBackoffMax)
-	defer gc.Stop()
-	for ctx.Err() == nil {
-		select {
-		case <-gc.C:
-			r.backoff.GC()
-		case <-ctx.Done():
 		}
-	}
-	r.queue.ShutDown()
-	for range c.cfg.Workers {
-		<-done
-	}
+	}()
+	workers.Run(ctx, r.queue, c.cfg.Workers, c.cfg.Logger, "daemonset", r.sync)
+	<-gcDone
 	return nil
 }
 
@@ -314,27 +311,6 @@ func (r *run) podEvent(obj any, what int) {
 		r.expect.Deleted(key, pod.UID)
 	}
 	r.queue.Add(key)
-}
-
-// next syncs one queued set; it returns false once the queue shuts down.
-func (r *run) next(ctx context.Context) bool {
-	key, shutdown := r.queue.Get()
-	if shutdown {
-		return false
-	}
-	defer r.queue.Done(key)
-	after, err := r.sync(ctx, key)
-	switch {
-	case err != nil && ctx.Err() == nil:
-		r.cfg.Logger.Debug("daemonset sync failed", "daemonset", key, "err", err)
-		r.queue.AddRateLimited(key)
-	case err == nil:
-		r.queue.Forget(key)
-		if after > 0 {
-			r.queue.AddAfter(key, after)
-		}
-	}
-	return true
 }
 
 // nodeState is one node as a set sees it.

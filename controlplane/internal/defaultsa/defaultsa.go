@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/skiff-sh/skiff/controlplane/internal/sharedinformers"
+	"github.com/skiff-sh/skiff/controlplane/internal/workers"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -107,26 +108,9 @@ func (c *Controller) Run(ctx context.Context) error {
 	if !cache.WaitForCacheSync(ctx.Done(), namespaces.Informer().HasSynced, accounts.Informer().HasSynced) {
 		return nil // ctx ended
 	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			ns, shutdown := queue.Get()
-			if shutdown {
-				return
-			}
-			if err := c.ensure(ctx, namespaces.Lister().Get, accounts.Lister().ServiceAccounts(ns).Get, ns); err != nil && ctx.Err() == nil {
-				c.cfg.Logger.Debug("default service account not created yet", "namespace", ns, "err", err)
-				queue.AddRateLimited(ns)
-			} else {
-				queue.Forget(ns)
-			}
-			queue.Done(ns)
-		}
-	}()
-	<-ctx.Done()
-	queue.ShutDown()
-	<-done
+	workers.Run(ctx, queue, 1, c.cfg.Logger, "default service account", workers.Once(func(ctx context.Context, ns string) error {
+		return c.ensure(ctx, namespaces.Lister().Get, accounts.Lister().ServiceAccounts(ns).Get, ns)
+	}))
 	return nil
 }
 

@@ -28,7 +28,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -51,6 +50,7 @@ import (
 	"github.com/skiff-sh/skiff/controlplane/internal/endpoints"
 	"github.com/skiff-sh/skiff/controlplane/internal/events"
 	"github.com/skiff-sh/skiff/controlplane/internal/sharedinformers"
+	"github.com/skiff-sh/skiff/controlplane/internal/workers"
 )
 
 // Component is the source of the controller's events.
@@ -184,16 +184,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		rsets.Informer().HasSynced, deploys.Informer().HasSynced, sets.Informer().HasSynced) {
 		return nil // ctx ended
 	}
-	var wg sync.WaitGroup
-	for range c.cfg.Workers {
-		wg.Go(func() {
-			for r.next(ctx) {
-			}
-		})
-	}
-	<-ctx.Done()
-	r.queue.ShutDown()
-	wg.Wait()
+	workers.Run(ctx, r.queue, c.cfg.Workers, c.cfg.Logger, "disruption budget", r.sync)
 	return nil
 }
 
@@ -219,26 +210,6 @@ func selects(b *policyv1.PodDisruptionBudget, podLabels labels.Set) bool {
 	}
 	sel, err := metav1.LabelSelectorAsSelector(b.Spec.Selector)
 	return err == nil && sel.Matches(podLabels)
-}
-
-func (r *run) next(ctx context.Context) bool {
-	key, shutdown := r.queue.Get()
-	if shutdown {
-		return false
-	}
-	defer r.queue.Done(key)
-	after, err := r.sync(ctx, key)
-	switch {
-	case err != nil && ctx.Err() == nil:
-		r.cfg.Logger.Debug("disruption budget sync failed", "pdb", key, "err", err)
-		r.queue.AddRateLimited(key)
-	case err == nil:
-		r.queue.Forget(key)
-		if after > 0 {
-			r.queue.AddAfter(key, after)
-		}
-	}
-	return true
 }
 
 // sync writes a budget's status from the pods it selects; it returns when

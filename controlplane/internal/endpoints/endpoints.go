@@ -33,10 +33,10 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"sync"
 	"time"
 
 	"github.com/skiff-sh/skiff/controlplane/internal/sharedinformers"
+	"github.com/skiff-sh/skiff/controlplane/internal/workers"
 
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
@@ -179,27 +179,7 @@ func (c *Controller) Run(ctx context.Context) error {
 			}
 		}
 	}
-	var wg sync.WaitGroup
-	for range c.cfg.Workers {
-		wg.Go(func() {
-			for {
-				key, shutdown := queue.Get()
-				if shutdown {
-					return
-				}
-				if err := r.sync(ctx, key); err != nil && ctx.Err() == nil {
-					c.cfg.Logger.Debug("endpoints not synced yet", "service", key, "err", err)
-					queue.AddRateLimited(key)
-				} else {
-					queue.Forget(key)
-				}
-				queue.Done(key)
-			}
-		})
-	}
-	<-ctx.Done()
-	queue.ShutDown()
-	wg.Wait()
+	workers.Run(ctx, queue, c.cfg.Workers, c.cfg.Logger, "endpoints", workers.Once(r.sync))
 	return nil
 }
 

@@ -38,6 +38,7 @@ import (
 	"time"
 
 	"github.com/skiff-sh/skiff/controlplane/internal/sharedinformers"
+	"github.com/skiff-sh/skiff/controlplane/internal/workers"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -190,29 +191,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	if !cache.WaitForCacheSync(ctx.Done(), svcInf.Informer().HasSynced, podInf.Informer().HasSynced, nodeInf.Informer().HasSynced, sliceInf.Informer().HasSynced) {
 		return nil // ctx ended
 	}
-	var wg sync.WaitGroup
-	for range c.cfg.Workers {
-		wg.Go(func() {
-			for {
-				key, shutdown := queue.Get()
-				if shutdown {
-					return
-				}
-				if err := r.sync(ctx, key); err != nil && ctx.Err() == nil {
-					if !errors.Is(err, ErrStaleCache) {
-						c.cfg.Logger.Debug("endpoint slices not synced yet", "service", key, "err", err)
-					}
-					queue.AddRateLimited(key)
-				} else {
-					queue.Forget(key)
-				}
-				queue.Done(key)
-			}
-		})
-	}
-	<-ctx.Done()
-	queue.ShutDown()
-	wg.Wait()
+	workers.Run(ctx, queue, c.cfg.Workers, c.cfg.Logger, "endpoint slices", workers.Once(r.sync))
 	return nil
 }
 

@@ -56,6 +56,7 @@ import (
 	"github.com/skiff-sh/skiff/controlplane/internal/events"
 	"github.com/skiff-sh/skiff/controlplane/internal/expectations"
 	"github.com/skiff-sh/skiff/controlplane/internal/sharedinformers"
+	"github.com/skiff-sh/skiff/controlplane/internal/workers"
 )
 
 // Component is the source of the controller's events.
@@ -206,16 +207,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	if !cache.WaitForCacheSync(ctx.Done(), jobs.Informer().HasSynced, pods.Informer().HasSynced) {
 		return nil // ctx ended
 	}
-	var wg sync.WaitGroup
-	for range c.cfg.Workers {
-		wg.Go(func() {
-			for r.next(ctx) {
-			}
-		})
-	}
-	<-ctx.Done()
-	r.queue.ShutDown()
-	wg.Wait()
+	workers.Run(ctx, r.queue, c.cfg.Workers, c.cfg.Logger, "job", r.syncKey)
 	return nil
 }
 
@@ -293,31 +285,12 @@ func (r *run) podEvent(obj any, what int) {
 	r.queue.Add(key)
 }
 
-// next syncs one queued key; it returns false once the queue shuts down.
-func (r *run) next(ctx context.Context) bool {
-	key, shutdown := r.queue.Get()
-	if shutdown {
-		return false
-	}
-	defer r.queue.Done(key)
-	var after time.Duration
-	var err error
+// syncKey syncs one queued key: a job's, or an orphaned pod's to release.
+func (r *run) syncKey(ctx context.Context, key string) (time.Duration, error) {
 	if pod, ok := strings.CutPrefix(key, podKeyPrefix); ok {
-		err = r.releaseOrphan(ctx, pod)
-	} else {
-		after, err = r.sync(ctx, key)
+		return 0, r.releaseOrphan(ctx, pod)
 	}
-	switch {
-	case err != nil && ctx.Err() == nil:
-		r.cfg.Logger.Debug("job sync failed", "key", key, "err", err)
-		r.queue.AddRateLimited(key)
-	case err == nil:
-		r.queue.Forget(key)
-		if after > 0 {
-			r.queue.AddAfter(key, after)
-		}
-	}
-	return true
+	return r.sync(ctx, key)
 }
 
 // releaseOrphan removes the tracking finalizer of a pod without a job (no

@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/skiff-sh/skiff/controlplane/internal/sharedinformers"
+	"github.com/skiff-sh/skiff/controlplane/internal/workers"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -126,33 +127,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	}
 	startInformers()
 
-	done := make(chan struct{})
-	for range c.cfg.Workers {
-		go func() {
-			defer func() { done <- struct{}{} }()
-			for {
-				name, shutdown := queue.Get()
-				if shutdown {
-					return
-				}
-				err := c.finalize(ctx, name)
-				switch {
-				case err == nil:
-					queue.Forget(name)
-				case ctx.Err() != nil:
-				default:
-					c.cfg.Logger.Debug("namespace not finalized yet", "namespace", name, "err", err)
-					queue.AddRateLimited(name)
-				}
-				queue.Done(name)
-			}
-		}()
-	}
-	<-ctx.Done()
-	queue.ShutDown()
-	for range c.cfg.Workers {
-		<-done
-	}
+	workers.Run(ctx, queue, c.cfg.Workers, c.cfg.Logger, "namespace finalization", workers.Once(c.finalize))
 	return nil
 }
 

@@ -32,6 +32,7 @@ import (
 	"k8s.io/client-go/util/workqueue"
 
 	"github.com/skiff-sh/skiff/controlplane/internal/sharedinformers"
+	"github.com/skiff-sh/skiff/controlplane/internal/workers"
 )
 
 // Config configures a Controller.
@@ -112,26 +113,9 @@ func (c *Controller) Run(ctx context.Context) error {
 	if !cache.WaitForCacheSync(ctx.Done(), roles.Informer().HasSynced) {
 		return nil // ctx ended
 	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			name, shutdown := queue.Get()
-			if shutdown {
-				return
-			}
-			if err := c.sync(ctx, roles.Lister().Get, roles.Lister().List, name); err != nil && ctx.Err() == nil {
-				c.cfg.Logger.Warn("aggregating cluster role", "clusterrole", name, "err", err)
-				queue.AddRateLimited(name)
-			} else {
-				queue.Forget(name)
-			}
-			queue.Done(name)
-		}
-	}()
-	<-ctx.Done()
-	queue.ShutDown()
-	<-done
+	workers.Run(ctx, queue, 1, c.cfg.Logger, "cluster role aggregation", workers.Once(func(ctx context.Context, name string) error {
+		return c.sync(ctx, roles.Lister().Get, roles.Lister().List, name)
+	}))
 	return nil
 }
 

@@ -28,6 +28,7 @@ import (
 	"k8s.io/client-go/util/workqueue"
 
 	"github.com/skiff-sh/skiff/controlplane/internal/sharedinformers"
+	"github.com/skiff-sh/skiff/controlplane/internal/workers"
 )
 
 // Name is the ConfigMap every namespace gets; DataKey its key.
@@ -123,26 +124,9 @@ func (c *Controller) Run(ctx context.Context) error {
 	if !cache.WaitForCacheSync(ctx.Done(), namespaces.Informer().HasSynced, maps.Informer().HasSynced) {
 		return nil // ctx ended
 	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			ns, shutdown := queue.Get()
-			if shutdown {
-				return
-			}
-			if err := c.sync(ctx, namespaces.Lister().Get, maps.Lister().ConfigMaps(ns).Get, ns); err != nil && ctx.Err() == nil {
-				c.cfg.Logger.Debug("kube-root-ca.crt not published yet", "namespace", ns, "err", err)
-				queue.AddRateLimited(ns)
-			} else {
-				queue.Forget(ns)
-			}
-			queue.Done(ns)
-		}
-	}()
-	<-ctx.Done()
-	queue.ShutDown()
-	<-done
+	workers.Run(ctx, queue, 1, c.cfg.Logger, "kube-root-ca.crt", workers.Once(func(ctx context.Context, ns string) error {
+		return c.sync(ctx, namespaces.Lister().Get, maps.Lister().ConfigMaps(ns).Get, ns)
+	}))
 	return nil
 }
 
