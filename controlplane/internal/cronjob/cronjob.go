@@ -244,6 +244,14 @@ func (r *run) track(ctx context.Context, cj *batchv1.CronJob, status *batchv1.Cr
 		if t := j.Status.CompletionTime; complete && t != nil && (status.LastSuccessfulTime == nil || status.LastSuccessfulTime.Before(t)) {
 			status.LastSuccessfulTime = t.DeepCopy()
 		}
+		// A job made for a time the status does not show (its status write
+		// was lost to a conflict) brings that time back: otherwise the next
+		// time due would look like the first since the creation, and that
+		// job's time would be skipped as never run.
+		if t, err := time.Parse(time.RFC3339, j.Annotations[batchv1.CronJobScheduledTimestampAnnotation]); err == nil &&
+			(status.LastScheduleTime == nil || status.LastScheduleTime.Time.Before(t)) {
+			status.LastScheduleTime = &metav1.Time{Time: t}
+		}
 	}
 	var lookupErr error
 	status.Active = slices.DeleteFunc(status.Active, func(ref corev1.ObjectReference) bool {

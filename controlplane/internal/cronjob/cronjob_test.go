@@ -369,3 +369,37 @@ func TestStaleCacheDoesNotRepeat(t *testing.T) {
 		t.Errorf("status: %+v, want the job active and its time the last", st)
 	}
 }
+
+// TestLostStatusWrite: the job of a time exists but the status write that
+// followed its creation was lost (a conflict). The job's scheduled time
+// comes back into lastScheduleTime; without it, under Forbid, the time
+// would stay unrecorded for good and the next one skipped as the first.
+func TestLostStatusWrite(t *testing.T) {
+	e := setup(t, "lost")
+	cj := e.create("forbid", "* * * * *", func(c *batchv1.CronJob) {
+		c.Spec.ConcurrencyPolicy = batchv1.ForbidConcurrent
+		c.Spec.Suspend = new(true) // nothing runs until the job below exists
+	})
+	m := minuteAfter(cj.CreationTimestamp.Time)
+	if _, err := e.cs.BatchV1().Jobs(e.ns).Create(t.Context(), newJob(cj, time.Unix(m*60, 0)), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	e.jobs(cj, m)
+	waitFor(t, 10*time.Second, "resumed", func() error {
+		c, err := e.cs.BatchV1().CronJobs(e.ns).Get(t.Context(), cj.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		c.Spec.Suspend = new(false)
+		_, err = e.cs.BatchV1().CronJobs(e.ns).Update(t.Context(), c, metav1.UpdateOptions{})
+		return err
+	})
+	e.advance(2*time.Minute, cj.Name) // minute m+1 is due, m's job still runs
+	e.cronJob(cj.Name, func(c *batchv1.CronJob) error {
+		if c.Status.LastScheduleTime == nil || c.Status.LastScheduleTime.Unix() != m*60 || len(c.Status.Active) != 1 {
+			return fmt.Errorf("lastScheduleTime %v, %d active; want the job's time, %d, and it active", c.Status.LastScheduleTime, len(c.Status.Active), m*60)
+		}
+		return nil
+	})
+	e.jobs(cj, m) // Forbid: no second job
+}
