@@ -58,7 +58,7 @@ func TestKeeper(t *testing.T) {
 			t.Fatal(err)
 		}
 		var b strings.Builder
-		for _, s := range ep.Subsets { //lint:ignore SA1019 the API still serves Endpoints
+		for _, s := range ep.Subsets {
 			for _, a := range s.Addresses {
 				fmt.Fprintf(&b, "ep %s:%d ", a.IP, s.Ports[0].Port)
 			}

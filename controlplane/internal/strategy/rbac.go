@@ -6,11 +6,12 @@ package strategy
 // so "system:controller:x" is a valid name.
 
 import (
+	"fmt"
 	"slices"
+	"strings"
 
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/validation"
-	"k8s.io/apimachinery/pkg/api/validation/path"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	metav1validation "k8s.io/apimachinery/pkg/apis/meta/v1/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -18,7 +19,19 @@ import (
 
 // RBACName checks the name of a role or binding: any path segment (not
 // "." or "..", no "/" or "%"), as upstream's minimal name requirements.
-func RBACName(name string, prefix bool) []string { return path.ValidatePathSegmentName(name, prefix) }
+// A prefix (generateName) may be "." or "..": more follows.
+func RBACName(name string, prefix bool) []string {
+	if !prefix && (name == "." || name == "..") {
+		return []string{fmt.Sprintf("may not be '%s'", name)}
+	}
+	var errs []string
+	for _, bad := range []string{"/", "%"} {
+		if strings.Contains(name, bad) {
+			errs = append(errs, fmt.Sprintf("may not contain '%s'", bad))
+		}
+	}
+	return errs
+}
 
 var (
 	roleRefKinds        = []string{"Role", "ClusterRole"}
