@@ -35,6 +35,8 @@ import (
 	"github.com/skiff-sh/skiff/controlplane/internal/replicaset"
 	"github.com/skiff-sh/skiff/controlplane/internal/roleaggregation"
 	"github.com/skiff-sh/skiff/controlplane/internal/rootca"
+	"github.com/skiff-sh/skiff/controlplane/internal/satoken"
+	"github.com/skiff-sh/skiff/controlplane/internal/satokens"
 	"github.com/skiff-sh/skiff/controlplane/internal/scheduler"
 	"github.com/skiff-sh/skiff/controlplane/internal/sharedinformers"
 	"github.com/skiff-sh/skiff/controlplane/internal/statefulset"
@@ -85,7 +87,7 @@ type runner interface {
 // this master's own API (addr, its listener) with a client certificate of
 // ControllerUser, while this master leads. pool is the gossip pool the
 // node lifecycle controller learns worker deaths from.
-func (m *Master) controllers(addr *net.TCPAddr, ca *pki.CA, pool *membership.Pool) (*leadership.Runner, error) {
+func (m *Master) controllers(addr *net.TCPAddr, ca *pki.CA, signer *satoken.Signer, pool *membership.Pool) (*leadership.Runner, error) {
 	cfg, err := loopbackConfig(addr, ca, ControllerUser)
 	if err != nil {
 		return nil, err
@@ -195,6 +197,12 @@ func (m *Master) controllers(addr *net.TCPAddr, ca *pki.CA, pool *membership.Poo
 			cfg := clusterdns.DefaultConfig()
 			cfg.Client, cfg.Logger = c.cs, log
 			return clusterdns.New(cfg)
+		}},
+		{"serviceaccount-token-controller", func() (runner, error) {
+			cfg := satokens.DefaultConfig()
+			cfg.Client, cfg.Logger, cfg.Signer, cfg.CACert = c.cs, log, signer, ca.CertPEM()
+			cfg.Informers = shared
+			return satokens.New(cfg)
 		}},
 		{"root-ca-cert-publisher", func() (runner, error) {
 			cfg := rootca.DefaultConfig()

@@ -245,7 +245,7 @@ func (m *Master) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	controllers, err := m.controllers(ln.Addr().(*net.TCPAddr), ca, pool)
+	controllers, err := m.controllers(ln.Addr().(*net.TCPAddr), ca, acfg.ServiceAccountTokens, pool)
 	if err != nil {
 		return err
 	}

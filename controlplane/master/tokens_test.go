@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -366,6 +367,30 @@ func TestServiceAccountTokenWithKubectl(t *testing.T) {
 	if out, err := kubectl(t, kc, "-n", "default", "create", "sa", "temp"); err != nil {
 		t.Fatalf("kubectl create sa: %v\n%s", err, out)
 	}
+	// A token Secret of the account: filled by the token controller, its
+	// token lasts as long as the Secret.
+	secretFile := filepath.Join(t.TempDir(), "secret.yaml")
+	if err := os.WriteFile(secretFile, []byte("apiVersion: v1\nkind: Secret\nmetadata:\n  name: temp-token\n  namespace: default\n"+
+		"  annotations:\n    kubernetes.io/service-account.name: temp\ntype: kubernetes.io/service-account-token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := kubectl(t, kc, "apply", "-f", secretFile); err != nil {
+		t.Fatalf("kubectl apply the token secret: %v\n%s", err, out)
+	}
+	var secretToken string
+	apitest.WaitFor(t, 30*time.Second, "the token secret filled", func() error {
+		out, err := kubectl(t, kc, "-n", "default", "get", "secret", "temp-token", "-o", "jsonpath={.data.token}")
+		if err != nil || out == "" {
+			return fmt.Errorf("%q, %v", out, err)
+		}
+		b, err := base64.StdEncoding.DecodeString(out)
+		secretToken = string(b)
+		return err
+	})
+	secretConfig := as(secretToken)
+	if out, err := kubectl(t, secretConfig, "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"); err != nil || out != "system:serviceaccount:default:temp" {
+		t.Fatalf("kubectl with the token secret's token = %q, %v", out, err)
+	}
 	temp, err := kubectl(t, kc, "-n", "default", "create", "token", "temp")
 	if err != nil {
 		t.Fatalf("kubectl create token temp: %v\n%s", err, temp)
@@ -376,6 +401,16 @@ func TestServiceAccountTokenWithKubectl(t *testing.T) {
 	}
 	if out, err := kubectl(t, kc, "-n", "default", "delete", "sa", "temp"); err != nil {
 		t.Fatalf("kubectl delete sa: %v\n%s", err, out)
+	}
+	// The account's deletion takes its token Secret, and both tokens, along.
+	apitest.WaitFor(t, 30*time.Second, "the token secret deleted with its account", func() error {
+		if out, err := kubectl(t, kc, "-n", "default", "get", "secret", "temp-token", "-o", "name"); err == nil {
+			return fmt.Errorf("still there: %s", out)
+		}
+		return nil
+	})
+	if out, err := kubectl(t, secretConfig, "get", "ns", "default", "-o", "name"); err == nil || !strings.Contains(out, "error: You must be logged in to the server") {
+		t.Fatalf("kubectl with a deleted token secret's token = %q, %v; want \"You must be logged in\"", out, err)
 	}
 	out, err = kubectl(t, tempConfig, "get", "ns", "default", "-o", "name")
 	if err == nil || !strings.Contains(out, "error: You must be logged in to the server") {

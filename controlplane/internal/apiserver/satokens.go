@@ -7,6 +7,7 @@ package apiserver
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"net/http"
@@ -171,6 +172,12 @@ func (s *Server) authenticateServiceAccount(ctx context.Context, token, audience
 		return UserInfo{}, err
 	}
 	core := s.byGV["v1"]
+	if c.Legacy {
+		if err := s.checkTokenSecret(ctx, core["secrets"], c, token); err != nil {
+			return UserInfo{}, err
+		}
+		c.Secret = nil // checked: by content, not uid
+	}
 	checks := []struct {
 		res       *resource
 		ns        string
@@ -247,6 +254,27 @@ func tokenReview(s *Server, rq reviewRequest, obj runtime.Object) error {
 		return nil
 	}
 	rev.Status.Authenticated, rev.Status.User = true, user.authentication()
+	return nil
+}
+
+// checkTokenSecret: a Secret's token is valid while that Secret, of type
+// kubernetes.io/service-account-token for the token's account, holds it.
+func (s *Server) checkTokenSecret(ctx context.Context, secrets *resource, c satoken.Claims, token string) error {
+	obj, err := s.cfg.Store.Get(ctx, secrets.reg, c.Namespace, c.Secret.Name, registry.GetOptions{ResourceVersion: "0"})
+	if apierrors.IsNotFound(err) {
+		obj, err = s.cfg.Store.Get(ctx, secrets.reg, c.Namespace, c.Secret.Name, registry.GetOptions{})
+	}
+	if apierrors.IsNotFound(err) {
+		return fmt.Errorf("%w: secret %s/%s was deleted", ErrTokenRevoked, c.Namespace, c.Secret.Name)
+	}
+	if err != nil {
+		return err
+	}
+	sec := obj.(*corev1.Secret)
+	if sec.Type != corev1.SecretTypeServiceAccountToken || sec.Annotations[corev1.ServiceAccountNameKey] != c.ServiceAccount.Name ||
+		subtle.ConstantTimeCompare(sec.Data[corev1.ServiceAccountTokenKey], []byte(token)) != 1 || sec.DeletionTimestamp != nil {
+		return fmt.Errorf("%w: secret %s/%s no longer holds it", ErrTokenRevoked, c.Namespace, c.Secret.Name)
+	}
 	return nil
 }
 

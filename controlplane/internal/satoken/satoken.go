@@ -38,6 +38,10 @@ import (
 // to authenticate to the API: kube-apiserver's default.
 const Issuer = "https://kubernetes.default.svc.cluster.local"
 
+// LegacyIssuer is the iss claim of the long-lived tokens kept in Secrets
+// of type kubernetes.io/service-account-token (IssueLegacy).
+const LegacyIssuer = "kubernetes/serviceaccount"
+
 // UserPrefix starts the user name of a service account:
 // system:serviceaccount:NAMESPACE:NAME.
 const UserPrefix = "system:serviceaccount:"
@@ -75,6 +79,9 @@ type Claims struct {
 	// WarnAfter, for tokens a kubelet mounts, is when a client should
 	// have read a newer one.
 	WarnAfter *time.Time
+	// Legacy marks a token of a service account token Secret (Secret
+	// names it): no audience, no expiry, valid while the Secret holds it.
+	Legacy bool
 }
 
 // Username returns the user the token authenticates as.
@@ -104,6 +111,17 @@ type wireClaims struct {
 	Secret         *Ref   `json:"secret,omitempty"`
 	ServiceAccount Ref    `json:"serviceaccount"`
 	WarnAfter      int64  `json:"warnafter,omitempty"`
+}
+
+// legacyWire is the payload of a Secret's token, with the claim names
+// Kubernetes' legacy tokens use.
+type legacyWire struct {
+	Issuer         string `json:"iss"`
+	Namespace      string `json:"kubernetes.io/serviceaccount/namespace"`
+	SecretName     string `json:"kubernetes.io/serviceaccount/secret.name"`
+	ServiceAccount string `json:"kubernetes.io/serviceaccount/service-account.name"`
+	UID            string `json:"kubernetes.io/serviceaccount/service-account.uid"`
+	Subject        string `json:"sub"`
 }
 
 type header struct {
@@ -171,6 +189,23 @@ func (s *Signer) Issue(c Claims) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	return s.sign(payload)
+}
+
+// IssueLegacy returns the long-lived token of service account sa (name
+// and uid) in namespace ns for the token Secret named secret, as the
+// token controller writes it into the Secret: no audience, no expiry.
+func (s *Signer) IssueLegacy(ns string, sa Ref, secret string) (string, error) {
+	payload, err := json.Marshal(legacyWire{Issuer: LegacyIssuer, Namespace: ns, SecretName: secret, ServiceAccount: sa.Name, UID: sa.UID,
+		Subject: UserPrefix + ns + ":" + sa.Name})
+	if err != nil {
+		return "", err
+	}
+	return s.sign(payload)
+}
+
+// sign returns the JWT of payload.
+func (s *Signer) sign(payload []byte) (string, error) {
 	signed := s.header + "." + base64.RawURLEncoding.EncodeToString(payload)
 	digest := sha256.Sum256([]byte(signed))
 	r, sig, err := ecdsa.Sign(rand.Reader, s.key, digest[:])
@@ -218,6 +253,9 @@ func (s *Signer) Verify(token, audience string, now time.Time) (Claims, error) {
 	if err := d.Decode(&w); err != nil {
 		return Claims{}, fmt.Errorf("%w: payload: %v", ErrInvalid, err)
 	}
+	if w.Issuer == LegacyIssuer {
+		return verifyLegacy(payload, audience)
+	}
 	switch {
 	case w.Issuer != Issuer:
 		return Claims{}, fmt.Errorf("%w: issuer %q", ErrInvalid, w.Issuer)
@@ -239,4 +277,20 @@ func (s *Signer) Verify(token, audience string, now time.Time) (Claims, error) {
 		c.WarnAfter = &t
 	}
 	return c, nil
+}
+
+// verifyLegacy returns the claims of a Secret's token: one for the API
+// only (it names no audience), whose subject matches its service account.
+func verifyLegacy(payload []byte, audience string) (Claims, error) {
+	var l legacyWire
+	if err := json.Unmarshal(payload, &l); err != nil {
+		return Claims{}, fmt.Errorf("%w: payload: %v", ErrInvalid, err)
+	}
+	switch {
+	case audience != Issuer:
+		return Claims{}, fmt.Errorf("%w: a service account token Secret's token is for the API, not %q", ErrInvalid, audience)
+	case l.Namespace == "" || l.ServiceAccount == "" || l.SecretName == "" || l.Subject != UserPrefix+l.Namespace+":"+l.ServiceAccount:
+		return Claims{}, fmt.Errorf("%w: subject %q does not match its service account", ErrInvalid, l.Subject)
+	}
+	return Claims{Namespace: l.Namespace, ServiceAccount: Ref{Name: l.ServiceAccount, UID: l.UID}, Secret: &Ref{Name: l.SecretName}, Legacy: true}, nil
 }

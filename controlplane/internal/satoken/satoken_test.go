@@ -131,3 +131,27 @@ func TestNewSignerRefuses(t *testing.T) {
 		}
 	}
 }
+
+func TestLegacy(t *testing.T) {
+	s := newSigner(t)
+	tok, err := s.IssueLegacy("ci", Ref{Name: "runner", UID: "sa-uid"}, "runner-token")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Never expires: valid a century on.
+	c, err := s.Verify(tok, Issuer, now.Add(100*365*24*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Legacy || c.Username() != "system:serviceaccount:ci:runner" || c.ServiceAccount.UID != "sa-uid" || c.Secret == nil || c.Secret.Name != "runner-token" {
+		t.Errorf("got %+v", c)
+	}
+	if _, err := s.Verify(tok, "vault", now); !errors.Is(err, ErrInvalid) {
+		t.Errorf("a Secret's token for another audience: %v", err)
+	}
+	payload, _ := base64.RawURLEncoding.DecodeString(strings.Split(tok, ".")[1])
+	var m map[string]any
+	if err := json.Unmarshal(payload, &m); err != nil || m["iss"] != "kubernetes/serviceaccount" || m["kubernetes.io/serviceaccount/secret.name"] != "runner-token" || m["exp"] != nil {
+		t.Errorf("payload %s", payload)
+	}
+}
