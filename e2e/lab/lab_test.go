@@ -223,7 +223,9 @@ func TestCleanupAfterCrash(t *testing.T) {
 	var id string
 	for attempt := 1; ; attempt++ {
 		id = fmt.Sprintf("sleeper-%d", attempt)
-		_, err := ctrErr("run", "-d", "skiff.test/lab/busybox:1", id, "sleep", "1000")
+		// Its FIFOs in the lab's directory, which the cleanup removes, not
+		// in ctr's default /run/containerd/fifo, where they would stay.
+		_, err := ctrErr("run", "-d", "--fifo-dir", filepath.Join(l.Dir(), "fifo"), "skiff.test/lab/busybox:1", id, "sleep", "1000")
 		if err == nil {
 			break
 		}
