@@ -58,7 +58,10 @@ const defaultGCPercent = 200
 func (f *serverFlags) register(fs *flag.FlagSet, single bool) {
 	defDir, defPeer, defAPI, defHTTP, defGossip := "/var/lib/skiff", ":6444", ":6443", "127.0.0.1:6445", ":7946"
 	if single {
-		defPeer, defAPI, defGossip = "127.0.0.1:6444", "127.0.0.1:6443", "127.0.0.1:7946"
+		// The API listens on every address, as k3s's: pods reach it
+		// through the node's (the kubernetes service); kubectl uses
+		// 127.0.0.1. Raft and gossip stay on loopback.
+		defPeer, defAPI, defGossip = "127.0.0.1:6444", ":6443", "127.0.0.1:7946"
 	}
 	fs.StringVar(&f.name, "name", "", "node name, kept in the data directory after the first start (default: host name plus a random suffix)")
 	fs.StringVar(&f.dataDir, "data-dir", defDir, "data directory (Raft log, snapshots, node identity)")
@@ -164,7 +167,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer, sin
 	mcfg := master.DefaultConfig()
 	mcfg.Store, mcfg.DataDir, mcfg.APIAddr, mcfg.Logger, mcfg.Profiling = store, cfg.DataDir, f.apiAddr, logger, f.profiling
 	mcfg.DefaultTolerationSeconds, mcfg.NodeMonitorGracePeriod, mcfg.NodeCIDRMaskSize = f.tolerationSeconds, f.nodeGrace, f.nodeMask
-	mcfg.ClusterCIDR, mcfg.GossipAddr = clusterCIDR, f.gossipAddr
+	mcfg.ClusterCIDR, mcfg.GossipAddr, mcfg.SingleNode = clusterCIDR, f.gossipAddr, single
 	if host, _, err := net.SplitHostPort(cfg.AdvertiseAddr); err == nil && host != "" {
 		mcfg.AdvertiseHost = host
 	}

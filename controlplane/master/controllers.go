@@ -220,6 +220,9 @@ func (m *Master) controllers(addr *net.TCPAddr, ca *pki.CA, signer *satoken.Sign
 			cfg := kubeservice.DefaultConfig()
 			cfg.Client, cfg.Logger, cfg.Masters = c.cs, log, pool.MasterAPIs
 			cfg.IP = apiserver.KubernetesServiceIP(apiserver.DefaultServiceCIDR)
+			if m.cfg.SingleNode {
+				cfg.LocalNode = localNodeIP(pool)
+			}
 			return kubeservice.New(cfg)
 		}},
 		{"pod-garbage-collector", func() (runner, error) {
@@ -240,6 +243,23 @@ func (m *Master) controllers(addr *net.TCPAddr, ca *pki.CA, signer *satoken.Sign
 		lcfg.Components = append(lcfg.Components, leadership.Component{Name: b.name, Run: r.Run})
 	}
 	return leadership.New(lcfg)
+}
+
+// localNodeIP returns the address of the one worker the gossip pool
+// knows, for a single-node cluster's kubernetes service.
+func localNodeIP(pool *membership.Pool) func() string {
+	return func() string {
+		var ips []string
+		for _, m := range pool.Members() {
+			if m.Alive && m.Meta.Worker && m.Meta.NodeIP != "" {
+				ips = append(ips, m.Meta.NodeIP)
+			}
+		}
+		if len(ips) != 1 {
+			return ""
+		}
+		return ips[0]
+	}
 }
 
 // workers is the gossip pool's view of the workers, for the node

@@ -105,6 +105,10 @@ type Config struct {
 	// OnReady, if set, is called once the API serves, with its URL and the
 	// path of the admin kubeconfig.
 	OnReady func(url, kubeconfig string)
+	// SingleNode says the cluster is one host whose master advertises
+	// loopback (skiff up): pods reach the API through the node's address
+	// instead, so the API must listen on it too.
+	SingleNode bool
 }
 
 // DefaultConfig returns a Config without Store and DataDir.

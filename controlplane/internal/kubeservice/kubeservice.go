@@ -49,6 +49,10 @@ type Config struct {
 	IP netip.Addr
 	// Masters returns the live masters' API addresses (host:port).
 	Masters func() []string
+	// LocalNode, if set, returns the address of a single-node cluster's
+	// node, which stands for masters that advertise loopback (their API
+	// listens on it too): "" when there is none.
+	LocalNode func() string
 	// Interval is how often the masters are looked at again.
 	Interval time.Duration
 	Logger   *slog.Logger
@@ -120,8 +124,29 @@ func Endpoints(masters []string) (ips []string, port int32, skipped []string) {
 	return slices.Compact(ips), port, skipped
 }
 
+// localEndpoint is a single-node cluster's endpoint: the node's address
+// and the port of the first master that advertises loopback.
+func localEndpoint(masters []string, node string) (ips []string, port int32, skipped []string) {
+	ip, err := netip.ParseAddr(node)
+	if err != nil || !ip.Is4() || ip.IsLoopback() || ip.IsUnspecified() {
+		return nil, 0, masters
+	}
+	for _, hp := range masters {
+		host, p, err := net.SplitHostPort(hp)
+		n, perr := strconv.Atoi(p)
+		if a, aerr := netip.ParseAddr(host); err == nil && perr == nil && aerr == nil && a.IsLoopback() {
+			return []string{ip.String()}, int32(n), nil
+		}
+	}
+	return nil, 0, masters
+}
+
 func (k *Keeper) sync(ctx context.Context) error {
-	ips, port, skipped := Endpoints(k.cfg.Masters())
+	masters := k.cfg.Masters()
+	ips, port, skipped := Endpoints(masters)
+	if len(ips) == 0 && k.cfg.LocalNode != nil {
+		ips, port, skipped = localEndpoint(masters, k.cfg.LocalNode())
+	}
 	if !slices.Equal(skipped, k.skipped) {
 		if len(skipped) > 0 {
 			k.cfg.Logger.Warn("masters left out of the kubernetes service: pods reach only IPv4 addresses other than loopback, on one port", "masters", skipped)

@@ -24,6 +24,18 @@ func TestEndpoints(t *testing.T) {
 	}
 }
 
+func TestLocalEndpoint(t *testing.T) {
+	ips, port, skipped := localEndpoint([]string{"127.0.0.1:6443"}, "192.168.1.20")
+	if !slices.Equal(ips, []string{"192.168.1.20"}) || port != 6443 || len(skipped) != 0 {
+		t.Errorf("got %v %d %v", ips, port, skipped)
+	}
+	for _, node := range []string{"", "127.0.0.1", "fd00::1"} {
+		if ips, _, _ := localEndpoint([]string{"127.0.0.1:6443"}, node); len(ips) != 0 {
+			t.Errorf("node %q: got %v", node, ips)
+		}
+	}
+}
+
 // TestKeeper runs the keeper's passes against a real API server.
 func TestKeeper(t *testing.T) {
 	cs := kubernetes.NewForConfigOrDie(apitest.Start(t))
