@@ -26,6 +26,9 @@ import (
 // page, `kubectl rollout status` succeeds; then a Job runs to completion
 // (and one fails) in real containers, and a CronJob runs on its
 // schedule.
+// upNodeIP is the host's address in TestUpDemo's network namespace.
+const upNodeIP = "192.0.2.50"
+
 func TestUpDemo(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: a network namespace, containerd, CNI")
@@ -64,6 +67,19 @@ func TestUpDemo(t *testing.T) {
 	})
 	if out, err := inNS("ip", "link", "set", "lo", "up").CombinedOutput(); err != nil {
 		t.Fatalf("lo up: %v: %s", err, out)
+	}
+	// The host's address, with the default route through it: the node's
+	// InternalIP, which pods reach the API through.
+	for _, args := range [][]string{
+		{"ip", "link", "add", "host0", "type", "veth", "peer", "name", "host1"},
+		{"ip", "addr", "add", upNodeIP + "/24", "dev", "host0"},
+		{"ip", "link", "set", "host1", "up"},
+		{"ip", "link", "set", "host0", "up"},
+		{"ip", "route", "add", "default", "dev", "host0"},
+	} {
+		if out, err := inNS(args...).CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v: %s", strings.Join(args, " "), err, out)
+		}
 	}
 	dataDir, runDir := filepath.Join(dir, "data"), filepath.Join(dir, "run")
 	// A file, not a buffer: the process writes it while the test reads it.
@@ -160,6 +176,27 @@ func TestUpDemo(t *testing.T) {
 		}
 		return nil
 	})
+
+	// In-cluster access: the kubernetes service leads to the node's
+	// address, where the API listens too (busybox has no TLS client for
+	// it: a connection is the proof; TestServicesInLab makes the calls).
+	waitFor(30*time.Second, "the kubernetes service's endpoint", func() error {
+		out, err := kubectlNS("-n", "default", "get", "endpoints", "kubernetes", "-o", "jsonpath={.subsets[*].addresses[*].ip}:{.subsets[*].ports[*].port}")
+		if err != nil || out != upNodeIP+":6443" {
+			return fmt.Errorf("%q %v", out, err)
+		}
+		return nil
+	})
+	waitFor(30*time.Second, "a pod's connection to the API through 10.96.0.1:443", func() error {
+		out, err := kubectlNS("exec", "deployment/web", "--", "sh", "-c", "nc -w 3 10.96.0.1 443 </dev/null")
+		if err != nil {
+			return fmt.Errorf("%q %v", out, err)
+		}
+		return nil
+	})
+	if out, err := kubectlNS("exec", "deployment/web", "--", "cat", "/var/run/secrets/kubernetes.io/serviceaccount/namespace"); err != nil || out != "default" {
+		t.Fatalf("the pod's mounted namespace: %q %v", out, err)
+	}
 
 	// Jobs, with real containers: one that succeeds, whose output kubectl
 	// finds through the job, and one whose pod fails with no retry left.
