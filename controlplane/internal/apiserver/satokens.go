@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
@@ -157,24 +158,29 @@ var ErrTokenRevoked = errors.New("service account token no longer valid")
 // bound to exists (or was deleted less than a minute ago). Other tokens are
 // satoken.ErrInvalid or ErrTokenRevoked, with the reason.
 func (s *Server) AuthenticateServiceAccountToken(ctx context.Context, token string) (UserInfo, error) {
-	return s.authenticateServiceAccount(ctx, token, satoken.Issuer)
+	u, _, err := s.authenticateServiceAccount(ctx, token, apiAudiences)
+	return u, err
 }
 
+// apiAudiences are the audiences of tokens for the API.
+var apiAudiences = []string{satoken.Issuer}
+
 // authenticateServiceAccount is AuthenticateServiceAccountToken for a
-// token meant for audience.
-func (s *Server) authenticateServiceAccount(ctx context.Context, token, audience string) (UserInfo, error) {
+// token meant for one of audiences; it also returns those the token is
+// valid for.
+func (s *Server) authenticateServiceAccount(ctx context.Context, token string, audiences []string) (UserInfo, []string, error) {
 	if s.cfg.ServiceAccountTokens == nil {
-		return UserInfo{}, fmt.Errorf("%w: this server issues none", satoken.ErrInvalid)
+		return UserInfo{}, nil, fmt.Errorf("%w: this server issues none", satoken.ErrInvalid)
 	}
 	now := s.cfg.Now()
-	c, err := s.cfg.ServiceAccountTokens.Verify(token, audience, now)
+	c, err := s.cfg.ServiceAccountTokens.Verify(token, audiences, now)
 	if err != nil {
-		return UserInfo{}, err
+		return UserInfo{}, nil, err
 	}
 	core := s.byGV["v1"]
 	if c.Legacy {
 		if err := s.checkTokenSecret(ctx, core["secrets"], c, token); err != nil {
-			return UserInfo{}, err
+			return UserInfo{}, nil, err
 		}
 		c.Secret = nil // checked: by content, not uid
 	}
@@ -195,13 +201,13 @@ func (s *Server) authenticateServiceAccount(ctx context.Context, token, audience
 		m, err := s.currentMeta(ctx, ch.res, ch.ns, ch.ref.Name)
 		switch {
 		case apierrors.IsNotFound(err):
-			return UserInfo{}, fmt.Errorf("%w: %s %s/%s was deleted", ErrTokenRevoked, ch.res.singular, ch.ns, ch.ref.Name)
+			return UserInfo{}, nil, fmt.Errorf("%w: %s %s/%s was deleted", ErrTokenRevoked, ch.res.singular, ch.ns, ch.ref.Name)
 		case err != nil:
-			return UserInfo{}, err
+			return UserInfo{}, nil, err
 		case string(m.GetUID()) != ch.ref.UID:
-			return UserInfo{}, fmt.Errorf("%w: %s %s/%s was recreated (uid %s, the token's %s)", ErrTokenRevoked, ch.res.singular, ch.ns, ch.ref.Name, m.GetUID(), ch.ref.UID)
+			return UserInfo{}, nil, fmt.Errorf("%w: %s %s/%s was recreated (uid %s, the token's %s)", ErrTokenRevoked, ch.res.singular, ch.ns, ch.ref.Name, m.GetUID(), ch.ref.UID)
 		case m.GetDeletionTimestamp() != nil && (!ch.deletable || m.GetDeletionTimestamp().Add(boundDeletedGrace).Before(now)):
-			return UserInfo{}, fmt.Errorf("%w: %s %s/%s is being deleted", ErrTokenRevoked, ch.res.singular, ch.ns, ch.ref.Name)
+			return UserInfo{}, nil, fmt.Errorf("%w: %s %s/%s is being deleted", ErrTokenRevoked, ch.res.singular, ch.ns, ch.ref.Name)
 		}
 	}
 	u := UserInfo{Name: c.Username(), Groups: c.Groups(), UID: c.ServiceAccount.UID,
@@ -212,7 +218,7 @@ func (s *Server) authenticateServiceAccount(ctx context.Context, token, audience
 	if c.Node != nil {
 		u.Extra["authentication.kubernetes.io/node-name"] = []string{c.Node.Name}
 	}
-	return u, nil
+	return u, slices.DeleteFunc(slices.Clone(audiences), func(a string) bool { return !slices.Contains(c.Audiences, a) }), nil
 }
 
 // tokenReview decides a TokenReview (kube-rbac-proxy, metrics-server and
@@ -226,31 +232,23 @@ func tokenReview(s *Server, rq reviewRequest, obj runtime.Object) error {
 	}
 	audiences := rev.Spec.Audiences
 	if len(audiences) == 0 {
-		audiences = []string{satoken.Issuer}
+		audiences = apiAudiences
 	}
 	rev.Status = authenticationv1.TokenReviewStatus{}
 	var user UserInfo
-	var errs []error
-	for _, aud := range audiences {
-		var u UserInfo
-		var err error
-		switch {
-		case satoken.LooksLikeToken(rev.Spec.Token):
-			u, err = s.authenticateServiceAccount(rq.ctx, rev.Spec.Token, aud)
-		case s.cfg.BearerTokens == nil || aud != satoken.Issuer:
-			err = fmt.Errorf("%w: not a token for audience %q", satoken.ErrInvalid, aud)
-		default:
-			u, err = s.cfg.BearerTokens(rev.Spec.Token)
-		}
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		user = u
-		rev.Status.Audiences = append(rev.Status.Audiences, aud)
+	var err error
+	switch {
+	case satoken.LooksLikeToken(rev.Spec.Token):
+		user, rev.Status.Audiences, err = s.authenticateServiceAccount(rq.ctx, rev.Spec.Token, audiences)
+	case s.cfg.BearerTokens == nil || !slices.Contains(audiences, satoken.Issuer):
+		err = fmt.Errorf("%w: not a token for audiences %q", satoken.ErrInvalid, audiences)
+	default:
+		// Skiff's own bearer tokens are for the API only.
+		user, err = s.cfg.BearerTokens(rev.Spec.Token)
+		rev.Status.Audiences = apiAudiences
 	}
-	if len(rev.Status.Audiences) == 0 {
-		rev.Status.Error = errors.Join(errs...).Error()
+	if err != nil {
+		rev.Status.Audiences, rev.Status.Error = nil, err.Error()
 		return nil
 	}
 	rev.Status.Authenticated, rev.Status.User = true, user.authentication()

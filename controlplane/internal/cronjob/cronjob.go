@@ -118,16 +118,12 @@ type run struct {
 // Run syncs every CronJob until ctx ends; it returns nil then, once its
 // goroutines have exited.
 func (c *Controller) Run(ctx context.Context) error {
-	r := &run{cfg: c.cfg, queue: workqueue.NewTypedRateLimitingQueue(workqueue.NewTypedItemExponentialFailureRateLimiter[string](c.cfg.RetryBase, c.cfg.RetryMax)), written: expectations.NewWrites()}
+	r := &run{cfg: c.cfg, queue: workers.NewQueue(c.cfg.RetryBase, c.cfg.RetryMax), written: expectations.NewWrites()}
 	defer r.queue.ShutDown()
 	rec, stopRec := events.NewRecorder(c.cfg.Client, Component)
 	defer stopRec()
 	r.rec = rec
-	src := c.cfg.Informers
-	if src == nil {
-		src = sharedinformers.New(c.cfg.Client, 1)
-	}
-	factory, startInformers, releaseInformers := src.Join(ctx)
+	factory, startInformers, releaseInformers := sharedinformers.Join(ctx, c.cfg.Informers, c.cfg.Client)
 	defer releaseInformers()
 	crons, jobs := factory.Batch().V1().CronJobs(), factory.Batch().V1().Jobs()
 	r.crons, r.jobs = crons.Lister(), jobs.Lister()

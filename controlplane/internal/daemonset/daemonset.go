@@ -157,7 +157,7 @@ const (
 func (c *Controller) Run(ctx context.Context) error {
 	r := &run{
 		cfg:     c.cfg,
-		queue:   workqueue.NewTypedRateLimitingQueue(workqueue.NewTypedItemExponentialFailureRateLimiter[string](c.cfg.RetryBase, c.cfg.RetryMax)),
+		queue:   workers.NewQueue(c.cfg.RetryBase, c.cfg.RetryMax),
 		expect:  expectations.New(c.cfg.Now, c.cfg.ExpectationsTTL),
 		backoff: flowcontrol.NewBackOff(c.cfg.FailedPodBackoff, c.cfg.FailedPodBackoffMax),
 	}
@@ -166,11 +166,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	defer stopRec()
 	r.rec = rec
 
-	src := c.cfg.Informers
-	if src == nil {
-		src = sharedinformers.New(c.cfg.Client, 1)
-	}
-	factory, startInformers, releaseInformers := src.Join(ctx)
+	factory, startInformers, releaseInformers := sharedinformers.Join(ctx, c.cfg.Informers, c.cfg.Client)
 	defer releaseInformers()
 	sets := factory.Apps().V1().DaemonSets()
 	nodes := factory.Core().V1().Nodes()

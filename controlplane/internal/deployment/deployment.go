@@ -138,17 +138,13 @@ type run struct {
 func (c *Controller) Run(ctx context.Context) error {
 	r := &run{
 		cfg: c.cfg, logger: c.cfg.Logger,
-		queue: workqueue.NewTypedRateLimitingQueue(workqueue.NewTypedItemExponentialFailureRateLimiter[string](c.cfg.RetryBase, c.cfg.RetryMax)),
+		queue: workers.NewQueue(c.cfg.RetryBase, c.cfg.RetryMax),
 	}
 	defer r.queue.ShutDown()
 	rec, stopRec := events.NewRecorder(c.cfg.Client, Component)
 	defer stopRec()
 	r.rec = rec
-	src := c.cfg.Informers
-	if src == nil {
-		src = sharedinformers.New(c.cfg.Client, 1)
-	}
-	factory, startInformers, releaseInformers := src.Join(ctx)
+	factory, startInformers, releaseInformers := sharedinformers.Join(ctx, c.cfg.Informers, c.cfg.Client)
 	defer releaseInformers()
 	depInf := factory.Apps().V1().Deployments()
 	rsInf := factory.Apps().V1().ReplicaSets()

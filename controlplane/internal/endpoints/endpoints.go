@@ -129,13 +129,9 @@ type run struct {
 func (c *Controller) Run(ctx context.Context) error {
 	rec, stopRec := events.NewRecorder(c.cfg.Client, "endpoint-controller")
 	defer stopRec()
-	queue := workqueue.NewTypedRateLimitingQueue(workqueue.NewTypedItemExponentialFailureRateLimiter[string](c.cfg.RetryBase, c.cfg.RetryMax))
+	queue := workers.NewQueue(c.cfg.RetryBase, c.cfg.RetryMax)
 	defer queue.ShutDown()
-	src := c.cfg.Informers
-	if src == nil {
-		src = sharedinformers.New(c.cfg.Client, 1)
-	}
-	factory, startInformers, releaseInformers := src.Join(ctx)
+	factory, startInformers, releaseInformers := sharedinformers.Join(ctx, c.cfg.Informers, c.cfg.Client)
 	defer releaseInformers()
 	svcInf := factory.Core().V1().Services()
 	podInf := factory.Core().V1().Pods()

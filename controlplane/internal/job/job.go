@@ -166,7 +166,7 @@ const podKeyPrefix = "pod:"
 func (c *Controller) Run(ctx context.Context) error {
 	r := &run{
 		cfg:      c.cfg,
-		queue:    workqueue.NewTypedRateLimitingQueue(workqueue.NewTypedItemExponentialFailureRateLimiter[string](c.cfg.RetryBase, c.cfg.RetryMax)),
+		queue:    workers.NewQueue(c.cfg.RetryBase, c.cfg.RetryMax),
 		expect:   expectations.New(c.cfg.Now, c.cfg.ExpectationsTTL),
 		failures: map[string]failureRecord{}, written: expectations.NewWrites(),
 	}
@@ -175,11 +175,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	defer stopRec()
 	r.rec = rec
 
-	src := c.cfg.Informers
-	if src == nil {
-		src = sharedinformers.New(c.cfg.Client, 1)
-	}
-	factory, startInformers, releaseInformers := src.Join(ctx)
+	factory, startInformers, releaseInformers := sharedinformers.Join(ctx, c.cfg.Informers, c.cfg.Client)
 	defer releaseInformers()
 	jobs := factory.Batch().V1().Jobs()
 	pods := factory.Core().V1().Pods()

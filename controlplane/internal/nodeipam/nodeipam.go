@@ -105,11 +105,7 @@ func New(cfg Config) (*Controller, error) {
 func (c *Controller) Run(ctx context.Context) error {
 	rec, stopRec := events.NewRecorder(c.cfg.Client, "node-ipam-controller")
 	defer stopRec()
-	src := c.cfg.Informers
-	if src == nil {
-		src = sharedinformers.New(c.cfg.Client, 1)
-	}
-	factory, startInformers, releaseInformers := src.Join(ctx)
+	factory, startInformers, releaseInformers := sharedinformers.Join(ctx, c.cfg.Informers, c.cfg.Client)
 	defer releaseInformers()
 	nodes := factory.Core().V1().Nodes()
 	kick := make(chan struct{}, 1)

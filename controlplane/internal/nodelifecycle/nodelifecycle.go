@@ -154,11 +154,7 @@ type run struct {
 func (c *Controller) Run(ctx context.Context) error {
 	rec, stopRec := events.NewRecorder(c.cfg.Client, "node-controller")
 	defer stopRec()
-	src := c.cfg.Informers
-	if src == nil {
-		src = sharedinformers.New(c.cfg.Client, 1)
-	}
-	factory, startInformers, releaseInformers := src.Join(ctx)
+	factory, startInformers, releaseInformers := sharedinformers.Join(ctx, c.cfg.Informers, c.cfg.Client)
 	defer releaseInformers()
 	leases := informers.NewSharedInformerFactoryWithOptions(c.cfg.Client, 0, informers.WithNamespace(LeaseNamespace))
 	r := &run{Controller: c, rec: rec, seen: map[string]time.Time{}, beat: map[string]string{}}

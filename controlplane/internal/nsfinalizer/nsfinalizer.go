@@ -36,7 +36,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/util/workqueue"
 )
 
 // Discovery lists the namespaced resources the API serves;
@@ -105,13 +104,9 @@ func New(cfg Config) (*Controller, error) {
 
 // Run finalizes deleted namespaces until ctx ends; it returns nil then.
 func (c *Controller) Run(ctx context.Context) error {
-	queue := workqueue.NewTypedRateLimitingQueue(workqueue.NewTypedItemExponentialFailureRateLimiter[string](c.cfg.RetryBase, c.cfg.RetryMax))
+	queue := workers.NewQueue(c.cfg.RetryBase, c.cfg.RetryMax)
 	defer queue.ShutDown()
-	src := c.cfg.Informers
-	if src == nil {
-		src = sharedinformers.New(c.cfg.Client, 1)
-	}
-	factory, startInformers, releaseInformers := src.Join(ctx)
+	factory, startInformers, releaseInformers := sharedinformers.Join(ctx, c.cfg.Informers, c.cfg.Client)
 	defer releaseInformers()
 	inf := factory.Core().V1().Namespaces().Informer()
 	enqueue := func(obj any) {

@@ -136,18 +136,14 @@ type run struct {
 func (c *Controller) Run(ctx context.Context) error {
 	r := &run{
 		cfg:    c.cfg,
-		queue:  workqueue.NewTypedRateLimitingQueue(workqueue.NewTypedItemExponentialFailureRateLimiter[string](c.cfg.RetryBase, c.cfg.RetryMax)),
+		queue:  workers.NewQueue(c.cfg.RetryBase, c.cfg.RetryMax),
 		expect: newExpectations(c.cfg.Now, c.cfg.ExpectationsTTL),
 	}
 	defer r.queue.ShutDown()
 	rec, stopRec := events.NewRecorder(c.cfg.Client, Component)
 	defer stopRec()
 	r.rec = rec
-	src := c.cfg.Informers
-	if src == nil {
-		src = sharedinformers.New(c.cfg.Client, 1)
-	}
-	factory, startInformers, releaseInformers := src.Join(ctx)
+	factory, startInformers, releaseInformers := sharedinformers.Join(ctx, c.cfg.Informers, c.cfg.Client)
 	defer releaseInformers()
 	rsInf := factory.Apps().V1().ReplicaSets()
 	podInf := factory.Core().V1().Pods()

@@ -29,7 +29,6 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/util/workqueue"
 
 	"github.com/skiff-sh/skiff/controlplane/internal/sharedinformers"
 	"github.com/skiff-sh/skiff/controlplane/internal/workers"
@@ -79,13 +78,9 @@ func New(cfg Config) (*Controller, error) {
 // Run keeps every aggregated cluster role's rules until ctx ends; it
 // returns nil then.
 func (c *Controller) Run(ctx context.Context) error {
-	queue := workqueue.NewTypedRateLimitingQueue(workqueue.NewTypedItemExponentialFailureRateLimiter[string](c.cfg.RetryBase, c.cfg.RetryMax))
+	queue := workers.NewQueue(c.cfg.RetryBase, c.cfg.RetryMax)
 	defer queue.ShutDown()
-	src := c.cfg.Informers
-	if src == nil {
-		src = sharedinformers.New(c.cfg.Client, 1)
-	}
-	factory, startInformers, releaseInformers := src.Join(ctx)
+	factory, startInformers, releaseInformers := sharedinformers.Join(ctx, c.cfg.Informers, c.cfg.Client)
 	defer releaseInformers()
 	roles := factory.Rbac().V1().ClusterRoles()
 	// Any change to any cluster role may change what an aggregated one

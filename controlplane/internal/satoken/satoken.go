@@ -8,7 +8,7 @@
 //	keyPEM, _ := satoken.GenerateKey()  // once per cluster, kept in the store
 //	s, _ := satoken.NewSigner(keyPEM)
 //	tok, _ := s.Issue(claims)          // the TokenRequest API
-//	c, err := s.Verify(tok, now)       // authentication; then check the objects still exist
+//	c, err := s.Verify(tok, auds, now) // authentication; then check the objects still exist
 //
 // Verify checks the signature, the issuer, the audiences and the validity
 // window only. Whether the service account and the bound object still
@@ -226,9 +226,9 @@ func LooksLikeToken(token string) bool {
 }
 
 // Verify returns the claims of a token this Signer's key signed for
-// Issuer, with audience (one of its audiences), valid at now. Any other
-// token is ErrInvalid, with the reason.
-func (s *Signer) Verify(token, audience string, now time.Time) (Claims, error) {
+// Issuer, meant for one of audiences, valid at now. Any other token is
+// ErrInvalid, with the reason.
+func (s *Signer) Verify(token string, audiences []string, now time.Time) (Claims, error) {
 	parts := strings.Split(token, ".")
 	if len(parts) != 3 {
 		return Claims{}, fmt.Errorf("%w: not a JWT", ErrInvalid)
@@ -254,13 +254,13 @@ func (s *Signer) Verify(token, audience string, now time.Time) (Claims, error) {
 		return Claims{}, fmt.Errorf("%w: payload: %v", ErrInvalid, err)
 	}
 	if w.Issuer == LegacyIssuer {
-		return verifyLegacy(payload, audience)
+		return verifyLegacy(payload, audiences)
 	}
 	switch {
 	case w.Issuer != Issuer:
 		return Claims{}, fmt.Errorf("%w: issuer %q", ErrInvalid, w.Issuer)
-	case !slices.Contains(w.Audiences, audience):
-		return Claims{}, fmt.Errorf("%w: audiences %q do not include %q", ErrInvalid, w.Audiences, audience)
+	case !slices.ContainsFunc(audiences, func(a string) bool { return slices.Contains(w.Audiences, a) }):
+		return Claims{}, fmt.Errorf("%w: audiences %q do not include any of %q", ErrInvalid, w.Audiences, audiences)
 	case now.After(time.Unix(w.Expiry, 0).Add(leeway)):
 		return Claims{}, fmt.Errorf("%w: expired at %s", ErrInvalid, time.Unix(w.Expiry, 0).UTC().Format(time.RFC3339))
 	case now.Add(leeway).Before(time.Unix(w.NotBefore, 0)):
@@ -280,17 +280,18 @@ func (s *Signer) Verify(token, audience string, now time.Time) (Claims, error) {
 }
 
 // verifyLegacy returns the claims of a Secret's token: one for the API
-// only (it names no audience), whose subject matches its service account.
-func verifyLegacy(payload []byte, audience string) (Claims, error) {
+// only (it names no audience, its claims name Issuer), whose subject
+// matches its service account.
+func verifyLegacy(payload []byte, audiences []string) (Claims, error) {
 	var l legacyWire
 	if err := json.Unmarshal(payload, &l); err != nil {
 		return Claims{}, fmt.Errorf("%w: payload: %v", ErrInvalid, err)
 	}
 	switch {
-	case audience != Issuer:
-		return Claims{}, fmt.Errorf("%w: a service account token Secret's token is for the API, not %q", ErrInvalid, audience)
+	case !slices.Contains(audiences, Issuer):
+		return Claims{}, fmt.Errorf("%w: a service account token Secret's token is for the API, not %q", ErrInvalid, audiences)
 	case l.Namespace == "" || l.ServiceAccount == "" || l.SecretName == "" || l.Subject != UserPrefix+l.Namespace+":"+l.ServiceAccount:
 		return Claims{}, fmt.Errorf("%w: subject %q does not match its service account", ErrInvalid, l.Subject)
 	}
-	return Claims{Namespace: l.Namespace, ServiceAccount: Ref{Name: l.ServiceAccount, UID: l.UID}, Secret: &Ref{Name: l.SecretName}, Legacy: true}, nil
+	return Claims{Audiences: []string{Issuer}, Namespace: l.Namespace, ServiceAccount: Ref{Name: l.ServiceAccount, UID: l.UID}, Secret: &Ref{Name: l.SecretName}, Legacy: true}, nil
 }

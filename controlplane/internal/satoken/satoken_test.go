@@ -44,7 +44,7 @@ func TestRoundTrip(t *testing.T) {
 	if !LooksLikeToken(tok) {
 		t.Errorf("LooksLikeToken(%q) = false", tok)
 	}
-	got, err := s.Verify(tok, Issuer, now.Add(30*time.Minute))
+	got, err := s.Verify(tok, []string{Issuer}, now.Add(30*time.Minute))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +56,7 @@ func TestRoundTrip(t *testing.T) {
 		t.Errorf("got user %s %v", got.Username(), got.Groups())
 	}
 	// Another audience the token names works too.
-	if _, err := s.Verify(tok, "vault", now); err != nil {
+	if _, err := s.Verify(tok, []string{"vault"}, now); err != nil {
 		t.Errorf("audience vault: %v", err)
 	}
 
@@ -103,14 +103,14 @@ func TestVerifyRefuses(t *testing.T) {
 		{"another key", foreign, Issuer, now, "another algorithm or key"},
 		{"spliced payload", spliced, Issuer, now, "bad signature"},
 		{"not a JWT", "skf_abc", Issuer, now, "not a JWT"},
-		{"other audience", tok, "https://example.com", now, "do not include"},
+		{"other audience", tok, "https://example.com", now, "do not include any of"},
 		{"expired", tok, Issuer, now.Add(time.Hour + 2*time.Minute), "expired at 2026-11-26T13:00:00Z"},
 		{"within the leeway", tok, Issuer, now.Add(time.Hour + 30*time.Second), ""},
 		{"not yet valid", tok, Issuer, now.Add(-2 * time.Minute), "not valid before"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := s.Verify(tt.token, tt.audience, tt.at)
+			_, err := s.Verify(tt.token, []string{tt.audience}, tt.at)
 			if tt.want == "" {
 				if err != nil {
 					t.Errorf("got %v, want none", err)
@@ -139,14 +139,14 @@ func TestLegacy(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Never expires: valid a century on.
-	c, err := s.Verify(tok, Issuer, now.Add(100*365*24*time.Hour))
+	c, err := s.Verify(tok, []string{Issuer}, now.Add(100*365*24*time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !c.Legacy || c.Username() != "system:serviceaccount:ci:runner" || c.ServiceAccount.UID != "sa-uid" || c.Secret == nil || c.Secret.Name != "runner-token" {
 		t.Errorf("got %+v", c)
 	}
-	if _, err := s.Verify(tok, "vault", now); !errors.Is(err, ErrInvalid) {
+	if _, err := s.Verify(tok, []string{"vault"}, now); !errors.Is(err, ErrInvalid) {
 		t.Errorf("a Secret's token for another audience: %v", err)
 	}
 	payload, _ := base64.RawURLEncoding.DecodeString(strings.Split(tok, ".")[1])

@@ -88,16 +88,12 @@ var tokenSecrets = fields.OneTermEqualSelector("type", string(corev1.SecretTypeS
 
 // Run keeps the token Secrets until ctx ends; it returns nil then.
 func (c *Controller) Run(ctx context.Context) error {
-	queue := workqueue.NewTypedRateLimitingQueue(workqueue.NewTypedItemExponentialFailureRateLimiter[string](c.cfg.RetryBase, c.cfg.RetryMax))
+	queue := workers.NewQueue(c.cfg.RetryBase, c.cfg.RetryMax)
 	defer queue.ShutDown()
 	// Informers of its own: only the token Secrets, not every Secret.
 	factory := informers.NewSharedInformerFactoryWithOptions(c.cfg.Client, 0,
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.FieldSelector = tokenSecrets }))
-	src := c.cfg.Informers
-	if src == nil {
-		src = sharedinformers.New(c.cfg.Client, 1)
-	}
-	accountFactory, startShared, releaseShared := src.Join(ctx)
+	accountFactory, startShared, releaseShared := sharedinformers.Join(ctx, c.cfg.Informers, c.cfg.Client)
 	defer releaseShared()
 	secrets := factory.Core().V1().Secrets()
 	accounts := accountFactory.Core().V1().ServiceAccounts()

@@ -72,7 +72,7 @@ func TestTokenSecrets(t *testing.T) {
 		filled = s
 		return nil
 	})
-	claims, err := signer.Verify(string(filled.Data["token"]), satoken.Issuer, time.Now())
+	claims, err := signer.Verify(string(filled.Data["token"]), []string{satoken.Issuer}, time.Now())
 	if err != nil || !claims.Legacy || claims.Username() != "system:serviceaccount:default:ci" || claims.Secret.Name != "ci-token" || claims.ServiceAccount.UID != string(sa.UID) {
 		t.Errorf("token claims %+v, %v", claims, err)
 	}

@@ -94,3 +94,12 @@ func (p *Provider) Join(ctx context.Context) (factory informers.SharedInformerFa
 	}
 	return t.factory, start, release
 }
+
+// Join is p.Join(ctx); a nil p (a component run on its own, as in its
+// tests) gets informers of its own from client.
+func Join(ctx context.Context, p *Provider, client kubernetes.Interface) (factory informers.SharedInformerFactory, start, release func()) {
+	if p == nil {
+		p = New(client, 1)
+	}
+	return p.Join(ctx)
+}

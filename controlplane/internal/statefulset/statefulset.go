@@ -136,7 +136,7 @@ type run struct {
 func (c *Controller) Run(ctx context.Context) error {
 	r := &run{
 		cfg:    c.cfg,
-		queue:  workqueue.NewTypedRateLimitingQueue(workqueue.NewTypedItemExponentialFailureRateLimiter[string](c.cfg.RetryBase, c.cfg.RetryMax)),
+		queue:  workers.NewQueue(c.cfg.RetryBase, c.cfg.RetryMax),
 		expect: expectations.New(c.cfg.Now, c.cfg.ExpectationsTTL),
 	}
 	defer r.queue.ShutDown()
@@ -144,11 +144,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	defer stopRec()
 	r.rec = rec
 
-	src := c.cfg.Informers
-	if src == nil {
-		src = sharedinformers.New(c.cfg.Client, 1)
-	}
-	factory, startInformers, releaseInformers := src.Join(ctx)
+	factory, startInformers, releaseInformers := sharedinformers.Join(ctx, c.cfg.Informers, c.cfg.Client)
 	defer releaseInformers()
 	sets := factory.Apps().V1().StatefulSets()
 	pods := factory.Core().V1().Pods()

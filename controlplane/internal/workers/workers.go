@@ -64,3 +64,9 @@ func next[T comparable](ctx context.Context, q workqueue.TypedRateLimitingInterf
 func Once[T comparable](sync func(ctx context.Context, key T) error) Sync[T] {
 	return func(ctx context.Context, key T) (time.Duration, error) { return 0, sync(ctx, key) }
 }
+
+// NewQueue returns a controller's work queue: a failed key waits base,
+// doubling up to max, before its next try.
+func NewQueue(base, max time.Duration) workqueue.TypedRateLimitingInterface[string] {
+	return workqueue.NewTypedRateLimitingQueue(workqueue.NewTypedItemExponentialFailureRateLimiter[string](base, max))
+}
