@@ -49,7 +49,8 @@ func kubectlToken(t *testing.T, cacheDir, server, caFile, token string, args ...
 
 // TestBearerTokensAgainstEveryMaster creates a token with `skiff token
 // create` through a follower's peer address and uses it with the real
-// kubectl against every master; a bogus token gets kubectl's "You must be
+// kubectl against every master: 403 until the admin binds ClusterRole edit
+// to the token's group, then reads and writes; a bogus token gets kubectl's "You must be
 // logged in" and exit 1; after `skiff token delete` through another master,
 // every master refuses the token within a few seconds.
 func TestBearerTokensAgainstEveryMaster(t *testing.T) {
@@ -88,9 +89,25 @@ func TestBearerTokensAgainstEveryMaster(t *testing.T) {
 	}
 
 	caches := make([]string, len(ms.nodes))
+	// Authenticated, but group dev has no role yet: 403 in kube-apiserver's words.
+	forbidden := `Error from server (Forbidden): namespaces "default" is forbidden: User "e2e-jane" cannot get resource "namespaces" in API group "" at the cluster scope`
 	for i := range ms.nodes {
 		caches[i] = t.TempDir()
 		// A follower may apply the new token a moment after the write returned.
+		waitUntil(t, 10*time.Second, "the token to authenticate on "+role(i), func(context.Context) error {
+			out, err := kubectlToken(t, caches[i], servers[i], caFile, token, "get", "namespace", "default", "-o", "name")
+			if err == nil || !strings.Contains(out, forbidden) {
+				return fmt.Errorf("kubectl --token get namespace default through %s = %q, %v; want %q", role(i), out, err, forbidden)
+			}
+			return nil
+		})
+	}
+	// RBAC: the admin binds ClusterRole edit to group dev, through one master.
+	if out, err := kubectl(t, ms.adminKubeconfig(t, other), "create", "clusterrolebinding", "e2e-dev-edit", "--clusterrole=edit", "--group=dev"); err != nil {
+		t.Fatalf("kubectl create clusterrolebinding: %v\n%s", err, out)
+	}
+	for i := range ms.nodes {
+		// Each master authorizes with its own replica's bindings.
 		waitUntil(t, 10*time.Second, "the token to work on "+role(i), func(context.Context) error {
 			out, err := kubectlToken(t, caches[i], servers[i], caFile, token, "get", "namespace", "default", "-o", "name")
 			if err != nil || out != "namespace/default\n" {

@@ -74,8 +74,8 @@ func TestTokenCommands(t *testing.T) {
 	_, haveKubectl := exec.LookPath("kubectl")
 	if haveKubectl == nil {
 		waitKubectl(t, "the new token to work", func() error {
-			if out, err := kubectl(t, kcPath, "get", "namespace", "default", "-o", "name"); err != nil || out != "namespace/default\n" {
-				return fmt.Errorf("kubectl get namespace default = %q, %v", out, err)
+			if out, err := kubectl(t, kcPath, "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"); err != nil || out != "jane" {
+				return fmt.Errorf("kubectl auth whoami = %q, %v", out, err)
 			}
 			return nil
 		})

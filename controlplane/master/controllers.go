@@ -88,7 +88,7 @@ type runner interface {
 // ControllerUser, while this master leads. pool is the gossip pool the
 // node lifecycle controller learns worker deaths from.
 func (m *Master) controllers(addr *net.TCPAddr, ca *pki.CA, signer *satoken.Signer, pool *membership.Pool) (*leadership.Runner, error) {
-	cfg, err := loopbackConfig(addr, ca, ControllerUser)
+	cfg, err := loopbackConfig(addr, ca, ControllerUser, []string{AdminGroup})
 	if err != nil {
 		return nil, err
 	}

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 
@@ -210,10 +211,14 @@ func signJoin(ca *pki.CA, req bootstrap.JoinRequest) (bootstrap.JoinResponse, er
 
 // writeStatus writes a failure as the API server does: a metav1.Status.
 func writeStatus(w http.ResponseWriter, code int, reason metav1.StatusReason, msg string) {
+	writeAPIError(w, &apierrors.StatusError{ErrStatus: metav1.Status{Status: metav1.StatusFailure, Message: msg, Reason: reason, Code: int32(code)}})
+}
+
+// writeAPIError writes err's status as the JSON body of a response with its code.
+func writeAPIError(w http.ResponseWriter, err *apierrors.StatusError) {
+	st := err.ErrStatus
+	st.TypeMeta = metav1.TypeMeta{Kind: "Status", APIVersion: "v1"}
 	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(metav1.Status{
-		TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"},
-		Status:   metav1.StatusFailure, Message: msg, Reason: reason, Code: int32(code),
-	})
+	w.WriteHeader(int(st.Code))
+	_ = json.NewEncoder(w).Encode(st)
 }

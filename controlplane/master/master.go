@@ -45,6 +45,7 @@ import (
 	"github.com/skiff-sh/skiff/controlplane/bootstrap"
 	"github.com/skiff-sh/skiff/controlplane/internal/apiserver"
 	"github.com/skiff-sh/skiff/controlplane/internal/authn"
+	"github.com/skiff-sh/skiff/controlplane/internal/authz"
 	"github.com/skiff-sh/skiff/controlplane/internal/nodeipam"
 	"github.com/skiff-sh/skiff/controlplane/internal/nodelifecycle"
 	"github.com/skiff-sh/skiff/controlplane/internal/pki"
@@ -65,8 +66,9 @@ const serviceAccountKeyKey = "/skiff/pki/service-account-key"
 // when it proxies pods' log, exec, attach and port-forward to them.
 const APIServerUser = "system:skiff-apiserver"
 
-// ControllerUser is the identity the leader-only controllers (the garbage
-// collector) present to the API of their own master.
+// ControllerUser is the identity the leader-only controllers and the
+// scheduler present to the API of their own master, in AdminGroup: they
+// read and write every kind.
 const ControllerUser = "system:skiff-controller-manager"
 
 // AdminUser and AdminGroup are the identity of the admin kubeconfig.
@@ -221,6 +223,10 @@ func (m *Master) Run(ctx context.Context) error {
 		u, err := bearer.AuthenticateToken(token)
 		return apiserver.UserInfo{Name: u.Name, Groups: u.Groups}, err
 	}
+	// So do access reviews ask the authorizer, made once the API server
+	// (which serves the RBAC objects it reads) exists.
+	reviews := &authorizerRef{}
+	acfg.Authorizer = reviews
 	api, err := apiserver.New(acfg)
 	if err != nil {
 		return err
@@ -234,13 +240,25 @@ func (m *Master) Run(ctx context.Context) error {
 	if err := ensureNamespaces(ctx, reg, api); err != nil {
 		return err
 	}
+	if err := ensureRBAC(ctx, reg, api); err != nil {
+		return err
+	}
+	rbac, err := runAuthorizer(ctx, reg, api)
+	if err != nil {
+		return err
+	}
+	defer rbac.stop()
+	reviews.RBAC = rbac.RBAC
 	select {
 	case <-tokens.Synced():
 	case <-ctx.Done():
 		return fmt.Errorf("master: loading bearer tokens: %w", ctx.Err())
 	}
+	if err := rbac.waitSynced(ctx); err != nil {
+		return err
+	}
 	srv := &http.Server{
-		Handler:           authenticate(tokens.Authenticator, m.log, withMetrics(statusapi.Handler(m.cfg.Store, m.cfg.Profiling), m.cfg.Store, api), withJoin(ca, m.log, api.Handler())),
+		Handler:           authenticate(tokens.Authenticator, rbac.RBAC, m.log, withMetrics(statusapi.Handler(m.cfg.Store, m.cfg.Profiling), m.cfg.Store, api), withJoin(ca, m.log, api.Handler())),
 		TLSConfig:         tlsCfg,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(m.log.Handler(), slog.LevelDebug),
@@ -491,11 +509,10 @@ func withMetrics(status http.Handler, store *raftstore.Store, api *apiserver.Ser
 }
 
 // authenticate lets through requests that authn authenticates (a verified
-// client certificate or a valid bearer token), with the user in their
-// context; others get 401, except the paths Kubernetes serves to anyone.
-// Every authenticated user may do everything for now (authorization comes
-// later).
-func authenticate(authr *authn.Authenticator, log *slog.Logger, status, api http.Handler) http.Handler {
+// client certificate or a valid bearer token) and authorizer allows, with
+// the user in their context; others get 401 or 403, except the paths
+// Kubernetes serves to anyone.
+func authenticate(authenticator *authn.Authenticator, authorizer *authz.RBAC, log *slog.Logger, status, api http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/healthz", "/livez", "/readyz":
@@ -508,7 +525,7 @@ func authenticate(authr *authn.Authenticator, log *slog.Logger, status, api http
 			api.ServeHTTP(w, r)
 			return
 		}
-		user, err := authr.AuthenticateRequest(r)
+		user, err := authenticator.AuthenticateRequest(r)
 		if err != nil {
 			if !errors.Is(err, authn.ErrNoCredentials) {
 				// The error names a token's ID at most, never the token.
@@ -522,8 +539,7 @@ func authenticate(authr *authn.Authenticator, log *slog.Logger, status, api http
 			})
 			return
 		}
-		// kubectl --as: anyone but a joining node may act as anyone (there
-		// is no authorization yet, so it grants nothing more).
+		// kubectl --as: whoever RBAC lets impersonate (never a joining node).
 		switch as, ok, err := authn.Impersonated(r.Header); {
 		case err != nil:
 			writeStatus(w, http.StatusBadRequest, metav1.StatusReasonBadRequest, err.Error())
@@ -532,10 +548,16 @@ func authenticate(authr *authn.Authenticator, log *slog.Logger, status, api http
 			writeStatus(w, http.StatusForbidden, metav1.StatusReasonForbidden, fmt.Sprintf("user %q cannot impersonate users", user.Name))
 			return
 		case ok:
+			if !authorizeImpersonation(authorizer, w, r, user) {
+				return
+			}
 			user = as
 		}
 		if confined(user, r.URL.Path) {
 			writeStatus(w, http.StatusForbidden, metav1.StatusReasonForbidden, fmt.Sprintf("user %q may only join nodes (%s)", user.Name, bootstrap.JoinPath))
+			return
+		}
+		if r.URL.Path != bootstrap.JoinPath && !authorizeRequest(authorizer, w, r, user) {
 			return
 		}
 		r = r.WithContext(authn.WithUser(r.Context(), user))
@@ -574,9 +596,9 @@ func agentTransport(ca *pki.CA) (*http.Transport, error) {
 
 // loopbackConfig is a client configuration for this master's own API at
 // addr (the loopback address when it listens on every address), with a new
-// client certificate of the cluster CA for user.
-func loopbackConfig(addr *net.TCPAddr, ca *pki.CA, user string) (*rest.Config, error) {
-	certPEM, keyPEM, err := ca.IssueClient(user, nil, 365*24*time.Hour)
+// client certificate of the cluster CA for user in groups.
+func loopbackConfig(addr *net.TCPAddr, ca *pki.CA, user string, groups []string) (*rest.Config, error) {
+	certPEM, keyPEM, err := ca.IssueClient(user, groups, 365*24*time.Hour)
 	if err != nil {
 		return nil, err
 	}

@@ -20,11 +20,16 @@ import (
 	"testing"
 	"time"
 
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	rbaclisters "k8s.io/client-go/listers/rbac/v1"
+	"k8s.io/client-go/tools/cache"
 
 	"github.com/skiff-sh/skiff/controlplane/bootstrap"
 	"github.com/skiff-sh/skiff/controlplane/internal/apitest"
 	"github.com/skiff-sh/skiff/controlplane/internal/authn"
+	"github.com/skiff-sh/skiff/controlplane/internal/authz"
 	"github.com/skiff-sh/skiff/controlplane/internal/pki"
 	"github.com/skiff-sh/skiff/raftstore/storetest"
 )
@@ -71,7 +76,7 @@ func getWithToken(t *testing.T, c *http.Client, url, token string) (int, []byte)
 func TestBearerTokenRequests(t *testing.T) {
 	dataDir, url, store := startMasterStore(t)
 	ctx := t.Context()
-	secret, tok, err := CreateToken(ctx, store, TokenSpec{User: "jane", Groups: []string{"dev"}, TTL: time.Hour})
+	secret, tok, err := CreateToken(ctx, store, TokenSpec{User: "jane", Groups: []string{"dev", AdminGroup}, TTL: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +154,18 @@ func TestAuthenticatedUserInContext(t *testing.T) {
 		}
 		w.Write([]byte(u.Name + " " + strings.Join(u.Groups, ",")))
 	})
-	h := authenticate(a, slog.New(slog.DiscardHandler), echo, echo)
+	// dev, qa and ops may list pods, read /status and impersonate.
+	tester := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "tester"}, Rules: []rbacv1.PolicyRule{
+		{Verbs: []string{"list"}, APIGroups: []string{""}, Resources: []string{"pods"}},
+		{Verbs: []string{"impersonate"}, APIGroups: []string{""}, Resources: []string{"users", "groups", "serviceaccounts"}},
+		{Verbs: []string{"get"}, NonResourceURLs: []string{"/status"}},
+	}}
+	var subjects []rbacv1.Subject
+	for _, g := range []string{"dev", "qa", "ops", "system:serviceaccounts:ci"} {
+		subjects = append(subjects, rbacv1.Subject{Kind: rbacv1.GroupKind, Name: g})
+	}
+	h := authenticate(a, staticRBAC(t, tester, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "testers"},
+		RoleRef: rbacv1.RoleRef{Kind: "ClusterRole", Name: "tester"}, Subjects: subjects}), slog.New(slog.DiscardHandler), echo, echo)
 
 	r := httptest.NewRequest(http.MethodGet, "/api/v1/pods", nil)
 	r.Header.Set("Authorization", "Bearer "+secret)
@@ -184,6 +200,34 @@ func TestAuthenticatedUserInContext(t *testing.T) {
 			t.Errorf("%s: got %d %q, want %d %q", tt.name, w.Code, w.Body.String(), tt.wantCode, tt.wantBody)
 		}
 	}
+	// Without a role: 403, in kube-apiserver's words, for a request and for
+	// an impersonation.
+	nobody, _, err := CreateToken(t.Context(), store, TokenSpec{User: "nobody", Groups: []string{"outsiders"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	apitest.WaitFor(t, 20*time.Second, "the outsider's token to be known", func() error {
+		_, err := a.AuthenticateToken(nobody)
+		return err
+	})
+	for _, tt := range []struct {
+		name, as, want string
+	}{
+		{"request", "", `pods is forbidden: User \"nobody\" cannot list resource \"pods\" in API group \"\" at the cluster scope`},
+		{"impersonation", "joe", `users \"joe\" is forbidden: User \"nobody\" cannot impersonate resource \"users\" in API group \"\" at the cluster scope`},
+	} {
+		r := httptest.NewRequest(http.MethodGet, "/api/v1/pods", nil)
+		r.Header.Set("Authorization", "Bearer "+nobody)
+		if tt.as != "" {
+			r.Header.Set("Impersonate-User", tt.as)
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != http.StatusForbidden || !strings.Contains(w.Body.String(), tt.want) || !strings.Contains(w.Body.String(), `"reason":"Forbidden"`) {
+			t.Errorf("%s without a role: got %d %s, want 403 %s", tt.name, w.Code, w.Body.String(), tt.want)
+		}
+	}
+
 	// A joining node's bootstrap token may not act as anyone else.
 	boot, _, err := CreateToken(t.Context(), store, TokenSpec{User: bootstrap.BootstrapUserPrefix + "x", Groups: []string{bootstrap.BootstrapGroup}})
 	if err != nil {
@@ -236,7 +280,7 @@ func TestKubectlWithBearerToken(t *testing.T) {
 		t.Skip("kubectl is not on PATH")
 	}
 	dataDir, url, store := startMasterStore(t)
-	secret, _, err := CreateToken(t.Context(), store, TokenSpec{User: "jane"})
+	secret, _, err := CreateToken(t.Context(), store, TokenSpec{User: "jane", Groups: []string{AdminGroup}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -396,7 +440,7 @@ func TestServiceAccountTokenWithKubectl(t *testing.T) {
 		t.Fatalf("kubectl create token temp: %v\n%s", err, temp)
 	}
 	tempConfig := as(strings.TrimSpace(temp))
-	if out, err := kubectl(t, tempConfig, "get", "ns", "default", "-o", "name"); err != nil || out != "namespace/default\n" {
+	if out, err := kubectl(t, tempConfig, "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"); err != nil || out != "system:serviceaccount:default:temp" {
 		t.Fatalf("kubectl as temp = %q, %v", out, err)
 	}
 	if out, err := kubectl(t, kc, "-n", "default", "delete", "sa", "temp"); err != nil {
@@ -416,4 +460,34 @@ func TestServiceAccountTokenWithKubectl(t *testing.T) {
 	if err == nil || !strings.Contains(out, "error: You must be logged in to the server") {
 		t.Fatalf("kubectl with the token of a deleted service account = %q, %v; want \"You must be logged in\"", out, err)
 	}
+}
+
+// staticRBAC returns an authorizer over objs (roles and bindings of any
+// kind), without the default ones.
+func staticRBAC(t *testing.T, objs ...runtime.Object) *authz.RBAC {
+	t.Helper()
+	idx := func() cache.Indexer {
+		return cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
+	}
+	roles, clusterRoles, rbs, crbs := idx(), idx(), idx(), idx()
+	for _, o := range objs {
+		var err error
+		switch o.(type) {
+		case *rbacv1.Role:
+			err = roles.Add(o)
+		case *rbacv1.ClusterRole:
+			err = clusterRoles.Add(o)
+		case *rbacv1.RoleBinding:
+			err = rbs.Add(o)
+		case *rbacv1.ClusterRoleBinding:
+			err = crbs.Add(o)
+		default:
+			t.Fatalf("staticRBAC: %T", o)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return authz.New(rbaclisters.NewRoleLister(roles), rbaclisters.NewClusterRoleLister(clusterRoles),
+		rbaclisters.NewRoleBindingLister(rbs), rbaclisters.NewClusterRoleBindingLister(crbs))
 }

@@ -944,7 +944,9 @@ func formatAPITable(s settings, a apiSettings, etcdVer string, r *apiResults) st
 type cpuSample struct {
 	at            time.Time
 	machine, ours float64
-	ok            bool
+	// each is the CPU time of this process, then of each of procs in order.
+	each []float64
+	ok   bool
 }
 
 // clockTicks is USER_HZ, the unit of /proc's CPU times: 100 on every Linux
@@ -978,7 +980,8 @@ func sampleCPU(procs []*proc) cpuSample {
 	for _, p := range procs {
 		pids = append(pids, strconv.Itoa(p.pid()))
 	}
-	for _, pid := range pids {
+	smp.each = make([]float64, len(pids))
+	for n, pid := range pids {
 		b, err := os.ReadFile("/proc/" + pid + "/stat")
 		if err != nil {
 			return cpuSample{}
@@ -996,6 +999,7 @@ func sampleCPU(procs []*proc) cpuSample {
 				return cpuSample{}
 			}
 			smp.ours += t / clockTicks
+			smp.each[n] += t / clockTicks
 		}
 	}
 	return smp

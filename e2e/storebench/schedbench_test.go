@@ -279,12 +279,20 @@ func (a *apiCluster) schedule(ctx context.Context, b *testing.B, size schedSize)
 	case err := <-hollowErr:
 		return r, fmt.Errorf("hollow nodes: %w", err)
 	}
+	var split strings.Builder
 	if cpuAfter := sampleCPU(a.sc.ps); cpuBefore.ok && cpuAfter.ok {
 		r.cpuMS = (cpuAfter.ours - cpuBefore.ours) * 1000 / float64(size.pods)
+		for i := range cpuAfter.each {
+			who := "this process (clients, hollow nodes)"
+			if i > 0 {
+				who = a.sc.ps[i-1].name
+			}
+			fmt.Fprintf(&split, "; %s %.2f", who, (cpuAfter.each[i]-cpuBefore.each[i])*1000/float64(size.pods))
+		}
 	}
 	r.bound, r.running = time.Duration(tBound.Load()), time.Duration(tRunning.Load())
 	r.steady = float64(size.pods*9/10-size.pods/10) / time.Duration(t90.Load()-t10.Load()).Seconds()
-	b.Logf("%d pods: created in %v, all bound %v and Running %v after the first create; steady %0.f binds/s; %.2f ms CPU per pod",
-		size.pods, r.created.Round(time.Millisecond), r.bound.Round(time.Millisecond), r.running.Round(time.Millisecond), r.steady, r.cpuMS)
+	b.Logf("%d pods: created in %v, all bound %v and Running %v after the first create; steady %0.f binds/s; %.2f ms CPU per pod%s",
+		size.pods, r.created.Round(time.Millisecond), r.bound.Round(time.Millisecond), r.running.Round(time.Millisecond), r.steady, r.cpuMS, split.String())
 	return r, nil
 }

@@ -4,9 +4,9 @@ package apiserver
 // (selfsubjectreviews: `kubectl auth whoami`) and authorization.k8s.io/v1
 // (the access reviews: `kubectl auth can-i`, and the checks operators make
 // before they start). Nothing is stored; the posted review comes back
-// decided. Skiff authorizes every authenticated request, as kube-apiserver
-// with --authorization-mode=AlwaysAllow, so every access review is allowed
-// and the rules review lists everything.
+// decided by Config.Authorizer, the RBAC authorizer of every request (or,
+// without one, as kube-apiserver with --authorization-mode=AlwaysAllow:
+// everything allowed, and the rules review lists everything).
 
 import (
 	"context"
@@ -16,6 +16,7 @@ import (
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -23,8 +24,19 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
+	"github.com/skiff-sh/skiff/controlplane/internal/authz"
 	"github.com/skiff-sh/skiff/controlplane/internal/registry"
 )
+
+// Authorizer is what decides access reviews and checks writes of RBAC
+// objects for escalation: package authz's RBAC.
+type Authorizer interface {
+	Authorize(authz.Attributes) authz.Decision
+	// RulesFor returns the rules u has in namespace ns.
+	RulesFor(u authz.User, ns string) []rbacv1.PolicyRule
+	// Uncovered returns what of rules u does not hold in ns.
+	Uncovered(u authz.User, ns string, rules []rbacv1.PolicyRule) []rbacv1.PolicyRule
+}
 
 // reviewFunc decides a review in place (its status).
 type reviewFunc func(s *Server, rq reviewRequest, obj runtime.Object) error
@@ -103,7 +115,7 @@ func selfSubjectReview(_ *Server, rq reviewRequest, obj runtime.Object) error {
 	return nil
 }
 
-func selfSubjectAccessReview(_ *Server, rq reviewRequest, obj runtime.Object) error {
+func selfSubjectAccessReview(s *Server, rq reviewRequest, obj runtime.Object) error {
 	rev := obj.(*authorizationv1.SelfSubjectAccessReview)
 	if errs := validateAttributes(rev.Spec.ResourceAttributes, rev.Spec.NonResourceAttributes); len(errs) > 0 {
 		return invalidReview("SelfSubjectAccessReview", errs)
@@ -111,11 +123,28 @@ func selfSubjectAccessReview(_ *Server, rq reviewRequest, obj runtime.Object) er
 	if !rq.hasUser {
 		return errNoUser
 	}
-	rev.Status = allowed()
+	rev.Status = s.decide(authz.User{Name: rq.who.Name, Groups: rq.who.Groups}, rev.Spec.ResourceAttributes, rev.Spec.NonResourceAttributes)
 	return nil
 }
 
-func subjectAccessReview(_ *Server, _ reviewRequest, obj runtime.Object) error {
+// decide answers an access review of u: the Authorizer's decision, or
+// allowed without one.
+func (s *Server) decide(u authz.User, res *authorizationv1.ResourceAttributes, nonRes *authorizationv1.NonResourceAttributes) authorizationv1.SubjectAccessReviewStatus {
+	if s.cfg.Authorizer == nil {
+		return authorizationv1.SubjectAccessReviewStatus{Allowed: true}
+	}
+	a := authz.Attributes{User: u}
+	switch {
+	case res != nil:
+		a.ResourceRequest, a.Verb, a.APIGroup, a.Resource, a.Subresource, a.Namespace, a.Name = true, res.Verb, res.Group, res.Resource, res.Subresource, res.Namespace, res.Name
+	case nonRes != nil:
+		a.Verb, a.Path = nonRes.Verb, nonRes.Path
+	}
+	d := s.cfg.Authorizer.Authorize(a)
+	return authorizationv1.SubjectAccessReviewStatus{Allowed: d.Allowed, Reason: d.Reason}
+}
+
+func subjectAccessReview(s *Server, _ reviewRequest, obj runtime.Object) error {
 	rev := obj.(*authorizationv1.SubjectAccessReview)
 	errs := validateSubjectReview(&rev.Spec)
 	if m := rev.ObjectMeta; !emptyMeta(m, "") {
@@ -124,11 +153,11 @@ func subjectAccessReview(_ *Server, _ reviewRequest, obj runtime.Object) error {
 	if len(errs) > 0 {
 		return invalidReview("SubjectAccessReview", errs)
 	}
-	rev.Status = allowed()
+	rev.Status = s.decide(authz.User{Name: rev.Spec.User, Groups: rev.Spec.Groups}, rev.Spec.ResourceAttributes, rev.Spec.NonResourceAttributes)
 	return nil
 }
 
-func localSubjectAccessReview(_ *Server, rq reviewRequest, obj runtime.Object) error {
+func localSubjectAccessReview(s *Server, rq reviewRequest, obj runtime.Object) error {
 	ns := rq.ns
 	rev := obj.(*authorizationv1.LocalSubjectAccessReview)
 	if rev.Namespace == "" {
@@ -150,11 +179,11 @@ func localSubjectAccessReview(_ *Server, rq reviewRequest, obj runtime.Object) e
 	if a := rev.Spec.ResourceAttributes; a != nil && a.Namespace != ns {
 		return apierrors.NewBadRequest(fmt.Sprintf("spec.resourceAttributes.namespace must match namespace: %v", ns))
 	}
-	rev.Status = allowed()
+	rev.Status = s.decide(authz.User{Name: rev.Spec.User, Groups: rev.Spec.Groups}, rev.Spec.ResourceAttributes, nil)
 	return nil
 }
 
-func selfSubjectRulesReview(_ *Server, rq reviewRequest, obj runtime.Object) error {
+func selfSubjectRulesReview(s *Server, rq reviewRequest, obj runtime.Object) error {
 	rev := obj.(*authorizationv1.SelfSubjectRulesReview)
 	if !rq.hasUser {
 		return errNoUser
@@ -162,16 +191,23 @@ func selfSubjectRulesReview(_ *Server, rq reviewRequest, obj runtime.Object) err
 	if rev.Spec.Namespace == "" {
 		return apierrors.NewBadRequest("no namespace on request")
 	}
-	rev.Status = authorizationv1.SubjectRulesReviewStatus{
-		ResourceRules:    []authorizationv1.ResourceRule{{Verbs: []string{"*"}, APIGroups: []string{"*"}, Resources: []string{"*"}}},
-		NonResourceRules: []authorizationv1.NonResourceRule{{Verbs: []string{"*"}, NonResourceURLs: []string{"*"}}},
+	rules := []rbacv1.PolicyRule{
+		{Verbs: []string{"*"}, APIGroups: []string{"*"}, Resources: []string{"*"}},
+		{Verbs: []string{"*"}, NonResourceURLs: []string{"*"}},
+	}
+	if s.cfg.Authorizer != nil {
+		rules = s.cfg.Authorizer.RulesFor(authz.User{Name: rq.who.Name, Groups: rq.who.Groups}, rev.Spec.Namespace)
+	}
+	rev.Status = authorizationv1.SubjectRulesReviewStatus{ResourceRules: []authorizationv1.ResourceRule{}, NonResourceRules: []authorizationv1.NonResourceRule{}}
+	for _, r := range rules {
+		if len(r.NonResourceURLs) > 0 {
+			rev.Status.NonResourceRules = append(rev.Status.NonResourceRules, authorizationv1.NonResourceRule{Verbs: r.Verbs, NonResourceURLs: r.NonResourceURLs})
+		}
+		if len(r.Resources) > 0 {
+			rev.Status.ResourceRules = append(rev.Status.ResourceRules, authorizationv1.ResourceRule{Verbs: r.Verbs, APIGroups: r.APIGroups, Resources: r.Resources, ResourceNames: r.ResourceNames})
+		}
 	}
 	return nil
-}
-
-// allowed is every access review's answer: nothing is denied.
-func allowed() authorizationv1.SubjectAccessReviewStatus {
-	return authorizationv1.SubjectAccessReviewStatus{Allowed: true}
 }
 
 // validateAttributes: a review asks about a resource or a URL, not both.

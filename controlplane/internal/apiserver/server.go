@@ -16,6 +16,7 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -76,6 +77,11 @@ type Config struct {
 	// (package authn's); nil: only service account tokens review as
 	// authenticated.
 	BearerTokens func(token string) (UserInfo, error)
+	// Authorizer decides the access reviews (reviews.go), with the rules
+	// that authorize the requests, and checks writes of RBAC objects for
+	// escalation (rbacadmission.go); nil: every review is allowed and
+	// every write admitted, as with kube-apiserver's AlwaysAllow.
+	Authorizer Authorizer
 	// ServiceAccountAdmission mounts the service account token volume into
 	// new pods (satokenmount.go), as kube-apiserver's ServiceAccount
 	// admission plugin. It needs the root-ca-cert-publisher (kube-root-ca.crt)
@@ -195,6 +201,9 @@ func New(cfg Config) (*Server, error) {
 		case corev1.SchemeGroupVersion.WithResource("services"):
 			alloc := &serviceAllocator{cidr: cfg.ServiceCIDR.Masked(), ports: cfg.NodePorts}
 			r.reg.Reservations = alloc.reservations()
+		}
+		if r.gvr.Group == rbacv1.GroupName && cfg.Authorizer != nil {
+			r.reg.Admit = s.admitRBAC
 		}
 	}
 	var err error

@@ -11,8 +11,8 @@ import (
 const (
 	ImpersonateUserHeader  = "Impersonate-User"
 	ImpersonateGroupHeader = "Impersonate-Group"
-	impersonateUIDHeader   = "Impersonate-Uid"
-	impersonateExtraPrefix = "Impersonate-Extra-"
+	ImpersonateUIDHeader   = "Impersonate-Uid"
+	ImpersonateExtraPrefix = "Impersonate-Extra-"
 )
 
 // Groups Kubernetes gives an impersonated user by its name.
@@ -38,7 +38,7 @@ func Impersonated(h http.Header) (User, bool, error) {
 	name := h.Get(ImpersonateUserHeader)
 	groups := h.Values(ImpersonateGroupHeader)
 	if name == "" {
-		if len(groups) > 0 || h.Get(impersonateUIDHeader) != "" || hasExtra(h) {
+		if len(groups) > 0 || h.Get(ImpersonateUIDHeader) != "" || hasExtra(h) {
 			return User{}, false, ErrImpersonation
 		}
 		return User{}, false, nil
@@ -54,7 +54,7 @@ func Impersonated(h http.Header) (User, bool, error) {
 
 func hasExtra(h http.Header) bool {
 	for k := range h {
-		if strings.HasPrefix(k, impersonateExtraPrefix) {
+		if strings.HasPrefix(k, ImpersonateExtraPrefix) {
 			return true
 		}
 	}

@@ -116,6 +116,10 @@ type Resource struct {
 	// Fields returns the selectable fields beyond metadata.name and
 	// metadata.namespace, e.g. spec.nodeName for pods.
 	Fields func(obj runtime.Object) fields.Set
+	// Admit, when set, decides whether the request in ctx may write obj,
+	// valid and about to be stored: created (old nil) or replacing old.
+	// An error refuses the write (RBAC's escalation check).
+	Admit func(ctx context.Context, obj, old runtime.Object) error
 }
 
 // Config configures a Store.

@@ -112,6 +112,11 @@ func (s *Store) Create(ctx context.Context, res *Resource, ns string, obj runtim
 		if errs := s.validateCreate(res, obj, m); len(errs) > 0 {
 			return nil, apierrors.NewInvalid(res.groupKind(), m.GetName(), errs)
 		}
+		if res.Admit != nil {
+			if err := res.Admit(ctx, obj, nil); err != nil {
+				return nil, err
+			}
+		}
 		k := key(res, m.GetNamespace(), m.GetName())
 		if opts.DryRun {
 			kv, _, err := s.kv.Get(ctx, k, raftstore.ReadOptions{})
@@ -251,6 +256,9 @@ func (s *Store) GuaranteedUpdate(ctx context.Context, res *Resource, ns, name st
 			return nil, err
 		}
 		obj, err = s.prepareUpdate(res, ns, name, obj, cur, kv.ModRevision)
+		if err == nil && res.Admit != nil {
+			err = res.Admit(ctx, obj, cur)
+		}
 		if err != nil {
 			if stale {
 				continue
