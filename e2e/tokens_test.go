@@ -90,7 +90,7 @@ func TestBearerTokensAgainstEveryMaster(t *testing.T) {
 
 	caches := make([]string, len(ms.nodes))
 	// Authenticated, but group dev has no role yet: 403 in kube-apiserver's words.
-	forbidden := `Error from server (Forbidden): namespaces "default" is forbidden: User "e2e-jane" cannot get resource "namespaces" in API group "" at the cluster scope`
+	forbidden := `Error from server (Forbidden): namespaces "default" is forbidden: User "e2e-jane" cannot get resource "namespaces" in API group "" in the namespace "default"`
 	for i := range ms.nodes {
 		caches[i] = t.TempDir()
 		// A follower may apply the new token a moment after the write returned.
