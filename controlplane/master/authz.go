@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
@@ -104,10 +105,12 @@ func (a rbacAuthorizer) waitSynced(ctx context.Context) error {
 
 // authorizeRequest answers r with 403 and returns false unless u may make
 // it; join requests are the join handler's to decide.
-func authorizeRequest(a *authz.RBAC, w http.ResponseWriter, r *http.Request, u authn.User) bool {
+func authorizeRequest(a *authz.RBAC, log *slog.Logger, w http.ResponseWriter, r *http.Request, u authn.User) bool {
 	attrs := authz.RequestAttributes(r)
 	attrs.User = authz.User{Name: u.Name, Groups: u.Groups}
 	if d := a.Authorize(attrs); !d.Allowed {
+		log.Debug("request forbidden", "user", u.Name, "groups", u.Groups, "verb", attrs.Verb, "group", attrs.APIGroup, "resource", attrs.Resource,
+			"subresource", attrs.Subresource, "namespace", attrs.Namespace, "name", attrs.Name, "path", attrs.Path)
 		writeAPIError(w, authz.Forbidden(attrs, d.Reason))
 		return false
 	}

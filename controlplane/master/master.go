@@ -557,7 +557,7 @@ func authenticate(authenticator *authn.Authenticator, authorizer *authz.RBAC, lo
 			writeStatus(w, http.StatusForbidden, metav1.StatusReasonForbidden, fmt.Sprintf("user %q may only join nodes (%s)", user.Name, bootstrap.JoinPath))
 			return
 		}
-		if r.URL.Path != bootstrap.JoinPath && !authorizeRequest(authorizer, w, r, user) {
+		if r.URL.Path != bootstrap.JoinPath && !authorizeRequest(authorizer, log, w, r, user) {
 			return
 		}
 		r = r.WithContext(authn.WithUser(r.Context(), user))
