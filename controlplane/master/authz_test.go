@@ -3,9 +3,7 @@ package master
 import (
 	"errors"
 	"fmt"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -27,17 +25,7 @@ func TestRBACWithKubectl(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tokenConfig := func(user, token string) string {
-		kc, err := TokenKubeconfig(url, ca.CertPEM(), user, token)
-		if err != nil {
-			t.Fatal(err)
-		}
-		path := filepath.Join(t.TempDir(), "kubeconfig")
-		if err := os.WriteFile(path, kc, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return path
-	}
+	tokenConfig := func(user, token string) string { return tokenKubeconfigFile(t, url, ca, user, token) }
 	secret, _, err := CreateToken(t.Context(), store, TokenSpec{User: "jane", Groups: []string{"dev"}})
 	if err != nil {
 		t.Fatal(err)

@@ -362,17 +362,7 @@ func TestServiceAccountTokenWithKubectl(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A kubeconfig with the token only: a client certificate would win.
-	as := func(token string) string {
-		b, err := TokenKubeconfig(url, ca.CertPEM(), "sa", token)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := filepath.Join(t.TempDir(), "sa.kubeconfig")
-		if err := os.WriteFile(p, b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	as := func(token string) string { return tokenKubeconfigFile(t, url, ca, "sa", token) }
 	// The leader's service account controller makes default's account.
 	var token string
 	apitest.WaitFor(t, 30*time.Second, "a token of default/default", func() error {
@@ -490,4 +480,19 @@ func staticRBAC(t *testing.T, objs ...runtime.Object) *authz.RBAC {
 	}
 	return authz.New(rbaclisters.NewRoleLister(roles), rbaclisters.NewClusterRoleLister(clusterRoles),
 		rbaclisters.NewRoleBindingLister(rbs), rbaclisters.NewClusterRoleBindingLister(crbs))
+}
+
+// tokenKubeconfigFile writes a kubeconfig for server that authenticates
+// as user with the bearer token only, and returns its path.
+func tokenKubeconfigFile(t *testing.T, server string, ca *pki.CA, user, token string) string {
+	t.Helper()
+	b, err := TokenKubeconfig(server, ca.CertPEM(), user, token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), user+".kubeconfig")
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

@@ -5,7 +5,7 @@ import (
 	"strconv"
 	"strings"
 
-	"k8s.io/apimachinery/pkg/api/validation/path"
+	"k8s.io/apimachinery/pkg/api/validate/content"
 	"k8s.io/apimachinery/pkg/fields"
 )
 
@@ -110,7 +110,7 @@ func RequestAttributes(r *http.Request) Attributes {
 		// A list or watch of one object by name is about that object, as
 		// kube-apiserver decides (so resourceNames rules apply).
 		if sel, err := fields.ParseSelector(q.Get("fieldSelector")); err == nil {
-			if name, ok := sel.RequiresExactMatch("metadata.name"); ok && len(path.IsValidPathSegmentName(name)) == 0 {
+			if name, ok := sel.RequiresExactMatch("metadata.name"); ok && len(content.IsPathSegmentName(name)) == 0 {
 				a.Name = name
 			}
 		}
