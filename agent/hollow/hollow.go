@@ -177,6 +177,8 @@ type node struct {
 	uid types.UID
 	// pods gives pod IPs: the CIDR in use, and the IP of each pod.
 	pods *podIPs
+	// lease renews the node's Lease (one renewal at a time: every).
+	lease nodestatus.Lease
 }
 
 // New returns a Hollow for cfg.
@@ -188,7 +190,7 @@ func New(cfg Config) (*Hollow, error) {
 	nodeIP := cfg.NodeCIDR.Masked().Addr()
 	for i, name := range cfg.nodeNames() {
 		nodeIP = nodeIP.Next()
-		n := &node{name: name, ip: nodeIP.String(), bootID: nodestatus.StableID("boot", name)[:36]}
+		n := &node{name: name, ip: nodeIP.String(), bootID: nodestatus.StableID("boot", name)[:36], lease: nodestatus.Lease{Client: cfg.Client, Node: name}}
 		n.pods = newPodIPs(syntheticCIDR(cfg.SyntheticPodCIDR, i))
 		h.nodes = append(h.nodes, n)
 		h.index[name] = n
@@ -332,19 +334,29 @@ func (h *Hollow) nodeStatus(n *node, old corev1.NodeStatus) corev1.NodeStatus {
 	return st
 }
 
-// refreshStatus posts the node's conditions again, heartbeating now.
+// refreshStatus posts the node's conditions again, heartbeating now. As
+// the kubelet, it reads the Node from the API server's replica first
+// (resourceVersion 0, no round trip to the leader), and again with a
+// current read only when that copy was stale (a conflict).
 func (h *Hollow) refreshStatus(ctx context.Context, n *node) error {
 	nodes := h.cfg.Client.CoreV1().Nodes()
-	cur, err := nodes.Get(ctx, n.name, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		return h.register(ctx, n) // deleted under us: a kubelet registers again
+	for _, rv := range []string{"0", ""} {
+		cur, err := nodes.Get(ctx, n.name, metav1.GetOptions{ResourceVersion: rv})
+		if apierrors.IsNotFound(err) && rv == "" {
+			return h.register(ctx, n) // deleted under us: a kubelet registers again
+		}
+		if apierrors.IsNotFound(err) {
+			continue // maybe not on this replica yet
+		}
+		if err != nil {
+			return err
+		}
+		cur.Status = h.nodeStatus(n, cur.Status)
+		if _, err = nodes.UpdateStatus(ctx, cur, metav1.UpdateOptions{}); !apierrors.IsConflict(err) || rv == "" {
+			return err
+		}
 	}
-	if err != nil {
-		return err
-	}
-	cur.Status = h.nodeStatus(n, cur.Status)
-	_, err = nodes.UpdateStatus(ctx, cur, metav1.UpdateOptions{})
-	return err
+	return nil
 }
 
 // renewLease renews the node's Lease, creating it (and its namespace)
@@ -353,5 +365,5 @@ func (h *Hollow) renewLease(ctx context.Context, n *node) error {
 	n.mu.Lock()
 	uid := n.uid
 	n.mu.Unlock()
-	return nodestatus.RenewLease(ctx, h.cfg.Client, n.name, uid, h.cfg.Now())
+	return n.lease.Renew(ctx, uid, h.cfg.Now())
 }

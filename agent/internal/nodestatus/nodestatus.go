@@ -103,6 +103,7 @@ type Reporter struct {
 	cfg    Config
 	bootID string
 	uid    types.UID
+	lease  Lease
 }
 
 // New returns a Reporter for cfg.
@@ -111,7 +112,7 @@ func New(cfg Config) (*Reporter, error) {
 		return nil, err
 	}
 	boot, _ := os.ReadFile("/proc/sys/kernel/random/boot_id")
-	return &Reporter{cfg: cfg, bootID: strings.TrimSpace(string(boot))}, nil
+	return &Reporter{cfg: cfg, bootID: strings.TrimSpace(string(boot)), lease: Lease{Client: cfg.Client, Node: cfg.NodeName}}, nil
 }
 
 // Run registers the Node, then renews its Lease and status until ctx
@@ -370,40 +371,61 @@ func Conditions(old []corev1.NodeCondition, now time.Time) []corev1.NodeConditio
 // renewLease renews the node's Lease, creating it when missing. Failures
 // are logged: the next tick tries again.
 func (r *Reporter) renewLease(ctx context.Context) {
-	if err := RenewLease(ctx, r.cfg.Client, r.cfg.NodeName, r.uid, r.cfg.Now()); err != nil && ctx.Err() == nil {
+	if err := r.lease.Renew(ctx, r.uid, r.cfg.Now()); err != nil && ctx.Err() == nil {
 		r.cfg.Logger.Warn("node lease not renewed", "node", r.cfg.NodeName, "err", err)
 	}
 }
 
-// RenewLease renews node's Lease in LeaseNamespace at now, creating it
-// (owned by the Node with uid, when known) when missing, and the namespace
-// when that is missing too (the Lease is created on the next renewal).
-// Hollow nodes renew theirs with it too.
-func RenewLease(ctx context.Context, client kubernetes.Interface, node string, uid types.UID, now time.Time) error {
-	leases := client.CoordinationV1().Leases(LeaseNamespace)
+// Lease renews one node's Lease in LeaseNamespace as the kubelet's lease
+// controller does: each renewal updates the Lease the last one stored,
+// without reading it first; it reads the Lease only the first time and
+// after a failed update (a conflict: someone else wrote it). A missing
+// Lease is created, owned by the Node with the uid given when known, and
+// so is its namespace (the Lease then comes with the next renewal). Hollow
+// nodes renew theirs with it too. One goroutine at a time may use a Lease.
+type Lease struct {
+	Client kubernetes.Interface
+	Node   string
+	// latest is the Lease as the last renewal stored it; nil: read it.
+	latest *coordinationv1.Lease
+}
+
+// Renew renews the Lease at now.
+func (l *Lease) Renew(ctx context.Context, uid types.UID, now time.Time) error {
+	leases := l.Client.CoordinationV1().Leases(LeaseNamespace)
 	renew := metav1.NewMicroTime(now)
-	cur, err := leases.Get(ctx, node, metav1.GetOptions{})
+	cur, err := l.latest, error(nil)
+	if cur == nil {
+		cur, err = leases.Get(ctx, l.Node, metav1.GetOptions{})
+	}
 	if err == nil {
-		cur.Spec.RenewTime = &renew
-		cur.Spec.HolderIdentity = &node
-		_, err = leases.Update(ctx, cur, metav1.UpdateOptions{})
+		next := cur.DeepCopy()
+		next.Spec.RenewTime = &renew
+		next.Spec.HolderIdentity = &l.Node
+		l.latest, err = leases.Update(ctx, next, metav1.UpdateOptions{})
+		if err != nil {
+			l.latest = nil
+		}
 		return err
 	}
 	if !apierrors.IsNotFound(err) {
 		return err
 	}
 	dur := int32(LeaseDurationSeconds)
-	l := &coordinationv1.Lease{
-		ObjectMeta: metav1.ObjectMeta{Name: node, Namespace: LeaseNamespace},
-		Spec:       coordinationv1.LeaseSpec{HolderIdentity: &node, LeaseDurationSeconds: &dur, RenewTime: &renew},
+	lease := &coordinationv1.Lease{
+		ObjectMeta: metav1.ObjectMeta{Name: l.Node, Namespace: LeaseNamespace},
+		Spec:       coordinationv1.LeaseSpec{HolderIdentity: &l.Node, LeaseDurationSeconds: &dur, RenewTime: &renew},
 	}
 	if uid != "" {
 		// As the kubelet: the Node owns its Lease.
-		l.OwnerReferences = []metav1.OwnerReference{{APIVersion: "v1", Kind: "Node", Name: node, UID: uid}}
+		lease.OwnerReferences = []metav1.OwnerReference{{APIVersion: "v1", Kind: "Node", Name: l.Node, UID: uid}}
 	}
-	_, err = leases.Create(ctx, l, metav1.CreateOptions{})
+	l.latest, err = leases.Create(ctx, lease, metav1.CreateOptions{})
+	if err != nil {
+		l.latest = nil
+	}
 	if apierrors.IsNotFound(err) {
-		_, nerr := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: LeaseNamespace}}, metav1.CreateOptions{})
+		_, nerr := l.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: LeaseNamespace}}, metav1.CreateOptions{})
 		if nerr != nil && !apierrors.IsAlreadyExists(nerr) {
 			return errors.Join(err, nerr)
 		}

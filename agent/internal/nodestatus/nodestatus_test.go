@@ -2,14 +2,21 @@ package nodestatus
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/client-go/util/retry"
 
 	"github.com/skiff-sh/skiff/controlplane/testapi"
@@ -97,5 +104,55 @@ func TestRegisterHeartbeatAndPodCIDR(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("OnPodCIDR not called within 10s of the pod CIDR being set")
+	}
+}
+
+// TestLeaseRenewsWithoutReading: as the kubelet, a renewal updates the
+// Lease the previous one stored; it reads only the first time and after a
+// failed update.
+func TestLeaseRenewsWithoutReading(t *testing.T) {
+	cs := fake.NewClientset(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: LeaseNamespace}})
+	l := Lease{Client: cs, Node: "n1"}
+	verbs := func() []string {
+		var out []string
+		for _, a := range cs.Actions() {
+			if a.GetResource().Resource == "leases" {
+				out = append(out, a.GetVerb())
+			}
+		}
+		cs.ClearActions()
+		return out
+	}
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for i, want := range [][]string{{"get", "create"}, {"update"}, {"update"}} {
+		if err := l.Renew(t.Context(), "uid-1", now.Add(time.Duration(i)*10*time.Second)); err != nil {
+			t.Fatalf("renewal %d: %v", i, err)
+		}
+		if got := verbs(); !slices.Equal(got, want) {
+			t.Errorf("renewal %d: lease requests %v, want %v", i, got, want)
+		}
+	}
+	got, err := cs.CoordinationV1().Leases(LeaseNamespace).Get(t.Context(), "n1", metav1.GetOptions{})
+	if err != nil || !got.Spec.RenewTime.Time.Equal(now.Add(20*time.Second)) || got.OwnerReferences[0].UID != "uid-1" {
+		t.Fatalf("lease = %+v, %v; want renewed at +20s, owned by uid-1", got, err)
+	}
+	// Someone else wrote it: the update fails once, and the next renewal reads it again.
+	conflicts := 1
+	cs.PrependReactor("update", "leases", func(k8stesting.Action) (bool, runtime.Object, error) {
+		if conflicts > 0 {
+			conflicts--
+			return true, nil, apierrors.NewConflict(coordinationv1.Resource("leases"), "n1", errors.New("changed"))
+		}
+		return false, nil, nil
+	})
+	if err := l.Renew(t.Context(), "uid-1", now.Add(30*time.Second)); !apierrors.IsConflict(err) {
+		t.Fatalf("renewal after a write by someone else = %v, want a conflict", err)
+	}
+	verbs()
+	if err := l.Renew(t.Context(), "uid-1", now.Add(40*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if got := verbs(); !slices.Equal(got, []string{"get", "update"}) {
+		t.Errorf("renewal after a conflict: lease requests %v, want [get update]", got)
 	}
 }
