@@ -108,7 +108,7 @@ func (a rbacAuthorizer) waitSynced(ctx context.Context) error {
 // it; join requests are the join handler's to decide.
 func authorizeRequest(a *authz.RBAC, log *slog.Logger, w http.ResponseWriter, r *http.Request, u authn.User) bool {
 	if slices.Contains(u.Groups, authz.SuperuserGroup) {
-		return true // without reading the request: most requests are the controllers' and agents'
+		return true // without reading the request: the controllers' and the admin's are most
 	}
 	attrs := authz.RequestAttributes(r)
 	attrs.User = authz.User{Name: u.Name, Groups: u.Groups}
