@@ -7,12 +7,9 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"slices"
 	"strings"
-	"time"
 
 	rbacv1 "k8s.io/api/rbac/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
@@ -30,7 +27,7 @@ import (
 // process. stop ends them and waits.
 type rbacAuthorizer struct {
 	*authz.RBAC
-	synced func() bool
+	synced []cache.InformerSynced
 	stop   func()
 }
 
@@ -70,15 +67,11 @@ func runAuthorizer(ctx context.Context, reg *registry.Store, api *apiserver.Serv
 	}
 	a := authz.New(rbaclisters.NewRoleLister(infs[0].GetIndexer()), rbaclisters.NewClusterRoleLister(infs[1].GetIndexer()),
 		rbaclisters.NewRoleBindingLister(infs[2].GetIndexer()), rbaclisters.NewClusterRoleBindingLister(infs[3].GetIndexer()))
-	return rbacAuthorizer{RBAC: a,
-		synced: func() bool {
-			for _, inf := range infs {
-				if !inf.HasSynced() {
-					return false
-				}
-			}
-			return true
-		},
+	synced := make([]cache.InformerSynced, len(infs))
+	for i, inf := range infs {
+		synced[i] = inf.HasSynced
+	}
+	return rbacAuthorizer{RBAC: a, synced: synced,
 		stop: func() {
 			cancel()
 			for range infs {
@@ -94,12 +87,8 @@ type authorizerRef struct{ *authz.RBAC }
 
 // waitSynced waits until the authorizer has read the RBAC objects, or ctx ends.
 func (a rbacAuthorizer) waitSynced(ctx context.Context) error {
-	for !a.synced() {
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("master: loading RBAC objects: %w", ctx.Err())
-		case <-time.After(10 * time.Millisecond):
-		}
+	if !cache.WaitForCacheSync(ctx.Done(), a.synced...) {
+		return fmt.Errorf("master: loading RBAC objects: %w", ctx.Err())
 	}
 	return nil
 }
@@ -107,11 +96,12 @@ func (a rbacAuthorizer) waitSynced(ctx context.Context) error {
 // authorizeRequest answers r with 403 and returns false unless u may make
 // it; join requests are the join handler's to decide.
 func authorizeRequest(a *authz.RBAC, log *slog.Logger, w http.ResponseWriter, r *http.Request, u authn.User) bool {
-	if slices.Contains(u.Groups, authz.SuperuserGroup) {
+	who := authz.User{Name: u.Name, Groups: u.Groups}
+	if authz.Superuser(who) {
 		return true // without reading the request: the controllers' and the admin's are most
 	}
 	attrs := authz.RequestAttributes(r)
-	attrs.User = authz.User{Name: u.Name, Groups: u.Groups}
+	attrs.User = who
 	if d := a.Authorize(attrs); !d.Allowed {
 		log.Debug("request forbidden", "user", u.Name, "groups", u.Groups, "verb", attrs.Verb, "group", attrs.APIGroup, "resource", attrs.Resource,
 			"subresource", attrs.Subresource, "namespace", attrs.Namespace, "name", attrs.Name, "path", attrs.Path)
@@ -187,33 +177,4 @@ func ensureRBAC(ctx context.Context, reg *registry.Store, api *apiserver.Server)
 		}
 	}
 	return nil
-}
-
-// ensure creates the cluster-scoped def unless it exists, else updates it
-// with what reconcile makes of it, retrying until ctx ends. A master that
-// restarts with everything in place writes nothing.
-func ensure(ctx context.Context, reg *registry.Store, res *registry.Resource, def metav1.Object, reconcile func(runtime.Object) (runtime.Object, bool)) error {
-	for backoff := 50 * time.Millisecond; ; backoff = min(2*backoff, time.Second) {
-		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		cur, err := reg.Get(cctx, res, "", def.GetName(), registry.GetOptions{})
-		switch {
-		case apierrors.IsNotFound(err):
-			_, err = reg.Create(cctx, res, "", def.(runtime.Object), registry.CreateOptions{})
-		case err == nil:
-			if next, changed := reconcile(cur); changed {
-				_, err = reg.Update(cctx, res, "", def.GetName(), next, registry.UpdateOptions{})
-			}
-		}
-		cancel()
-		if err == nil || apierrors.IsAlreadyExists(err) {
-			return nil
-		}
-		if ctx.Err() != nil {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(backoff):
-		}
-	}
 }

@@ -40,6 +40,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
 
 	"github.com/skiff-sh/skiff/controlplane/bootstrap"
@@ -462,28 +463,47 @@ func ensureNamespaces(ctx context.Context, reg *registry.Store, api *apiserver.S
 		return errors.New("master: the API serves no namespaces")
 	}
 	for _, name := range []string{metav1.NamespaceDefault, metav1.NamespaceSystem, metav1.NamespacePublic, corev1.NamespaceNodeLease} {
-		for backoff := 50 * time.Millisecond; ; backoff = min(2*backoff, time.Second) {
-			// Read first: a restarting master writes nothing (a create that
-			// fails is a Raft entry too).
-			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			_, err := reg.Get(cctx, res, "", name, registry.GetOptions{})
-			if apierrors.IsNotFound(err) {
-				_, err = reg.Create(cctx, res, "", &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, registry.CreateOptions{})
-			}
-			cancel()
-			if err == nil || apierrors.IsAlreadyExists(err) {
-				break
-			}
-			if ctx.Err() != nil {
-				return fmt.Errorf("master: create namespace %s: %w", name, err)
-			}
-			select {
-			case <-ctx.Done():
-			case <-time.After(backoff):
-			}
+		if err := ensure(ctx, reg, res, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, nil); err != nil {
+			return fmt.Errorf("master: create namespace %s: %w", name, err)
 		}
 	}
 	return nil
+}
+
+// storedObject is a Kubernetes object with its metadata.
+type storedObject interface {
+	runtime.Object
+	metav1.Object
+}
+
+// ensure creates the cluster-scoped def unless it exists, else updates it
+// with what reconcile (when not nil) makes of it, retrying until ctx ends.
+// It reads first: a master that restarts with everything in place writes
+// nothing (a create that fails is a Raft entry too).
+func ensure(ctx context.Context, reg *registry.Store, res *registry.Resource, def storedObject, reconcile func(runtime.Object) (runtime.Object, bool)) error {
+	for backoff := 50 * time.Millisecond; ; backoff = min(2*backoff, time.Second) {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		cur, err := reg.Get(cctx, res, "", def.GetName(), registry.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			_, err = reg.Create(cctx, res, "", def, registry.CreateOptions{})
+		case err == nil && reconcile != nil:
+			if next, changed := reconcile(cur); changed {
+				_, err = reg.Update(cctx, res, "", def.GetName(), next, registry.UpdateOptions{})
+			}
+		}
+		cancel()
+		if err == nil || apierrors.IsAlreadyExists(err) {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff):
+		}
+	}
 }
 
 // withMetrics serves GET /metrics from the store's metrics followed by the

@@ -13,13 +13,6 @@ import (
 	"github.com/skiff-sh/skiff/controlplane/internal/registry"
 )
 
-// fullAuthority is every permission: what a ClusterRole with an
-// aggregationRule may come to grant.
-var fullAuthority = []rbacv1.PolicyRule{
-	{Verbs: []string{"*"}, APIGroups: []string{"*"}, Resources: []string{"*"}},
-	{Verbs: []string{"*"}, NonResourceURLs: []string{"*"}},
-}
-
 // admitRBAC is kube-apiserver's escalation check on writes of the RBAC
 // kinds (Registry.Admit): a Role or ClusterRole whose rules change needs
 // its writer to hold those rules, or the "escalate" verb on it (an
@@ -62,7 +55,7 @@ func (s *Server) admitRBAC(ctx context.Context, obj, old runtime.Object) error {
 		if may("escalate", "clusterroles", "", o.Name) {
 			return nil
 		}
-		if o.AggregationRule != nil && len(a.Uncovered(who, "", fullAuthority)) > 0 {
+		if o.AggregationRule != nil && len(a.Uncovered(who, "", authz.FullAuthority)) > 0 {
 			return apierrors.NewForbidden(rbacv1.Resource("clusterroles"), o.Name, errors.New("must have cluster-admin privileges to use the aggregationRule"))
 		}
 		return check("clusterroles", "", o.Name, o.Rules)

@@ -191,10 +191,7 @@ func selfSubjectRulesReview(s *Server, rq reviewRequest, obj runtime.Object) err
 	if rev.Spec.Namespace == "" {
 		return apierrors.NewBadRequest("no namespace on request")
 	}
-	rules := []rbacv1.PolicyRule{
-		{Verbs: []string{"*"}, APIGroups: []string{"*"}, Resources: []string{"*"}},
-		{Verbs: []string{"*"}, NonResourceURLs: []string{"*"}},
-	}
+	rules := authz.FullAuthority
 	if s.cfg.Authorizer != nil {
 		rules = s.cfg.Authorizer.RulesFor(authz.User{Name: rq.who.Name, Groups: rq.who.Groups}, rev.Spec.Namespace)
 	}

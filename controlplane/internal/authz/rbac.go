@@ -35,6 +35,16 @@ import (
 // the roles say (the admin kubeconfig's group).
 const SuperuserGroup = "system:masters"
 
+// FullAuthority is every permission: what a superuser holds, and what a
+// ClusterRole with an aggregationRule may come to grant.
+var FullAuthority = []rbacv1.PolicyRule{
+	{Verbs: []string{"*"}, APIGroups: []string{"*"}, Resources: []string{"*"}},
+	{Verbs: []string{"*"}, NonResourceURLs: []string{"*"}},
+}
+
+// Superuser says whether u may do everything, whatever the roles say.
+func Superuser(u User) bool { return slices.Contains(u.Groups, SuperuserGroup) }
+
 // Decision is an authorization's outcome and, when allowed, which binding
 // allowed it.
 type Decision struct {
@@ -60,7 +70,7 @@ func New(roles rbaclisters.RoleLister, clusterRoles rbaclisters.ClusterRoleListe
 // some rule of a role bound to the user must allow it, through a
 // ClusterRoleBinding anywhere or a RoleBinding in the request's namespace.
 func (r *RBAC) Authorize(a Attributes) Decision {
-	if slices.Contains(a.User.Groups, SuperuserGroup) {
+	if Superuser(a.User) {
 		return Decision{Allowed: true, Reason: "member of " + SuperuserGroup}
 	}
 	reason := ""
@@ -77,11 +87,8 @@ func (r *RBAC) Authorize(a Attributes) Decision {
 // RulesFor returns the rules the user has in namespace ns (cluster-wide
 // ones included): everything for a superuser.
 func (r *RBAC) RulesFor(u User, ns string) []rbacv1.PolicyRule {
-	if slices.Contains(u.Groups, SuperuserGroup) {
-		return []rbacv1.PolicyRule{
-			{Verbs: []string{"*"}, APIGroups: []string{"*"}, Resources: []string{"*"}},
-			{Verbs: []string{"*"}, NonResourceURLs: []string{"*"}},
-		}
+	if Superuser(u) {
+		return slices.Clone(FullAuthority)
 	}
 	var rules []rbacv1.PolicyRule
 	r.visit(u, ns, func(_ string, rule *rbacv1.PolicyRule) bool {
