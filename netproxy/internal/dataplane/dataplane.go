@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/coreos/go-iptables/iptables"
 )
 
 // ChainPrefix starts the name of every chain netproxy owns.
@@ -65,11 +67,9 @@ type Config struct {
 	// IPTablesRestore is the iptables-restore binary (a name looked up in
 	// PATH, or a path). Default "iptables-restore".
 	IPTablesRestore string
-	// IPTablesSave is the iptables-save binary matching IPTablesRestore
-	// (same backend). Default "iptables-save".
-	IPTablesSave string
-	// IPTables is the iptables binary go-iptables runs for the jump rules.
-	// Default "iptables".
+	// IPTables is the iptables binary (same backend as IPTablesRestore)
+	// go-iptables runs to list chains and for the jump rules. Default
+	// "iptables".
 	IPTables string
 	Logger   *slog.Logger
 }
@@ -79,7 +79,6 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		IPTablesRestore: "iptables-restore",
-		IPTablesSave:    "iptables-save",
 		IPTables:        "iptables",
 		Logger:          slog.Default(),
 	}
@@ -92,16 +91,13 @@ func (c *Config) Validate() error {
 	if c.IPTablesRestore == "" {
 		c.IPTablesRestore = def.IPTablesRestore
 	}
-	if c.IPTablesSave == "" {
-		c.IPTablesSave = def.IPTablesSave
-	}
 	if c.IPTables == "" {
 		c.IPTables = def.IPTables
 	}
 	if c.Logger == nil {
 		c.Logger = def.Logger
 	}
-	for _, bin := range []*string{&c.IPTablesRestore, &c.IPTablesSave, &c.IPTables} {
+	for _, bin := range []*string{&c.IPTablesRestore, &c.IPTables} {
 		p, err := exec.LookPath(*bin)
 		if err != nil {
 			return fmt.Errorf("dataplane: %w", err)
@@ -119,7 +115,8 @@ type Dataplane struct {
 	cfg Config
 	log *slog.Logger
 
-	mu sync.Mutex
+	mu  sync.Mutex
+	ipt *iptables.IPTables // made on first use, see iptables
 	// known holds, per table, the SKP- chains in the kernel after the last
 	// successful write; a missing table means "unknown: list the kernel's".
 	// It saves an iptables-save of 100,000 chains on every sync.
@@ -186,7 +183,7 @@ func (d *Dataplane) apply(ctx context.Context, nat, filter []byte, natChains, fi
 		}
 		before := d.known[t.table]
 		if before == nil {
-			have, err := d.chains(ctx, t.table)
+			have, err := d.chains(t.table)
 			if err != nil {
 				return err
 			}
@@ -343,35 +340,60 @@ func (d *Dataplane) Sync(ctx context.Context, nat, filter []byte, natChains, fil
 
 // Chains returns the SKP- chains present in table (nat or filter), sorted.
 func (d *Dataplane) Chains(table string) ([]string, error) {
-	return d.chains(context.Background(), table)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.chains(table)
 }
 
-func (d *Dataplane) chains(ctx context.Context, table string) ([]string, error) {
-	return listChains(ctx, d.cfg.IPTablesSave, table)
-}
-
-// listChains runs `iptables-save -t table` and returns its SKP- chains.
-func listChains(ctx context.Context, save, table string) ([]string, error) {
-	out, err := saveTable(ctx, save, table)
+func (d *Dataplane) chains(table string) ([]string, error) {
+	ipt, err := d.iptables()
 	if err != nil {
 		return nil, err
 	}
-	declared, _ := scanChains(out)
-	slices.Sort(declared)
-	return declared, nil
+	return listChains(ipt, table)
 }
 
-func saveTable(ctx context.Context, save, table string) ([]byte, error) {
+// iptables returns the go-iptables handle, made on first use (it runs
+// `iptables --version`).
+func (d *Dataplane) iptables() (*iptables.IPTables, error) {
+	if d.ipt == nil {
+		ipt, err := newIPTables(d.cfg.IPTables)
+		if err != nil {
+			return nil, err
+		}
+		d.ipt = ipt
+	}
+	return d.ipt, nil
+}
+
+func newIPTables(path string) (*iptables.IPTables, error) {
+	ipt, err := iptables.New(iptables.IPFamily(iptables.ProtocolIPv4), iptables.Path(path))
+	if err != nil {
+		return nil, fmt.Errorf("dataplane: %w", err)
+	}
+	return ipt, nil
+}
+
+// listChains returns the SKP- chains of table, sorted, from `iptables -t
+// table -S`, which reads that table only: iptables-save -t (nf_tables
+// backend) reads every table, 0.4 s for the filter table's few rules when
+// nat holds 120,000.
+func listChains(ipt *iptables.IPTables, table string) ([]string, error) {
 	if table != TableNAT && table != TableFilter {
 		return nil, fmt.Errorf("%w: %q", ErrBadTable, table)
 	}
-	var stdout, stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, save, "-t", table)
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		return nil, fmt.Errorf("dataplane: iptables-save -t %s: %w: %s", table, err, strings.TrimSpace(stderr.String()))
+	all, err := ipt.ListChains(table)
+	if err != nil {
+		return nil, fmt.Errorf("dataplane: listing the chains of %s: %w", table, err)
 	}
-	return stdout.Bytes(), nil
+	var ours []string
+	for _, c := range all {
+		if strings.HasPrefix(c, ChainPrefix) {
+			ours = append(ours, c)
+		}
+	}
+	slices.Sort(ours)
+	return ours, nil
 }
 
 // scanChains returns the SKP- chains a restore payload (or iptables-save

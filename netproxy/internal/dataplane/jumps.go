@@ -54,9 +54,9 @@ var jumps = []jump{
 func (d *Dataplane) EnsureJumps() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	ipt, err := iptables.New(iptables.IPFamily(iptables.ProtocolIPv4), iptables.Path(d.cfg.IPTables))
+	ipt, err := d.iptables()
 	if err != nil {
-		return fmt.Errorf("dataplane: %w", err)
+		return err
 	}
 	created := map[string]bool{}
 	for _, j := range slices.Backward(jumps) {
@@ -96,8 +96,8 @@ var builtinChains = []string{"PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTRO
 
 // Cleanup removes every SKP- chain in the nat and filter tables and every
 // rule in a built-in chain that jumps to one, with one atomic
-// iptables-restore per table (iptables-save and iptables-restore from
-// PATH, in the calling thread's network namespace). Other chains and
+// iptables-restore per table (iptables and iptables-restore from PATH, in
+// the calling thread's network namespace). Other chains and
 // rules are left; a rule in a non-built-in, non-SKP chain that jumps to an
 // SKP- chain makes it fail for that table. Calling it again is a no-op. A
 // Dataplane used before Cleanup must not be used after it.
@@ -106,33 +106,48 @@ func Cleanup() error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
+	ipt, err := newIPTables(cfg.IPTables)
+	if err != nil {
+		return err
+	}
 	ctx := context.Background()
 	var errs []error
 	for _, table := range []string{TableNAT, TableFilter} {
-		if err := cleanupTable(ctx, cfg.IPTablesSave, cfg.IPTablesRestore, table); err != nil {
+		if err := cleanupTable(ctx, ipt, cfg.IPTablesRestore, table); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
 }
 
-func cleanupTable(ctx context.Context, save, restoreBin, table string) error {
-	out, err := saveTable(ctx, save, table)
+func cleanupTable(ctx context.Context, ipt *iptables.IPTables, restoreBin, table string) error {
+	all, err := ipt.ListChains(table)
 	if err != nil {
-		return err
+		return fmt.Errorf("cleanup: listing the chains of %s: %w", table, err)
 	}
-	chains, _ := scanChains(out)
-	var rules []string
-	for line := range strings.Lines(string(out)) {
-		line = strings.TrimRight(line, "\n")
-		f := strings.Fields(line)
-		if len(f) < 2 || f[0] != "-A" || !slices.Contains(builtinChains, f[1]) {
+	var chains, rules []string
+	for _, c := range all {
+		if strings.HasPrefix(c, ChainPrefix) {
+			chains = append(chains, c)
+		}
+		if !slices.Contains(builtinChains, c) {
 			continue
 		}
-		for i := 2; i+1 < len(f); i++ {
-			if (f[i] == "-j" || f[i] == "-g") && strings.HasPrefix(f[i+1], ChainPrefix) {
-				rules = append(rules, line)
-				break
+		// The built-in chain alone: cheap even when the table is large.
+		lines, err := ipt.List(table, c)
+		if err != nil {
+			return fmt.Errorf("cleanup: listing %s/%s: %w", table, c, err)
+		}
+		for _, line := range lines {
+			f := strings.Fields(line)
+			if len(f) < 2 || f[0] != "-A" {
+				continue
+			}
+			for i := 2; i+1 < len(f); i++ {
+				if (f[i] == "-j" || f[i] == "-g") && strings.HasPrefix(f[i+1], ChainPrefix) {
+					rules = append(rules, line)
+					break
+				}
 			}
 		}
 	}
