@@ -19,8 +19,8 @@ import (
 // the object. So two objects never hold the same thing, whichever masters
 // their writes arrive at, and nothing leaks when a write fails.
 type Reservations struct {
-	// Prefixes are where the keys lie; the registry reads them (a
-	// linearizable read) to tell Assign what is held.
+	// Prefixes are where the keys lie; the registry reads the keys
+	// Assign asks about to tell it what is held.
 	Prefixes []string
 	// Assign fills in what obj leaves to the server (an unset cluster IP
 	// or node port), choosing keys held reports free, and checks what obj
@@ -37,41 +37,47 @@ type Reservations struct {
 // is only reached under unbounded contention for an almost full range.
 const reserveAttempts = 200
 
-// heldKeys reads the keys held now under the prefixes of r, except those
-// of own (the stored object's, on update).
-func (s *Store) heldKeys(ctx context.Context, res *Resource, own runtime.Object) (func(string) bool, error) {
-	held := map[string]bool{}
-	for _, p := range res.Reservations.Prefixes {
-		after := ""
-		for {
-			lr, err := s.kv.List(ctx, p, raftstore.ListOptions{Limit: 10000, After: after})
-			if err != nil {
-				return nil, storeError(res, "", expiredList, err)
-			}
-			for _, kv := range lr.KVs {
-				held[kv.Key] = true
-				after = kv.Key
-			}
-			if !lr.More {
-				break
-			}
-		}
-	}
+// heldKeys returns held, which tells whether a key is held now by an
+// object other than own (the stored object, on update), and failed, the
+// first read error held met (held counts a key it could not read as held).
+// held reads the key itself: the first call a linearizable read, the
+// others the local replica, which is at least as recent. Assign looks at one key
+// or a few (it picks at random in a mostly free range), so a write costs a
+// read or a few, not a list of every key held: that list made creating the
+// 10,000th service cost 10,000 keys.
+func (s *Store) heldKeys(ctx context.Context, res *Resource, own runtime.Object) (held func(string) bool, failed func() error) {
+	var mine []string
 	if own != nil {
-		for _, k := range res.Reservations.Keys(own) {
-			delete(held, k)
-		}
+		mine = res.Reservations.Keys(own)
 	}
-	return func(k string) bool { return held[k] }, nil
+	var err error
+	linearized := false
+	held = func(k string) bool {
+		if err != nil {
+			return true
+		}
+		if slices.Contains(mine, k) {
+			return false
+		}
+		kv, _, e := s.kv.Get(ctx, k, raftstore.ReadOptions{Stale: linearized})
+		if e != nil {
+			err = storeError(res, "", expiredList, e)
+			return true
+		}
+		linearized = true
+		return kv != nil
+	}
+	return held, func() error { return err }
 }
 
 // assign runs the resource's Assign on obj with what is held now.
 func (s *Store) assign(ctx context.Context, res *Resource, obj, old runtime.Object) error {
-	held, err := s.heldKeys(ctx, res, old)
-	if err != nil {
-		return err
+	held, failed := s.heldKeys(ctx, res, old)
+	err := res.Reservations.Assign(obj, old, held)
+	if ferr := failed(); ferr != nil {
+		return ferr
 	}
-	return res.Reservations.Assign(obj, old, held)
+	return err
 }
 
 // errReservationTaken says another write took a chosen key first: assign again.
