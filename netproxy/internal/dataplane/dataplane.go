@@ -119,7 +119,7 @@ type Dataplane struct {
 	ipt *iptables.IPTables // made on first use, see iptables
 	// known holds, per table, the SKP- chains in the kernel after the last
 	// successful write; a missing table means "unknown: list the kernel's".
-	// It saves an iptables-save of 100,000 chains on every sync.
+	// It saves listing 100,000 chains on every sync.
 	known map[string]map[string]bool
 	// last holds, per table, the rule set the kernel holds after the last
 	// Apply or Sync (raw payload, parsed lazily), for Sync's diff; a
