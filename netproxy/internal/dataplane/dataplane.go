@@ -157,7 +157,7 @@ var jumpTargets = map[string][]string{
 // filterChains (which must list every chain the payload declares) are
 // flushed and deleted by a second restore per table; the chains the
 // built-in chains jump to are kept. Non-SKP chains and rules are never
-// touched. The first call lists the kernel's chains (iptables-save);
+// touched. The first call lists the kernel's chains (iptables -S);
 // later ones remember what they wrote. Apply keeps a reference to the
 // payloads (for Sync): the caller must not modify them afterwards.
 func (d *Dataplane) Apply(ctx context.Context, nat, filter []byte, natChains, filterChains []string) error {
