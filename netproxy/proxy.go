@@ -281,11 +281,11 @@ func (p *Proxy) sync(ctx context.Context, svcs []*corev1.Service, slices []*disc
 	start := time.Now()
 	res := p.rules.Compute(in)
 	computed := time.Since(start)
-	apply := p.dp.Sync
+	apply := p.dp.SyncTable
 	if full {
-		apply = p.dp.Apply
+		apply = p.dp.ApplyTable
 	}
-	if err := apply(ctx, res.NAT, res.Filter, res.NATChains, res.FilterChains); err != nil {
+	if err := apply(ctx, res.NAT, dataplane.Table(res.NATTable), res.Filter, res.NATChains, res.FilterChains); err != nil {
 		return err
 	}
 	udp := udpTargets(svcs, slices)

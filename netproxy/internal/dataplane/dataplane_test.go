@@ -564,8 +564,8 @@ func TestDeletionPayload(t *testing.T) {
 // a series of rule sets, and that it writes nothing when nothing changed.
 func TestSync(t *testing.T) {
 	requireRoot(t)
-	synced, applied := newNS(t), newNS(t)
-	ds, da := newDataplane(t), newDataplane(t)
+	synced, applied, tabled := newNS(t), newNS(t), newNS(t)
+	ds, da, dt := newDataplane(t), newDataplane(t), newDataplane(t)
 	all := testServices()
 	moved := slices.Clone(all)
 	moved[0].eps = []netip.AddrPort{netip.MustParseAddrPort("172.31.2.2:8080"), netip.MustParseAddrPort("172.31.2.9:8080")}
@@ -586,12 +586,29 @@ func TestSync(t *testing.T) {
 		nat, filter := rs.payloads()
 		synced.must(t, func() error { return ds.Sync(context.Background(), nat, filter, rs.natChains, rs.filterChains) })
 		apply(t, applied, da, rs)
+		// SyncTable, given the nat payload by chain (ApplyTable first).
+		p, err := parseTable(nat)
+		if err != nil {
+			t.Fatal(err)
+		}
+		table := Table{Chains: p.order, Rules: p.rules}
+		tabled.must(t, func() error {
+			if i == 0 {
+				return dt.ApplyTable(context.Background(), nat, table, filter, rs.natChains, rs.filterChains)
+			}
+			return dt.SyncTable(context.Background(), nat, table, filter, rs.natChains, rs.filterChains)
+		})
 		if i == 0 {
 			synced.must(t, ds.EnsureJumps)
 			applied.must(t, da.EnsureJumps)
+			tabled.must(t, dt.EnsureJumps)
 		}
-		if got, want := saveAll(t, synced), saveAll(t, applied); got != want {
+		want := saveAll(t, applied)
+		if got := saveAll(t, synced); got != want {
 			t.Fatalf("%s: after Sync:\n%s\nafter Apply:\n%s", st.name, got, want)
+		}
+		if got := saveAll(t, tabled); got != want {
+			t.Fatalf("%s: after SyncTable:\n%s\nafter Apply:\n%s", st.name, got, want)
 		}
 	}
 	// A rule someone slipped into a chain survives a Sync that changes
@@ -606,5 +623,27 @@ func TestSync(t *testing.T) {
 	apply(t, synced, ds, rs)
 	if got, want := saveAll(t, synced), saveAll(t, applied); got != want {
 		t.Errorf("Apply did not repair the drift:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+// A table that does not match its declarations is refused before
+// anything is written.
+func TestSyncTableRejectsBadTables(t *testing.T) {
+	d := newDataplane(t)
+	nat := []byte("*nat\n:SKP-A - [0:0]\n-A SKP-A -j RETURN\nCOMMIT\n")
+	for name, table := range map[string]Table{
+		"rules of an undeclared chain": {Chains: []string{"SKP-A"}, Rules: map[string][][]byte{"SKP-A": nil, "SKP-B": nil}},
+		"a declared chain missing":     {Chains: []string{"SKP-A", "SKP-B"}, Rules: map[string][][]byte{"SKP-A": nil}},
+		"not a Skiff chain":            {Chains: []string{"FOO"}, Rules: map[string][][]byte{"FOO": nil}},
+		"a chain declared twice":       {Chains: []string{"SKP-A", "SKP-A"}, Rules: map[string][][]byte{"SKP-A": nil}},
+	} {
+		for op, f := range map[string]func() error{
+			"SyncTable":  func() error { return d.SyncTable(context.Background(), nat, table, nil, table.Chains, nil) },
+			"ApplyTable": func() error { return d.ApplyTable(context.Background(), nat, table, nil, table.Chains, nil) },
+		} {
+			if err := f(); !errors.Is(err, ErrBadPayload) {
+				t.Errorf("%s, %s: %v, want ErrBadPayload", op, name, err)
+			}
+		}
 	}
 }

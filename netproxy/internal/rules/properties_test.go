@@ -99,6 +99,33 @@ var builtinTargets = map[string]bool{"RETURN": true, "MARK": true, "MASQUERADE":
 
 var fixedChains = map[string]bool{ServicesChain: true, NodePortsChain: true, PostroutingChain: true, HairpinChain: true, ExternalChain: true, ForwardChain: true}
 
+// checkNATTable checks that res.NATTable is res.NAT grouped by chain:
+// every declared chain, in order, with its rules in payload order.
+func checkNATTable(t *testing.T, res Result) {
+	t.Helper()
+	p := parsePayload(t, res.NAT)
+	want := map[string][]string{}
+	for _, c := range p.declared {
+		want[c] = nil
+	}
+	for _, r := range p.rules {
+		want[r.chain] = append(want[r.chain], r.text)
+	}
+	got := map[string][]string{}
+	for c, lines := range res.NATTable.Rules {
+		got[c] = nil
+		for _, l := range lines {
+			got[c] = append(got[c], string(l))
+		}
+	}
+	if !slices.Equal(res.NATTable.Chains, p.declared) {
+		t.Errorf("NATTable.Chains %v, the payload declares %v", res.NATTable.Chains, p.declared)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("NATTable.Rules differ from the payload's rules by chain:\n got %v\nwant %v", got, want)
+	}
+}
+
 // checkInvariants checks what must hold for any input: every chain a rule
 // jumps to or appends to is declared; every declared chain is in the
 // result's list and vice versa; names are SKP- and at most 28 chars; no
@@ -107,6 +134,7 @@ var fixedChains = map[string]bool{ServicesChain: true, NodePortsChain: true, Pos
 // belongs to one endpoint.
 func checkInvariants(t *testing.T, res Result) {
 	t.Helper()
+	checkNATTable(t, res)
 	for _, tc := range []struct {
 		table  string
 		data   []byte

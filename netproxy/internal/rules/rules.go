@@ -162,10 +162,37 @@ type Result struct {
 	// in declaration order (fixed chains first). Any other SKP- chain in
 	// the table is stale.
 	NATChains, FilterChains []string
+	// NATTable is NAT grouped by chain, as a caller that compares rule
+	// sets chain by chain reads it; see Table.
+	NATTable Table
 	// Services counts the service ports that got rules (including REJECT
 	// and DROP rules); Endpoints counts the endpoints that get traffic
 	// (each distinct endpoint of a service port once).
 	Services, Endpoints int
+}
+
+// Table is a payload grouped by chain: the chains it declares, in order,
+// and each declared chain's "-A" lines, in payload order, without their
+// newline (every declared chain has an entry, nil without rules). The lines are sub-slices of
+// the payload's pieces: a service whose rules Cache.Compute reused has
+// the very same line slices (same backing arrays) in both results, so
+// comparing two tables line by line costs little for what did not change.
+type Table struct {
+	Chains []string
+	Rules  map[string][][]byte
+}
+
+// add appends the "-A" lines of payload piece b to t.Rules.
+func (t *Table) add(b []byte) {
+	for len(b) > 0 {
+		var l []byte
+		l, b, _ = bytes.Cut(b, []byte("\n"))
+		if !bytes.HasPrefix(l, []byte("-A ")) {
+			continue
+		}
+		chain, _, _ := bytes.Cut(l[3:], []byte(" "))
+		t.Rules[string(chain)] = append(t.Rules[string(chain)], l)
+	}
 }
 
 // fixedNATChains are declared first in every nat payload.
@@ -247,9 +274,38 @@ type portRules struct {
 	// and its dispatch rules (empty without endpoints).
 	filterServices, filterExternal, nat []byte
 	chains                              []string // the nat chains it declares
-	shards                              []byte   // the SKP-DST shards it uses
-	dnat                                []netip.Addr
-	endpoints                           int // distinct endpoints used
+	// lines are nat's "-A" lines by chain, in order (Table's pieces).
+	lines     []chainLines
+	shards    []byte // the SKP-DST shards it uses
+	dnat      []netip.Addr
+	endpoints int // distinct endpoints used
+}
+
+// chainLines are the "-A" lines of one chain in a piece of payload.
+type chainLines struct {
+	chain string
+	lines [][]byte
+}
+
+// groupLines groups the "-A" lines of payload piece b by chain, chains
+// in order of first appearance.
+func groupLines(b []byte) []chainLines {
+	var out []chainLines
+	for len(b) > 0 {
+		var l []byte
+		l, b, _ = bytes.Cut(b, []byte("\n"))
+		if !bytes.HasPrefix(l, []byte("-A ")) {
+			continue
+		}
+		chain, _, _ := bytes.Cut(l[3:], []byte(" "))
+		i := slices.IndexFunc(out, func(c chainLines) bool { return c.chain == string(chain) })
+		if i < 0 {
+			out = append(out, chainLines{chain: string(chain)})
+			i = len(out) - 1
+		}
+		out[i].lines = append(out[i].lines, l)
+	}
+	return out
 }
 
 // Compute is the package's Compute, reusing the renderings of unchanged
@@ -288,11 +344,13 @@ func (g *gen) render(svc *corev1.Service) []*portRules {
 		if g.filterRules(sp) {
 			g.natRules(sp)
 		}
-		out = append(out, &portRules{
+		p := &portRules{
 			hash: sp.hash, filterServices: bytes.Clone(g.filterServices.Bytes()), filterExternal: bytes.Clone(g.filterExternal.Bytes()),
 			nat: bytes.Clone(g.svcRules.Bytes()), chains: slices.Clone(g.natChains), shards: slices.Clone(g.shards),
 			dnat: slices.Clone(g.dnat), endpoints: g.endpoints,
-		})
+		}
+		p.lines = groupLines(p.nat)
+		out = append(out, p)
 	}
 	return out
 }
@@ -900,6 +958,7 @@ func (g *gen) finish(ports []*portRules) Result {
 	// Hairpin: a DNATed packet going back to its sender, a pod of this
 	// node, is masqueraded, or the pod would get its own reply from
 	// itself rather than from the service.
+	fixedStart := nat.Len()
 	line(&nat, "-A", PostroutingChain, "-m", "conntrack", "--ctstate", "DNAT", "-j", HairpinChain)
 	line(&nat, "-A", PostroutingChain, "-m", "mark", "!", "--mark", MasqMark, "-j", "RETURN")
 	// Clear the mark so a packet re-entering the stack (e.g. over a
@@ -919,16 +978,38 @@ func (g *gen) finish(ports []*portRules) Result {
 		// -d 0.0.0.B/0.0.0.255: the destination's last byte is B.
 		line(&nat, "-A", ServicesChain, "-d", "0.0.0."+strconv.Itoa(int(b))+"/0.0.0.255", "-j", shardName(b))
 	}
+	fixedEnd := nat.Len()
 	for _, p := range natOrder {
 		nat.Write(p.nat)
 	}
+	tailStart := nat.Len()
 	// The NodePorts dispatch must be the last rule of SKP-SERVICES: a VIP
 	// that happens to be a local address still goes to its service.
 	for _, dst := range g.nodeDsts {
 		args := append(append([]string{"-A", ServicesChain}, dst.addr...), dst.match...)
 		line(&nat, append(args, "-m", "comment", "--comment", quote("skiff service nodeports; must be the last rule in this chain"), "-j", NodePortsChain)...)
 	}
+	tailEnd := nat.Len()
 	nat.WriteString("COMMIT\n")
+
+	// The same lines by chain: the fixed ones read from the payload, the
+	// services' from their renderings (shared with the last call's).
+	all := nat.Bytes()
+	res.NATTable = Table{Chains: res.NATChains, Rules: make(map[string][][]byte, len(res.NATChains))}
+	for _, c := range res.NATChains {
+		res.NATTable.Rules[c] = nil
+	}
+	res.NATTable.add(all[fixedStart:fixedEnd])
+	for _, p := range natOrder {
+		for _, cl := range p.lines {
+			if cur := res.NATTable.Rules[cl.chain]; cur != nil {
+				res.NATTable.Rules[cl.chain] = append(cur, cl.lines...)
+			} else {
+				res.NATTable.Rules[cl.chain] = cl.lines[:len(cl.lines):len(cl.lines)]
+			}
+		}
+	}
+	res.NATTable.add(all[tailStart:tailEnd])
 
 	res.FilterChains = []string{ServicesChain, ExternalChain, ForwardChain}
 	var filter bytes.Buffer
