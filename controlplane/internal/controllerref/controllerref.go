@@ -69,6 +69,16 @@ func controllerUID(obj any) ([]string, error) {
 
 func orphanKey(ns string) string { return "orphan/" + ns }
 
+// Of returns obj's controller reference when it names a controller of
+// kind (kind and API version), else nil.
+func Of(obj metav1.Object, kind schema.GroupVersionKind) *metav1.OwnerReference {
+	ref := metav1.GetControllerOfNoCopy(obj)
+	if ref == nil || ref.Kind != kind.Kind || ref.APIVersion != kind.GroupVersion().String() {
+		return nil
+	}
+	return ref
+}
+
 // Claim returns the pods owner controls: those it owns that selector and
 // member still match, or that are being deleted. It lets go of the other
 // pods it owns (labels changed so that the selector misses them), and

@@ -110,3 +110,27 @@ func TestClaimBadSelector(t *testing.T) {
 		t.Errorf("got error %q, want prefix %q", err, want)
 	}
 }
+
+func TestOf(t *testing.T) {
+	kind := appsv1.SchemeGroupVersion.WithKind("DaemonSet")
+	yes, no := true, false
+	ref := func(apiVersion, k string, controller *bool) []metav1.OwnerReference {
+		return []metav1.OwnerReference{{APIVersion: apiVersion, Kind: k, Name: "owner", UID: "u", Controller: controller}}
+	}
+	for name, tc := range map[string]struct {
+		refs []metav1.OwnerReference
+		want bool
+	}{
+		"the kind's controller":      {ref("apps/v1", "DaemonSet", &yes), true},
+		"no owner":                   {nil, false},
+		"an owner, not a controller": {ref("apps/v1", "DaemonSet", &no), false},
+		"another kind":               {ref("apps/v1", "StatefulSet", &yes), false},
+		"another API version":        {ref("extensions/v1beta1", "DaemonSet", &yes), false},
+	} {
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{OwnerReferences: tc.refs}}
+		got := Of(pod, kind)
+		if (got != nil) != tc.want || got != nil && got.Name != "owner" {
+			t.Errorf("%s: Of = %v, want found %v", name, got, tc.want)
+		}
+	}
+}

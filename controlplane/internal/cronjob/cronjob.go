@@ -40,6 +40,7 @@ import (
 
 	"github.com/robfig/cron/v3"
 
+	"github.com/skiff-sh/skiff/controlplane/internal/controllerref"
 	"github.com/skiff-sh/skiff/controlplane/internal/events"
 	"github.com/skiff-sh/skiff/controlplane/internal/expectations"
 	"github.com/skiff-sh/skiff/controlplane/internal/sharedinformers"
@@ -138,11 +139,8 @@ func (c *Controller) Run(ctx context.Context) error {
 		return err
 	}
 	jobEvent := func(obj any) {
-		if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-			obj = tomb.Obj
-		}
-		if j, ok := obj.(*batchv1.Job); ok {
-			if ref := metav1.GetControllerOfNoCopy(j); ref != nil && ref.Kind == kind.Kind && ref.APIVersion == kind.GroupVersion().String() {
+		if j, ok := sharedinformers.As[*batchv1.Job](obj); ok {
+			if ref := controllerref.Of(j, kind); ref != nil {
 				r.queue.Add(j.Namespace + "/" + ref.Name)
 			}
 		}

@@ -225,11 +225,8 @@ func (c *Controller) Run(ctx context.Context) error {
 	}
 	if _, err := revisions.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		DeleteFunc: func(obj any) {
-			if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-				obj = tomb.Obj
-			}
-			if rev, ok := obj.(*appsv1.ControllerRevision); ok {
-				if ref := metav1.GetControllerOfNoCopy(rev); ref != nil && ref.Kind == kind.Kind {
+			if rev, ok := sharedinformers.As[*appsv1.ControllerRevision](obj); ok {
+				if ref := controllerref.Of(rev, kind); ref != nil {
 					r.queue.Add(rev.Namespace + "/" + ref.Name)
 				}
 			}
@@ -282,10 +279,7 @@ func (r *run) enqueueSelecting(pod *corev1.Pod) {
 
 // podEvent queues the set controlling a pod and meets expectations.
 func (r *run) podEvent(obj any, what int) {
-	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		obj = tomb.Obj
-	}
-	pod, ok := obj.(*corev1.Pod)
+	pod, ok := sharedinformers.As[*corev1.Pod](obj)
 	if !ok {
 		return
 	}

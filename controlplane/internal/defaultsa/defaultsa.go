@@ -89,10 +89,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	}
 	if _, err := accounts.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		DeleteFunc: func(obj any) {
-			if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-				obj = tomb.Obj
-			}
-			if sa, ok := obj.(*corev1.ServiceAccount); ok && sa.Name == Name {
+			if sa, ok := sharedinformers.As[*corev1.ServiceAccount](obj); ok && sa.Name == Name {
 				queue.Add(sa.Namespace)
 			}
 		},

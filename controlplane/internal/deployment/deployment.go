@@ -213,10 +213,7 @@ func (r *run) enqueueSelecting(rs *appsv1.ReplicaSet) {
 }
 
 func (r *run) rsChanged(obj any) {
-	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		obj = tomb.Obj
-	}
-	rs, ok := obj.(*appsv1.ReplicaSet)
+	rs, ok := sharedinformers.As[*appsv1.ReplicaSet](obj)
 	if !ok {
 		return
 	}
@@ -250,10 +247,7 @@ func (r *run) rsUpdated(oldObj, obj any) {
 
 // podDeleted wakes a Recreate Deployment whose last old pod went.
 func (r *run) podDeleted(obj any) {
-	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		obj = tomb.Obj
-	}
-	pod, ok := obj.(*corev1.Pod)
+	pod, ok := sharedinformers.As[*corev1.Pod](obj)
 	if !ok {
 		return
 	}

@@ -142,10 +142,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		return err
 	}
 	podEvent := func(obj any) {
-		if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-			obj = tomb.Obj
-		}
-		if p, ok := obj.(*corev1.Pod); ok {
+		if p, ok := sharedinformers.As[*corev1.Pod](obj); ok {
 			r.enqueueSelecting(p.Namespace, labels.Set(p.Labels))
 		}
 	}
@@ -161,10 +158,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	}
 	// A controller's scale changes the budgets of its namespace.
 	scaleEvent := func(obj any) {
-		if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-			obj = tomb.Obj
-		}
-		if m, err := meta.Accessor(obj); err == nil {
+		if m, ok := sharedinformers.As[metav1.Object](obj); ok {
 			r.enqueueSelecting(m.GetNamespace(), nil)
 		}
 	}

@@ -183,10 +183,7 @@ func (c *Controller) Run(ctx context.Context) error {
 // the change.
 func (r *run) onPod(old, obj any) {
 	for _, o := range []any{old, obj} {
-		if tomb, ok := o.(cache.DeletedFinalStateUnknown); ok {
-			o = tomb.Obj
-		}
-		pod, ok := o.(*corev1.Pod)
+		pod, ok := sharedinformers.As[*corev1.Pod](o)
 		if !ok {
 			continue
 		}

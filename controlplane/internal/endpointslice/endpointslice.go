@@ -171,10 +171,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		return err
 	}
 	onSlice := func(obj any) {
-		if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-			obj = tomb.Obj
-		}
-		if s, ok := obj.(*discoveryv1.EndpointSlice); ok && s.Labels[discoveryv1.LabelManagedBy] == ControllerName && s.Labels[discoveryv1.LabelServiceName] != "" {
+		if s, ok := sharedinformers.As[*discoveryv1.EndpointSlice](obj); ok && s.Labels[discoveryv1.LabelManagedBy] == ControllerName && s.Labels[discoveryv1.LabelServiceName] != "" {
 			queue.Add(s.Namespace + "/" + s.Labels[discoveryv1.LabelServiceName])
 		}
 	}
@@ -195,10 +192,7 @@ func (c *Controller) Run(ctx context.Context) error {
 // change.
 func (r *run) onPod(old, obj any) {
 	for _, o := range []any{old, obj} {
-		if tomb, ok := o.(cache.DeletedFinalStateUnknown); ok {
-			o = tomb.Obj
-		}
-		if pod, ok := o.(*corev1.Pod); ok {
+		if pod, ok := sharedinformers.As[*corev1.Pod](o); ok {
 			for _, key := range endpoints.ServicesSelecting(r.services, pod) {
 				r.queue.AddAfter(key, r.cfg.BatchPeriod)
 			}

@@ -37,6 +37,8 @@ import (
 	"k8s.io/client-go/metadata/metadatainformer"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
+
+	"github.com/skiff-sh/skiff/controlplane/internal/sharedinformers"
 )
 
 // Discovery lists the resources the API serves, in their preferred
@@ -257,10 +259,7 @@ func indexOwners(obj any) ([]string, error) {
 // asMeta returns the metadata an informer handler got, unwrapping the
 // tombstone of a delete the informer missed.
 func asMeta(obj any) *metav1.PartialObjectMetadata {
-	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		obj = d.Obj
-	}
-	m, _ := obj.(*metav1.PartialObjectMetadata)
+	m, _ := sharedinformers.As[*metav1.PartialObjectMetadata](obj)
 	return m
 }
 

@@ -217,10 +217,7 @@ func (r *run) enqueueJob(obj any) {
 // tracking finalizer, which nothing else would release.
 func (r *run) jobDeleted(obj any) {
 	r.enqueueJob(obj)
-	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		obj = tomb.Obj
-	}
-	j, ok := obj.(*batchv1.Job)
+	j, ok := sharedinformers.As[*batchv1.Job](obj)
 	if !ok {
 		return
 	}
@@ -246,10 +243,7 @@ const (
 // without a job (orphaned, or its job gone) still holding the finalizer is
 // queued itself.
 func (r *run) podEvent(obj any, what int) {
-	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		obj = tomb.Obj
-	}
-	pod, ok := obj.(*corev1.Pod)
+	pod, ok := sharedinformers.As[*corev1.Pod](obj)
 	if !ok {
 		return
 	}
@@ -303,7 +297,7 @@ func (r *run) releaseOrphan(ctx context.Context, key string) error {
 	if err != nil {
 		return err
 	}
-	if ref := metav1.GetControllerOfNoCopy(pod); ref != nil && ref.Kind == kind.Kind {
+	if ref := controllerref.Of(pod, kind); ref != nil {
 		if j, err := r.jobs.Jobs(ns).Get(ref.Name); err == nil && j.UID == ref.UID {
 			return nil // its job is back in the cache: the job's sync counts it
 		}

@@ -265,10 +265,7 @@ func (r *run) updatePod(oldObj, obj any) {
 }
 
 func (r *run) deletePod(obj any) {
-	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		obj = tomb.Obj
-	}
-	pod, ok := obj.(*corev1.Pod)
+	pod, ok := sharedinformers.As[*corev1.Pod](obj)
 	if !ok {
 		return
 	}

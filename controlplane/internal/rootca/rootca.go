@@ -102,10 +102,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		return err
 	}
 	ours := func(obj any) {
-		if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-			obj = tomb.Obj
-		}
-		if cm, ok := obj.(*corev1.ConfigMap); ok && cm.Name == Name {
+		if cm, ok := sharedinformers.As[*corev1.ConfigMap](obj); ok && cm.Name == Name {
 			queue.Add(cm.Namespace)
 		}
 	}

@@ -105,10 +105,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	}
 	// An account that goes (or comes back) takes its Secrets' tokens along.
 	accountChanged := func(obj any) {
-		if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-			obj = tomb.Obj
-		}
-		sa, ok := obj.(*corev1.ServiceAccount)
+		sa, ok := sharedinformers.As[*corev1.ServiceAccount](obj)
 		if !ok {
 			return
 		}

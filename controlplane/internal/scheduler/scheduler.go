@@ -174,10 +174,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		AddFunc:    func(obj any) { r.cache.SetNode(obj.(*corev1.Node)); r.queue.moveAll() },
 		UpdateFunc: func(old, obj any) { r.nodeUpdated(old.(*corev1.Node), obj.(*corev1.Node)) },
 		DeleteFunc: func(obj any) {
-			if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-				obj = tomb.Obj
-			}
-			if n, ok := obj.(*corev1.Node); ok {
+			if n, ok := sharedinformers.As[*corev1.Node](obj); ok {
 				r.cache.RemoveNode(n.Name)
 			}
 		},
@@ -273,10 +270,7 @@ func (r *run) podUpdated(old, pod *corev1.Pod) {
 }
 
 func (r *run) podDeleted(obj any) {
-	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		obj = tomb.Obj
-	}
-	pod, ok := obj.(*corev1.Pod)
+	pod, ok := sharedinformers.As[*corev1.Pod](obj)
 	if !ok {
 		return
 	}

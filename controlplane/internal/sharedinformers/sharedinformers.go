@@ -28,6 +28,7 @@ import (
 
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
 )
 
 // Provider hands out one informer factory per term. It is safe for
@@ -102,4 +103,16 @@ func Join(ctx context.Context, p *Provider, client kubernetes.Interface) (factor
 		p = New(client, 1)
 	}
 	return p.Join(ctx)
+}
+
+// As returns the object an informer event handler got as a T. A delete
+// handler may get a tombstone (cache.DeletedFinalStateUnknown) instead of
+// the object when the watch missed the delete: As unwraps it. ok is false
+// for anything else.
+func As[T any](obj any) (T, bool) {
+	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = tomb.Obj
+	}
+	t, ok := obj.(T)
+	return t, ok
 }

@@ -70,3 +70,22 @@ func TestReleaseWithoutStart(t *testing.T) {
 		t.Fatal("release blocked")
 	}
 }
+
+func TestAs(t *testing.T) {
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p"}}
+	if got, ok := As[*corev1.Pod](pod); !ok || got != pod {
+		t.Errorf("As of a pod: %v, %v", got, ok)
+	}
+	if got, ok := As[*corev1.Pod](cache.DeletedFinalStateUnknown{Key: "ns/p", Obj: pod}); !ok || got != pod {
+		t.Errorf("As of a tombstone: %v, %v", got, ok)
+	}
+	if got, ok := As[metav1.Object](cache.DeletedFinalStateUnknown{Key: "ns/p", Obj: pod}); !ok || got.GetName() != "p" {
+		t.Errorf("As of a tombstone as metav1.Object: %v, %v", got, ok)
+	}
+	if _, ok := As[*corev1.Node](pod); ok {
+		t.Error("As took a pod for a node")
+	}
+	if _, ok := As[*corev1.Pod](cache.DeletedFinalStateUnknown{Key: "ns/n", Obj: &corev1.Node{}}); ok {
+		t.Error("As took a tombstone's node for a pod")
+	}
+}
