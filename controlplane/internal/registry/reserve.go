@@ -39,12 +39,14 @@ const reserveAttempts = 200
 
 // heldKeys returns held, which tells whether a key is held now by an
 // object other than own (the stored object, on update), and failed, the
-// first read error held met (held counts a key it could not read as held).
-// held reads the key itself: the first call a linearizable read, the
-// others the local replica, which is at least as recent. Assign looks at one key
-// or a few (it picks at random in a mostly free range), so a write costs a
-// read or a few, not a list of every key held: that list made creating the
-// 10,000th service cost 10,000 keys.
+// first read error held met. held reads the key itself: the first call a
+// linearizable read, the others the local replica, which is at least as
+// recent. Assign looks at one key or a few (it picks at random in a
+// mostly free range), so a write costs a read or a few, not a list of
+// every key held: that list made creating the 10,000th service cost
+// 10,000 keys. After a read error held says every key is free, so that
+// Assign stops at once; assign then returns the error, not what Assign
+// chose.
 func (s *Store) heldKeys(ctx context.Context, res *Resource, own runtime.Object) (held func(string) bool, failed func() error) {
 	var mine []string
 	if own != nil {
@@ -54,7 +56,7 @@ func (s *Store) heldKeys(ctx context.Context, res *Resource, own runtime.Object)
 	linearized := false
 	held = func(k string) bool {
 		if err != nil {
-			return true
+			return false
 		}
 		if slices.Contains(mine, k) {
 			return false
@@ -62,7 +64,7 @@ func (s *Store) heldKeys(ctx context.Context, res *Resource, own runtime.Object)
 		kv, _, e := s.kv.Get(ctx, k, raftstore.ReadOptions{Stale: linearized})
 		if e != nil {
 			err = storeError(res, "", expiredList, e)
-			return true
+			return false
 		}
 		linearized = true
 		return kv != nil

@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -53,10 +54,11 @@ var slotted = &Resource{
 	},
 }
 
-// countingKV counts the reads of the slots.
+// countingKV counts the reads of the slots, and fails them on request.
 type countingKV struct {
 	KV
-	lists, gets atomic.Int64
+	lists, gets, linearizable atomic.Int64
+	fail                      atomic.Bool
 }
 
 func (c *countingKV) List(ctx context.Context, prefix string, o raftstore.ListOptions) (raftstore.ListResult, error) {
@@ -69,6 +71,12 @@ func (c *countingKV) List(ctx context.Context, prefix string, o raftstore.ListOp
 func (c *countingKV) Get(ctx context.Context, key string, o raftstore.ReadOptions) (*raftstore.KeyValue, int64, error) {
 	if strings.HasPrefix(key, slotPrefix) {
 		c.gets.Add(1)
+		if !o.Stale {
+			c.linearizable.Add(1)
+		}
+		if c.fail.Load() {
+			return nil, 0, errors.New("the store is down")
+		}
 	}
 	return c.KV.Get(ctx, key, o)
 }
@@ -95,9 +103,12 @@ func TestReservationsReadOnlyTheKeysAsked(t *testing.T) {
 		t.Errorf("%d lists of the slots for %d creates, want 0", got, n)
 	}
 	// One read per create, a second one now and then when a random slot
-	// is taken (1 in 5,000 here).
+	// is taken (1 in 5,000 here); the first of each write linearizable.
 	if got := kv.gets.Load(); got < n || got > n+5 {
 		t.Errorf("%d reads of slots for %d creates, want %d to %d", got, n, n, n+5)
+	}
+	if got := kv.linearizable.Load(); got != n {
+		t.Errorf("%d linearizable reads of slots for %d creates, want one each", got, n)
 	}
 
 	// What is held is refused; what a delete frees is free at once (the
@@ -123,5 +134,31 @@ func TestReservationsReadOnlyTheKeysAsked(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	mustCreate(t, st, slotted, "ns", &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "again"}, Data: map[string]string{"slot": held}})
+	again := mustCreate(t, st, slotted, "ns", &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "again"}, Data: map[string]string{"slot": held}}).(*corev1.ConfigMap)
+
+	// An update keeps its own slot, and cannot take another's.
+	again.Labels = map[string]string{"updated": "yes"}
+	if _, err := st.Update(t.Context(), slotted, "ns", "again", again, UpdateOptions{}); err != nil {
+		t.Fatalf("an update keeping its slot: %v", err)
+	}
+	other, err := st.Get(t.Context(), slotted, "ns", "cm-0", GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = st.GuaranteedUpdate(t.Context(), slotted, "ns", "again", func(cur runtime.Object) (runtime.Object, error) {
+		cm := cur.(*corev1.ConfigMap).DeepCopy()
+		cm.Data["slot"] = other.(*corev1.ConfigMap).Data["slot"]
+		return cm, nil
+	}, UpdateOptions{})
+	if !apierrors.IsInvalid(err) {
+		t.Fatalf("an update taking another's slot: %v, want 422 Invalid", err)
+	}
+
+	// A read that fails fails the write, with the store's error, not a
+	// verdict on the slot.
+	kv.fail.Store(true)
+	_, err = st.Create(t.Context(), slotted, "ns", &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "unread"}}, CreateOptions{})
+	if !apierrors.IsInternalError(err) || !strings.Contains(err.Error(), "the store is down") {
+		t.Fatalf("a create whose read failed: %v, want 500 with the read's error", err)
+	}
 }

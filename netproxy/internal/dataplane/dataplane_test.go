@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/skiff-sh/skiff/netproxy/internal/rules"
 )
 
 var counters = regexp.MustCompile(`\[\d+:\d+\]`)
@@ -626,24 +628,78 @@ func TestSync(t *testing.T) {
 	}
 }
 
-// A table that does not match its declarations is refused before
-// anything is written.
-func TestSyncTableRejectsBadTables(t *testing.T) {
-	d := newDataplane(t)
-	nat := []byte("*nat\n:SKP-A - [0:0]\n-A SKP-A -j RETURN\nCOMMIT\n")
+// A table that does not fit its payload is not trusted: ApplyTable and
+// SyncTable then read the payload, as Apply and Sync do.
+func TestBadTablesAreIgnored(t *testing.T) {
+	nat := []byte("*nat\n:SKP-A - [0:0]\n:SKP-B - [0:0]\n-A SKP-A -j RETURN\n-A SKP-B -j RETURN\nCOMMIT\n")
+	ra, rb := [][]byte{[]byte("-A SKP-A -j RETURN")}, [][]byte{[]byte("-A SKP-B -j RETURN")}
+	if p := (Table{Chains: []string{"SKP-A", "SKP-B"}, Rules: map[string][][]byte{"SKP-A": ra, "SKP-B": rb}}).parsed(nat); p == nil {
+		t.Fatal("the table that fits was refused")
+	}
 	for name, table := range map[string]Table{
-		"rules of an undeclared chain": {Chains: []string{"SKP-A"}, Rules: map[string][][]byte{"SKP-A": nil, "SKP-B": nil}},
-		"a declared chain missing":     {Chains: []string{"SKP-A", "SKP-B"}, Rules: map[string][][]byte{"SKP-A": nil}},
-		"not a Skiff chain":            {Chains: []string{"FOO"}, Rules: map[string][][]byte{"FOO": nil}},
-		"a chain declared twice":       {Chains: []string{"SKP-A", "SKP-A"}, Rules: map[string][][]byte{"SKP-A": nil}},
+		"empty":                        {},
+		"rules of an undeclared chain": {Chains: []string{"SKP-A", "SKP-A"}, Rules: map[string][][]byte{"SKP-A": ra, "SKP-C": rb}},
+		"a declared chain missing":     {Chains: []string{"SKP-A", "SKP-B"}, Rules: map[string][][]byte{"SKP-A": ra}},
+		"a chain declared twice":       {Chains: []string{"SKP-A", "SKP-A"}, Rules: map[string][][]byte{"SKP-A": ra, "SKP-B": rb}},
+		"fewer rules than the payload": {Chains: []string{"SKP-A", "SKP-B"}, Rules: map[string][][]byte{"SKP-A": ra, "SKP-B": nil}},
+		"not a Skiff chain":            {Chains: []string{"FOO", "SKP-B"}, Rules: map[string][][]byte{"FOO": ra, "SKP-B": rb}},
 	} {
-		for op, f := range map[string]func() error{
-			"SyncTable":  func() error { return d.SyncTable(context.Background(), nat, table, nil, table.Chains, nil) },
-			"ApplyTable": func() error { return d.ApplyTable(context.Background(), nat, table, nil, table.Chains, nil) },
-		} {
-			if err := f(); !errors.Is(err, ErrBadPayload) {
-				t.Errorf("%s, %s: %v, want ErrBadPayload", op, name, err)
+		if p := table.parsed(nat); p != nil {
+			t.Errorf("%s: taken for the payload's table", name)
+		}
+	}
+
+	requireRoot(t)
+	n := newNS(t)
+	d := newDataplane(t)
+	n.must(t, func() error {
+		return d.ApplyTable(context.Background(), nat, Table{}, nil, []string{"SKP-A", "SKP-B"}, nil)
+	})
+	if out := n.mustExec(t, "iptables", "-t", "nat", "-S"); !strings.Contains(out, "-A SKP-A -j RETURN") || !strings.Contains(out, "-A SKP-B -j RETURN") {
+		t.Fatalf("ApplyTable with an empty table did not write the payload:\n%s", out)
+	}
+	moved := []byte(strings.Replace(string(nat), "-A SKP-B -j RETURN", "-A SKP-B -j ACCEPT", 1))
+	n.must(t, func() error {
+		return d.SyncTable(context.Background(), moved, Table{}, nil, []string{"SKP-A", "SKP-B"}, nil)
+	})
+	if out := n.mustExec(t, "iptables", "-t", "nat", "-S"); !strings.Contains(out, "-A SKP-A -j RETURN") || !strings.Contains(out, "-A SKP-B -j ACCEPT") {
+		t.Fatalf("SyncTable with an empty table did not write the change:\n%s", out)
+	}
+}
+
+// SyncTable driven by a rules.Cache, whose results share the lines of
+// the services it did not render again, leaves the kernel as Apply of
+// the same rule set does.
+func TestSyncTableWithCache(t *testing.T) {
+	requireRoot(t)
+	tabled, applied := newNS(t), newNS(t)
+	dt, da := newDataplane(t), newDataplane(t)
+	var c rules.Cache
+	in := bulkInput(40, 3, false, netip.AddrPort{})
+	for step, change := range []string{"first", "one endpoint moved", "a service removed", "the service back", "nothing"} {
+		switch step {
+		case 1:
+			sl := in.Slices[5].DeepCopy()
+			sl.Endpoints[0].Addresses = []string{"10.192.0.9"}
+			in.Slices = slices.Clone(in.Slices)
+			in.Slices[5] = sl
+		case 2:
+			in.Services = slices.Delete(slices.Clone(in.Services), 7, 8)
+		case 3:
+			in.Services = bulkInput(40, 3, false, netip.AddrPort{}).Services
+		}
+		res := c.Compute(in)
+		tabled.must(t, func() error {
+			if step == 0 {
+				return dt.ApplyTable(context.Background(), res.NAT, Table(res.NATTable), res.Filter, res.NATChains, res.FilterChains)
 			}
+			return dt.SyncTable(context.Background(), res.NAT, Table(res.NATTable), res.Filter, res.NATChains, res.FilterChains)
+		})
+		applied.must(t, func() error {
+			return da.Apply(context.Background(), res.NAT, res.Filter, res.NATChains, res.FilterChains)
+		})
+		if got, want := saveAll(t, tabled), saveAll(t, applied); got != want {
+			t.Fatalf("%s: after SyncTable:\n%s\nafter Apply:\n%s", change, got, want)
 		}
 	}
 }

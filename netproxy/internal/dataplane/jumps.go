@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-
-	"github.com/coreos/go-iptables/iptables"
 )
 
 // JumpComment marks the jump rules netproxy puts in the built-in chains.
@@ -106,43 +104,29 @@ func Cleanup() error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	ipt, err := newIPTables(cfg.IPTables)
-	if err != nil {
-		return err
-	}
 	ctx := context.Background()
 	var errs []error
 	for _, table := range []string{TableNAT, TableFilter} {
-		if err := cleanupTable(ctx, ipt, cfg.IPTablesRestore, table); err != nil {
+		if err := cleanupTable(ctx, cfg.IPTables, cfg.IPTablesRestore, table); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
 }
 
-func cleanupTable(ctx context.Context, ipt *iptables.IPTables, restoreBin, table string) error {
-	all, err := ipt.ListChains(table)
+func cleanupTable(ctx context.Context, bin, restoreBin, table string) error {
+	out, err := listTable(ctx, bin, table)
 	if err != nil {
-		return fmt.Errorf("cleanup: listing the chains of %s: %w", table, err)
+		return fmt.Errorf("cleanup: %w", err)
 	}
 	var chains, rules []string
-	for _, c := range all {
-		if strings.HasPrefix(c, ChainPrefix) {
-			chains = append(chains, c)
-		}
-		if !slices.Contains(builtinChains, c) {
-			continue
-		}
-		// The built-in chain alone: cheap even when the table is large.
-		lines, err := ipt.List(table, c)
-		if err != nil {
-			return fmt.Errorf("cleanup: listing %s/%s: %w", table, c, err)
-		}
-		for _, line := range lines {
-			f := strings.Fields(line)
-			if len(f) < 2 || f[0] != "-A" {
-				continue
-			}
+	for line := range strings.Lines(string(out)) {
+		line = strings.TrimRight(line, "\n")
+		f := strings.Fields(line)
+		switch {
+		case len(f) == 2 && f[0] == "-N" && strings.HasPrefix(f[1], ChainPrefix):
+			chains = append(chains, f[1])
+		case len(f) > 2 && f[0] == "-A" && slices.Contains(builtinChains, f[1]):
 			for i := 2; i+1 < len(f); i++ {
 				if (f[i] == "-j" || f[i] == "-g") && strings.HasPrefix(f[i+1], ChainPrefix) {
 					rules = append(rules, line)

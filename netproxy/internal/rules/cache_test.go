@@ -109,6 +109,8 @@ func TestCacheMatchesCompute(t *testing.T) {
 	for seq := range 40 {
 		var c Cache
 		in := randomInput(r)
+		var prev Result
+		var prevText map[string][]string
 		for step := range 25 {
 			if step > 0 {
 				in = mutate(r, in, step)
@@ -117,6 +119,12 @@ func TestCacheMatchesCompute(t *testing.T) {
 			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("sequence %d, step %d: the cache computes\n%s%s%v\nwant\n%s%s%v", seq, step, got.NAT, got.Filter, got.NATChains, want.NAT, want.Filter, want.NATChains)
 			}
+			// The last result's table shares lines with this one: they
+			// must not have changed under it.
+			if prevText != nil && !reflect.DeepEqual(tableText(prev.NATTable), prevText) {
+				t.Fatalf("sequence %d, step %d: computing changed the last result's NATTable", seq, step)
+			}
+			prev, prevText = got, tableText(got.NATTable)
 		}
 	}
 }
@@ -151,4 +159,16 @@ func TestCacheRendersOnlyChanges(t *testing.T) {
 	if c.renders != 601 {
 		t.Errorf("a new node address rendered %d services, want all 300", c.renders-301)
 	}
+}
+
+// tableText is a copy of t's lines.
+func tableText(t Table) map[string][]string {
+	out := map[string][]string{}
+	for c, lines := range t.Rules {
+		out[c] = nil
+		for _, l := range lines {
+			out[c] = append(out[c], string(l))
+		}
+	}
+	return out
 }

@@ -111,13 +111,7 @@ func checkNATTable(t *testing.T, res Result) {
 	for _, r := range p.rules {
 		want[r.chain] = append(want[r.chain], r.text)
 	}
-	got := map[string][]string{}
-	for c, lines := range res.NATTable.Rules {
-		got[c] = nil
-		for _, l := range lines {
-			got[c] = append(got[c], string(l))
-		}
-	}
+	got := tableText(res.NATTable)
 	if !slices.Equal(res.NATTable.Chains, p.declared) {
 		t.Errorf("NATTable.Chains %v, the payload declares %v", res.NATTable.Chains, p.declared)
 	}
