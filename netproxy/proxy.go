@@ -35,6 +35,11 @@ type Config struct {
 	// ClusterCIDR holds the pods' addresses: traffic to a Service from
 	// outside it is masqueraded.
 	ClusterCIDR netip.Prefix
+	// ServiceCIDR holds the cluster IPs (the masters allocate them from
+	// 10.96.0.0/12): their masquerading takes one rule instead of one per
+	// service port (rules.Input.ServiceCIDR). A cluster IP outside it still
+	// works; invalid: one rule per service port.
+	ServiceCIDR netip.Prefix
 	// PodCIDR, if valid, is this node's pod range: it tells this node's
 	// pods among endpoints that name no node (for hairpin traffic).
 	PodCIDR netip.Prefix
@@ -77,6 +82,7 @@ type SyncInfo struct {
 func DefaultConfig() Config {
 	return Config{
 		ClusterCIDR: netip.MustParsePrefix("10.244.0.0/16"),
+		ServiceCIDR: netip.MustParsePrefix("10.96.0.0/12"),
 		DNSIP:       DefaultDNSIP, Domain: "cluster.local", ResolvConf: "/etc/resolv.conf",
 		MinSyncInterval: 20 * time.Millisecond, ResyncInterval: 15 * time.Minute,
 		Logger: slog.Default(),
@@ -273,7 +279,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 func (p *Proxy) sync(ctx context.Context, svcs []*corev1.Service, slices []*discoveryv1.EndpointSlice, full bool) error {
 	in := rules.Input{
 		Services: svcs, Slices: slices, NodeName: p.cfg.NodeName, NodeIPs: p.cfg.NodeIPs,
-		ClusterCIDR: p.cfg.ClusterCIDR, PodCIDR: p.cfg.PodCIDR,
+		ClusterCIDR: p.cfg.ClusterCIDR, ServiceCIDR: p.cfg.ServiceCIDR, PodCIDR: p.cfg.PodCIDR,
 	}
 	if p.cfg.DNSListen.IsValid() && p.cfg.DNSIP.IsValid() {
 		in.LocalDNS = &rules.LocalDNS{VIP: p.cfg.DNSIP, Target: p.cfg.DNSListen}

@@ -33,13 +33,14 @@ import (
 // endpoints put 100 on it, about what one node runs (110 pods at most).
 const benchNodes = 1000
 
-// bulkInput returns n services ns/svcNNNNN (VIP 10.96.0.0+i+1, port 80)
+// bulkInput returns n services ns/svcNNNNN (VIP 10.96.0.0+i+1, port 80,
+// in the service CIDR 10.96.0.0/12 as the proxy is configured)
 // with eps endpoints each in 10.128.0.0/10 port 8080, on benchNodes nodes. moved replaces the
 // first endpoint of the first service by another address; last, when
 // valid, is the only endpoint of the last service (the last rule of
 // SKP-SERVICES).
 func bulkInput(n, eps int, moved bool, last netip.AddrPort) rules.Input {
-	in := rules.Input{ClusterCIDR: netip.MustParsePrefix("10.128.0.0/10"), NodeName: "node1"}
+	in := rules.Input{ClusterCIDR: netip.MustParsePrefix("10.128.0.0/10"), ServiceCIDR: netip.MustParsePrefix("10.96.0.0/12"), NodeName: "node1"}
 	ready := true
 	for i := range n {
 		name := fmt.Sprintf("svc%05d", i)

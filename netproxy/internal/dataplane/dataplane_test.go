@@ -703,3 +703,71 @@ func TestSyncTableWithCache(t *testing.T) {
 		}
 	}
 }
+
+// serveRemote answers every TCP connection to addr in the namespace with
+// the address the connection comes from.
+func (n ns) serveRemote(tb testing.TB, addr string) {
+	tb.Helper()
+	var ln net.Listener
+	n.must(tb, func() (err error) {
+		ln, err = net.Listen("tcp4", addr)
+		return err
+	})
+	tb.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				host, _, _ := net.SplitHostPort(c.RemoteAddr().String())
+				_, _ = c.Write([]byte(host))
+			}()
+		}
+	}()
+}
+
+// TestClusterIPMasquerade: with rules.Compute's rules on the node, a
+// client outside the cluster CIDR reaches a cluster IP masqueraded (the
+// endpoint sees the node's address), even with the node's FORWARD policy
+// DROP, and a pod reaches it as itself (its forwarding is the pod
+// network's business, ACCEPT here), whether the masquerading is decided
+// per service (no service CIDR) or by one conntrack rule (service CIDR).
+func TestClusterIPMasquerade(t *testing.T) {
+	requireRoot(t)
+	for _, tc := range []struct {
+		name                     string
+		clusterCIDR, serviceCIDR string
+		want                     string
+	}{
+		{"outsider, per-service rule", "10.128.0.0/10", "", "172.31.2.1"},
+		{"outsider, service CIDR", "10.128.0.0/10", "10.96.0.0/12", "172.31.2.1"},
+		{"pod, per-service rule", "172.31.1.0/24", "", "172.31.1.2"},
+		{"pod, service CIDR", "172.31.1.0/24", "10.96.0.0/12", "172.31.1.2"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := newLab(t)
+			l.server.serveRemote(t, "172.31.2.2:8080")
+			in := bulkInput(1, 1, false, netip.MustParseAddrPort("172.31.2.2:8080"))
+			in.ClusterCIDR, in.ServiceCIDR = netip.MustParsePrefix(tc.clusterCIDR), netip.Prefix{}
+			if tc.serviceCIDR != "" {
+				in.ServiceCIDR = netip.MustParsePrefix(tc.serviceCIDR)
+			}
+			res := rules.Compute(in)
+			d := newDataplane(t)
+			l.node.must(t, func() error {
+				return d.Apply(context.Background(), res.NAT, res.Filter, res.NATChains, res.FilterChains)
+			})
+			l.node.must(t, d.EnsureJumps)
+			if tc.want == "172.31.2.1" {
+				l.node.mustExec(t, "iptables", "-P", "FORWARD", "DROP")
+			}
+			got, err := l.client.fetch(in.Services[0].Spec.ClusterIP+":80", 2*time.Second)
+			if err != nil || got != tc.want {
+				t.Fatalf("the endpoint sees the client as %q (%v), want %s", got, err, tc.want)
+			}
+		})
+	}
+}

@@ -129,6 +129,7 @@ func ptr[T any](v T) *T { return &v }
 // in ten a NodePort and one in ten with ClientIP affinity.
 func scale(n, k int) Input {
 	in := baseInput()
+	in.ServiceCIDR = netip.MustParsePrefix("10.96.0.0/12") // as the proxy is configured
 	tcp := corev1.ProtocolTCP
 	for i := range n {
 		ns := fmt.Sprintf("ns%d", i%50)

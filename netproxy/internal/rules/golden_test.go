@@ -46,6 +46,7 @@ func goldenCases() []goldenCase {
 		return []*corev1.Service{service("default", "web", "10.96.0.20",
 			[]corev1.ServicePort{nodePort("http", tcp, 80, 8080, 30080)}, append([]svcOpt{withType(corev1.ServiceTypeNodePort)}, opts...)...)}
 	}
+	withServiceCIDR := func(in *Input) { in.ServiceCIDR = netip.MustParsePrefix("10.96.0.0/12") }
 	twoNodes := endpointSlice("default", "web", "web-1", httpSlice,
 		ep("10.244.1.5", "node-a"), ep("10.244.2.7", "node-b"))
 	remoteOnly := endpointSlice("default", "web", "web-1", httpSlice, ep("10.244.2.7", "node-b"), ep("10.244.3.9", "node-c"))
@@ -151,6 +152,16 @@ func goldenCases() []goldenCase {
 			in: with(nil, webNP(withInternalLocal()), twoNodes), services: 1, endpoints: 2},
 		{name: "internal-local-nodeport-none", what: "internalTrafficPolicy and externalTrafficPolicy Local, no endpoint here: DROP for the cluster IP and the NodePort; pods and the node reach the NodePort through the SVC chain",
 			in: with(nil, webNP(withInternalLocal(), withLocalPolicy()), remoteOnly), services: 1, endpoints: 2},
+		{name: "service-cidr", what: "with the service CIDR: cluster IP outsiders masqueraded by one conntrack rule in SKP-POSTROUTING (accepted in SKP-FORWARD), not in the SVC chain; the NodePort as before",
+			in: with(withServiceCIDR, webNP(), twoNodes), services: 1, endpoints: 2},
+		{name: "service-cidr-internal-local", what: "with the service CIDR, internalTrafficPolicy Local: no masquerade rule in the SVL chain either",
+			in: with(withServiceCIDR, web(withInternalLocal()), twoNodes), services: 1, endpoints: 1},
+		{name: "service-cidr-outside", what: "with the service CIDR, a cluster IP outside it keeps its own masquerade rule",
+			in: with(withServiceCIDR, []*corev1.Service{
+				service("default", "web", "10.96.0.20", httpPorts),
+				service("default", "odd", "172.30.0.5", httpPorts),
+			}, twoNodes, endpointSlice("default", "odd", "odd-1", httpSlice, ep("10.244.2.8", "node-b"))),
+			services: 2, endpoints: 3},
 		{name: "no-cluster-cidr", what: "without a cluster CIDR: no VIP masquerade rule, no pod shortcut in the Local EXT chain",
 			in:       with(func(in *Input) { in.ClusterCIDR = netip.Prefix{} }, webNP(withLocalPolicy()), twoNodes),
 			services: 1, endpoints: 2},

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -303,6 +304,10 @@ func randomInput(r *rand.Rand) Input {
 	if r.IntN(2) == 0 {
 		in.PodCIDR = netip.MustParsePrefix("10.244.1.0/24")
 	}
+	if r.IntN(2) == 0 {
+		// Holds most of the cluster IPs below (10.96.1.x), not all.
+		in.ServiceCIDR = netip.MustParsePrefix("10.96.0.0/12")
+	}
 	protos := []corev1.Protocol{tcp, udp, sctp, ""}
 	names := []string{"", "http", "dns", "metrics"}
 	nodes := []string{thisNode, "node-b", "node-c", ""}
@@ -334,6 +339,8 @@ func randomInput(r *rand.Rand) Input {
 		case 1:
 			opts = append(opts, withType(corev1.ServiceTypeExternalName))
 			clusterIP = ""
+		case 2:
+			clusterIP = fmt.Sprintf("172.30.0.%d", i+1) // outside any service CIDR
 		}
 		var ports []corev1.ServicePort
 		var slicePorts []discoveryv1.EndpointPort
@@ -416,6 +423,39 @@ func propertyInputs() map[string]Input {
 func TestInvariants(t *testing.T) {
 	for name, in := range propertyInputs() {
 		t.Run(name, func(t *testing.T) { checkInvariants(t, Compute(in)) })
+	}
+}
+
+// TestServiceCIDRMasquerade: with a service CIDR, the cluster IPs in it
+// have no masquerade rule of their own and one conntrack rule in each of
+// SKP-POSTROUTING and SKP-FORWARD stands for them; the others keep theirs.
+// Without one there is no conntrack rule.
+func TestServiceCIDRMasquerade(t *testing.T) {
+	own := regexp.MustCompile(`! -s \S+ -d (\S+)/32 .* -j MARK`)
+	for name, in := range propertyInputs() {
+		res := Compute(in)
+		for _, tb := range []struct {
+			payload []byte
+			chain   string
+		}{{res.NAT, PostroutingChain}, {res.Filter, ForwardChain}} {
+			n := 0
+			for _, r := range parsePayload(t, tb.payload).rules {
+				if strings.Contains(r.text, "--ctorigdst") {
+					n++
+					if r.chain != tb.chain {
+						t.Errorf("%s: conntrack rule in %s: %s", name, r.chain, r.text)
+					}
+				}
+			}
+			if want := map[bool]int{true: 1, false: 0}[in.ServiceCIDR.IsValid() && in.ClusterCIDR.IsValid()]; n != want {
+				t.Errorf("%s: %d conntrack rules in %s, want %d", name, n, tb.chain, want)
+			}
+		}
+		for _, r := range parsePayload(t, res.NAT).rules {
+			if m := own.FindStringSubmatch(r.text); m != nil && in.ServiceCIDR.IsValid() && in.ServiceCIDR.Contains(netip.MustParseAddr(m[1])) {
+				t.Errorf("%s: a masquerade rule of its own for %s, in the service CIDR: %s", name, m[1], r.text)
+			}
+		}
 	}
 }
 
