@@ -38,7 +38,7 @@ type Config struct {
 	// ServiceCIDR holds the cluster IPs (the masters allocate them from
 	// 10.96.0.0/12): their masquerading takes one rule instead of one per
 	// service port (rules.Input.ServiceCIDR). A cluster IP outside it still
-	// works; invalid: one rule per service port.
+	// works; invalid (the zero prefix): one rule per service port.
 	ServiceCIDR netip.Prefix
 	// PodCIDR, if valid, is this node's pod range: it tells this node's
 	// pods among endpoints that name no node (for hairpin traffic).
@@ -98,6 +98,8 @@ func (c *Config) Validate() error {
 		return errors.New("netproxy: config: NodeName and NodeIPs are required")
 	case !c.ClusterCIDR.IsValid():
 		return errors.New("netproxy: config: ClusterCIDR is required")
+	case c.ServiceCIDR.IsValid() && !c.ServiceCIDR.Addr().Is4():
+		return fmt.Errorf("netproxy: config: ServiceCIDR %v is not an IPv4 prefix", c.ServiceCIDR)
 	case c.MinSyncInterval < 0 || c.ResyncInterval <= 0:
 		return errors.New("netproxy: config: MinSyncInterval must not be negative, ResyncInterval must be positive")
 	}

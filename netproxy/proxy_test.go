@@ -8,6 +8,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
 )
 
 // TestUDPTargets: the addresses whose conntrack entries a removal
@@ -41,5 +42,31 @@ func TestUDPTargets(t *testing.T) {
 	}
 	if !got[netip.MustParseAddr("10.96.0.53")] {
 		t.Fatal("the UDP service's cluster IP is missing")
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	good := DefaultConfig()
+	good.Client, good.NodeName, good.NodeIPs = fake.NewClientset(), "n", []netip.Addr{netip.MustParseAddr("192.0.2.1")}
+	if err := good.Validate(); err != nil {
+		t.Fatalf("the default config with a client and a node: %v", err)
+	}
+	for name, mod := range map[string]func(*Config){
+		"no client":            func(c *Config) { c.Client = nil },
+		"no node name":         func(c *Config) { c.NodeName = "" },
+		"no cluster CIDR":      func(c *Config) { c.ClusterCIDR = netip.Prefix{} },
+		"an IPv6 service CIDR": func(c *Config) { c.ServiceCIDR = netip.MustParsePrefix("fd00::/108") },
+		"a negative debounce":  func(c *Config) { c.MinSyncInterval = -1 },
+	} {
+		c := good
+		mod(&c)
+		if err := c.Validate(); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	c := good
+	c.ServiceCIDR = netip.Prefix{}
+	if err := c.Validate(); err != nil {
+		t.Errorf("no service CIDR (one rule per service port): %v", err)
 	}
 }

@@ -162,6 +162,16 @@ func goldenCases() []goldenCase {
 				service("default", "odd", "172.30.0.5", httpPorts),
 			}, twoNodes, endpointSlice("default", "odd", "odd-1", httpSlice, ep("10.244.2.8", "node-b"))),
 			services: 2, endpoints: 3},
+		{name: "service-cidr-fallback", what: "with the service CIDR holding a node address: a masquerade rule per cluster IP, no conntrack rule (a Local NodePort keeps its clients' addresses)",
+			in: with(func(in *Input) {
+				withServiceCIDR(in)
+				in.NodeIPs = []netip.Addr{netip.MustParseAddr("10.100.0.7")}
+			}, webNP(withLocalPolicy()), twoNodes), services: 1, endpoints: 2},
+		{name: "service-cidr-local-dns", what: "with the service CIDR and the node-local DNS redirect: the conntrack rule leaves the redirect out",
+			in: with(func(in *Input) {
+				withServiceCIDR(in)
+				in.LocalDNS = &LocalDNS{VIP: netip.MustParseAddr("10.96.0.10"), Target: netip.MustParseAddrPort("10.244.1.1:53")}
+			}, web(), twoNodes), services: 1, endpoints: 2},
 		{name: "no-cluster-cidr", what: "without a cluster CIDR: no VIP masquerade rule, no pod shortcut in the Local EXT chain",
 			in:       with(func(in *Input) { in.ClusterCIDR = netip.Prefix{} }, webNP(withLocalPolicy()), twoNodes),
 			services: 1, endpoints: 2},

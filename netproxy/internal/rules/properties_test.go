@@ -426,13 +426,16 @@ func TestInvariants(t *testing.T) {
 	}
 }
 
-// TestServiceCIDRMasquerade: with a service CIDR, the cluster IPs in it
-// have no masquerade rule of their own and one conntrack rule in each of
-// SKP-POSTROUTING and SKP-FORWARD stands for them; the others keep theirs.
-// Without one there is no conntrack rule.
+// TestServiceCIDRMasquerade: with a service CIDR that may stand in for
+// them (conntrackMasq), the cluster IPs in it have no masquerade rule of
+// their own and one conntrack rule in each of SKP-POSTROUTING and
+// SKP-FORWARD stands for them, leaving the node-local DNS redirect out;
+// every other cluster IP that leads to a chain keeps its own rule there.
 func TestServiceCIDRMasquerade(t *testing.T) {
-	own := regexp.MustCompile(`! -s \S+ -d (\S+)/32 .* -j MARK`)
+	own := regexp.MustCompile(`^-A (\S+) ! -s \S+ -d (\S+)/32 .* -j MARK`)
+	dispatch := regexp.MustCompile(`^-A SKP-DST-\d+ -d (\S+)/32 .*cluster IP" .* -j (SKP-SV[CL]-\S+)$`)
 	for name, in := range propertyInputs() {
+		cidr := conntrackMasq(in)
 		res := Compute(in)
 		for _, tb := range []struct {
 			payload []byte
@@ -440,20 +443,44 @@ func TestServiceCIDRMasquerade(t *testing.T) {
 		}{{res.NAT, PostroutingChain}, {res.Filter, ForwardChain}} {
 			n := 0
 			for _, r := range parsePayload(t, tb.payload).rules {
-				if strings.Contains(r.text, "--ctorigdst") {
-					n++
-					if r.chain != tb.chain {
-						t.Errorf("%s: conntrack rule in %s: %s", name, r.chain, r.text)
+				if !strings.Contains(r.text, "--ctorigdst") {
+					continue
+				}
+				n++
+				if r.chain != tb.chain {
+					t.Errorf("%s: conntrack rule in %s: %s", name, r.chain, r.text)
+				}
+				dns := in.LocalDNS != nil && cidr.Contains(in.LocalDNS.VIP)
+				if got := strings.Contains(r.text, "! --ctreplsrc "+func() string {
+					if in.LocalDNS == nil {
+						return "-"
 					}
+					return in.LocalDNS.Target.Addr().String()
+				}()); got != dns {
+					t.Errorf("%s: the node-local DNS redirect left out: %v, want %v: %s", name, got, dns, r.text)
 				}
 			}
-			if want := map[bool]int{true: 1, false: 0}[in.ServiceCIDR.IsValid() && in.ClusterCIDR.IsValid()]; n != want {
+			if want := map[bool]int{true: 1, false: 0}[cidr.IsValid()]; n != want {
 				t.Errorf("%s: %d conntrack rules in %s, want %d", name, n, tb.chain, want)
 			}
 		}
-		for _, r := range parsePayload(t, res.NAT).rules {
-			if m := own.FindStringSubmatch(r.text); m != nil && in.ServiceCIDR.IsValid() && in.ServiceCIDR.Contains(netip.MustParseAddr(m[1])) {
-				t.Errorf("%s: a masquerade rule of its own for %s, in the service CIDR: %s", name, m[1], r.text)
+		ownRule := map[string]bool{} // chain + " " + cluster IP
+		p := parsePayload(t, res.NAT)
+		for _, r := range p.rules {
+			if m := own.FindStringSubmatch(r.text); m != nil {
+				ownRule[m[1]+" "+m[2]] = true
+				if cidr.IsValid() && cidr.Contains(netip.MustParseAddr(m[2])) {
+					t.Errorf("%s: a masquerade rule of its own for %s, in the service CIDR: %s", name, m[2], r.text)
+				}
+			}
+		}
+		for _, r := range p.rules {
+			m := dispatch.FindStringSubmatch(r.text)
+			if m == nil || !in.ClusterCIDR.IsValid() || cidr.IsValid() && cidr.Contains(netip.MustParseAddr(m[1])) {
+				continue
+			}
+			if !ownRule[m[2]+" "+m[1]] {
+				t.Errorf("%s: cluster IP %s (outside the service CIDR %v) has no masquerade rule in %s", name, m[1], cidr, m[2])
 			}
 		}
 	}

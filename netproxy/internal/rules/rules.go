@@ -144,10 +144,11 @@ type Input struct {
 	// ServiceCIDR, when valid (with ClusterCIDR), holds the cluster IPs:
 	// traffic to a cluster IP in it from outside ClusterCIDR is then
 	// masqueraded by one rule in SKP-POSTROUTING, on the connection's
-	// original addresses (and its first packet accepted by one rule in
-	// SKP-FORWARD), instead of one rule per service port, which was a
-	// fifth of a full sync's time at 10,000 services. A cluster IP outside
-	// it keeps its own rule.
+	// original addresses (and forwarded by one rule in SKP-FORWARD),
+	// instead of one rule per service port, which was a fifth of a full
+	// sync's time at 10,000 services. A cluster IP outside it keeps its
+	// own rule, and so do all when a node address or an external IP lies
+	// in it (see conntrackMasq).
 	ServiceCIDR netip.Prefix
 	// LocalDNS, when set, sends DNS to VIP to this node's DNS listener,
 	// ahead of every service rule.
@@ -323,7 +324,7 @@ func groupLines(b []byte) []chainLines {
 // services.
 func (c *Cache) Compute(in Input) Result {
 	g := newGen(in)
-	key := cacheKey{node: in.NodeName, nodeDsts: fmt.Sprint(g.nodeDsts), clusterCIDR: in.ClusterCIDR, serviceCIDR: in.ServiceCIDR}
+	key := cacheKey{node: in.NodeName, nodeDsts: fmt.Sprint(g.nodeDsts), clusterCIDR: in.ClusterCIDR, serviceCIDR: g.svcCIDR}
 	if c.services == nil || c.key != key {
 		c.key, c.services = key, map[string]*rendered{}
 	}
@@ -393,6 +394,10 @@ type gen struct {
 	nodeDsts []nodeDst                               // "addressed to this node"
 
 	natServices bytes.Buffer // the node-local DNS rules, first in SKP-SERVICES
+	// svcCIDR is Input.ServiceCIDR when SKP-POSTROUTING's conntrack rule
+	// stands in for the cluster IPs' masquerade rules (see
+	// conntrackMasq), else invalid.
+	svcCIDR netip.Prefix
 	// mayBeLocal are the endpoint addresses that may be pods of this
 	// node (by any slice's word).
 	mayBeLocal map[netip.Addr]bool
@@ -413,7 +418,7 @@ type gen struct {
 type nodeDst struct{ addr, match []string }
 
 func newGen(in Input) *gen {
-	g := &gen{in: in, slices: make(map[string][]*discoveryv1.EndpointSlice, len(in.Slices)), mayBeLocal: map[netip.Addr]bool{}}
+	g := &gen{in: in, slices: make(map[string][]*discoveryv1.EndpointSlice, len(in.Slices)), mayBeLocal: map[netip.Addr]bool{}, svcCIDR: conntrackMasq(in)}
 	for _, s := range in.Slices {
 		if s == nil {
 			continue
@@ -783,15 +788,50 @@ func (g *gen) natRules(sp *svcPort) {
 // masquerades off-cluster traffic to cluster IP ip (see
 // Input.ServiceCIDR).
 func (g *gen) masqByConntrack(ip netip.Addr) bool {
-	return g.in.ClusterCIDR.IsValid() && g.in.ServiceCIDR.IsValid() && g.in.ServiceCIDR.Contains(ip)
+	return g.svcCIDR.IsValid() && g.svcCIDR.Contains(ip)
+}
+
+// conntrackMasq returns in.ServiceCIDR if one conntrack rule can stand in
+// for the masquerade rules of the cluster IPs in it: it is an IPv4
+// prefix, the cluster CIDR is known, and no node address or external IP
+// lies in it, since a connection to those must keep its client's address
+// under policy Local. Otherwise it returns the zero prefix.
+func conntrackMasq(in Input) netip.Prefix {
+	cidr := in.ServiceCIDR
+	if !cidr.IsValid() || !cidr.Addr().Is4() || !in.ClusterCIDR.IsValid() {
+		return netip.Prefix{}
+	}
+	for _, ip := range in.NodeIPs {
+		if cidr.Contains(ip) {
+			return netip.Prefix{}
+		}
+	}
+	for _, svc := range in.Services {
+		if svc == nil {
+			continue
+		}
+		for _, e := range svc.Spec.ExternalIPs {
+			if ip, err := netip.ParseAddr(e); err == nil && cidr.Contains(ip) {
+				return netip.Prefix{}
+			}
+		}
+	}
+	return cidr.Masked()
 }
 
 // outsidersToClusterIPs matches the connections from outside the cluster
 // CIDR to a cluster IP in the service CIDR that a DNAT rule sent on, by
 // their original addresses.
+//
+// The node-local DNS redirect is left out: before, it went through no
+// service chain and was never masqueraded.
 func (g *gen) outsidersToClusterIPs() []string {
-	return []string{"-m", "conntrack", "--ctstate", "DNAT", "!", "--ctorigsrc", g.in.ClusterCIDR.Masked().String(),
-		"--ctorigdst", g.in.ServiceCIDR.Masked().String()} // in iptables-save's order
+	m := []string{"-m", "conntrack", "--ctstate", "DNAT", "!", "--ctorigsrc", g.in.ClusterCIDR.Masked().String(),
+		"--ctorigdst", g.svcCIDR.String()} // in iptables-save's order
+	if d := g.in.LocalDNS; d != nil && d.VIP.Is4() && d.Target.Addr().Is4() && g.svcCIDR.Contains(d.VIP) {
+		m = append(m, "!", "--ctreplsrc", d.Target.Addr().String()) // iptables-save prints no /32 here
+	}
+	return m
 }
 
 // spread writes the body of an SVC or SVL chain, which DNATs straight to
@@ -986,7 +1026,7 @@ func (g *gen) finish(ports []*portRules) Result {
 	// itself rather than from the service.
 	fixedStart := nat.Len()
 	line(&nat, "-A", PostroutingChain, "-m", "conntrack", "--ctstate", "DNAT", "-j", HairpinChain)
-	if g.in.ClusterCIDR.IsValid() && g.in.ServiceCIDR.IsValid() {
+	if g.svcCIDR.IsValid() {
 		// Cluster IP traffic from outside the pods: replies must come
 		// back through this node.
 		line(&nat, append(append([]string{"-A", PostroutingChain}, g.outsidersToClusterIPs()...), "-j", "MARK", "--or-mark", masqBit)...)
@@ -1055,9 +1095,12 @@ func (g *gen) finish(ports []*portRules) Result {
 		filter.Write(p.filterExternal)
 	}
 	line(&filter, "-A", ForwardChain, "-m", "comment", "--comment", quote("skiff forwarding rules"), "-m", "mark", "--mark", MasqMark, "-j", "ACCEPT")
-	if g.in.ClusterCIDR.IsValid() && g.in.ServiceCIDR.IsValid() {
-		// What the mark accepts above, for cluster IP traffic from outside
-		// the pods, which is marked only after forwarding now.
+	if g.svcCIDR.IsValid() {
+		// What the mark accepted above (the first packet only) for cluster
+		// IP traffic from outside the pods, which is marked only after
+		// forwarding now; this accepts every packet of such a
+		// connection (conntrack's DNAT state), as RELATED,ESTABLISHED
+		// below does once there is a reply.
 		line(&filter, append(append([]string{"-A", ForwardChain, "-m", "comment", "--comment", quote("skiff forwarding rules for cluster IPs")},
 			g.outsidersToClusterIPs()...), "-j", "ACCEPT")...)
 	}
