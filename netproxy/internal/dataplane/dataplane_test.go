@@ -708,25 +708,10 @@ func TestSyncTableWithCache(t *testing.T) {
 // the address the connection comes from.
 func (n ns) serveRemote(tb testing.TB, addr string) {
 	tb.Helper()
-	var ln net.Listener
-	n.must(tb, func() (err error) {
-		ln, err = net.Listen("tcp4", addr)
-		return err
+	n.serveFunc(tb, addr, func(c net.Conn) string {
+		host, _, _ := net.SplitHostPort(c.RemoteAddr().String())
+		return host
 	})
-	tb.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				host, _, _ := net.SplitHostPort(c.RemoteAddr().String())
-				_, _ = c.Write([]byte(host))
-			}()
-		}
-	}()
 }
 
 // TestClusterIPMasquerade: with rules.Compute's rules on the node, a

@@ -154,6 +154,13 @@ func newLab(tb testing.TB) lab {
 // the answer and closes it.
 func (n ns) serve(tb testing.TB, addr, answer string) {
 	tb.Helper()
+	n.serveFunc(tb, addr, func(net.Conn) string { return answer })
+}
+
+// serveFunc answers every TCP connection to addr in the namespace with
+// what answer returns for it, and closes it.
+func (n ns) serveFunc(tb testing.TB, addr string, answer func(net.Conn) string) {
+	tb.Helper()
 	var ln net.Listener
 	n.must(tb, func() (err error) {
 		ln, err = net.Listen("tcp4", addr)
@@ -168,7 +175,7 @@ func (n ns) serve(tb testing.TB, addr, answer string) {
 			}
 			go func() {
 				defer c.Close()
-				_, _ = c.Write([]byte(answer))
+				_, _ = c.Write([]byte(answer(c)))
 			}()
 		}
 	}()

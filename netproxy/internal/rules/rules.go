@@ -63,6 +63,7 @@ import (
 	"cmp"
 	"crypto/sha256"
 	"fmt"
+	"iter"
 	"maps"
 	"net/netip"
 	"slices"
@@ -196,14 +197,26 @@ type Table struct {
 
 // add appends the "-A" lines of payload piece b to t.Rules.
 func (t *Table) add(b []byte) {
-	for len(b) > 0 {
-		var l []byte
-		l, b, _ = bytes.Cut(b, []byte("\n"))
-		if !bytes.HasPrefix(l, []byte("-A ")) {
-			continue
+	for chain, l := range rulesOf(b) {
+		t.Rules[chain] = append(t.Rules[chain], l)
+	}
+}
+
+// rulesOf yields the "-A" lines of payload piece b (without their
+// newline) with the chain each appends to.
+func rulesOf(b []byte) iter.Seq2[string, []byte] {
+	return func(yield func(string, []byte) bool) {
+		for len(b) > 0 {
+			var l []byte
+			l, b, _ = bytes.Cut(b, []byte("\n"))
+			if !bytes.HasPrefix(l, []byte("-A ")) {
+				continue
+			}
+			chain, _, _ := bytes.Cut(l[3:], []byte(" "))
+			if !yield(string(chain), l) {
+				return
+			}
 		}
-		chain, _, _ := bytes.Cut(l[3:], []byte(" "))
-		t.Rules[string(chain)] = append(t.Rules[string(chain)], l)
 	}
 }
 
@@ -303,16 +316,10 @@ type chainLines struct {
 // in order of first appearance.
 func groupLines(b []byte) []chainLines {
 	var out []chainLines
-	for len(b) > 0 {
-		var l []byte
-		l, b, _ = bytes.Cut(b, []byte("\n"))
-		if !bytes.HasPrefix(l, []byte("-A ")) {
-			continue
-		}
-		chain, _, _ := bytes.Cut(l[3:], []byte(" "))
-		i := slices.IndexFunc(out, func(c chainLines) bool { return c.chain == string(chain) })
+	for chain, l := range rulesOf(b) {
+		i := slices.IndexFunc(out, func(c chainLines) bool { return c.chain == chain })
 		if i < 0 {
-			out = append(out, chainLines{chain: string(chain)})
+			out = append(out, chainLines{chain: chain})
 			i = len(out) - 1
 		}
 		out[i].lines = append(out[i].lines, l)
