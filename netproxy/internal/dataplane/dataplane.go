@@ -14,8 +14,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/coreos/go-iptables/iptables"
 )
 
 // ChainPrefix starts the name of every chain netproxy owns.
@@ -115,8 +113,7 @@ type Dataplane struct {
 	cfg Config
 	log *slog.Logger
 
-	mu  sync.Mutex
-	ipt *iptables.IPTables // EnsureJumps', made on first use
+	mu sync.Mutex
 	// known holds, per table, the SKP- chains in the kernel after the last
 	// successful write; a missing table means "unknown: list the kernel's".
 	// It saves listing 100,000 chains on every sync.
@@ -179,13 +176,17 @@ type Table struct {
 
 // parsed returns t as Sync's parsed form of nat, or nil when t cannot
 // be nat read by chain: a chain declared twice, a rule of a chain not
-// declared, not as many rules as nat holds, or a chain not netproxy's.
+// declared, a chain not netproxy's, or not one payload line per
+// declaration and rule besides "*nat" and "COMMIT" (the shape
+// netproxy/internal/rules writes; comments or blank lines make nat read).
+// It costs about 1 ms at 10,000 services (counting nat's lines with
+// bytes.Count of "\n", a quarter of counting its "-A" lines).
 func (t Table) parsed(nat []byte) *parsedTable {
 	if len(t.Rules) != len(t.Chains) {
 		return nil
 	}
 	seen := make(map[string]bool, len(t.Chains))
-	lines := 0
+	lines := 2 + len(t.Chains)
 	for _, c := range t.Chains {
 		rs, ok := t.Rules[c]
 		if !ok || seen[c] || !strings.HasPrefix(c, ChainPrefix) {
@@ -194,7 +195,7 @@ func (t Table) parsed(nat []byte) *parsedTable {
 		seen[c] = true
 		lines += len(rs)
 	}
-	if lines != bytes.Count(nat, []byte("\n-A ")) {
+	if lines != bytes.Count(nat, []byte("\n")) {
 		return nil
 	}
 	return &parsedTable{table: TableNAT, order: t.Chains, rules: t.Rules}
@@ -429,19 +430,6 @@ func (d *Dataplane) Chains(table string) ([]string, error) {
 
 func (d *Dataplane) chains(ctx context.Context, table string) ([]string, error) {
 	return listChains(ctx, d.cfg.IPTables, table)
-}
-
-// iptables returns the go-iptables handle of EnsureJumps, made on first
-// use (it runs `iptables --version`).
-func (d *Dataplane) iptables() (*iptables.IPTables, error) {
-	if d.ipt == nil {
-		ipt, err := iptables.New(iptables.IPFamily(iptables.ProtocolIPv4), iptables.Path(d.cfg.IPTables))
-		if err != nil {
-			return nil, fmt.Errorf("dataplane: %w", err)
-		}
-		d.ipt = ipt
-	}
-	return d.ipt, nil
 }
 
 // listChains returns the SKP- chains of table, sorted.

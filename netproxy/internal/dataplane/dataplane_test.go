@@ -689,6 +689,9 @@ func TestSyncTableWithCache(t *testing.T) {
 			in.Services = bulkInput(40, 3, false, netip.AddrPort{}).Services
 		}
 		res := c.Compute(in)
+		if Table(res.NATTable).parsed(res.NAT) == nil {
+			t.Fatalf("%s: the cache's table does not fit its payload (SyncTable would read the payload)", change)
+		}
 		tabled.must(t, func() error {
 			if step == 0 {
 				return dt.ApplyTable(context.Background(), res.NAT, Table(res.NATTable), res.Filter, res.NATChains, res.FilterChains)

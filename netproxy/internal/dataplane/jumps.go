@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/coreos/go-iptables/iptables"
 )
 
 // JumpComment marks the jump rules netproxy puts in the built-in chains.
@@ -52,9 +54,9 @@ var jumps = []jump{
 func (d *Dataplane) EnsureJumps() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	ipt, err := d.iptables()
+	ipt, err := iptables.New(iptables.IPFamily(iptables.ProtocolIPv4), iptables.Path(d.cfg.IPTables))
 	if err != nil {
-		return err
+		return fmt.Errorf("dataplane: %w", err)
 	}
 	created := map[string]bool{}
 	for _, j := range slices.Backward(jumps) {

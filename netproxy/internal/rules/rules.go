@@ -752,7 +752,8 @@ func (g *gen) natRules(sp *svcPort) {
 	// masqueraded so replies come back through this node (in SKP-SVL
 	// instead when that is where the cluster IP leads).
 	masqOutsiders := func(chain string) {
-		if g.in.ClusterCIDR.IsValid() && !g.masqByConntrack(sp.clusterAddr) {
+		// Not for a cluster IP that SKP-POSTROUTING's conntrack rule covers.
+		if g.in.ClusterCIDR.IsValid() && !g.svcCIDR.Contains(sp.clusterAddr) {
 			line(&g.svcRules, "-A", chain, "!", "-s", g.in.ClusterCIDR.Masked().String(), "-d", clusterIP, "-p", proto,
 				"-m", "comment", "--comment", quote(sp.name+" cluster IP"),
 				"-m", proto, "--dport", port, "-j", "MARK", "--or-mark", masqBit)
@@ -789,13 +790,6 @@ func (g *gen) natRules(sp *svcPort) {
 		}
 		g.spread(sp, svlChain, proto, sp.local)
 	}
-}
-
-// masqByConntrack reports whether SKP-POSTROUTING's conntrack rule
-// masquerades off-cluster traffic to cluster IP ip (see
-// Input.ServiceCIDR).
-func (g *gen) masqByConntrack(ip netip.Addr) bool {
-	return g.svcCIDR.IsValid() && g.svcCIDR.Contains(ip)
 }
 
 // conntrackMasq returns in.ServiceCIDR if one conntrack rule can stand in
