@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/skiff-sh/skiff/controlplane/internal/registry"
+	"github.com/skiff-sh/skiff/controlplane/internal/strategy"
 )
 
 // evictionAttempts bounds the retries of an eviction whose budget changed
@@ -85,7 +86,7 @@ func (s *Server) spendDisruption(ctx context.Context, pods *resource, ns, name s
 		st.DisruptedPods[pod.Name] = metav1.Time{Time: time.Now()}
 		// Conditional on the budget as read: a concurrent eviction that
 		// spent it first makes this one decide again.
-		_, err = s.cfg.Store.Update(ctx, withUpdate(s.budgets, onlyStatus, s.budgets.reg.ValidateUpdate).reg, ns, pdb.Name, pdb, registry.UpdateOptions{})
+		_, err = s.cfg.Store.Update(ctx, withUpdate(s.budgets, onlyStatus, strategy.ValidateStatusUpdate).reg, ns, pdb.Name, pdb, registry.UpdateOptions{})
 		if !apierrors.IsConflict(err) {
 			return pod.UID, err
 		}

@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/skiff-sh/skiff/controlplane/internal/registry"
+	"github.com/skiff-sh/skiff/controlplane/internal/strategy"
 )
 
 // The subresources served, by name.
@@ -143,9 +144,9 @@ func (s *Server) serveStatus(w http.ResponseWriter, r *http.Request, res *resour
 	case http.MethodGet:
 		return s.get(w, r, res, ns, name)
 	case http.MethodPut:
-		return s.update(w, r, withUpdate(res, onlyStatus, res.reg.ValidateUpdate), ns, name)
+		return s.update(w, r, withUpdate(res, onlyStatus, strategy.ValidateStatusUpdate), ns, name)
 	case http.MethodPatch:
-		return s.patch(w, r, withUpdate(res, onlyStatus, res.reg.ValidateUpdate), ns, name)
+		return s.patch(w, r, withUpdate(res, onlyStatus, strategy.ValidateStatusUpdate), ns, name)
 	}
 	return methodNotAllowed(r.Method)
 }

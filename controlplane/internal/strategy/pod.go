@@ -1431,3 +1431,101 @@ func validateTopologySpreadConstraints(cs []corev1.TopologySpreadConstraint, fld
 	}
 	return errs
 }
+
+// validatePodStatusUpdate checks a write through pods/status as
+// kube-apiserver's ValidatePodStatusUpdate does: the spec is the stored
+// one (the status subresource keeps it), so the status is what is checked.
+//   - A nominated node, when it changes, is a valid node name.
+//   - A terminated container stays terminated unless the restart policy
+//     restarts it (Always; OnFailure after a failure). Sidecars (init
+//     containers that restart always) may restart.
+//   - Conditions of a type Kubernetes does not define have qualified
+//     names.
+//   - Pod and host IPs are valid, at most one of each family, and
+//     hostIPs[0] is hostIP.
+func validatePodStatusUpdate(pod, old *corev1.Pod) field.ErrorList {
+	statusPath := field.NewPath("status")
+	var errs field.ErrorList
+	if n := pod.Status.NominatedNodeName; n != old.Status.NominatedNodeName && n != "" {
+		errs = append(errs, validateName(apimachineryvalidation.NameIsDNSSubdomain, n, statusPath.Child("nominatedNodeName"))...)
+	}
+	policy := old.Spec.RestartPolicy
+	errs = append(errs, validateStateTransitions(pod.Status.ContainerStatuses, old.Status.ContainerStatuses, statusPath.Child("containerStatuses"), func(string) corev1.RestartPolicy { return policy })...)
+	initPolicy := func(name string) corev1.RestartPolicy {
+		for _, c := range old.Spec.InitContainers {
+			if c.Name == name && c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
+				return corev1.RestartPolicyAlways // a sidecar
+			}
+		}
+		return policy
+	}
+	errs = append(errs, validateStateTransitions(pod.Status.InitContainerStatuses, old.Status.InitContainerStatuses, statusPath.Child("initContainerStatuses"), initPolicy)...)
+	// The kubelet never restarts ephemeral containers.
+	errs = append(errs, validateStateTransitions(pod.Status.EphemeralContainerStatuses, old.Status.EphemeralContainerStatuses, statusPath.Child("ephemeralContainerStatuses"),
+		func(string) corev1.RestartPolicy { return corev1.RestartPolicyNever })...)
+	for i, c := range pod.Status.Conditions {
+		switch c.Type {
+		case corev1.PodScheduled, corev1.PodReady, corev1.PodInitialized:
+		default:
+			errs = append(errs, validateQualifiedName(string(c.Type), statusPath.Child("conditions").Index(i).Child("type"))...)
+		}
+	}
+	podIPs := make([]string, len(pod.Status.PodIPs))
+	for i, ip := range pod.Status.PodIPs {
+		podIPs[i] = ip.IP
+	}
+	errs = append(errs, validateIPFamilies(podIPs, statusPath.Child("podIPs"))...)
+	hostIPs := make([]string, len(pod.Status.HostIPs))
+	for i, ip := range pod.Status.HostIPs {
+		hostIPs[i] = ip.IP
+	}
+	errs = append(errs, validateIPFamilies(hostIPs, statusPath.Child("hostIPs"))...)
+	if len(hostIPs) > 0 && pod.Status.HostIP != hostIPs[0] {
+		errs = append(errs, field.Invalid(statusPath.Child("hostIPs").Index(0).Child("ip"), hostIPs[0], "must be equal to `hostIP`"))
+	}
+	return errs
+}
+
+// validateStateTransitions forbids moving a terminated container of old
+// back to another state, unless policy (by container name) restarts it.
+func validateStateTransitions(statuses, old []corev1.ContainerStatus, fldPath *field.Path, policy func(name string) corev1.RestartPolicy) field.ErrorList {
+	var errs field.ErrorList
+	for i, o := range old {
+		t := o.State.Terminated
+		if t == nil {
+			continue
+		}
+		switch p := policy(o.Name); {
+		case p == corev1.RestartPolicyAlways, p == corev1.RestartPolicyOnFailure && t.ExitCode != 0:
+			continue
+		}
+		for _, s := range statuses {
+			if s.Name == o.Name && s.State.Terminated == nil {
+				errs = append(errs, field.Forbidden(fldPath.Index(i).Child("state"), "may not be transitioned to non-terminated state"))
+			}
+		}
+	}
+	return errs
+}
+
+// validateIPFamilies checks a list of IPs (podIPs, hostIPs): each valid,
+// no more than one of each family.
+func validateIPFamilies(ips []string, fldPath *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	v4, v6 := 0, 0
+	for i, ip := range ips {
+		if e := validateLegacyIP(ip, fldPath.Index(i).Child("ip")); len(e) > 0 {
+			errs = append(errs, e...)
+			continue
+		}
+		if isIPv6(ip) {
+			v6++
+		} else {
+			v4++
+		}
+	}
+	if len(errs) == 0 && (v4 > 1 || v6 > 1) {
+		errs = append(errs, field.Invalid(fldPath, strings.Join(ips, ","), "may specify no more than one IP for each IP family"))
+	}
+	return errs
+}

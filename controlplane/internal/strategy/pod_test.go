@@ -6,6 +6,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
@@ -208,6 +209,98 @@ func TestValidatePodUpdate(t *testing.T) {
 			tc.mutate(pod)
 			checkErrs(t, ValidateUpdate(pod, old), tc.want...)
 		})
+	}
+}
+
+func TestValidatePodStatusUpdate(t *testing.T) {
+	terminated := func(code int32) corev1.ContainerState {
+		return corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: code}}
+	}
+	running := corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}
+	for _, tc := range []struct {
+		name   string
+		policy corev1.RestartPolicy
+		old    func(*corev1.Pod) // the stored pod, beyond defaults
+		mutate func(*corev1.Pod)
+		want   []string
+	}{
+		{name: "running", mutate: func(p *corev1.Pod) {
+			p.Status.Phase = corev1.PodRunning
+			p.Status.PodIP, p.Status.PodIPs = "10.244.1.5", []corev1.PodIP{{IP: "10.244.1.5"}, {IP: "fd00::5"}}
+			p.Status.HostIP, p.Status.HostIPs = "192.168.1.2", []corev1.HostIP{{IP: "192.168.1.2"}}
+			p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}, {Type: "example.com/gate", Status: corev1.ConditionTrue}}
+			p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "web", State: running}}
+		}},
+		// The spec is the stored one: a spec that would not pass as an
+		// update is not checked again.
+		{name: "stored spec", old: func(p *corev1.Pod) { p.Spec.Containers[0].Image = "" }, mutate: func(p *corev1.Pod) { p.Status.Phase = corev1.PodRunning }},
+		{name: "bad pod IP", mutate: func(p *corev1.Pod) { p.Status.PodIPs = []corev1.PodIP{{IP: "10.244.1"}} }, want: []string{"status.podIPs[0].ip: Invalid value"}},
+		{name: "two IPv4 pod IPs", mutate: func(p *corev1.Pod) { p.Status.PodIPs = []corev1.PodIP{{IP: "10.0.0.1"}, {IP: "10.0.0.2"}} },
+			want: []string{"status.podIPs: Invalid value"}},
+		{name: "hostIPs[0] not hostIP", mutate: func(p *corev1.Pod) {
+			p.Status.HostIP, p.Status.HostIPs = "192.168.1.2", []corev1.HostIP{{IP: "192.168.1.3"}}
+		}, want: []string{"status.hostIPs[0].ip: Invalid value"}},
+		{name: "bad condition type", mutate: func(p *corev1.Pod) {
+			p.Status.Conditions = []corev1.PodCondition{{Type: "not a name!", Status: corev1.ConditionTrue}}
+		}, want: []string{"status.conditions[0].type: Invalid value"}},
+		{name: "bad nominated node", mutate: func(p *corev1.Pod) { p.Status.NominatedNodeName = "Node_1" }, want: []string{"status.nominatedNodeName: Invalid value"}},
+		{name: "restarted after success, Never", policy: corev1.RestartPolicyNever,
+			old:    func(p *corev1.Pod) { p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "web", State: terminated(0)}} },
+			mutate: func(p *corev1.Pod) { p.Status.ContainerStatuses[0].State = running },
+			want:   []string{"status.containerStatuses[0].state: Forbidden"}},
+		{name: "restarted after failure, OnFailure", policy: corev1.RestartPolicyOnFailure,
+			old:    func(p *corev1.Pod) { p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "web", State: terminated(1)}} },
+			mutate: func(p *corev1.Pod) { p.Status.ContainerStatuses[0].State = running }},
+		{name: "restarted after success, OnFailure", policy: corev1.RestartPolicyOnFailure,
+			old:    func(p *corev1.Pod) { p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "web", State: terminated(0)}} },
+			mutate: func(p *corev1.Pod) { p.Status.ContainerStatuses[0].State = running },
+			want:   []string{"status.containerStatuses[0].state: Forbidden"}},
+		{name: "restarted, Always",
+			old:    func(p *corev1.Pod) { p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "web", State: terminated(0)}} },
+			mutate: func(p *corev1.Pod) { p.Status.ContainerStatuses[0].State = running }},
+		{name: "sidecar restarted, Never", policy: corev1.RestartPolicyNever,
+			old: func(p *corev1.Pod) {
+				always := corev1.ContainerRestartPolicyAlways
+				p.Spec.InitContainers = []corev1.Container{withContainerDefaults(corev1.Container{Name: "side", Image: "busybox", RestartPolicy: &always})}
+				p.Status.InitContainerStatuses = []corev1.ContainerStatus{{Name: "side", State: terminated(0)}}
+			},
+			mutate: func(p *corev1.Pod) { p.Status.InitContainerStatuses[0].State = running }},
+		{name: "init container restarted, Never", policy: corev1.RestartPolicyNever,
+			old: func(p *corev1.Pod) {
+				p.Spec.InitContainers = []corev1.Container{withContainerDefaults(corev1.Container{Name: "init", Image: "busybox"})}
+				p.Status.InitContainerStatuses = []corev1.ContainerStatus{{Name: "init", State: terminated(0)}}
+			},
+			mutate: func(p *corev1.Pod) { p.Status.InitContainerStatuses[0].State = running },
+			want:   []string{"status.initContainerStatuses[0].state: Forbidden"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			old := defaulted(newPod())
+			if tc.policy != "" {
+				old.Spec.RestartPolicy = tc.policy
+			}
+			if tc.old != nil {
+				tc.old(old)
+			}
+			pod := old.DeepCopy()
+			tc.mutate(pod)
+			checkErrs(t, ValidateStatusUpdate(pod, old), tc.want...)
+		})
+	}
+}
+
+func TestValidateStatusUpdateOtherKinds(t *testing.T) {
+	// A kind without rules of its own for status writes is checked as an
+	// update.
+	old := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "default"}}
+	Default(old)
+	old.Spec.ClusterIP, old.Spec.ClusterIPs = "10.96.0.20", []string{"10.96.0.20"}
+	obj := old.DeepCopy()
+	obj.Spec.ClusterIP, obj.Spec.ClusterIPs = "10.96.0.21", []string{"10.96.0.21"}
+	if got, want := ValidateStatusUpdate(obj, old), ValidateUpdate(obj, old); len(want) == 0 || len(got) != len(want) {
+		t.Errorf("ValidateStatusUpdate = %v, want ValidateUpdate's %v (not empty)", got, want)
+	}
+	if errs := ValidateStatusUpdate(obj, &corev1.Pod{}); len(errs) != 1 {
+		t.Errorf("ValidateStatusUpdate(service, pod) = %v, want an internal error", errs)
 	}
 }
 

@@ -19,6 +19,9 @@ type kind struct {
 	def            func(obj runtime.Object)
 	validate       func(obj runtime.Object) field.ErrorList
 	validateUpdate func(obj, old runtime.Object) field.ErrorList
+	// validateStatus checks a write through the status subresource; nil
+	// for kinds whose status writes are checked as updates.
+	validateStatus func(obj, old runtime.Object) field.ErrorList
 }
 
 // of builds the kind of T from typed functions; def may be nil.
@@ -34,9 +37,15 @@ func of[T runtime.Object](def func(T), validate func(T) field.ErrorList, validat
 	return k
 }
 
+// withStatus returns k with the check of its status writes.
+func withStatus[T runtime.Object](k kind, validateStatus func(obj, old T) field.ErrorList) kind {
+	k.validateStatus = func(obj, old runtime.Object) field.ErrorList { return validateStatus(obj.(T), old.(T)) }
+	return k
+}
+
 // kinds lists every kind this package has rules for. It is never modified.
 var kinds = []kind{
-	of(defaultPod, validatePod, validatePodUpdate),
+	withStatus(of(defaultPod, validatePod, validatePodUpdate), validatePodStatusUpdate),
 	of(defaultService, validateService, validateServiceUpdate),
 	of(defaultSecret, validateSecret, validateSecretUpdate),
 	of(nil, validateConfigMap, validateConfigMapUpdate),
@@ -109,6 +118,26 @@ func ValidateUpdate(obj, old runtime.Object) field.ErrorList {
 	}
 	if reflect.TypeOf(old) != k.typ {
 		return field.ErrorList{field.InternalError(nil, fmt.Errorf("strategy: update of %v from %T", k.typ, old))}
+	}
+	return k.validateUpdate(obj, old)
+}
+
+// ValidateStatusUpdate returns the errors of a write through the status
+// subresource: obj is old with another status (and labels and
+// annotations), as the status subresource prepares it. Kinds with rules
+// of their own for status writes (pods, as kube-apiserver's
+// ValidatePodStatusUpdate) check the status; the spec, the stored one,
+// is not checked again. Other kinds are checked as by ValidateUpdate.
+func ValidateStatusUpdate(obj, old runtime.Object) field.ErrorList {
+	k, ok := lookup(obj)
+	if !ok {
+		return nil
+	}
+	if reflect.TypeOf(old) != k.typ {
+		return field.ErrorList{field.InternalError(nil, fmt.Errorf("strategy: status update of %v from %T", k.typ, old))}
+	}
+	if k.validateStatus != nil {
+		return k.validateStatus(obj, old)
 	}
 	return k.validateUpdate(obj, old)
 }
