@@ -245,18 +245,26 @@ func TestValidatePodStatusUpdate(t *testing.T) {
 		}, want: []string{"status.conditions[0].type: Invalid value"}},
 		{name: "bad nominated node", mutate: func(p *corev1.Pod) { p.Status.NominatedNodeName = "Node_1" }, want: []string{"status.nominatedNodeName: Invalid value"}},
 		{name: "restarted after success, Never", policy: corev1.RestartPolicyNever,
-			old:    func(p *corev1.Pod) { p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "web", State: terminated(0)}} },
+			old: func(p *corev1.Pod) {
+				p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "web", State: terminated(0)}}
+			},
 			mutate: func(p *corev1.Pod) { p.Status.ContainerStatuses[0].State = running },
 			want:   []string{"status.containerStatuses[0].state: Forbidden"}},
 		{name: "restarted after failure, OnFailure", policy: corev1.RestartPolicyOnFailure,
-			old:    func(p *corev1.Pod) { p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "web", State: terminated(1)}} },
+			old: func(p *corev1.Pod) {
+				p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "web", State: terminated(1)}}
+			},
 			mutate: func(p *corev1.Pod) { p.Status.ContainerStatuses[0].State = running }},
 		{name: "restarted after success, OnFailure", policy: corev1.RestartPolicyOnFailure,
-			old:    func(p *corev1.Pod) { p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "web", State: terminated(0)}} },
+			old: func(p *corev1.Pod) {
+				p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "web", State: terminated(0)}}
+			},
 			mutate: func(p *corev1.Pod) { p.Status.ContainerStatuses[0].State = running },
 			want:   []string{"status.containerStatuses[0].state: Forbidden"}},
 		{name: "restarted, Always",
-			old:    func(p *corev1.Pod) { p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "web", State: terminated(0)}} },
+			old: func(p *corev1.Pod) {
+				p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "web", State: terminated(0)}}
+			},
 			mutate: func(p *corev1.Pod) { p.Status.ContainerStatuses[0].State = running }},
 		{name: "sidecar restarted, Never", policy: corev1.RestartPolicyNever,
 			old: func(p *corev1.Pod) {
