@@ -11,10 +11,12 @@ import (
 	"github.com/skiff-sh/skiff/controlplane/internal/apiserver"
 	"github.com/skiff-sh/skiff/controlplane/internal/clusterdns"
 
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
 
 	"github.com/skiff-sh/skiff/controlplane/internal/cronjob"
 	"github.com/skiff-sh/skiff/controlplane/internal/daemonset"
@@ -77,6 +79,14 @@ func newAPIClients(cfg *rest.Config, pool *membership.Pool) (c apiClients, err e
 	return c, err
 }
 
+// localAPI is where the leader's informers list and watch: this master's
+// API server in process (apiserver.Server's ListerWatcher and
+// MetadataListerWatcher).
+type localAPI struct {
+	typed    sharedinformers.Local
+	metadata func(gvr schema.GroupVersionResource) (*cache.ListWatch, bool)
+}
+
 // runner is a leader-only component.
 type runner interface {
 	Run(ctx context.Context) error
@@ -86,8 +96,10 @@ type runner interface {
 // scheduler and the controllers, named as in kube-controller-manager), over
 // this master's own API (addr, its listener) with a client certificate of
 // ControllerUser, while this master leads. pool is the gossip pool the
-// node lifecycle controller learns worker deaths from.
-func (m *Master) controllers(addr *net.TCPAddr, ca *pki.CA, signer *satoken.Signer, pool *membership.Pool) (*leadership.Runner, error) {
+// node lifecycle controller learns worker deaths from. The shared
+// informers and the garbage collector's read this master's API in
+// process, through local.
+func (m *Master) controllers(addr *net.TCPAddr, ca *pki.CA, signer *satoken.Signer, pool *membership.Pool, local localAPI) (*leadership.Runner, error) {
 	cfg, err := loopbackConfig(addr, ca, ControllerUser, []string{AdminGroup})
 	if err != nil {
 		return nil, err
@@ -113,6 +125,7 @@ func (m *Master) controllers(addr *net.TCPAddr, ca *pki.CA, signer *satoken.Sign
 		{"garbage-collector", func() (runner, error) {
 			cfg := gc.DefaultConfig()
 			cfg.Metadata, cfg.Discovery, cfg.Logger = c.md, c.disc, log
+			cfg.Local = local.metadata
 			return gc.New(cfg)
 		}},
 		{"namespace-controller", func() (runner, error) {
@@ -233,6 +246,7 @@ func (m *Master) controllers(addr *net.TCPAddr, ca *pki.CA, signer *satoken.Sign
 		}},
 	}
 	shared = sharedinformers.New(c.cs, len(builds)-3) // all but the garbage collector and the DNS and kubernetes service keepers
+	shared.Local = local.typed
 	lcfg := leadership.DefaultConfig()
 	lcfg.Source, lcfg.Logger = m.cfg.Store, m.log
 	for _, b := range builds {

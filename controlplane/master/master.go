@@ -268,7 +268,7 @@ func (m *Master) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	controllers, err := m.controllers(ln.Addr().(*net.TCPAddr), ca, acfg.ServiceAccountTokens, pool)
+	controllers, err := m.controllers(ln.Addr().(*net.TCPAddr), ca, acfg.ServiceAccountTokens, pool, localAPI{typed: api.ListerWatcher, metadata: api.MetadataListerWatcher})
 	if err != nil {
 		return err
 	}

@@ -26,6 +26,11 @@ func metadataOnly(accept string, obj runtime.Object) (runtime.Object, error) {
 	if as != asMetaList {
 		return nil, notAcceptable(accept)
 	}
+	return metadataList(obj)
+}
+
+// metadataList is the PartialObjectMetadataList of the list obj.
+func metadataList(obj runtime.Object) (*metav1.PartialObjectMetadataList, error) {
 	items, err := meta.ExtractList(obj)
 	if err != nil {
 		return nil, apierrors.NewInternalError(err)

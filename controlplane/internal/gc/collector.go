@@ -63,6 +63,10 @@ type Config struct {
 	RequestTimeout time.Duration
 	// RetryBase and RetryMax bound the per-object back-off after a failure.
 	RetryBase, RetryMax time.Duration
+	// Local, when set, is where the informer of a resource it knows lists
+	// and watches metadata instead of through Metadata (on a master: the
+	// API in process).
+	Local func(gvr schema.GroupVersionResource) (lw *cache.ListWatch, ok bool)
 }
 
 // DefaultConfig returns a Config without Metadata and Discovery.
@@ -88,6 +92,14 @@ func (c *Config) Validate() error {
 		return errors.New("gc: config: RequestTimeout and RetryBase must be positive, RetryMax at least RetryBase")
 	}
 	return nil
+}
+
+// local is c.cfg.Local's ListerWatcher of gvr, if any.
+func (c *Collector) local(gvr schema.GroupVersionResource) (*cache.ListWatch, bool) {
+	if c.cfg.Local == nil {
+		return nil, false
+	}
+	return c.cfg.Local(gvr)
 }
 
 // Collector is the garbage collector. Its Run may be called again once an
@@ -173,8 +185,12 @@ func (c *Collector) Run(ctx context.Context) error {
 	defer s.queue.ShutDown()
 	var synced []cache.InformerSynced
 	for _, w := range resources {
-		w.informer = metadatainformer.NewFilteredMetadataInformer(c.cfg.Metadata, w.gvr, metav1.NamespaceAll, 0,
-			cache.Indexers{ownerIndex: indexOwners}, nil).Informer()
+		indexers := cache.Indexers{ownerIndex: indexOwners}
+		if lw, ok := c.local(w.gvr); ok {
+			w.informer = cache.NewSharedIndexInformer(lw, &metav1.PartialObjectMetadata{}, 0, indexers)
+		} else {
+			w.informer = metadatainformer.NewFilteredMetadataInformer(c.cfg.Metadata, w.gvr, metav1.NamespaceAll, 0, indexers, nil).Informer()
+		}
 		if _, err := w.informer.AddEventHandler(s.handlers(w)); err != nil {
 			return fmt.Errorf("gc: informer of %s: %w", w.gvr, err)
 		}

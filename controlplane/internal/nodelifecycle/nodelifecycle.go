@@ -49,7 +49,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	listerscorev1 "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
@@ -156,7 +155,6 @@ func (c *Controller) Run(ctx context.Context) error {
 	defer stopRec()
 	factory, startInformers, releaseInformers := sharedinformers.Join(ctx, c.cfg.Informers, c.cfg.Client)
 	defer releaseInformers()
-	leases := informers.NewSharedInformerFactoryWithOptions(c.cfg.Client, 0, informers.WithNamespace(LeaseNamespace))
 	r := &run{Controller: c, rec: rec, seen: map[string]time.Time{}, beat: map[string]string{}}
 	nodeInf := factory.Core().V1().Nodes()
 	podInf := factory.Core().V1().Pods().Informer()
@@ -179,21 +177,19 @@ func (c *Controller) Run(ctx context.Context) error {
 		}
 	}
 	onLease := func(obj any) {
-		if l, ok := obj.(*coordinationv1.Lease); ok && l.Spec.RenewTime != nil {
+		// The shared informer has every lease; a node's is in LeaseNamespace.
+		if l, ok := obj.(*coordinationv1.Lease); ok && l.Namespace == LeaseNamespace && l.Spec.RenewTime != nil {
 			r.heartbeat(l.Name, "lease:"+l.Spec.RenewTime.UTC().Format(time.RFC3339Nano))
 		}
 	}
 	if _, err := nodeInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: onNode, UpdateFunc: func(_, obj any) { onNode(obj) }}); err != nil {
 		return err
 	}
-	leaseInf := leases.Coordination().V1().Leases().Informer()
+	leaseInf := factory.Coordination().V1().Leases().Informer()
 	if _, err := leaseInf.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: onLease, UpdateFunc: func(_, obj any) { onLease(obj) }}); err != nil {
 		return err
 	}
 	startInformers()
-	stop := make(chan struct{})
-	leases.Start(stop)
-	defer func() { close(stop); leases.Shutdown() }()
 	if !cache.WaitForCacheSync(ctx.Done(), nodeInf.Informer().HasSynced, podInf.HasSynced, leaseInf.HasSynced) {
 		return nil // ctx ended
 	}

@@ -20,22 +20,45 @@
 // gives them one); each new context is a new term with a new factory.
 //
 // A component run alone (in tests) uses New(client, 1).
+//
+// On a master, the informers read the API in process (Provider.Local):
+// the API server's own list and watch, without a connection.
 package sharedinformers
 
 import (
 	"context"
+	"reflect"
 	"sync"
+	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/informers"
+	"k8s.io/client-go/informers/apps"
+	"k8s.io/client-go/informers/batch"
+	"k8s.io/client-go/informers/coordination"
+	"k8s.io/client-go/informers/core"
+	"k8s.io/client-go/informers/discovery"
+	"k8s.io/client-go/informers/internalinterfaces"
+	"k8s.io/client-go/informers/policy"
+	"k8s.io/client-go/informers/rbac"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 )
+
+// Local returns the ListerWatcher the informer of obj's type (a
+// *corev1.Pod for pods) lists and watches through instead of the client,
+// or ok false for a type the client serves.
+type Local func(obj runtime.Object) (lw *cache.ListWatch, ok bool)
 
 // Provider hands out one informer factory per term. It is safe for
 // concurrent use.
 type Provider struct {
 	client kubernetes.Interface
 	users  int
+	// Local, when set before the first Join, is where the informers of
+	// the types it knows read the API (see Local).
+	Local Local
 
 	mu    sync.Mutex
 	terms map[<-chan struct{}]*term
@@ -62,7 +85,11 @@ func (p *Provider) Join(ctx context.Context) (factory informers.SharedInformerFa
 	p.mu.Lock()
 	t, ok := p.terms[done]
 	if !ok {
-		t = &term{factory: informers.NewSharedInformerFactory(p.client, 0), stop: make(chan struct{})}
+		var f informers.SharedInformerFactory = informers.NewSharedInformerFactory(p.client, 0)
+		if p.Local != nil {
+			f = &localFactory{SharedInformerFactory: f, local: p.Local, asked: map[reflect.Type]bool{}}
+		}
+		t = &term{factory: f, stop: make(chan struct{})}
 		p.terms[done] = t
 	}
 	p.mu.Unlock()
@@ -116,3 +143,48 @@ func As[T any](obj any) (T, bool) {
 	t, ok := obj.(T)
 	return t, ok
 }
+
+// localFactory is a factory whose informers of the types local knows
+// list and watch through it. The groups the controllers use are reached
+// through the factory itself (Core, Apps, ...), so that their informers
+// are made by its InformerFor.
+type localFactory struct {
+	informers.SharedInformerFactory
+	local Local
+
+	mu    sync.Mutex
+	asked map[reflect.Type]bool // the types local was asked for
+}
+
+// InformerFor returns the factory's informer of obj's type, made with
+// newFunc or, for a type local knows, over local's ListerWatcher, with
+// the namespace index the factory's own informers have.
+func (f *localFactory) InformerFor(obj runtime.Object, newFunc internalinterfaces.NewInformerFunc) cache.SharedIndexInformer {
+	// Every Informer() and Lister() comes here; the factory makes an
+	// informer of a type once, so local is asked once.
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if t := reflect.TypeOf(obj); !f.asked[t] {
+		f.asked[t] = true
+		if lw, ok := f.local(obj); ok {
+			newFunc = func(_ kubernetes.Interface, resync time.Duration) cache.SharedIndexInformer {
+				return cache.NewSharedIndexInformerWithOptions(lw, obj, cache.SharedIndexInformerOptions{
+					ResyncPeriod: resync, Indexers: cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc},
+				})
+			}
+		}
+	}
+	return f.SharedInformerFactory.InformerFor(obj, newFunc)
+}
+
+func (f *localFactory) Apps() apps.Interface   { return apps.New(f, metav1.NamespaceAll, nil) }
+func (f *localFactory) Batch() batch.Interface { return batch.New(f, metav1.NamespaceAll, nil) }
+func (f *localFactory) Coordination() coordination.Interface {
+	return coordination.New(f, metav1.NamespaceAll, nil)
+}
+func (f *localFactory) Core() core.Interface { return core.New(f, metav1.NamespaceAll, nil) }
+func (f *localFactory) Discovery() discovery.Interface {
+	return discovery.New(f, metav1.NamespaceAll, nil)
+}
+func (f *localFactory) Policy() policy.Interface { return policy.New(f, metav1.NamespaceAll, nil) }
+func (f *localFactory) Rbac() rbac.Interface     { return rbac.New(f, metav1.NamespaceAll, nil) }
