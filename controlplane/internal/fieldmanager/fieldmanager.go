@@ -124,6 +124,7 @@ func (s *Set) For(gvk schema.GroupVersionKind, subresource string) (*Manager, er
 		reset: resetFields(gvk.GroupVersion(), subresource)[fieldpath.APIVersion(gvk.GroupVersion().String())], skip: -1}
 	if s.shortcuts {
 		m.skip = jsonField(probe, resetField(subresource))
+		m.fast = true
 	}
 	s.managers[k] = m
 	return m, nil
@@ -198,9 +199,15 @@ type Manager struct {
 	// filters out (spec or status), which update leaves out of the
 	// comparison; -1 to compare it all the same.
 	skip int
+	// fast: updates may take updateFast (New's Sets; not the tests'
+	// reference one).
+	fast bool
 
 	emptyOnce sync.Once
 	empty     *typed.TypedValue // the kind's zero object, typed; nil if it fails
+
+	// cache holds the managedFields sets updateFast decoded.
+	cache setCache
 }
 
 // Kind is the kind the Manager was built for.
@@ -268,6 +275,11 @@ func (m *Manager) Update(live, obj runtime.Object, manager string) (runtime.Obje
 			if out, ok := m.create(obj, manager); ok {
 				return out, nil
 			}
+		}
+	}
+	if live != nil && m.fast {
+		if out, ok := m.updateFast(live, obj, manager); ok {
+			return out, nil
 		}
 	}
 	return m.update(live, obj, manager)
