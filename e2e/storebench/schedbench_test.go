@@ -300,7 +300,8 @@ func (a *apiCluster) schedule(ctx context.Context, b *testing.B, size schedSize)
 	}
 	r.bound, r.running = time.Duration(tBound.Load()), time.Duration(tRunning.Load())
 	r.steady = float64(size.pods*9/10-size.pods/10) / time.Duration(t90.Load()-t10.Load()).Seconds()
-	b.Logf("%d pods: created in %v, all bound %v and Running %v after the first create; steady %0.f binds/s; %.2f ms CPU per pod%s",
-		size.pods, r.created.Round(time.Millisecond), r.bound.Round(time.Millisecond), r.running.Round(time.Millisecond), r.steady, r.cpuMS, split.String())
+	b.Logf("%d pods: created in %v, all bound %v and Running %v after the first create (10%% bound after %v, 90%% after %v); steady %0.f binds/s; %.2f ms CPU per pod%s",
+		size.pods, r.created.Round(time.Millisecond), r.bound.Round(time.Millisecond), r.running.Round(time.Millisecond),
+		time.Duration(t10.Load()).Round(time.Millisecond), time.Duration(t90.Load()).Round(time.Millisecond), r.steady, r.cpuMS, split.String())
 	return r, nil
 }

@@ -377,7 +377,7 @@ func requirementMatches(r *corev1.NodeSelectorRequirement, v string, has bool) b
 // resources by name.
 func (cy *cycle) filterResources(n *NodeInfo) []string {
 	var out []string
-	if int64(len(n.Pods))+1 > n.AllowedPods {
+	if n.numPods+1 > n.AllowedPods {
 		out = append(out, ReasonTooManyPods)
 	}
 	r := &cy.pod.Requests

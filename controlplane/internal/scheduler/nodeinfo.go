@@ -13,30 +13,38 @@ import (
 // A NodeInfo is changed only by its Snapshot's owner (the Cache, under its
 // lock); Schedule only reads it.
 type NodeInfo struct {
-	// Node is nil while pods name a node the scheduler has not seen.
-	Node *corev1.Node
-	Name string
-	// Allocatable is the node's allocatable resources, AllowedPods its
-	// allocatable pod count.
-	Allocatable Resources
-	AllowedPods int64
-	// Requested sums the pods' Requests, NonZero their NonZero.
-	Requested, NonZero Resources
-	// Pods are the pods bound or assumed here, by key.
-	Pods map[string]*PodInfo
+	// The fields filtering and scoring read for every node a pod is
+	// weighed against come first, together: at 5,000 nodes a pod is
+	// weighed against 500, and each cache line of a NodeInfo they touch
+	// is a miss (a map's length read through its header was one more).
 
-	ports  map[portKey]map[string]int // host ports in use: protocol+port -> IP -> pods
-	owners map[types.UID]int          // pods per controller
+	// unschedulable is Node.Spec.Unschedulable (cordoned), kept here so
+	// that filtering a node reads its NodeInfo alone: the Node object is
+	// elsewhere in memory.
+	unschedulable bool
+	// numPods is len(Pods).
+	numPods int64
+	// AllowedPods is the node's allocatable pod count.
+	AllowedPods int64
 	// taints are the NoSchedule and NoExecute taints a pod must tolerate,
 	// with the implied not-ready or unreachable taint of a node whose Ready
 	// condition is not True, and reasons their rejection texts.
-	taints  []corev1.Taint
+	taints []corev1.Taint
+	// Allocatable is the node's allocatable resources.
+	Allocatable Resources
+	// Requested sums the pods' Requests, NonZero their NonZero.
+	Requested, NonZero Resources
+
+	// Node is nil while pods name a node the scheduler has not seen.
+	Node *corev1.Node
+	Name string
+	// Pods are the pods bound or assumed here, by key.
+	Pods map[string]*PodInfo
+
+	ports   map[portKey]map[string]int // host ports in use: protocol+port -> IP -> pods
+	owners  map[types.UID]int          // pods per controller
 	reasons []string
-	// unschedulable is Node.Spec.Unschedulable (cordoned), kept here so
-	// that filtering a node reads its NodeInfo alone: the Node object is
-	// elsewhere in memory, and reading it cost a cache miss per node.
-	unschedulable bool
-	index         int // in Snapshot.Nodes, or -1
+	index   int // in Snapshot.Nodes, or -1
 }
 
 type portKey struct {
@@ -102,6 +110,7 @@ func (n *NodeInfo) addPod(p *PodInfo, sign int) {
 	} else {
 		delete(n.Pods, p.Key)
 	}
+	n.numPods = int64(len(n.Pods))
 	n.Requested.add(&p.Requests, int64(sign))
 	n.NonZero.add(&p.NonZero, int64(sign))
 	for _, hp := range p.ports {
