@@ -3,7 +3,6 @@ package apiserver
 import (
 	"context"
 	"fmt"
-	"net/url"
 	"slices"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -14,6 +13,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/skiff-sh/skiff/controlplane/internal/registry"
 )
 
 // ListerWatcher returns what an informer of this process lists and watches
@@ -69,24 +70,21 @@ func (l *localListWatch) listWatch() *cache.ListWatch {
 	return &cache.ListWatch{ListWithContextFunc: l.list, WatchFuncWithContext: l.watch}
 }
 
-// query is opts as the URL query of a request.
-func query(opts metav1.ListOptions) (url.Values, error) {
+// options are opts as the registry's, checked as those of a GET of the
+// collection (watch: a watch's) are.
+func (l *localListWatch) options(opts metav1.ListOptions, watch bool) (registry.ListOptions, error) {
 	q, err := queryparams.Convert(&opts)
 	if err != nil {
-		return nil, apierrors.NewBadRequest(fmt.Sprintf("list options: %v", err))
+		return registry.ListOptions{}, apierrors.NewBadRequest(fmt.Sprintf("list options: %v", err))
 	}
-	return q, nil
+	if err := checkListQuery(q, watch); err != nil {
+		return registry.ListOptions{}, err
+	}
+	return listOptions(q, l.res)
 }
 
 func (l *localListWatch) list(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
-	q, err := query(opts)
-	if err != nil {
-		return nil, err
-	}
-	if err := checkListQuery(q, false); err != nil {
-		return nil, err
-	}
-	ro, err := listOptions(q, l.res)
+	ro, err := l.options(opts, false)
 	if err != nil {
 		return nil, err
 	}
@@ -107,14 +105,7 @@ func (l *localListWatch) list(ctx context.Context, opts metav1.ListOptions) (run
 }
 
 func (l *localListWatch) watch(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
-	q, err := query(opts)
-	if err != nil {
-		return nil, err
-	}
-	if err := checkListQuery(q, true); err != nil {
-		return nil, err
-	}
-	ro, err := listOptions(q, l.res)
+	ro, err := l.options(opts, true)
 	if err != nil {
 		return nil, err
 	}

@@ -112,14 +112,7 @@ func Validate(obj runtime.Object) field.ErrorList {
 // the same kind; obj is expected to be defaulted. It returns nil for kinds
 // this package does not know.
 func ValidateUpdate(obj, old runtime.Object) field.ErrorList {
-	k, ok := lookup(obj)
-	if !ok {
-		return nil
-	}
-	if reflect.TypeOf(old) != k.typ {
-		return field.ErrorList{field.InternalError(nil, fmt.Errorf("strategy: update of %v from %T", k.typ, old))}
-	}
-	return k.validateUpdate(obj, old)
+	return validateUpdateWith(obj, old, func(k kind) func(obj, old runtime.Object) field.ErrorList { return k.validateUpdate })
 }
 
 // ValidateStatusUpdate returns the errors of a write through the status
@@ -129,15 +122,24 @@ func ValidateUpdate(obj, old runtime.Object) field.ErrorList {
 // ValidatePodStatusUpdate) check the status; the spec, the stored one,
 // is not checked again. Other kinds are checked as by ValidateUpdate.
 func ValidateStatusUpdate(obj, old runtime.Object) field.ErrorList {
+	return validateUpdateWith(obj, old, func(k kind) func(obj, old runtime.Object) field.ErrorList {
+		if k.validateStatus != nil {
+			return k.validateStatus
+		}
+		return k.validateUpdate
+	})
+}
+
+// validateUpdateWith checks obj replacing old with the rules rules picks
+// from their kind: nil for a kind this package does not know, an internal
+// error when old is of another kind.
+func validateUpdateWith(obj, old runtime.Object, rules func(kind) func(obj, old runtime.Object) field.ErrorList) field.ErrorList {
 	k, ok := lookup(obj)
 	if !ok {
 		return nil
 	}
 	if reflect.TypeOf(old) != k.typ {
-		return field.ErrorList{field.InternalError(nil, fmt.Errorf("strategy: status update of %v from %T", k.typ, old))}
+		return field.ErrorList{field.InternalError(nil, fmt.Errorf("strategy: update of %v from %T", k.typ, old))}
 	}
-	if k.validateStatus != nil {
-		return k.validateStatus(obj, old)
-	}
-	return k.validateUpdate(obj, old)
+	return rules(k)(obj, old)
 }
