@@ -1,9 +1,9 @@
 package fieldmanager
 
 import (
-	"bytes"
 	"reflect"
 	"sort"
+	"strings"
 	"sync"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -61,7 +61,7 @@ func (m *Manager) updateFast(live, obj runtime.Object, manager string) (runtime.
 				return nil, false
 			}
 		}
-		set, ok := m.cachedSet(e.FieldsV1.Raw)
+		set, ok := m.cachedSet(e.FieldsV1.GetRawString())
 		if !ok {
 			return nil, false
 		}
@@ -139,7 +139,7 @@ func (m *Manager) updateFast(live, obj runtime.Object, manager string) (runtime.
 			if err != nil {
 				return nil, false
 			}
-			e.FieldsV1 = &metav1.FieldsV1{Raw: raw}
+			e.FieldsV1 = metav1.NewFieldsV1(string(raw))
 		}
 		out = append(out, e)
 	}
@@ -152,7 +152,7 @@ func (m *Manager) updateFast(live, obj runtime.Object, manager string) (runtime.
 			return nil, false
 		}
 		now := metav1.Now()
-		self.Time, self.FieldsType, self.FieldsV1 = &now, "FieldsV1", &metav1.FieldsV1{Raw: raw}
+		self.Time, self.FieldsType, self.FieldsV1 = &now, "FieldsV1", metav1.NewFieldsV1(string(raw))
 		out = append(out, self)
 	}
 	sortEntries(out)
@@ -216,26 +216,26 @@ type setCache struct {
 
 // cachedSet returns the set raw encodes; ok is false when raw does not
 // decode or is not canonical.
-func (m *Manager) cachedSet(raw []byte) (*fieldpath.Set, bool) {
+func (m *Manager) cachedSet(raw string) (*fieldpath.Set, bool) {
 	c := &m.cache
 	c.mu.Lock()
-	set, ok := c.sets[string(raw)]
+	set, ok := c.sets[raw]
 	c.mu.Unlock()
 	if ok {
 		return set, true
 	}
 	set = &fieldpath.Set{}
-	if err := set.FromJSON(bytes.NewReader(raw)); err != nil {
+	if err := set.FromJSON(strings.NewReader(raw)); err != nil {
 		return nil, false
 	}
-	if again, err := set.ToJSON(); err != nil || !bytes.Equal(again, raw) {
+	if again, err := set.ToJSON(); err != nil || string(again) != raw {
 		return nil, false
 	}
 	c.mu.Lock()
 	if len(c.sets) >= setCacheSize || c.sets == nil {
 		c.sets, c.reconciled = map[string]*fieldpath.Set{}, map[*fieldpath.Set]bool{}
 	}
-	c.sets[string(raw)] = set
+	c.sets[raw] = set
 	c.mu.Unlock()
 	return set, true
 }

@@ -204,7 +204,7 @@ func TestUpdateFastPathApplied(t *testing.T) {
 	now := metav1.Now()
 	live := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "c", Namespace: "d", ManagedFields: []metav1.ManagedFieldsEntry{{
 		Manager: "m", Operation: metav1.ManagedFieldsOperationUpdate, APIVersion: "v1", Time: &now, FieldsType: "FieldsV1",
-		FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:data":{"f:b":{},"f:a":{}}}`)},
+		FieldsV1: metav1.NewFieldsV1(`{"f:data":{"f:b":{},"f:a":{}}}`),
 	}}}, Data: map[string]string{"a": "1", "b": "2"}}
 	next := live.DeepCopy()
 	next.Data["c"] = "3"
