@@ -379,17 +379,8 @@ var stripped = fieldpath.NewSet(
 // compares the two), without its layers of conversions and copies. ok is
 // false when the fast path cannot tell; Update then takes the full one.
 func (m *Manager) create(obj runtime.Object, manager string) (runtime.Object, bool) {
-	m.emptyOnce.Do(func() {
-		zero, err := m.scheme.New(m.gvk)
-		if err != nil {
-			return
-		}
-		zero.GetObjectKind().SetGroupVersionKind(m.gvk)
-		if tv, err := m.types.ObjectToTyped(zero, typed.AllowDuplicates); err == nil {
-			m.empty = tv
-		}
-	})
-	if m.empty == nil {
+	empty := m.zero()
+	if empty == nil {
 		return nil, false
 	}
 	obj = obj.DeepCopyObject()
@@ -398,7 +389,7 @@ func (m *Manager) create(obj runtime.Object, manager string) (runtime.Object, bo
 	if err != nil {
 		return nil, false
 	}
-	cmp, err := m.empty.Compare(tv)
+	cmp, err := empty.Compare(tv)
 	if err != nil {
 		return nil, false
 	}
@@ -422,6 +413,21 @@ func (m *Manager) create(obj runtime.Object, manager string) (runtime.Object, bo
 		Time: &now, FieldsType: "FieldsV1", FieldsV1: metav1.NewFieldsV1(string(raw)),
 	}})
 	return obj, true
+}
+
+// zero returns the kind's zero object, typed; nil if it cannot be.
+func (m *Manager) zero() *typed.TypedValue {
+	m.emptyOnce.Do(func() {
+		zero, err := m.scheme.New(m.gvk)
+		if err != nil {
+			return
+		}
+		zero.GetObjectKind().SetGroupVersionKind(m.gvk)
+		if tv, err := m.types.ObjectToTyped(zero, typed.AllowDuplicates); err == nil {
+			m.empty = tv
+		}
+	})
+	return m.empty
 }
 
 // liveOrNew returns a copy of live with its kind set, or a new empty object

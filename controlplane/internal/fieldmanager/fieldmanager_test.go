@@ -44,6 +44,21 @@ func manager(t *testing.T, gvk schema.GroupVersionKind, sub string) *Manager {
 	return m
 }
 
+// mainAndStatus returns the Managers of gvk through the main resource and
+// through status, of one Set.
+func mainAndStatus(t *testing.T, gvk schema.GroupVersionKind) (main, status *Manager) {
+	t.Helper()
+	set := New(testScheme(t))
+	main, err := set.For(gvk, "")
+	if err != nil {
+		t.Fatalf("For(%s, \"\"): %v", gvk, err)
+	}
+	if status, err = set.For(gvk, "status"); err != nil {
+		t.Fatalf("For(%s, status): %v", gvk, err)
+	}
+	return main, status
+}
+
 // deployment is an apply configuration of the Deployment web with the
 // given replicas; extra is spliced into its metadata.labels.
 func deployment(replicas int, labels string) []byte {
@@ -351,15 +366,7 @@ func TestApplyBadRequests(t *testing.T) {
 // TestStatusSubresource: writes through /status are recorded with the
 // subresource, and own only status; the main resource owns no status.
 func TestStatusSubresource(t *testing.T) {
-	set := New(testScheme(t))
-	main, err := set.For(deploymentKind, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	status, err := set.For(deploymentKind, "status")
-	if err != nil {
-		t.Fatal(err)
-	}
+	main, status := mainAndStatus(t, deploymentKind)
 	live := mustApply(t, main, nil, []byte(`{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"web"},"spec":{"replicas":2},"status":{"replicas":9}}`), "kubectl", false)
 	if e := entries(t, live)["kubectl/Apply/"]; strings.Contains(e, "f:status") {
 		t.Errorf("got kubectl's fields %s, want no status through the main resource", e)

@@ -22,8 +22,8 @@ const maxUpdateManagers = 10
 // computes what the full pipeline computes (TestUpdateFastPath compares
 // the two over many writes), but decodes each distinct FieldsV1 once
 // (setCache), keeps the encoding of the entries the write does not change
-// instead of re-encoding every set, and skips the schema reconciliation
-// of sets already found to need none. The comparison of the two objects,
+// instead of re-encoding every set, and checks each distinct set against
+// the schema once instead of reconciling it every time. The comparison of the two objects,
 // the bulk of the work, is the same. ok is false when the fast path cannot
 // tell; update then takes the full pipeline.
 //
@@ -88,9 +88,6 @@ func (m *Manager) updateFast(live, obj runtime.Object, manager string) (runtime.
 	}
 	lt, err := m.types.ObjectToTyped(l, typed.AllowDuplicates)
 	if err != nil {
-		return nil, false
-	}
-	if !m.reconciled(entries, sets, lt) {
 		return nil, false
 	}
 	nt, err := m.types.ObjectToTyped(n, typed.AllowDuplicates)
@@ -204,64 +201,43 @@ func sortEntries(es []metav1.ManagedFieldsEntry) {
 // fields a client creates, a scheduler binds, a kubelet reports).
 const setCacheSize = 1024
 
-// setCache holds decoded FieldsV1, by their encoding: only encodings that
-// decode and encode back to themselves (the canonical ones, which this
-// package writes), whose sets are never modified. reconciled records the
-// sets the schema reconciliation left as they were.
+// setCache holds decoded FieldsV1 by their encoding: the set, or nil for
+// an encoding the fast path leaves to the pipeline. Cached sets are never
+// modified.
 type setCache struct {
-	mu         sync.Mutex
-	sets       map[string]*fieldpath.Set
-	reconciled map[*fieldpath.Set]bool
+	mu   sync.Mutex
+	sets map[string]*fieldpath.Set
 }
 
-// cachedSet returns the set raw encodes; ok is false when raw does not
-// decode or is not canonical.
+// cachedSet returns the set raw encodes. ok is false when raw does not
+// decode, is not canonical (does not encode back to itself, as this
+// package's encodings do), or would change in the schema reconciliation
+// the pipeline does before each update (a set recorded under an older
+// schema, where a field now atomic was granular; the reconciliation reads
+// the schema only, not the object).
 func (m *Manager) cachedSet(raw string) (*fieldpath.Set, bool) {
 	c := &m.cache
 	c.mu.Lock()
-	set, ok := c.sets[raw]
+	set, known := c.sets[raw]
 	c.mu.Unlock()
-	if ok {
-		return set, true
+	if known {
+		return set, set != nil
 	}
 	set = &fieldpath.Set{}
 	if err := set.FromJSON(strings.NewReader(raw)); err != nil {
-		return nil, false
-	}
-	if again, err := set.ToJSON(); err != nil || string(again) != raw {
-		return nil, false
+		set = nil
+	} else if again, err := set.ToJSON(); err != nil || string(again) != raw {
+		set = nil
+	} else if zero := m.zero(); zero == nil {
+		set = nil
+	} else if r, err := typed.ReconcileFieldSetWithSchema(set, zero); err != nil || r != nil {
+		set = nil
 	}
 	c.mu.Lock()
 	if len(c.sets) >= setCacheSize || c.sets == nil {
-		c.sets, c.reconciled = map[string]*fieldpath.Set{}, map[*fieldpath.Set]bool{}
+		c.sets = map[string]*fieldpath.Set{}
 	}
 	c.sets[raw] = set
 	c.mu.Unlock()
-	return set, true
-}
-
-// reconciled reports whether the schema leaves every set as it is (the
-// pipeline reconciles each manager's set with the schema before the
-// update: a set recorded under an older schema, where a field was granular
-// that is now atomic, changes). Sets found so are remembered.
-func (m *Manager) reconciled(entries []metav1.ManagedFieldsEntry, sets []*fieldpath.Set, live *typed.TypedValue) bool {
-	c := &m.cache
-	for _, set := range sets {
-		c.mu.Lock()
-		ok := c.reconciled[set]
-		c.mu.Unlock()
-		if ok {
-			continue
-		}
-		r, err := typed.ReconcileFieldSetWithSchema(set, live)
-		if err != nil || r != nil {
-			return false
-		}
-		c.mu.Lock()
-		if c.reconciled != nil {
-			c.reconciled[set] = true
-		}
-		c.mu.Unlock()
-	}
-	return true
+	return set, set != nil
 }

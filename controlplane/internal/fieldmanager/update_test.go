@@ -2,12 +2,14 @@ package fieldmanager
 
 import (
 	"reflect"
+	"strings"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/structured-merge-diff/v6/fieldpath"
 )
 
 // write is one update of a sequence: by manager, through the main
@@ -88,15 +90,7 @@ func TestUpdateFastPath(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	set := New(testScheme(t))
-	main, err := set.For(podKind, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	status, err := set.For(podKind, "status")
-	if err != nil {
-		t.Fatal(err)
-	}
+	main, status := mainAndStatus(t, podKind)
 	cond := func(p *corev1.Pod, typ corev1.PodConditionType, st corev1.ConditionStatus) {
 		for i := range p.Status.Conditions {
 			if p.Status.Conditions[i].Type == typ {
@@ -156,15 +150,7 @@ func TestUpdateFastPath(t *testing.T) {
 // kept and taken from as the pipeline does; the cap on Update entries and
 // encodings this package does not write are left to the pipeline.
 func TestUpdateFastPathApplied(t *testing.T) {
-	set := New(testScheme(t))
-	main, err := set.For(deploymentKind, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	status, err := set.For(deploymentKind, "status")
-	if err != nil {
-		t.Fatal(err)
-	}
+	main, status := mainAndStatus(t, deploymentKind)
 	applied, err := main.Apply(nil, deployment(2, ""), "kubectl", false)
 	if err != nil {
 		t.Fatal(err)
@@ -197,10 +183,7 @@ func TestUpdateFastPathApplied(t *testing.T) {
 
 	// An encoding of the same fields in another order is decoded by the
 	// pipeline only.
-	cm, err := set.For(configMapKind, "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	cm := manager(t, configMapKind, "")
 	now := metav1.Now()
 	live := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "c", Namespace: "d", ManagedFields: []metav1.ManagedFieldsEntry{{
 		Manager: "m", Operation: metav1.ManagedFieldsOperationUpdate, APIVersion: "v1", Time: &now, FieldsType: "FieldsV1",
@@ -210,5 +193,33 @@ func TestUpdateFastPathApplied(t *testing.T) {
 	next.Data["c"] = "3"
 	if _, ok := cm.updateFast(live, next, "n"); ok {
 		t.Error("the fast path took managedFields in an encoding it does not write")
+	}
+}
+
+// TestUpdateFastPathReconciled: a set the schema reconciliation would
+// change (fields under the selector, which is atomic: recorded so by an
+// older schema) is left to the pipeline.
+func TestUpdateFastPathReconciled(t *testing.T) {
+	main := manager(t, deploymentKind, "")
+	const granular = `{"f:spec":{"f:selector":{"f:matchLabels":{"f:app":{}}}}}`
+	var set fieldpath.Set
+	if err := set.FromJSON(strings.NewReader(granular)); err != nil {
+		t.Fatal(err)
+	}
+	if again, err := set.ToJSON(); err != nil || string(again) != granular {
+		t.Fatalf("%s encodes back as %s, %v: want it canonical, so that only the reconciliation can refuse it", granular, again, err)
+	}
+	now := metav1.Now()
+	live := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "d", ManagedFields: []metav1.ManagedFieldsEntry{{
+		Manager: "old", Operation: metav1.ManagedFieldsOperationUpdate, APIVersion: "apps/v1", Time: &now, FieldsType: "FieldsV1",
+		FieldsV1: metav1.NewFieldsV1(granular),
+	}}}, Spec: appsv1.DeploymentSpec{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}}}}
+	next := live.DeepCopy()
+	next.Labels = map[string]string{"tier": "front"}
+	if _, ok := main.updateFast(live, next, "labeler"); ok {
+		t.Error("the fast path took a set the schema reconciliation changes")
+	}
+	if _, err := main.Update(live, next, "labeler"); err != nil {
+		t.Errorf("the pipeline: %v", err)
 	}
 }
