@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/skiff-sh/skiff/controlplane/client"
 	"github.com/skiff-sh/skiff/controlplane/internal/apiserver"
 	"github.com/skiff-sh/skiff/controlplane/internal/clusterdns"
 
@@ -57,7 +58,11 @@ type apiClients struct {
 	disc      discovery.DiscoveryInterface
 }
 
-func newAPIClients(cfg *rest.Config, pool *membership.Pool) (c apiClients, err error) {
+// newAPIClients returns the clients of cfg, a configuration of this
+// master's API in process (client.InProcess). The scheduler's also reach
+// the other masters through remote, a transport to their listeners; self
+// is this master's API host as gossip names it.
+func newAPIClients(cfg *rest.Config, remote http.RoundTripper, self string, pool *membership.Pool) (c apiClients, err error) {
 	if c.cs, err = kubernetes.NewForConfig(cfg); err != nil {
 		return c, err
 	}
@@ -66,7 +71,9 @@ func newAPIClients(cfg *rest.Config, pool *membership.Pool) (c apiClients, err e
 	// The scheduler's requests (binds, status, events) go round the live
 	// masters, as through a load balancer: the leader's CPU goes to Raft
 	// and watches, the followers' to the API work.
-	fast.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { return &spread{base: rt, masters: pool} }
+	fast.WrapTransport = func(local http.RoundTripper) http.RoundTripper {
+		return &spread{local: local, remote: remote, self: self, masters: pool}
+	}
 	if c.unlimited, err = kubernetes.NewForConfig(fast); err != nil {
 		return c, err
 	}
@@ -79,10 +86,15 @@ func newAPIClients(cfg *rest.Config, pool *membership.Pool) (c apiClients, err e
 	return c, err
 }
 
-// localAPI is where the leader's informers list and watch: this master's
-// API server in process (apiserver.Server's ListerWatcher and
+// localAPI is this master's API in process: where the leader's components
+// send their requests (handler, as ControllerUser) and where their
+// informers list and watch (apiserver.Server's ListerWatcher and
 // MetadataListerWatcher).
 type localAPI struct {
+	handler http.Handler
+	// self is this master's API host (host:port) as the gossip pool names
+	// it.
+	self     string
 	typed    sharedinformers.Local
 	metadata func(gvr schema.GroupVersionResource) (*cache.ListWatch, bool)
 }
@@ -94,17 +106,19 @@ type runner interface {
 
 // controllers returns the runner of the leader-only components (the
 // scheduler and the controllers, named as in kube-controller-manager), over
-// this master's own API (addr, its listener) with a client certificate of
-// ControllerUser, while this master leads. pool is the gossip pool the
-// node lifecycle controller learns worker deaths from. The shared
-// informers and the garbage collector's read this master's API in
-// process, through local.
+// this master's own API in process (local), while this master leads. The
+// scheduler's requests also go to the other masters (addr is this master's
+// listener, whose port they share) with a client certificate of
+// ControllerUser. pool is the gossip pool the node lifecycle controller
+// learns worker deaths from.
 func (m *Master) controllers(addr *net.TCPAddr, ca *pki.CA, signer *satoken.Signer, pool *membership.Pool, local localAPI) (*leadership.Runner, error) {
-	cfg, err := loopbackConfig(addr, ca, ControllerUser, []string{AdminGroup})
+	remote, err := loopbackConfig(addr, ca, ControllerUser, []string{AdminGroup})
 	if err != nil {
 		return nil, err
 	}
-	c, err := newAPIClients(cfg, pool)
+	cfg := rest.CopyConfig(remote)
+	client.InProcess(cfg, local.handler)
+	c, err := newAPIClients(cfg, remote.Transport, local.self, pool)
 	if err != nil {
 		return nil, err
 	}
@@ -293,18 +307,26 @@ func (w workers) Changed() <-chan struct{} { return w.pool.Changed() }
 // spread sends each request to the next live master's API in turn (the
 // masters' gossip metadata names their APIs), or where it was addressed
 // when gossip knows none. Every master serves every request; they share
-// the cluster CA and revisions, so any one answers the same.
+// the cluster CA and revisions, so any one answers the same. This
+// master's share is served in process (local), the others' through
+// remote.
 type spread struct {
-	base    http.RoundTripper
-	masters *membership.Pool
-	next    atomic.Uint32
+	local, remote http.RoundTripper
+	self          string
+	masters       *membership.Pool
+	next          atomic.Uint32
 }
 
 func (s *spread) RoundTrip(req *http.Request) (*http.Response, error) {
-	if hosts := s.masters.MasterAPIs(); len(hosts) > 0 {
-		req = req.Clone(req.Context())
-		req.URL.Host = hosts[int(s.next.Add(1))%len(hosts)]
-		req.Host = ""
+	hosts := s.masters.MasterAPIs()
+	if len(hosts) == 0 {
+		return s.local.RoundTrip(req)
 	}
-	return s.base.RoundTrip(req)
+	host := hosts[int(s.next.Add(1))%len(hosts)]
+	if host == s.self {
+		return s.local.RoundTrip(req)
+	}
+	req = req.Clone(req.Context())
+	req.URL.Host, req.Host = host, ""
+	return s.remote.RoundTrip(req)
 }

@@ -184,7 +184,8 @@ func (m *Master) Run(ctx context.Context) error {
 		return err
 	}
 	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
-	server := "https://" + net.JoinHostPort(m.cfg.AdvertiseHost, port)
+	apiHost := net.JoinHostPort(m.cfg.AdvertiseHost, port) // as gossip names it to the other masters
+	server := "https://" + apiHost
 	certPEM, keyPEM, err := ca.IssueServing(m.sans())
 	if err != nil {
 		return err
@@ -258,8 +259,14 @@ func (m *Master) Run(ctx context.Context) error {
 	if err := rbac.waitSynced(ctx); err != nil {
 		return err
 	}
+	status, routes := withMetrics(statusapi.Handler(m.cfg.Store, m.cfg.Profiling), m.cfg.Store, api), withJoin(ca, m.log, api.Handler())
+	// The leader's components are served in process, as the controller
+	// user: the same checks and routes as over the listener, without a
+	// connection.
+	controllerUser := authn.NewUser(ControllerUser, []string{AdminGroup})
+	inProcess := authenticate(func(*http.Request) (authn.User, error) { return controllerUser, nil }, rbac.RBAC, m.log, status, routes)
 	srv := &http.Server{
-		Handler:           authenticate(tokens.Authenticator, rbac.RBAC, m.log, withMetrics(statusapi.Handler(m.cfg.Store, m.cfg.Profiling), m.cfg.Store, api), withJoin(ca, m.log, api.Handler())),
+		Handler:           authenticate(tokens.Authenticator.AuthenticateRequest, rbac.RBAC, m.log, status, routes),
 		TLSConfig:         tlsCfg,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(m.log.Handler(), slog.LevelDebug),
@@ -268,7 +275,7 @@ func (m *Master) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	controllers, err := m.controllers(ln.Addr().(*net.TCPAddr), ca, acfg.ServiceAccountTokens, pool, localAPI{typed: api.ListerWatcher, metadata: api.MetadataListerWatcher})
+	controllers, err := m.controllers(ln.Addr().(*net.TCPAddr), ca, acfg.ServiceAccountTokens, pool, localAPI{handler: inProcess, self: apiHost, typed: api.ListerWatcher, metadata: api.MetadataListerWatcher})
 	if err != nil {
 		return err
 	}
@@ -528,11 +535,12 @@ func withMetrics(status http.Handler, store *raftstore.Store, api *apiserver.Ser
 	})
 }
 
-// authenticate lets through requests that authn authenticates (a verified
-// client certificate or a valid bearer token) and authorizer allows, with
-// the user in their context; others get 401 or 403, except the paths
-// Kubernetes serves to anyone.
-func authenticate(authenticator *authn.Authenticator, authorizer *authz.RBAC, log *slog.Logger, status, api http.Handler) http.Handler {
+// authenticate lets through requests that identify authenticates (a
+// verified client certificate or a valid bearer token: authn's
+// AuthenticateRequest) and authorizer allows, with the user in their
+// context; others get 401 or 403, except the paths Kubernetes serves to
+// anyone.
+func authenticate(identify func(*http.Request) (authn.User, error), authorizer *authz.RBAC, log *slog.Logger, status, api http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/healthz", "/livez", "/readyz":
@@ -545,7 +553,7 @@ func authenticate(authenticator *authn.Authenticator, authorizer *authz.RBAC, lo
 			api.ServeHTTP(w, r)
 			return
 		}
-		user, err := authenticator.AuthenticateRequest(r)
+		user, err := identify(r)
 		if err != nil {
 			if !errors.Is(err, authn.ErrNoCredentials) {
 				// The error names a token's ID at most, never the token.

@@ -164,7 +164,7 @@ func TestAuthenticatedUserInContext(t *testing.T) {
 	for _, g := range []string{"dev", "qa", "ops", "system:serviceaccounts:ci"} {
 		subjects = append(subjects, rbacv1.Subject{Kind: rbacv1.GroupKind, Name: g})
 	}
-	h := authenticate(a, staticRBAC(t, tester, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "testers"},
+	h := authenticate(a.AuthenticateRequest, staticRBAC(t, tester, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "testers"},
 		RoleRef: rbacv1.RoleRef{Kind: "ClusterRole", Name: "tester"}, Subjects: subjects}), slog.New(slog.DiscardHandler), echo, echo)
 
 	r := httptest.NewRequest(http.MethodGet, "/api/v1/pods", nil)

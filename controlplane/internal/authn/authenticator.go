@@ -230,7 +230,7 @@ func (a *Authenticator) AuthenticateToken(token string) (User, error) {
 	if tok.Expired(a.cfg.Now()) {
 		return User{}, fmt.Errorf("%w: token %s expired at %s", ErrInvalidToken, tok.ID, tok.Expires.Format(time.RFC3339))
 	}
-	return newUser(tok.User, tok.Groups), nil
+	return NewUser(tok.User, tok.Groups), nil
 }
 
 // AuthenticateRequest returns the user of r: the one of its verified client
@@ -246,7 +246,7 @@ func (a *Authenticator) AuthenticateToken(token string) (User, error) {
 // one list, so unknown tokens cost the store one read at a time.
 func (a *Authenticator) AuthenticateRequest(r *http.Request) (User, error) {
 	if name, groups, ok := pki.Authenticate(r.TLS); ok {
-		return newUser(name, groups), nil
+		return NewUser(name, groups), nil
 	}
 	header := r.Header.Get("Authorization")
 	if header == "" {
@@ -261,7 +261,7 @@ func (a *Authenticator) AuthenticateRequest(r *http.Request) (User, error) {
 		if err != nil {
 			return User{}, fmt.Errorf("%w: %w", ErrInvalidToken, err)
 		}
-		return newUser(name, groups), nil
+		return NewUser(name, groups), nil
 	}
 	u, err := a.AuthenticateToken(token)
 	if !errors.Is(err, errUnknownToken) {
@@ -296,7 +296,7 @@ func (a *Authenticator) authenticateFresh(ctx context.Context, token string, mis
 	if tok.Expired(a.cfg.Now()) {
 		return User{}, fmt.Errorf("%w: token %s expired at %s", ErrInvalidToken, tok.ID, tok.Expires.Format(time.RFC3339))
 	}
-	return newUser(tok.User, tok.Groups), nil
+	return NewUser(tok.User, tok.Groups), nil
 }
 
 // fresh returns a list that has not started yet, starting it if no other

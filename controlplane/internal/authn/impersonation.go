@@ -49,7 +49,7 @@ func Impersonated(h http.Header) (User, bool, error) {
 	if ns, _, ok := strings.Cut(strings.TrimPrefix(name, serviceAccountUserPrefix), ":"); ok && strings.HasPrefix(name, serviceAccountUserPrefix) {
 		groups = append(groups, groupServiceAccounts, groupServiceAccounts+":"+ns)
 	}
-	return newUser(name, groups), true, nil
+	return NewUser(name, groups), true, nil
 }
 
 func hasExtra(h http.Header) bool {

@@ -17,8 +17,9 @@ type User struct {
 	Groups []string
 }
 
-// newUser returns the user name in groups and GroupAuthenticated.
-func newUser(name string, groups []string) User {
+// NewUser returns the user name in groups and GroupAuthenticated, as
+// authentication makes users.
+func NewUser(name string, groups []string) User {
 	gs := slices.Clone(groups)
 	if !slices.Contains(gs, GroupAuthenticated) {
 		gs = append(gs, GroupAuthenticated)
