@@ -16,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/watch"
 
 	"github.com/skiff-sh/skiff/agent/hollow"
@@ -192,9 +193,11 @@ func (a *apiCluster) schedule(ctx context.Context, b *testing.B, size schedSize)
 	}
 	b.Logf("%d hollow nodes Ready in %v", size.nodes, time.Since(start).Round(time.Millisecond))
 
-	// One watch on the leader's replica sees every bind and every Running.
+	// One watch on the leader's replica sees every bind and every Running;
+	// pods not bound yet are left out, as by the hollow nodes' watch.
 	timeout := int64(1200)
-	w, err := a.clients[0].CoreV1().Pods(ns).Watch(ctx, metav1.ListOptions{ResourceVersion: "0", TimeoutSeconds: &timeout})
+	w, err := a.clients[0].CoreV1().Pods(ns).Watch(ctx, metav1.ListOptions{ResourceVersion: "0", TimeoutSeconds: &timeout,
+		FieldSelector: fields.OneTermNotEqualSelector("spec.nodeName", "").String()})
 	if err != nil {
 		return r, err
 	}
@@ -202,6 +205,7 @@ func (a *apiCluster) schedule(ctx context.Context, b *testing.B, size schedSize)
 	type progress struct{ bound, running int }
 	done := make(chan progress, 1)
 	var t10, t90, tBound, tRunning atomic.Int64 // ns since first
+	tenth := make(chan struct{})                // closed at 10% bound
 	first := time.Now()
 	cpuBefore := sampleCPU(a.sc.ps)
 	go func() {
@@ -220,6 +224,7 @@ func (a *apiCluster) schedule(ctx context.Context, b *testing.B, size schedSize)
 				switch len(bound) {
 				case size.pods / 10:
 					t10.Store(now)
+					close(tenth)
 				case size.pods * 9 / 10:
 					t90.Store(now)
 				case size.pods:
@@ -237,8 +242,19 @@ func (a *apiCluster) schedule(ctx context.Context, b *testing.B, size schedSize)
 		done <- progress{len(bound), len(running)}
 	}()
 
-	waitProfile := a.profile(ctx, b, os.Getenv("APIBENCH_PROFILE_DIR"), fmt.Sprintf("sched-%d", size.nodes), 8*time.Second)
-	defer waitProfile()
+	// Profiles (APIBENCH_PROFILE_DIR) are taken from 10% bound on: the
+	// steady state, not the connection pools filling.
+	profiled := make(chan func(), 1)
+	pctx, stopProfiling := context.WithCancel(ctx)
+	go func() {
+		select {
+		case <-tenth:
+			profiled <- a.profile(pctx, b, os.Getenv("APIBENCH_PROFILE_DIR"), fmt.Sprintf("sched-%d", size.nodes), 10*time.Second)
+		case <-pctx.Done():
+			profiled <- func() {}
+		}
+	}()
+	defer func() { stopProfiling(); (<-profiled)() }()
 	var next, failed atomic.Int64
 	var firstErr atomic.Value
 	var wg sync.WaitGroup

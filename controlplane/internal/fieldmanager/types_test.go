@@ -171,12 +171,17 @@ func BenchmarkPodStatusUpdate(b *testing.B) {
 		b.Fatal(err)
 	}
 	podKind := corev1.SchemeGroupVersion.WithKind("Pod")
+	yes := true
+	created := metav1.Unix(1700000000, 0)
 	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "d", Labels: map[string]string{"app": "web"}},
+		ObjectMeta: metav1.ObjectMeta{Name: "web-7d9c6b5f4-x2x9k", GenerateName: "web-7d9c6b5f4-", Namespace: "d", UID: "0c3c1b8e-5d1f-4a59-9a9e-0f4c5b8a2e11",
+			CreationTimestamp: created, Labels: map[string]string{"app": "web", "pod-template-hash": "7d9c6b5f4"},
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "web-7d9c6b5f4", UID: "5b0c0e4e-1c57-4f0e-9d36-9a1f7f3c6d21", Controller: &yes, BlockOwnerDeletion: &yes}}},
 		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "a", Image: "i",
 			Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resourceMust("100m")}}}},
 			RestartPolicy: corev1.RestartPolicyAlways, DNSPolicy: corev1.DNSClusterFirst, SchedulerName: "default-scheduler", NodeName: "n1"},
-		Status: corev1.PodStatus{Phase: corev1.PodPending, Conditions: []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionTrue}}},
+		Status: corev1.PodStatus{Phase: corev1.PodPending, QOSClass: corev1.PodQOSBurstable,
+			Conditions: []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, LastTransitionTime: created}}},
 	}
 	for _, c := range []struct {
 		name string
@@ -195,10 +200,18 @@ func BenchmarkPodStatusUpdate(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
+			// As a kubelet reports it Running.
 			running := live.DeepCopyObject().(*corev1.Pod)
-			running.Status.Phase, running.Status.PodIP = corev1.PodRunning, "10.244.1.5"
-			running.Status.Conditions = append(running.Status.Conditions, corev1.PodCondition{Type: corev1.PodReady, Status: corev1.ConditionTrue})
-			running.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "a", Ready: true, Image: "i", State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}}}
+			now := metav1.Unix(1700000002, 0)
+			st := &running.Status
+			st.Phase, st.StartTime = corev1.PodRunning, &now
+			st.HostIP, st.HostIPs = "10.0.0.7", []corev1.HostIP{{IP: "10.0.0.7"}}
+			st.PodIP, st.PodIPs = "10.244.1.5", []corev1.PodIP{{IP: "10.244.1.5"}}
+			for _, c := range []corev1.PodConditionType{"PodReadyToStartContainers", corev1.PodInitialized, corev1.PodReady, corev1.ContainersReady} {
+				st.Conditions = append(st.Conditions, corev1.PodCondition{Type: c, Status: corev1.ConditionTrue, LastTransitionTime: now})
+			}
+			st.ContainerStatuses = []corev1.ContainerStatus{{Name: "a", Ready: true, Started: &yes, Image: "i", ImageID: "sha256:0123", ContainerID: "containerd://abc",
+				State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: now}}}}
 			b.ReportAllocs()
 			for b.Loop() {
 				if _, err := status.Update(live, running, "kubelet"); err != nil {

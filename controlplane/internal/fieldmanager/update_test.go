@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/structured-merge-diff/v6/fieldpath"
 )
 
@@ -165,8 +166,22 @@ func TestUpdateFastPathApplied(t *testing.T) {
 			three := int32(3)
 			dep(o).Spec.Replicas = &three
 		}},
+		// Within a pointer to a struct (trimEqual copies and looks into
+		// it): set, changed, then dropped with the struct it is in.
+		{name: "rolling update set", manager: "roller", change: func(o runtime.Object) {
+			surge := intstr.FromString("25%")
+			dep(o).Spec.Strategy = appsv1.DeploymentStrategy{Type: appsv1.RollingUpdateDeploymentStrategyType,
+				RollingUpdate: &appsv1.RollingUpdateDeployment{MaxSurge: &surge}}
+		}},
+		{name: "max surge changed", manager: "roller", change: func(o runtime.Object) {
+			one, surge := intstr.FromInt32(1), intstr.FromInt32(2)
+			dep(o).Spec.Strategy.RollingUpdate.MaxSurge, dep(o).Spec.Strategy.RollingUpdate.MaxUnavailable = &surge, &one
+		}},
+		{name: "recreate", manager: "roller", change: func(o runtime.Object) {
+			dep(o).Spec.Strategy = appsv1.DeploymentStrategy{Type: appsv1.RecreateDeploymentStrategyType}
+		}},
 	}
-	for i := range 8 { // with the two above, ten Update entries
+	for i := range 7 { // with the three managers above, ten Update entries
 		writes = append(writes, write{name: "annotator " + itoa(i), manager: "annotator-" + itoa(i), change: func(o runtime.Object) {
 			d := dep(o)
 			if d.Annotations == nil {
@@ -176,8 +191,8 @@ func TestUpdateFastPathApplied(t *testing.T) {
 		}})
 	}
 	// The next manager makes the pipeline merge the oldest entries.
-	writes = append(writes, write{name: "past the cap", manager: "annotator-8", fallback: true, change: func(o runtime.Object) {
-		dep(o).Annotations["a8"] = "x"
+	writes = append(writes, write{name: "past the cap", manager: "annotator-7", fallback: true, change: func(o runtime.Object) {
+		dep(o).Annotations["a7"] = "x"
 	}})
 	checkFastPath(t, main, status, applied, writes)
 
