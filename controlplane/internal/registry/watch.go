@@ -304,7 +304,11 @@ func (s *Store) convert(res *Resource, f filter, ev raftstore.Event) (watch.Even
 	if f.empty() {
 		return watch.Event{Type: watch.Modified, Object: cur}, true, nil
 	}
-	old, err := s.decodeEvent(res, ev.PrevKV.Key, ev.PrevKV.ModRevision, ev.PrevKV.Value, rev)
+	// The object the change replaced is matched as it was decoded when it
+	// was current (most likely still cached: its resourceVersion is not
+	// matched), and is decoded as of this event only when it is sent.
+	prev := ev.PrevKV
+	old, err := s.decodeEvent(res, prev.Key, prev.ModRevision, prev.Value, prev.ModRevision)
 	if err != nil {
 		return watch.Event{}, false, err
 	}
@@ -314,6 +318,9 @@ func (s *Store) convert(res *Resource, f filter, ev raftstore.Event) (watch.Even
 	case curOK:
 		return watch.Event{Type: watch.Added, Object: cur}, true, nil
 	case oldOK:
+		if old, err = s.decodeEvent(res, prev.Key, prev.ModRevision, prev.Value, rev); err != nil {
+			return watch.Event{}, false, err
+		}
 		return watch.Event{Type: watch.Deleted, Object: old}, true, nil
 	}
 	return watch.Event{}, false, nil

@@ -341,3 +341,54 @@ func TestWatchersShareDecodedEvents(t *testing.T) {
 		}
 	}
 }
+
+// TestWatchMatchesReplacedObjectAsDecoded: a filtered watch matches the
+// object a change replaced as it was decoded when it was current, instead
+// of decoding it again as of the change; only an object leaving the
+// filter is decoded as of the change, to be sent.
+func TestWatchMatchesReplacedObjectAsDecoded(t *testing.T) {
+	st, rs := newTestStore(t)
+	ctx := t.Context()
+	from := strconv.FormatInt(rs.Revision(), 10)
+	opts := ListOptions{ResourceVersion: from}
+	opts.FieldSelector, _ = fields.ParseSelector("spec.nodeName=n1")
+	w, err := st.Watch(ctx, pods, "", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Stop)
+	created := mustCreate(t, st, pods, "default", pod("default", "p1", "n1", nil))
+	labeled, err := st.GuaranteedUpdate(ctx, pods, "default", "p1", func(cur runtime.Object) (runtime.Object, error) {
+		p := cur.(*corev1.Pod)
+		p.Labels = map[string]string{"v": "2"}
+		return p, nil
+	}, UpdateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantEvent(t, nextEvent(t, w), watch.Added, "p1", rvOf(t, created))
+	wantEvent(t, nextEvent(t, w), watch.Modified, "p1", rvOf(t, labeled))
+
+	createdRev, err := strconv.ParseInt(rvOf(t, created), 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	labeledRev, err := strconv.ParseInt(rvOf(t, labeled), 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.events.mu.Lock()
+	defer st.events.mu.Unlock()
+	for k := range st.events.objs {
+		if k.mod == createdRev && k.rev == labeledRev {
+			t.Errorf("the replaced object was decoded again as of revision %d to be matched", labeledRev)
+		}
+	}
+	if len(st.events.objs) != 2 {
+		var keys []eventKey
+		for k := range st.events.objs {
+			keys = append(keys, eventKey{key: k.key, mod: k.mod, rev: k.rev})
+		}
+		t.Errorf("got %d decoded event objects %v, want 2 (each version once)", len(keys), keys)
+	}
+}
