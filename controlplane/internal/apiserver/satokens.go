@@ -78,6 +78,9 @@ func (s *Server) requestToken(w http.ResponseWriter, r *http.Request, res *resou
 		return apierrors.NewInvalid(tokenRequestKind.GroupKind(), name, errs)
 	}
 	ctx := r.Context()
+	if err := s.nodeToken(ctx, ns, name, tr); err != nil {
+		return err
+	}
 	saObj, err := s.cfg.Store.Get(ctx, res.reg, ns, name, registry.GetOptions{})
 	if err != nil {
 		return err

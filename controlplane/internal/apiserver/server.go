@@ -205,6 +205,10 @@ func New(cfg Config) (*Server, error) {
 		if r.gvr.Group == rbacv1.GroupName && cfg.Authorizer != nil {
 			r.reg.Admit = s.admitRBAC
 		}
+		switch r.gvr.GroupResource() {
+		case nodesResource, podsResource, leasesResource:
+			r.reg.Admit = s.admitNodeWrite
+		}
 	}
 	var err error
 	if s.openapi, err = newOpenAPI(s.all); err != nil {
@@ -295,6 +299,17 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	case res.review != nil:
 		writeError(w, notFound())
+		return
+	}
+	var name, sub string
+	if len(segs) >= 2 {
+		name = segs[1]
+	}
+	if len(segs) == 3 {
+		sub = segs[2]
+	}
+	if err := s.restrictNode(r, res, ns, name, sub); err != nil {
+		writeError(w, err)
 		return
 	}
 	switch len(segs) {
