@@ -70,6 +70,27 @@ func startAgentLabWith(t *testing.T, serverArgs, agentArgs []string, beforeAgent
 	return al
 }
 
+// nodeKubeconfig writes a kubeconfig of worker i's agent credentials (its
+// client certificate, system:node:NAME) for the lab's API, and returns its
+// path.
+func (al *agentLab) nodeKubeconfig(i int) string {
+	al.t.Helper()
+	server := al.mustKubectl("config", "view", "--raw", "-o", "jsonpath={.clusters[0].cluster.server}")
+	pki := filepath.Join(al.Worker(i).AgentDataDir, "pki")
+	path := filepath.Join(al.t.TempDir(), "node.kubeconfig")
+	kc := fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters: [{name: lab, cluster: {server: %q, certificate-authority: %q}}]
+users: [{name: node, user: {client-certificate: %q, client-key: %q}}]
+contexts: [{name: node, context: {cluster: lab, user: node}}]
+current-context: node
+`, server, filepath.Join(pki, "ca.crt"), filepath.Join(pki, "client.crt"), filepath.Join(pki, "client.key"))
+	if err := os.WriteFile(path, []byte(kc), 0o600); err != nil {
+		al.t.Fatal(err)
+	}
+	return path
+}
+
 func (al *agentLab) kubectl(args ...string) (string, error) {
 	al.t.Helper()
 	return kubectl(al.t, al.kc, args...)
@@ -200,6 +221,28 @@ spec:
 	// emptyDir.
 	al.waitRunning("duo", 2*time.Minute)
 	al.waitRunning("peer", time.Minute)
+
+	// w0's agent credentials, with kubectl: node restriction keeps it to
+	// its own Node and pods.
+	w0 := al.nodeKubeconfig(0)
+	if out, err := kubectl(t, w0, "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"); err != nil || out != "system:node:w0" {
+		t.Fatalf("w0's credentials: %q %v", out, err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"label", "node", "w1", "e2e=x"}, `node "w0" is not allowed to modify node "w1"`},
+		{[]string{"-n", al.ns, "delete", "pod", "peer"}, `node "w0" can only delete pods with spec.nodeName set to itself`},
+		{[]string{"-n", al.ns, "label", "pod", "duo", "e2e=x"}, `node "w0" can only create and delete mirror pods`},
+	} {
+		if out, err := kubectl(t, w0, tc.args...); err == nil || !strings.Contains(out, tc.want) {
+			t.Errorf("kubectl %s as w0: got %q %v, want Forbidden: %s", strings.Join(tc.args, " "), out, err, tc.want)
+		}
+	}
+	if out, err := kubectl(t, w0, "label", "node", "w0", "e2e=own"); err != nil {
+		t.Errorf("w0 labels its own Node: %v\n%s", err, out)
+	}
 	al.waitFor(30*time.Second, "client reached the server over localhost; reader saw the emptyDir", func() error {
 		out, err := al.kubectl("logs", "-n", al.ns, "duo", "-c", "client")
 		if err != nil || !strings.Contains(out, "hostname=duo") {
