@@ -18,6 +18,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/skiff-sh/skiff/agent"
+	"github.com/skiff-sh/skiff/controlplane/bootstrap"
 )
 
 // agentFlags are the flags of `skiff agent` (and the agent half of `skiff up`).
@@ -137,9 +138,17 @@ func (f *agentFlags) config(logger *slog.Logger) (agent.Config, error) {
 	cfg.InsecureRegistries = splitList(f.insecure)
 	if f.labels != "" {
 		cfg.Labels = map[string]string{}
+		var refused []string
 		for _, kv := range splitList(f.labels) {
 			k, v, _ := strings.Cut(kv, "=")
 			cfg.Labels[k] = v
+			if !bootstrap.NodeMaySetLabel(k) {
+				refused = append(refused, k)
+			}
+		}
+		if len(refused) > 0 {
+			// As the kubelet refuses them: the masters would refuse the Node.
+			return cfg, fmt.Errorf("--node-labels: a node may not set %s on itself (under kubernetes.io and k8s.io only kubelet.kubernetes.io/, node.kubernetes.io/ and the labels a kubelet sets; nothing under node-restriction.kubernetes.io/); label the Node with kubectl instead", strings.Join(refused, ", "))
 		}
 	}
 	for _, t := range splitList(f.taints) {

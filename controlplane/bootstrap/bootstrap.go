@@ -24,6 +24,9 @@
 // Both endpoints are served by every master: CAPath to anyone (the CA
 // certificate is public), JoinPath to users in BootstrapGroup or the admin
 // group (system:masters), and refuses others with 403.
+//
+// A joined node may set on its own Node only the labels NodeMaySetLabel
+// allows: the agent checks its --node-labels, the masters every write.
 package bootstrap
 
 import (

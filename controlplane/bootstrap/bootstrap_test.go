@@ -83,3 +83,30 @@ func TestParseRefuses(t *testing.T) {
 		})
 	}
 }
+
+func TestNodeMaySetLabel(t *testing.T) {
+	for key, want := range map[string]bool{
+		"zone":                                   true,
+		"example.com/pool":                       true,
+		"kubernetes.io/hostname":                 true,
+		"kubernetes.io/arch":                     true,
+		"beta.kubernetes.io/os":                  true,
+		"topology.kubernetes.io/zone":            true,
+		"node.kubernetes.io/instance-type":       true,
+		"node.kubernetes.io/anything":            true,
+		"team.node.kubernetes.io/x":              true,
+		"kubelet.kubernetes.io/x":                true,
+		"node-role.kubernetes.io/worker":         false,
+		"kubernetes.io/role":                     false,
+		"example.k8s.io/x":                       false,
+		"k8s.io/x":                               false,
+		"node-restriction.kubernetes.io/pool":    false,
+		"a.node-restriction.kubernetes.io/pool":  false,
+		"notkubernetes.io/x":                     true,
+		"topology.kubernetes.io/unknown-setting": false,
+	} {
+		if got := NodeMaySetLabel(key); got != want {
+			t.Errorf("NodeMaySetLabel(%q) = %v, want %v", key, got, want)
+		}
+	}
+}

@@ -25,8 +25,8 @@ import (
 // allows a node's agent (user system:node:NAME in group system:nodes) to
 // write, beyond what RBAC's system:node role grants every node:
 //
-//   - its own Node only, without changing its taints or the labels under
-//     node-restriction.kubernetes.io/ once registered;
+//   - its own Node only, without changing its taints, and with no label
+//     but those bootstrap.NodeMaySetLabel allows (set, changed or removed);
 //   - the status of pods bound to it (not their labels), the deletion and
 //     eviction of those pods, and no other pod write but a mirror pod's
 //     create;
@@ -37,9 +37,6 @@ import (
 // serving a write); admitNodeWrite checks the objects (Registry.Admit of
 // nodes, pods and leases); nodeToken checks a TokenRequest. Requests of
 // other users pass untouched.
-
-// nodeRestrictedLabelPrefix marks the labels a node may not set on itself.
-const nodeRestrictedLabelPrefix = "node-restriction.kubernetes.io/"
 
 // mirrorPodAnnotation marks a mirror pod: the API's copy of a node's
 // static pod, the only pod a node may create.
@@ -157,8 +154,11 @@ func (s *Server) admitNodeWrite(ctx context.Context, obj, old runtime.Object) er
 		if before != nil && !equality.Semantic.DeepEqual(o.Spec.Taints, before.Spec.Taints) {
 			return apierrors.NewForbidden(nodesResource, o.Name, fmt.Errorf("node %q is not allowed to modify taints", node))
 		}
-		if keys := restrictedLabels(o, before); len(keys) > 0 {
-			return apierrors.NewForbidden(nodesResource, o.Name, fmt.Errorf("node %q is not allowed to modify labels: %s", node, strings.Join(keys, ", ")))
+		switch keys := forbiddenLabels(o, before); {
+		case len(keys) > 0 && before == nil:
+			return apierrors.NewForbidden(nodesResource, o.Name, fmt.Errorf("node %q is not allowed to set the following labels: %s", node, strings.Join(keys, ", ")))
+		case len(keys) > 0:
+			return apierrors.NewForbidden(nodesResource, o.Name, fmt.Errorf("is not allowed to modify labels: %s", strings.Join(keys, ", ")))
 		}
 	case *corev1.Pod:
 		if old == nil {
@@ -185,21 +185,22 @@ func (s *Server) admitNodeWrite(ctx context.Context, obj, old runtime.Object) er
 	return nil
 }
 
-// restrictedLabels returns the labels under nodeRestrictedLabelPrefix
-// that n sets or changes from old (nil on a create), sorted.
-func restrictedLabels(n, old *corev1.Node) []string {
+// forbiddenLabels returns the labels n sets, changes or removes from old
+// (nil on a create) that a node may not set on itself
+// (bootstrap.NodeMaySetLabel), sorted.
+func forbiddenLabels(n, old *corev1.Node) []string {
 	var keys []string
 	var before map[string]string
 	if old != nil {
 		before = old.Labels
 	}
 	for k, v := range n.Labels {
-		if was, ok := before[k]; strings.HasPrefix(k, nodeRestrictedLabelPrefix) && (!ok || was != v) {
+		if was, ok := before[k]; (!ok || was != v) && !bootstrap.NodeMaySetLabel(k) {
 			keys = append(keys, k)
 		}
 	}
 	for k := range before {
-		if _, ok := n.Labels[k]; !ok && strings.HasPrefix(k, nodeRestrictedLabelPrefix) {
+		if _, ok := n.Labels[k]; !ok && !bootstrap.NodeMaySetLabel(k) {
 			keys = append(keys, k)
 		}
 	}
