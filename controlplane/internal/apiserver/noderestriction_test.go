@@ -11,8 +11,6 @@ import (
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
-	"github.com/skiff-sh/skiff/controlplane/internal/satoken"
 )
 
 // testUserKey carries the user a test request is made as (X-Test-User).
@@ -23,14 +21,7 @@ type testUserKey struct{}
 // NodeRestriction admission allows, and is refused the rest with its
 // 403s; an administrator is refused nothing of it.
 func TestNodeRestriction(t *testing.T) {
-	key, err := satoken.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := satoken.NewSigner(key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	signer := testSigner(t)
 	srv, _ := startAPIServerWith(t, func(c *Config) {
 		c.ServiceAccountTokens = signer
 		c.UserFrom = func(ctx context.Context) (UserInfo, bool) {

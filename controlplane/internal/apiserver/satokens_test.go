@@ -16,6 +16,14 @@ import (
 
 func startTokenServer(t *testing.T) (*Server, *kubectl, string) {
 	t.Helper()
+	signer := testSigner(t)
+	srv, ts := startAPIServerWith(t, func(c *Config) { c.ServiceAccountTokens = signer })
+	return srv, newKubectl(t, ts.URL), ts.URL
+}
+
+// testSigner returns a service account token signer of a new key.
+func testSigner(t *testing.T) *satoken.Signer {
+	t.Helper()
 	key, err := satoken.GenerateKey()
 	if err != nil {
 		t.Fatal(err)
@@ -24,8 +32,7 @@ func startTokenServer(t *testing.T) (*Server, *kubectl, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, ts := startAPIServerWith(t, func(c *Config) { c.ServiceAccountTokens = signer })
-	return srv, newKubectl(t, ts.URL), ts.URL
+	return signer
 }
 
 // tokenClaims decodes a token's payload as a client would (no check).
