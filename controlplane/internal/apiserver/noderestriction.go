@@ -230,7 +230,7 @@ func (s *Server) nodeToken(ctx context.Context, ns, saName string, tr *authentic
 	}
 	pod := obj.(*corev1.Pod)
 	if pod.UID != ref.UID {
-		return apierrors.NewForbidden(sa, saName, fmt.Errorf("the UID in the bound object reference (%s) does not match the UID in record. The object might have been deleted and then recreated", ref.UID))
+		return apierrors.NewForbidden(sa, saName, boundUIDMismatch(ref))
 	}
 	if pod.Spec.NodeName != node {
 		return apierrors.NewForbidden(sa, saName, errors.New("node requested token bound to a pod scheduled on a different node"))

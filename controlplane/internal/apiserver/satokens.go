@@ -129,8 +129,7 @@ func (s *Server) bindToken(ctx context.Context, c *satoken.Claims, ns, saName st
 		return apierrors.NewInternalError(err)
 	}
 	if ref.UID != "" && ref.UID != m.GetUID() {
-		return apierrors.NewConflict(schema.GroupResource{Resource: ref.Kind}, ref.Name,
-			fmt.Errorf("the UID in the bound object reference (%s) does not match the UID in record. The object might have been deleted and then recreated", ref.UID))
+		return apierrors.NewConflict(schema.GroupResource{Resource: ref.Kind}, ref.Name, boundUIDMismatch(ref))
 	}
 	bound := &satoken.Ref{Name: m.GetName(), UID: string(m.GetUID())}
 	switch pod := obj.(type) {
@@ -290,4 +289,10 @@ func (s *Server) currentMeta(ctx context.Context, res *resource, ns, name string
 		return nil, err
 	}
 	return meta.Accessor(obj)
+}
+
+// boundUIDMismatch says that ref's uid is not its object's, as
+// kube-apiserver says it.
+func boundUIDMismatch(ref *authenticationv1.BoundObjectReference) error {
+	return fmt.Errorf("the UID in the bound object reference (%s) does not match the UID in record. The object might have been deleted and then recreated", ref.UID)
 }
