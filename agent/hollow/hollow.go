@@ -100,6 +100,11 @@ type Config struct {
 	Logger         *slog.Logger
 	// Now is the clock.
 	Now func() time.Time
+	// OnPod, when set, sees every version of the nodes' pods that their
+	// watch delivers, before it is acted on: a scale test times binding
+	// and running with it instead of a watch of its own. It is called from
+	// one goroutine, must return quickly and must not modify the pod.
+	OnPod func(*corev1.Pod)
 }
 
 // DefaultConfig returns a Config without Client and without nodes.

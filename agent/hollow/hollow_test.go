@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"sync"
 	"testing"
 	"time"
 
@@ -137,6 +138,13 @@ func TestHollowWithFakeClient(t *testing.T) {
 	cfg.LeaseInterval, cfg.StatusInterval = 50*time.Millisecond, 50*time.Millisecond
 	cfg.Labels = map[string]string{"pool": "hollow"}
 	cfg.Taints = []corev1.Taint{{Key: "hollow", Effect: corev1.TaintEffectNoSchedule}}
+	var seenMu sync.Mutex
+	seen := map[string]corev1.PodPhase{} // the last phase OnPod saw of each pod
+	cfg.OnPod = func(p *corev1.Pod) {
+		seenMu.Lock()
+		defer seenMu.Unlock()
+		seen[p.Name] = p.Status.Phase
+	}
 	// h-1 exists before (a kubelet restarting takes its Node over) and
 	// has a pod CIDR; h-0 will not.
 	if _, err := cs.CoreV1().Nodes().Create(ctx, &corev1.Node{
@@ -195,6 +203,19 @@ func TestHollowWithFakeClient(t *testing.T) {
 	}
 	waitFor(t, 10*time.Second, "p0 running", running("p0", "h-0", "100.64.0.0/24"))
 	waitFor(t, 10*time.Second, "p1 running", running("p1", "h-1", "10.244.1.0/24"))
+	waitFor(t, 10*time.Second, "OnPod seeing p0 and p1 Running", func() error {
+		seenMu.Lock()
+		defer seenMu.Unlock()
+		if seen["p0"] != corev1.PodRunning || seen["p1"] != corev1.PodRunning {
+			return fmt.Errorf("OnPod saw %v", seen)
+		}
+		return nil
+	})
+	seenMu.Lock()
+	if _, ok := seen["foreign"]; ok {
+		t.Errorf("OnPod saw the pod of another node: %v", seen)
+	}
+	seenMu.Unlock()
 
 	// A graceful delete (the fake sets no deletionTimestamp itself) is
 	// confirmed with a delete of grace 0.

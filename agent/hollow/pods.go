@@ -44,6 +44,9 @@ func (h *Hollow) runPods(ctx context.Context) error {
 	}
 	enqueue := func(obj any) {
 		if p, n := mine(obj); n != nil {
+			if h.cfg.OnPod != nil {
+				h.cfg.OnPod(p)
+			}
 			queue.Add(p.Namespace + "/" + p.Name)
 		}
 	}

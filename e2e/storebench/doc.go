@@ -106,7 +106,8 @@
 //
 // BenchmarkScheduling (schedbench_test.go) registers hollow nodes through
 // three masters, creates pods with 64 clients and times every bind and
-// every Running from one watch; target >= 1,000 pods bound/s end to end.
+// every Running from the hollow nodes' own pod watch; target >= 1,000 pods
+// bound/s end to end.
 // SCHEDBENCH_SIZES sets its sizes as NODESxPODS[,NODESxPODS...] (default
 // 1000x10000,5000x30000). BenchmarkNodeLoss (nodeloss_test.go) stops one of
 // six hollow nodes under a 30-pod Deployment and times until every pod runs
