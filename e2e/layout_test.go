@@ -262,7 +262,9 @@ func listModule(t *testing.T) (modPath string, pkgs []listedPackage) {
 	if gomod == "" || gomod == os.DevNull {
 		t.Fatalf("go env GOMOD: got %q, want the path of the module's go.mod", gomod)
 	}
-	out := runGo(t, filepath.Dir(gomod), "list", "-e",
+	// -pgo=off: with cmd/skiff's default.pgo, go list names the packages
+	// that command imports as build variants ("P [github.com/.../cmd/skiff]").
+	out := runGo(t, filepath.Dir(gomod), "list", "-e", "-pgo=off",
 		"-json=ImportPath,Name,Doc,GoFiles,CgoFiles,Imports,TestImports,XTestImports,Module,Error", "./...")
 	dec := json.NewDecoder(bytes.NewReader(out))
 	for {
