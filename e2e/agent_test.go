@@ -224,6 +224,7 @@ spec:
 
 	// w0's agent credentials, with kubectl: node restriction keeps it to
 	// its own Node and pods.
+	al.mustKubectl("-n", al.ns, "create", "secret", "generic", "unused", "--from-literal=k=v")
 	w0 := al.nodeKubeconfig(0)
 	if out, err := kubectl(t, w0, "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"); err != nil || out != "system:node:w0" {
 		t.Fatalf("w0's credentials: %q %v", out, err)
@@ -235,6 +236,9 @@ spec:
 		{[]string{"label", "node", "w1", "e2e=x"}, `node "w0" is not allowed to modify node "w1"`},
 		{[]string{"-n", al.ns, "delete", "pod", "peer"}, `node "w0" can only delete pods with spec.nodeName set to itself`},
 		{[]string{"-n", al.ns, "label", "pod", "duo", "e2e=x"}, `node "w0" can only create and delete mirror pods`},
+		// The Node authorizer: only what its pods refer to, by name.
+		{[]string{"-n", al.ns, "get", "secret", "unused"}, `no relationship found between node 'w0' and this object`},
+		{[]string{"-n", al.ns, "get", "secrets"}, `can only get individual resources of this type`},
 	} {
 		if out, err := kubectl(t, w0, tc.args...); err == nil || !strings.Contains(out, tc.want) {
 			t.Errorf("kubectl %s as w0: got %q %v, want Forbidden: %s", strings.Join(tc.args, " "), out, err, tc.want)
@@ -242,6 +246,11 @@ spec:
 	}
 	if out, err := kubectl(t, w0, "label", "node", "w0", "e2e=own"); err != nil {
 		t.Errorf("w0 labels its own Node: %v\n%s", err, out)
+	}
+	// duo's service account volume projects kube-root-ca.crt (which w0's
+	// agent read to start it).
+	if out, err := kubectl(t, w0, "-n", al.ns, "get", "configmap", "kube-root-ca.crt", "-o", "name"); err != nil {
+		t.Errorf("w0 reads the ConfigMap of its pod's volume: %v\n%s", err, out)
 	}
 	al.waitFor(30*time.Second, "client reached the server over localhost; reader saw the emptyDir", func() error {
 		out, err := al.kubectl("logs", "-n", al.ns, "duo", "-c", "client")

@@ -288,6 +288,15 @@ func (m *Master) Run(ctx context.Context) error {
 		stopGossip()
 		<-gossipDone
 	}()
+	// The API's own background state (the Node authorizer's graph) lives
+	// as long as the API serves.
+	apiCtx, stopAPI := context.WithCancel(context.WithoutCancel(ctx))
+	apiDone := make(chan error, 1)
+	go func() { apiDone <- api.Run(apiCtx) }()
+	defer func() {
+		stopAPI()
+		<-apiDone
+	}()
 	m.log.Info("Kubernetes API serving", "addr", ln.Addr().String(), "kubeconfig", KubeconfigPath(m.cfg.DataDir))
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(tls.NewListener(ln, tlsCfg)) }()

@@ -22,63 +22,8 @@ type testUserKey struct{}
 // 403s; an administrator is refused nothing of it.
 func TestNodeRestriction(t *testing.T) {
 	signer := testSigner(t)
-	srv, _ := startAPIServerWith(t, func(c *Config) {
-		c.ServiceAccountTokens = signer
-		c.UserFrom = func(ctx context.Context) (UserInfo, bool) {
-			u, ok := ctx.Value(testUserKey{}).(UserInfo)
-			return u, ok
-		}
-	})
-	h := srv.Handler()
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if name := r.Header.Get("X-Test-User"); name != "" {
-			groups := []string{"system:authenticated"}
-			if strings.HasPrefix(name, "system:node:") {
-				groups = append(groups, "system:nodes")
-			}
-			r = r.WithContext(context.WithValue(r.Context(), testUserKey{}, UserInfo{Name: name, Groups: groups}))
-		}
-		h.ServeHTTP(w, r)
-	}))
-	t.Cleanup(ts.Close)
-
-	type answer struct {
-		code int
-		body map[string]any
-	}
-	do := func(t *testing.T, user, method, path, body string) answer {
-		t.Helper()
-		req, err := http.NewRequestWithContext(t.Context(), method, ts.URL+path, strings.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Header.Set("Content-Type", "application/json")
-		if method == http.MethodPatch {
-			req.Header.Set("Content-Type", "application/merge-patch+json")
-		}
-		if user != "" {
-			req.Header.Set("X-Test-User", user)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		raw, _ := io.ReadAll(resp.Body)
-		var out map[string]any
-		if err := json.NewDecoder(bytes.NewReader(raw)).Decode(&out); err != nil {
-			t.Fatalf("%s %s: got %q, want JSON: %v", method, path, raw, err)
-		}
-		return answer{resp.StatusCode, out}
-	}
-	admin := func(t *testing.T, method, path, body string) map[string]any {
-		t.Helper()
-		a := do(t, "", method, path, body)
-		if a.code >= 300 {
-			t.Fatalf("admin %s %s: got %d %v", method, path, a.code, a.body["message"])
-		}
-		return a.body
-	}
+	api := startUsersAPI(t, func(c *Config) { c.ServiceAccountTokens = signer })
+	do, admin := api.do, api.admin
 	uid := func(obj map[string]any) string { return obj["metadata"].(map[string]any)["uid"].(string) }
 	pod := func(name, node string) string {
 		return `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"` + name + `","labels":{"app":"a"}},"spec":{"nodeName":"` + node + `","containers":[{"name":"c","image":"busybox"}]}}`
@@ -179,4 +124,79 @@ func TestNodeRestriction(t *testing.T) {
 			}
 		})
 	}
+}
+
+// usersAPI serves an API server's handler to requests made as the user
+// their X-Test-User header names (a system:node: user is in system:nodes),
+// or as no one (the handler's own default) without it.
+type usersAPI struct {
+	srv *Server
+	url string
+}
+
+// answer is a usersAPI response: its code and its JSON body.
+type answer struct {
+	code int
+	body map[string]any
+}
+
+func startUsersAPI(t *testing.T, configure func(*Config)) *usersAPI {
+	t.Helper()
+	srv, _ := startAPIServerWith(t, func(c *Config) {
+		configure(c)
+		c.UserFrom = func(ctx context.Context) (UserInfo, bool) {
+			u, ok := ctx.Value(testUserKey{}).(UserInfo)
+			return u, ok
+		}
+	})
+	h := srv.Handler()
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if name := r.Header.Get("X-Test-User"); name != "" {
+			groups := []string{"system:authenticated"}
+			if strings.HasPrefix(name, "system:node:") {
+				groups = append(groups, "system:nodes")
+			}
+			r = r.WithContext(context.WithValue(r.Context(), testUserKey{}, UserInfo{Name: name, Groups: groups}))
+		}
+		h.ServeHTTP(w, r)
+	}))
+	t.Cleanup(ts.Close)
+	return &usersAPI{srv: srv, url: ts.URL}
+}
+
+// do makes a request as user ("" for none).
+func (a *usersAPI) do(t *testing.T, user, method, path, body string) answer {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), method, a.url+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if method == http.MethodPatch {
+		req.Header.Set("Content-Type", "application/merge-patch+json")
+	}
+	if user != "" {
+		req.Header.Set("X-Test-User", user)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var out map[string]any
+	if err := json.NewDecoder(bytes.NewReader(raw)).Decode(&out); err != nil {
+		t.Fatalf("%s %s: got %q, want JSON: %v", method, path, raw, err)
+	}
+	return answer{resp.StatusCode, out}
+}
+
+// admin makes a request as no one and fails the test unless it succeeds.
+func (a *usersAPI) admin(t *testing.T, method, path, body string) map[string]any {
+	t.Helper()
+	got := a.do(t, "", method, path, body)
+	if got.code >= 300 {
+		t.Fatalf("admin %s %s: got %d %v", method, path, got.code, got.body["message"])
+	}
+	return got.body
 }

@@ -168,6 +168,8 @@ type Server struct {
 	// openapi holds the /openapi/v3 documents, built once by New.
 	openapi *openapi.Documents
 	metrics requestMetrics // see metrics.go
+	// graph is the Node authorizer's (nodegraph.go), kept by Run.
+	graph *nodeGraph
 }
 
 // New returns a Server for cfg.
@@ -175,7 +177,7 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, codecs: newCodecs(cfg.Scheme), byGV: map[string]map[string]*resource{}, fields: fieldmanager.New(cfg.Scheme)}
+	s := &Server{cfg: cfg, codecs: newCodecs(cfg.Scheme), byGV: map[string]map[string]*resource{}, fields: fieldmanager.New(cfg.Scheme), graph: newNodeGraph()}
 	s.all = complete(append(resources(cfg.DefaultTolerationSeconds), reviews()...))
 	for _, r := range s.all {
 		kinds := []schema.GroupVersionKind{r.reg.Kind}
@@ -309,6 +311,10 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		sub = segs[2]
 	}
 	if err := s.restrictNode(r, res, ns, name, sub); err != nil {
+		writeError(w, err)
+		return
+	}
+	if err := s.authorizeNodeRead(r, res); err != nil {
 		writeError(w, err)
 		return
 	}
