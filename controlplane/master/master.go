@@ -295,7 +295,9 @@ func (m *Master) Run(ctx context.Context) error {
 	go func() { apiDone <- api.Run(apiCtx) }()
 	defer func() {
 		stopAPI()
-		<-apiDone
+		if err := <-apiDone; err != nil {
+			m.log.Error("API background state ended", "err", err)
+		}
 	}()
 	m.log.Info("Kubernetes API serving", "addr", ln.Addr().String(), "kubeconfig", KubeconfigPath(m.cfg.DataDir))
 	done := make(chan error, 1)
