@@ -2,7 +2,8 @@
 // kube-controller-manager: each Job runs pods from its template until
 // spec.completions of them succeeded (or, without completions, until one
 // did and the others finished), at most spec.parallelism at a time, one per
-// index with the Indexed completion mode. A Job fails when more than
+// index with the Indexed completion mode; an Indexed Job also succeeds as
+// soon as a rule of its successPolicy is met. A Job fails when more than
 // spec.backoffLimit of its pods failed (with restartPolicy OnFailure,
 // container restarts count too), when it ran longer than
 // activeDeadlineSeconds, or when a failed pod matches a FailJob rule of

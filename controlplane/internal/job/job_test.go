@@ -335,6 +335,48 @@ func TestJobIndexed(t *testing.T) {
 	}
 }
 
+// TestJobSuccessPolicy: an Indexed job whose successPolicy rule is met
+// succeeds with upstream's reason and message, its other pods deleted and
+// not counted.
+func TestJobSuccessPolicy(t *testing.T) {
+	cs, start := setup(t, "success")
+	start()
+	j := newJob("leader", 4, 4)
+	j.Spec.CompletionMode = new(batchv1.IndexedCompletion)
+	two, leaderOnly := int32(2), "0"
+	j.Spec.SuccessPolicy = &batchv1.SuccessPolicy{Rules: []batchv1.SuccessPolicyRule{
+		{SucceededIndexes: &leaderOnly}, // index 0 does not succeed here
+		{SucceededIndexes: new("1-3"), SucceededCount: &two},
+	}}
+	j = createJob(t, cs, "success", j)
+	pods := map[string]corev1.Pod{}
+	for _, p := range running(t, cs, j, 4) {
+		pods[p.Annotations[batchv1.JobCompletionIndexAnnotation]] = p
+	}
+	finish(t, cs, pods["1"], corev1.PodSucceeded)
+	waitJob(t, cs, j, "index 1 completed", func(j *batchv1.Job) error {
+		if j.Status.CompletedIndexes != "1" {
+			return fmt.Errorf("%+v", j.Status)
+		}
+		return nil
+	})
+	if got, _ := cs.BatchV1().Jobs("success").Get(t.Context(), j.Name, metav1.GetOptions{}); hasCondition(got, batchv1.JobSuccessCriteriaMet, ReasonSuccessPolicy) == nil {
+		t.Fatalf("one of two indexes: the job already met its policy: %+v", got.Status)
+	}
+	finish(t, cs, pods["3"], corev1.PodSucceeded)
+	done := waitJob(t, cs, j, "Complete", func(j *batchv1.Job) error { return hasCondition(j, batchv1.JobComplete, ReasonSuccessPolicy) })
+	for _, c := range done.Status.Conditions {
+		if (c.Type == batchv1.JobComplete || c.Type == batchv1.JobSuccessCriteriaMet) && c.Message != "Matched rules at index 1" {
+			t.Errorf("condition %s: message %q, want %q", c.Type, c.Message, "Matched rules at index 1")
+		}
+	}
+	if s := done.Status; s.CompletedIndexes != "1,3" || s.Succeeded != 2 || s.Failed != 0 || s.Active != 0 {
+		t.Errorf("status: %+v, want indexes 1 and 3 succeeded, the others gone uncounted", s)
+	}
+	running(t, cs, j, 0)
+	noFinalizers(t, cs, "success")
+}
+
 func TestJobSuspend(t *testing.T) {
 	cs, start := setup(t, "suspend")
 	start()

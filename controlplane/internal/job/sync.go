@@ -24,6 +24,7 @@ const (
 	ReasonBackoffLimitExceeded = "BackoffLimitExceeded"
 	ReasonDeadlineExceeded     = "DeadlineExceeded"
 	ReasonCompletionsReached   = "CompletionsReached"
+	ReasonSuccessPolicy        = "SuccessPolicy"
 	ReasonPodFailurePolicy     = "PodFailurePolicy"
 	ReasonSuspended            = "JobSuspended"
 	ReasonResumed              = "JobResumed"
@@ -252,6 +253,7 @@ func (r *run) decide(ctx context.Context, st *state) error {
 	}
 	interim := interimCondition(&st.status)
 	if interim == nil {
+		rule := successRule(st)
 		switch {
 		case st.failJob != "":
 			interim = r.setCondition(st, batchv1.JobFailureTarget, corev1.ConditionTrue, ReasonPodFailurePolicy, st.failJob)
@@ -259,6 +261,8 @@ func (r *run) decide(ctx context.Context, st *state) error {
 			interim = r.setCondition(st, batchv1.JobFailureTarget, corev1.ConditionTrue, ReasonBackoffLimitExceeded, messageBackoffLimitExceeded)
 		case pastDeadline(j, &st.status, st.now):
 			interim = r.setCondition(st, batchv1.JobFailureTarget, corev1.ConditionTrue, ReasonDeadlineExceeded, messageDeadlineExceeded)
+		case rule >= 0:
+			interim = r.setCondition(st, batchv1.JobSuccessCriteriaMet, corev1.ConditionTrue, ReasonSuccessPolicy, fmt.Sprintf("Matched rules at index %d", rule))
 		case succeeded(st):
 			interim = r.setCondition(st, batchv1.JobSuccessCriteriaMet, corev1.ConditionTrue, ReasonCompletionsReached, messageCompletionsReached)
 		}
@@ -365,6 +369,39 @@ func (r *run) pastBackoffLimit(st *state) bool {
 func pastDeadline(j *batchv1.Job, st *batchv1.JobStatus, now time.Time) bool {
 	d := j.Spec.ActiveDeadlineSeconds
 	return d != nil && !*j.Spec.Suspend && st.StartTime != nil && !now.Before(st.StartTime.Add(time.Duration(*d)*time.Second))
+}
+
+// successRule returns the index of the first rule of an Indexed job's
+// successPolicy its completed indexes meet, or -1: a rule with
+// succeededIndexes is met when all of them completed, or succeededCount of
+// them when it has both; one with succeededCount only when that many
+// indexes completed.
+func successRule(st *state) int {
+	j := st.job
+	if j.Spec.SuccessPolicy == nil || !indexed(j) {
+		return -1
+	}
+	for i, rule := range j.Spec.SuccessPolicy.Rules {
+		switch {
+		case rule.SucceededIndexes != nil:
+			want := parseIndexes(*rule.SucceededIndexes, int(*j.Spec.Completions))
+			if len(want) == 0 {
+				continue // none within completions: never met
+			}
+			done := 0
+			for _, ix := range want {
+				if st.completed[ix] {
+					done++
+				}
+			}
+			if (rule.SucceededCount == nil && done == len(want)) || (rule.SucceededCount != nil && done >= int(*rule.SucceededCount)) {
+				return i
+			}
+		case rule.SucceededCount != nil && len(st.completed) >= int(*rule.SucceededCount):
+			return i
+		}
+	}
+	return -1
 }
 
 // succeeded reports whether the job reached its completions.

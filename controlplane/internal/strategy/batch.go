@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 	_ "time/tzdata" // CronJobs' time zones, also on a host without zoneinfo
@@ -29,6 +30,13 @@ const (
 
 // maxParallelismForIndexedJob bounds Indexed jobs, as upstream.
 const maxParallelismForIndexedJob = 100_000
+
+// maxSuccessPolicyRules and maxSucceededIndexesLength bound a Job's
+// successPolicy, as upstream.
+const (
+	maxSuccessPolicyRules     = 20
+	maxSucceededIndexesLength = 64 * 1024
+)
 
 func defaultJob(j *batchv1.Job) {
 	spec := &j.Spec
@@ -200,6 +208,7 @@ func validateJobSpecBody(spec *batchv1.JobSpec, fldPath *field.Path) field.Error
 	if spec.BackoffLimitPerIndex != nil && (spec.CompletionMode == nil || *spec.CompletionMode != batchv1.IndexedCompletion) {
 		errs = append(errs, field.Forbidden(fldPath.Child("backoffLimitPerIndex"), "requires indexed completion mode"))
 	}
+	errs = append(errs, validateSuccessPolicy(spec, fldPath.Child("successPolicy"))...)
 	switch p := spec.PodReplacementPolicy; {
 	case p == nil:
 	case spec.PodFailurePolicy != nil && *p != batchv1.Failed:
@@ -225,6 +234,97 @@ func validateJobSpecBody(spec *batchv1.JobSpec, fldPath *field.Path) field.Error
 	return errs
 }
 
+// validateSuccessPolicy checks a Job's successPolicy as kube-apiserver
+// does: Indexed jobs only, 1 to 20 rules, each with succeededIndexes
+// (ascending, not overlapping, below completions) or succeededCount (at
+// most completions, and at most the indexes it names) or both.
+func validateSuccessPolicy(spec *batchv1.JobSpec, fldPath *field.Path) field.ErrorList {
+	p := spec.SuccessPolicy
+	if p == nil {
+		return nil
+	}
+	var errs field.ErrorList
+	if spec.CompletionMode == nil || *spec.CompletionMode != batchv1.IndexedCompletion {
+		mode := batchv1.NonIndexedCompletion
+		if spec.CompletionMode != nil {
+			mode = *spec.CompletionMode
+		}
+		errs = append(errs, field.Invalid(fldPath, mode, "requires indexed completion mode"))
+	}
+	rulesPath := fldPath.Child("rules")
+	switch n := len(p.Rules); {
+	case n == 0:
+		errs = append(errs, field.Required(rulesPath, "at least one rules must be specified when the successPolicy is specified"))
+	case n > maxSuccessPolicyRules:
+		errs = append(errs, field.TooMany(rulesPath, n, maxSuccessPolicyRules))
+	}
+	completions := int32(0)
+	if spec.Completions != nil {
+		completions = *spec.Completions
+	}
+	for i, rule := range p.Rules {
+		rulePath := rulesPath.Index(i)
+		if rule.SucceededIndexes == nil && rule.SucceededCount == nil {
+			errs = append(errs, field.Required(rulePath, "at least one of succeededCount or succeededIndexes must be specified"))
+		}
+		var named int32
+		if ix := rule.SucceededIndexes; ix != nil {
+			ixPath := rulePath.Child("succeededIndexes")
+			if len(*ix) > maxSucceededIndexesLength {
+				errs = append(errs, field.TooLong(ixPath, "", maxSucceededIndexesLength))
+			} else if n, err := countIndexes(*ix, completions); err != nil {
+				errs = append(errs, field.Invalid(ixPath, *ix, "error parsing succeededIndexes: "+err.Error()))
+			} else {
+				named = n
+			}
+		}
+		if c := rule.SucceededCount; c != nil {
+			countPath := rulePath.Child("succeededCount")
+			errs = append(errs, validateNonnegative(int64(*c), countPath)...)
+			if *c > completions {
+				errs = append(errs, field.Invalid(countPath, *c, fmt.Sprintf("must be less than or equal to %d (the number of specified completions)", completions)))
+			}
+			if rule.SucceededIndexes != nil && *c > named {
+				errs = append(errs, field.Invalid(countPath, *c, fmt.Sprintf("must be less than or equal to %d (the number of indexes in the specified succeededIndexes field)", named)))
+			}
+		}
+	}
+	return errs
+}
+
+// countIndexes checks a list of indexes ("1,3-5,7": ascending intervals,
+// not overlapping, each below completions) and returns how many it names.
+func countIndexes(s string, completions int32) (int32, error) {
+	var total int32
+	prev := int64(-1)
+	for part := range strings.SplitSeq(s, ",") {
+		lo, hi, isRange := strings.Cut(part, "-")
+		first, err := strconv.ParseInt(lo, 10, 32)
+		if err != nil {
+			return 0, fmt.Errorf("cannot convert string to integer for index: %q", lo)
+		}
+		last := first
+		if isRange {
+			if last, err = strconv.ParseInt(hi, 10, 32); err != nil {
+				return 0, fmt.Errorf("cannot convert string to integer for index: %q", hi)
+			}
+		}
+		switch {
+		case last >= int64(completions):
+			return 0, fmt.Errorf("too large index: %q", strconv.FormatInt(last, 10))
+		case first < 0:
+			return 0, fmt.Errorf("index must be non-negative: %q", lo)
+		case first <= prev:
+			return 0, fmt.Errorf("non-increasing order, previous: %d, current: %d", prev, first)
+		case first > last:
+			return 0, fmt.Errorf("the fragment %q violates the requirement that first <= last", part)
+		}
+		total += int32(last - first + 1)
+		prev = last
+	}
+	return total, nil
+}
+
 // validateJobUpdate keeps what a running job cannot follow: its selector,
 // completion mode and pod template (unless it is suspended and never
 // started), and its completions (unless it is an elastic Indexed job).
@@ -235,6 +335,7 @@ func validateJobUpdate(j, old *batchv1.Job) field.ErrorList {
 	errs = append(errs, validateImmutable(j.Spec.CompletionMode, old.Spec.CompletionMode, specPath.Child("completionMode"))...)
 	errs = append(errs, validateImmutable(j.Spec.PodFailurePolicy, old.Spec.PodFailurePolicy, specPath.Child("podFailurePolicy"))...)
 	errs = append(errs, validateImmutable(j.Spec.BackoffLimitPerIndex, old.Spec.BackoffLimitPerIndex, specPath.Child("backoffLimitPerIndex"))...)
+	errs = append(errs, validateImmutable(j.Spec.SuccessPolicy, old.Spec.SuccessPolicy, specPath.Child("successPolicy"))...)
 	elastic := j.Spec.CompletionMode != nil && *j.Spec.CompletionMode == batchv1.IndexedCompletion &&
 		j.Spec.Completions != nil && j.Spec.Parallelism != nil && *j.Spec.Completions == *j.Spec.Parallelism &&
 		old.Spec.Completions != nil && old.Spec.Parallelism != nil && *old.Spec.Completions == *old.Spec.Parallelism

@@ -99,6 +99,43 @@ func TestValidateJob(t *testing.T) {
 	checkErrs(t, Validate(negative), "spec.backoffLimit: Invalid value", "spec.activeDeadlineSeconds: Invalid value")
 }
 
+func TestValidateJobSuccessPolicy(t *testing.T) {
+	withPolicy := func(indexed bool, rules ...batchv1.SuccessPolicyRule) *batchv1.Job {
+		j := newJob()
+		j.Spec.Completions, j.Spec.Parallelism = ptrTo(int32(5)), ptrTo(int32(5))
+		if indexed {
+			j.Spec.CompletionMode = ptrTo(batchv1.IndexedCompletion)
+		}
+		j.Spec.SuccessPolicy = &batchv1.SuccessPolicy{Rules: rules}
+		return defaulted(j)
+	}
+	indexes := func(s string) batchv1.SuccessPolicyRule { return batchv1.SuccessPolicyRule{SucceededIndexes: &s} }
+	count := func(n int32) batchv1.SuccessPolicyRule { return batchv1.SuccessPolicyRule{SucceededCount: &n} }
+	both := func(s string, n int32) batchv1.SuccessPolicyRule { return batchv1.SuccessPolicyRule{SucceededIndexes: &s, SucceededCount: &n} }
+
+	checkErrs(t, Validate(withPolicy(true, indexes("0,2-4"), count(3), both("1-4", 2))))
+	checkMessage(t, Validate(withPolicy(false, count(1))), `spec.successPolicy: Invalid value: "NonIndexed": requires indexed completion mode`)
+	checkMessage(t, Validate(withPolicy(true)), `spec.successPolicy.rules: Required value: at least one rules must be specified when the successPolicy is specified`)
+	checkMessage(t, Validate(withPolicy(true, batchv1.SuccessPolicyRule{})), `spec.successPolicy.rules[0]: Required value: at least one of succeededCount or succeededIndexes must be specified`)
+	checkMessage(t, Validate(withPolicy(true, indexes("3-1"))), `spec.successPolicy.rules[0].succeededIndexes: Invalid value: "3-1": error parsing succeededIndexes: the fragment "3-1" violates the requirement that first <= last`)
+	checkMessage(t, Validate(withPolicy(true, indexes("2,1"))), `spec.successPolicy.rules[0].succeededIndexes: Invalid value: "2,1": error parsing succeededIndexes: non-increasing order, previous: 2, current: 1`)
+	checkMessage(t, Validate(withPolicy(true, indexes("0-5"))), `spec.successPolicy.rules[0].succeededIndexes: Invalid value: "0-5": error parsing succeededIndexes: too large index: "5"`)
+	checkMessage(t, Validate(withPolicy(true, indexes("x"))), `spec.successPolicy.rules[0].succeededIndexes: Invalid value: "x": error parsing succeededIndexes: cannot convert string to integer for index: "x"`)
+	checkMessage(t, Validate(withPolicy(true, count(6))), `spec.successPolicy.rules[0].succeededCount: Invalid value: 6: must be less than or equal to 5 (the number of specified completions)`)
+	checkMessage(t, Validate(withPolicy(true, both("0-1", 3))), `spec.successPolicy.rules[0].succeededCount: Invalid value: 3: must be less than or equal to 2 (the number of indexes in the specified succeededIndexes field)`)
+	checkErrs(t, Validate(withPolicy(true, count(-1))), "spec.successPolicy.rules[0].succeededCount: Invalid value")
+	many := make([]batchv1.SuccessPolicyRule, 21)
+	for i := range many {
+		many[i] = count(1)
+	}
+	checkErrs(t, Validate(withPolicy(true, many...)), "spec.successPolicy.rules: Too many")
+
+	old := withPolicy(true, count(3))
+	changed := old.DeepCopy()
+	changed.Spec.SuccessPolicy.Rules[0] = count(2)
+	checkErrs(t, ValidateUpdate(changed, old), "spec.successPolicy: Invalid value")
+}
+
 func TestValidateJobUpdate(t *testing.T) {
 	old := defaulted(newJob())
 	old.Status.StartTime = &metav1.Time{}
