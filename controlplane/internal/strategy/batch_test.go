@@ -111,7 +111,9 @@ func TestValidateJobSuccessPolicy(t *testing.T) {
 	}
 	indexes := func(s string) batchv1.SuccessPolicyRule { return batchv1.SuccessPolicyRule{SucceededIndexes: &s} }
 	count := func(n int32) batchv1.SuccessPolicyRule { return batchv1.SuccessPolicyRule{SucceededCount: &n} }
-	both := func(s string, n int32) batchv1.SuccessPolicyRule { return batchv1.SuccessPolicyRule{SucceededIndexes: &s, SucceededCount: &n} }
+	both := func(s string, n int32) batchv1.SuccessPolicyRule {
+		return batchv1.SuccessPolicyRule{SucceededIndexes: &s, SucceededCount: &n}
+	}
 
 	checkErrs(t, Validate(withPolicy(true, indexes("0,2-4"), count(3), both("1-4", 2))))
 	checkMessage(t, Validate(withPolicy(false, count(1))), `spec.successPolicy: Invalid value: "NonIndexed": requires indexed completion mode`)
