@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/skiff-sh/skiff/controlplane/bootstrap"
 	"github.com/skiff-sh/skiff/controlplane/internal/authz"
 )
 
@@ -127,8 +129,7 @@ func (s *Server) authorizeNodeRead(r *http.Request, res *resource) error {
 		return nil
 	}
 	attrs := authz.RequestAttributes(r)
-	u, _ := s.cfg.UserFrom(r.Context())
-	attrs.User = authz.User{Name: u.Name, Groups: u.Groups}
+	attrs.User = authz.User{Name: bootstrap.NodeUserPrefix + node} // the message names the user only
 	if attrs.Subresource != "" || attrs.Name == "" {
 		return authz.Forbidden(attrs, "can only get individual resources of this type")
 	}
@@ -192,10 +193,19 @@ func (g *nodeGraph) notify() {
 	g.changed = make(chan struct{})
 }
 
-// setPod records pod's references, or forgets it (nil, or not bound);
-// g.mu is held.
-func (g *nodeGraph) setPod(key string, pod *corev1.Pod) {
-	if old, ok := g.pods[key]; ok {
+// setPod records pod's references, or forgets it (nil, or not bound),
+// and reports whether that changed the graph (most pod changes, status
+// writes, do not); g.mu is held.
+func (g *nodeGraph) setPod(key string, pod *corev1.Pod) bool {
+	var p podRefs
+	if pod != nil && pod.Spec.NodeName != "" {
+		p = podRefs{node: pod.Spec.NodeName, refs: podReferences(pod)}
+	}
+	old, known := g.pods[key]
+	if known && old.node == p.node && slices.Equal(old.refs, p.refs) {
+		return false
+	}
+	if known {
 		for _, r := range old.refs {
 			if g.refs[r][old.node]--; g.refs[r][old.node] <= 0 {
 				delete(g.refs[r], old.node)
@@ -206,10 +216,9 @@ func (g *nodeGraph) setPod(key string, pod *corev1.Pod) {
 		}
 		delete(g.pods, key)
 	}
-	if pod == nil || pod.Spec.NodeName == "" {
-		return
+	if p.node == "" {
+		return known
 	}
-	p := podRefs{node: pod.Spec.NodeName, refs: podReferences(pod)}
 	g.pods[key] = p
 	for _, r := range p.refs {
 		if g.refs[r] == nil {
@@ -217,6 +226,7 @@ func (g *nodeGraph) setPod(key string, pod *corev1.Pod) {
 		}
 		g.refs[r][p.node]++
 	}
+	return true
 }
 
 // podReferences lists the Secrets and ConfigMaps pod refers to, each
@@ -307,8 +317,9 @@ func (s *graphStore) set(obj any, gone bool) error {
 	}
 	s.g.mu.Lock()
 	defer s.g.mu.Unlock()
-	s.g.setPod(key, pod)
-	s.g.notify()
+	if s.g.setPod(key, pod) {
+		s.g.notify()
+	}
 	return nil
 }
 

@@ -99,6 +99,7 @@ func TestNodeReads(t *testing.T) {
 			if time.Now().After(deadline) {
 				t.Fatalf("GET s-vol after its pod went: still %d", got.code)
 			}
+			time.Sleep(10 * time.Millisecond) // poll interval of the wait
 		}
 		// Its other references went with it; another pod's stay.
 		check(t, n1, "/api/v1/namespaces/default/configmaps/cm-proj", 403, noRelation("configmaps", "cm-proj"))
